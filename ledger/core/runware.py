@@ -1,0 +1,289 @@
+"""Runware-shaped input: request tasks and their results become records.
+
+Runware answers ``{"data": [...], "errors": [...]}``; results arrive in any order and
+are matched to their task by ``taskUUID``, never by position. With
+``numberResults > 1`` each result reports its own seed, which is stored as reported
+and never derived (the docs do not promise sequential seeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ledger.core.records import Modality, NewRecord, SeedOrigin, Source, Status, utcnow
+from ledger.core.redaction import redact
+from ledger.core.seeds import parse_seed
+from ledger.errors import InvalidInputError, InvalidSeedError
+
+#: Task types that produce outputs, and the modality of those outputs.
+INFERENCE_TASKS: dict[str, Modality] = {
+    "imageInference": Modality.IMAGE,
+    "photoMaker": Modality.IMAGE,
+    "videoInference": Modality.VIDEO,
+    "audioInference": Modality.AUDIO,
+    "3dInference": Modality.MODEL_3D,
+}
+
+_OUTPUT_UUID_KEYS = ("imageUUID", "videoUUID", "audioUUID", "outputUUID")
+_OUTPUT_LOCATION_KEYS = ("imageURL", "videoURL", "audioURL", "outputURL")
+# Large payloads stay out of the ledger: they are fingerprinted, not stored.
+_PAYLOAD_KEYS = frozenset(
+    {
+        "imageBase64Data",
+        "imageDataURI",
+        "videoBase64Data",
+        "videoDataURI",
+        "audioBase64Data",
+        "audioDataURI",
+    }
+)
+_RUNWARE_DEFAULT_SCHEDULERS = frozenset({"", "default"})
+
+
+def _expect(task: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = task.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise InvalidInputError(f"{where}.{key}: expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise InvalidInputError(
+            f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {"str": "a string", "int": "an integer", "float": "a number"}
+    return " or ".join(names.get(k.__name__, k.__name__) for k in kinds)
+
+
+def _seed(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_seed(value)
+    except InvalidSeedError as exc:
+        raise InvalidSeedError(f"{where}: {exc}") from None
+
+
+def is_inference_task(task: Mapping[str, Any]) -> bool:
+    return task.get("taskType") in INFERENCE_TASKS
+
+
+def strip_payloads(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The result without base64 payloads (kept as their size), secrets removed."""
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if key in _PAYLOAD_KEYS and isinstance(value, str):
+            out[key + "Length"] = len(value)
+        else:
+            out[key] = value
+    return redact(out)
+
+
+def is_delivered(result: Mapping[str, Any]) -> bool:
+    """True when a result carries an output; async acknowledgements and
+    ``status: processing`` poll answers do not."""
+    if result.get("status") in ("processing", "pending"):
+        return False
+    keys = (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS, *_PAYLOAD_KEYS)
+    return any(result.get(key) for key in keys)
+
+
+def output_uuid_of(result: Mapping[str, Any]) -> str | None:
+    for key in _OUTPUT_UUID_KEYS:
+        value = result.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def output_url_of(result: Mapping[str, Any]) -> str | None:
+    for key in _OUTPUT_LOCATION_KEYS:
+        value = result.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def records_for_task(
+    task: Mapping[str, Any],
+    results: Sequence[Mapping[str, Any]],
+    errors: Sequence[Mapping[str, Any]] = (),
+    *,
+    backend: str = "runware",
+    source: Source = Source.API,
+    created_at: datetime | None = None,
+    experiment_id: str | None = None,
+    parent_id: int | None = None,
+    tags: tuple[str, ...] = (),
+    known_secrets: tuple[str, ...] = (),
+) -> list[NewRecord]:
+    """Build one record per output of ``task`` (or one failed record per error).
+
+    ``results`` and ``errors`` must already belong to this task (same taskUUID).
+    Raises :class:`InvalidInputError` when the task or a result has wrong types.
+    """
+    task_uuid = _expect(task, "taskUUID", str, "task")
+    where = f"task {task_uuid}" if task_uuid else "task"
+    task_type = _expect(task, "taskType", str, where)
+    if task_type not in INFERENCE_TASKS:
+        raise InvalidInputError(f"{where}: taskType {task_type!r} produces no outputs")
+    if not task_uuid:
+        raise InvalidInputError(f"{where}: taskUUID is required")
+    model = _expect(task, "model", str, where)
+    if not model:
+        raise InvalidInputError(f"{where}: model is required")
+    request_seed = _seed(task.get("seed"), f"{where}.seed")
+    number_results = _expect(task, "numberResults", int, where) or 1
+    if number_results < 1:
+        raise InvalidInputError(f"{where}.numberResults: must be at least 1")
+    scheduler_requested = _expect(task, "scheduler", str, where)
+    cfg = _expect(task, "CFGScale", (int, float), where)
+    output_format = _expect(task, "outputFormat", str, where)
+    params = redact(dict(task), known_secrets)
+    params.pop("apiKey", None)
+    resolved_scheduler = (
+        None
+        if scheduler_requested is None
+        or scheduler_requested.strip().lower() in _RUNWARE_DEFAULT_SCHEDULERS
+        else scheduler_requested
+    )
+    common: dict[str, Any] = {
+        "backend": backend,
+        "task_type": task_type,
+        "modality": INFERENCE_TASKS[task_type],
+        "model": model,
+        "scheduler_requested": scheduler_requested,
+        "scheduler": resolved_scheduler,
+        "prompt": _expect(task, "positivePrompt", str, where),
+        "negative_prompt": _expect(task, "negativePrompt", str, where),
+        "width": _expect(task, "width", int, where),
+        "height": _expect(task, "height", int, where),
+        "steps": _expect(task, "steps", int, where),
+        "cfg_scale": float(cfg) if cfg is not None else None,
+        "output_format": output_format.upper() if output_format else None,
+        "params": params,
+        "task_uuid": task_uuid,
+        "source": source,
+        "experiment_id": experiment_id,
+        "parent_id": parent_id,
+        "tags": tags,
+        "created_at": created_at or utcnow(),
+    }
+
+    for position, result in enumerate(results):
+        if not isinstance(result, Mapping):
+            raise InvalidInputError(f"{where}: result {position} is not an object")
+    delivered = [result for result in results if is_delivered(result)]
+    records: list[NewRecord] = []
+    for index, result in enumerate(delivered):
+        returned_seed = _seed(result.get("seed"), f"{where} result {index} seed")
+        if returned_seed is not None:
+            seed: int | None = returned_seed
+            origin = SeedOrigin.REQUEST if returned_seed == request_seed else SeedOrigin.RESPONSE
+        elif request_seed is not None and number_results == 1:
+            seed, origin = request_seed, SeedOrigin.REQUEST
+        else:
+            # Several outputs and no seed reported: never guess seed+i.
+            seed, origin = None, SeedOrigin.UNKNOWN
+        output_uuid = output_uuid_of(result)
+        cost = _expect(result, "cost", (int, float), f"{where} result {index}")
+        records.append(
+            NewRecord(
+                **common,
+                seed=seed,
+                seed_origin=origin,
+                response=strip_payloads(result),
+                output_uuid=output_uuid,
+                output_index=index,
+                cost=float(cost) if cost is not None else None,
+                status=Status.OK,
+                idempotency_key=f"{backend}:{task_uuid}:{output_uuid or index}",
+            )
+        )
+    for index, error in enumerate(errors):
+        if not isinstance(error, Mapping):
+            raise InvalidInputError(f"{where}: error {index} is not an object")
+        message = str(error.get("message") or error.get("error") or "task failed")
+        records.append(
+            NewRecord(
+                **common,
+                seed=request_seed,
+                seed_origin=SeedOrigin.REQUEST if request_seed is not None else SeedOrigin.UNKNOWN,
+                response=redact(dict(error), known_secrets),
+                output_index=index,
+                status=Status.FAILED,
+                error_code=str(error.get("code") or "unknown"),
+                error=redact(message, known_secrets),
+                idempotency_key=f"{backend}:{task_uuid}:error:{index}",
+            )
+        )
+    return records
+
+
+def split_envelope(response: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Return (data, errors) from a Runware response envelope.
+
+    Accepts ``{"data": [...], "errors": [...]}``, the older single ``error`` object,
+    and a bare list of results.
+    """
+    if isinstance(response, list):
+        return _objects(response, "response"), []
+    if not isinstance(response, Mapping):
+        raise InvalidInputError("response: expected an object with data and/or errors")
+    data = response.get("data") or []
+    errors = response.get("errors")
+    if errors is None and isinstance(response.get("error"), Mapping):
+        errors = [response["error"]]
+    if not isinstance(data, list):
+        raise InvalidInputError("response.data: expected a list")
+    if errors is not None and not isinstance(errors, list):
+        raise InvalidInputError("response.errors: expected a list")
+    return _objects(data, "response.data"), _objects(errors or [], "response.errors")
+
+
+def _objects(items: Iterable[Any], where: str) -> list[Mapping[str, Any]]:
+    out = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise InvalidInputError(f"{where}[{index}]: expected an object")
+        out.append(item)
+    return out
+
+
+def records_from_exchange(
+    request: Any,
+    response: Any,
+    **options: Any,
+) -> list[NewRecord]:
+    """Records for every inference task in a Runware request/response pair.
+
+    ``request`` is the task array (or one task); ``response`` the envelope. Results
+    and errors are paired with tasks by ``taskUUID``; results for tasks not in the
+    request (for example ``getResponse`` polling) are ignored here.
+    """
+    tasks = request if isinstance(request, list) else [request]
+    tasks = _objects(tasks, "request")
+    data, errors = split_envelope(response)
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    errors_by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for item in data:
+        by_task.setdefault(str(item.get("taskUUID")), []).append(item)
+    for item in errors:
+        errors_by_task.setdefault(str(item.get("taskUUID")), []).append(item)
+    records: list[NewRecord] = []
+    for task in tasks:
+        if not is_inference_task(task):
+            continue
+        uuid = str(task.get("taskUUID"))
+        results = by_task.get(uuid, [])
+        # Sort by resultIndex when the server sends it; otherwise keep arrival order.
+        if all(isinstance(r.get("resultIndex"), int) for r in results):
+            results = sorted(results, key=lambda r: r["resultIndex"])
+        records.extend(records_for_task(task, results, errors_by_task.get(uuid, []), **options))
+    return records

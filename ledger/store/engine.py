@@ -1,0 +1,94 @@
+"""Engines for SQLite (embedded default) and PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from ledger.errors import StoreError, UsageError
+
+DEFAULT_DATABASE = "seedledger.db"
+ENV_DATABASE_URL = "SEEDLEDGER_DATABASE_URL"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL to use: the argument, the environment, or ./seedledger.db.
+
+    A plain path is taken as a SQLite file; ``postgresql://`` uses psycopg 3.
+    """
+    url = url or os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from pysqlite so BEGIN IMMEDIATE works (the
+    # SQLAlchemy recipe for SQLite transactions); see _on_sqlite_begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _on_sqlite_begin(connection: Any) -> None:
+    # Writers take the write lock up front: a deferred transaction that reads and
+    # then writes fails at once with SQLITE_BUSY when another writer got there first.
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create(url: str | None = None, **options: Any) -> Engine:
+    """Create an engine for ``url`` (see :func:`resolve_url`) with the pragmas and
+    timeouts seedledger relies on."""
+    resolved = resolve_url(url)
+    try:
+        parsed = make_url(resolved)
+    except ArgumentError:
+        raise UsageError(f"invalid database URL: {display_url(resolved)}") from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                parent = Path(database).expanduser().resolve().parent
+                if not parent.is_dir():
+                    raise StoreError(f"directory for the SQLite ledger does not exist: {parent}")
+            engine = create_engine(
+                resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options
+            )
+            event.listen(engine, "connect", _on_sqlite_connect)
+            event.listen(engine, "begin", _on_sqlite_begin)
+            return engine
+        if parsed.get_backend_name() == "postgresql":
+            options.setdefault("pool_pre_ping", True)
+            options.setdefault("connect_args", {"connect_timeout": 10})
+            return create_engine(resolved, **options)
+    except NoSuchModuleError:
+        raise UsageError(f"unsupported database URL: {display_url(resolved)}") from None
+    except ModuleNotFoundError as exc:
+        raise StoreError(
+            f"the driver for {parsed.get_backend_name()} is not installed ({exc.name}); "
+            "install seedledger[postgres]"
+        ) from None
+    raise UsageError(
+        f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL"
+    )

@@ -1,0 +1,90 @@
+"""The SQL schema. One MetaData for every table; Alembic migrations must agree with it
+(a test runs autogenerate against a migrated database and expects no difference)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from ledger.store.types import JSONType, SeedType, UTCDateTime
+
+# Constraint names are fixed so migrations can address them on both engines.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# BIGINT primary keys that still autoincrement on SQLite (where only INTEGER does).
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),  # seed-sweep, batch, cfg-sweep, grid, …
+    Column("name", String(255), nullable=True),
+    Column("plan", JSONType, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("backend", String(32), nullable=False),
+    Column("task_type", String(64), nullable=False),
+    Column("modality", String(16), nullable=False),
+    Column("model", String(255), nullable=False, index=True),
+    Column("scheduler_requested", String(128), nullable=True),
+    Column("scheduler", String(128), nullable=True, index=True),
+    Column("seed", SeedType(), nullable=True, index=True),
+    Column("seed_origin", String(16), nullable=False),
+    Column("prompt", Text, nullable=True),
+    Column("negative_prompt", Text, nullable=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("steps", Integer, nullable=True),
+    Column("cfg_scale", Float, nullable=True),
+    Column("output_format", String(16), nullable=True),
+    Column("params", JSONType, nullable=False),
+    Column("response", JSONType, nullable=False),
+    Column("task_uuid", String(64), nullable=True, index=True),
+    Column("output_uuid", String(64), nullable=True),
+    Column("output_index", Integer, nullable=False),
+    Column("cost", Float, nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("experiment_id", String(64), ForeignKey("experiments.id"), nullable=True, index=True),
+    Column("parent_id", _ID, ForeignKey("records.id"), nullable=True, index=True),
+    Column("tags", JSONType, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+# Tags are also a list column on the record (what was recorded, verbatim); this table
+# makes `--tag` an indexed lookup instead of a JSON scan.
+record_tags = Table(
+    "record_tags",
+    metadata,
+    Column("record_id", _ID, ForeignKey("records.id"), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Index("ix_record_tags_tag", "tag"),
+)
