@@ -49,9 +49,7 @@ def _expect(task: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wh
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         raise InvalidInputError(f"{where}.{key}: expected {_kind_name(kind)}, got a boolean")
     if not isinstance(value, kind):
-        raise InvalidInputError(
-            f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}"
-        )
+        raise InvalidInputError(f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
     return value
 
 
@@ -149,8 +147,7 @@ def records_for_task(
     params.pop("apiKey", None)
     resolved_scheduler = (
         None
-        if scheduler_requested is None
-        or scheduler_requested.strip().lower() in _RUNWARE_DEFAULT_SCHEDULERS
+        if scheduler_requested is None or scheduler_requested.strip().lower() in _RUNWARE_DEFAULT_SCHEDULERS
         else scheduler_requested
     )
     common: dict[str, Any] = {

@@ -83,6 +83,4 @@ def check_seed_for_backend(seed: int, backend: str) -> None:
     """Raise if ``seed`` is outside what ``backend`` accepts."""
     rng = SEED_RANGES.get(backend, FULL_RANGE)
     if seed not in rng:
-        raise InvalidSeedError(
-            f"seed {seed} is outside the range {backend} accepts ({rng.low} … {rng.high})"
-        )
+        raise InvalidSeedError(f"seed {seed} is outside the range {backend} accepts ({rng.low} … {rng.high})")

@@ -89,6 +89,4 @@ def create(url: str | None = None, **options: Any) -> Engine:
             f"the driver for {parsed.get_backend_name()} is not installed ({exc.name}); "
             "install seedledger[postgres]"
         ) from None
-    raise UsageError(
-        f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL"
-    )
+    raise UsageError(f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL")

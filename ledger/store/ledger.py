@@ -170,7 +170,11 @@ class Ledger:
         return self.add([new_record])[0]
 
     def create_experiment(
-        self, kind: str, plan: dict[str, Any], *, name: str | None = None,
+        self,
+        kind: str,
+        plan: dict[str, Any],
+        *,
+        name: str | None = None,
         experiment_id: str | None = None,
     ) -> str:
         experiment_id = experiment_id or f"exp-{uuid.uuid4().hex[:12]}"
@@ -222,9 +226,7 @@ class Ledger:
         with self.reading() as conn:
             return [row_to_record(row) for row in conn.execute(stmt)]
 
-    def iter_records(
-        self, where: RecordFilter | None = None, *, batch_size: int = 1000
-    ) -> Iterator[Record]:
+    def iter_records(self, where: RecordFilter | None = None, *, batch_size: int = 1000) -> Iterator[Record]:
         """Every matching record in id order, fetched in keyset pages (flat memory)."""
         where = where or RecordFilter()
         last_id: int | None = None

@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -87,4 +88,28 @@ record_tags = Table(
     Column("record_id", _ID, ForeignKey("records.id"), primary_key=True),
     Column("tag", String(128), primary_key=True),
     Index("ix_record_tags_tag", "tag"),
+)
+
+# One fingerprint per record output (added when the output bytes are known: at
+# capture, import, or later with `seedledger fingerprint`). phash/dhash are stored as
+# signed BIGINT (the 64 bits reinterpreted); phash_c0…c3 are its four 16-bit chunks,
+# most significant first, each indexed for multi-index Hamming search.
+fingerprints = Table(
+    "fingerprints",
+    metadata,
+    Column("record_id", _ID, ForeignKey("records.id"), primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("media_type", String(64), nullable=True),
+    Column("file_sha256", String(64), nullable=False, index=True),
+    Column("pixel_sha256", String(64), nullable=True, index=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("phash", BigInteger, nullable=True),
+    Column("dhash", BigInteger, nullable=True),
+    Column("phash_c0", Integer, nullable=True, index=True),
+    Column("phash_c1", Integer, nullable=True, index=True),
+    Column("phash_c2", Integer, nullable=True, index=True),
+    Column("phash_c3", Integer, nullable=True, index=True),
+    Column("thumbnail", LargeBinary, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -71,16 +71,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_records"),
         sa.UniqueConstraint("idempotency_key", name="uq_records_idempotency_key"),
     )
-    for column in ("model", "scheduler", "seed", "task_uuid", "experiment_id", "parent_id",
-                   "status", "created_at"):
+    for column in (
+        "model",
+        "scheduler",
+        "seed",
+        "task_uuid",
+        "experiment_id",
+        "parent_id",
+        "status",
+        "created_at",
+    ):
         op.create_index(f"ix_records_{column}", "records", [column])
     op.create_table(
         "record_tags",
         sa.Column("record_id", _ID, nullable=False),
         sa.Column("tag", sa.String(128), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["record_id"], ["records.id"], name="fk_record_tags_record_id_records"
-        ),
+        sa.ForeignKeyConstraint(["record_id"], ["records.id"], name="fk_record_tags_record_id_records"),
         sa.PrimaryKeyConstraint("record_id", "tag", name="pk_record_tags"),
     )
     op.create_index("ix_record_tags_tag", "record_tags", ["tag"])
@@ -89,8 +95,16 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_record_tags_tag", table_name="record_tags")
     op.drop_table("record_tags")
-    for column in ("model", "scheduler", "seed", "task_uuid", "experiment_id", "parent_id",
-                   "status", "created_at"):
+    for column in (
+        "model",
+        "scheduler",
+        "seed",
+        "task_uuid",
+        "experiment_id",
+        "parent_id",
+        "status",
+        "created_at",
+    ):
         op.drop_index(f"ix_records_{column}", table_name="records")
     op.drop_table("records")
     op.drop_table("experiments")
