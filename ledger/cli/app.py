@@ -1,0 +1,173 @@
+"""The click application: global options, one error handler, one output path.
+
+Commands parse options, call one service, and render. Command modules import
+:data:`main` and register with ``@main.command()``; ``ledger/cli/__init__.py``
+imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from ledger import __version__
+from ledger.errors import EXIT_CODES, LedgerError
+from ledger.store import ENV_DATABASE_URL, Ledger
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EXIT_HELP = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+@dataclass
+class AppContext:
+    db_url: str | None
+    json: bool
+    debug: bool
+    _ledger: Ledger | None = field(default=None, repr=False)
+
+    def ledger(self) -> Ledger:
+        """Open the ledger once per invocation; closed when the command ends."""
+        if self._ledger is None:
+            self._ledger = Ledger.open(self.db_url)
+            click.get_current_context().call_on_close(self._ledger.close)
+        return self._ledger
+
+
+class LedgerGroup(click.Group):
+    """Catches LedgerError once: one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            debug = isinstance(ctx.obj, AppContext) and ctx.obj.debug
+            if debug:
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("seedledger: interrupted", err=True)
+            sys.exit(130)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    click.echo(f"seedledger: error: {sanitize(first_line)}", err=True)
+    sys.exit(code)
+
+
+@click.group(
+    cls=LedgerGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=f"\b\nExit codes:\n{_EXIT_HELP}",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar=ENV_DATABASE_URL,
+    metavar="URL",
+    help=f"Ledger database: a SQLite path or URL, or postgresql://… "
+    f"[env {ENV_DATABASE_URL}; default ./seedledger.db]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print data as JSON (JSON Lines for lists).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(__version__, prog_name="seedledger")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, as_json: bool, debug: bool) -> None:
+    """seedledger: seed provenance ledger and reproduction auditor."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = AppContext(db_url=db_url, json=as_json, debug=debug)
+
+
+def app(ctx: click.Context | None = None) -> AppContext:
+    ctx = ctx or click.get_current_context()
+    obj = ctx.find_object(AppContext)
+    assert obj is not None
+    return obj
+
+
+# -- output ------------------------------------------------------------------------
+
+# C0/C1 control characters (terminal escapes) except tab and newline.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def sanitize(text: str) -> str:
+    """Make outside text safe to print on a terminal (no escape sequences)."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
+        return value.value
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=False))
+
+
+def emit_rows(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, as_json: bool) -> int:
+    """Print rows as JSON Lines or an aligned table; return how many were printed."""
+    count = 0
+    if as_json:
+        for row in rows:
+            emit_json(row)
+            count += 1
+        return count
+    materialized = [[sanitize(_cell(row.get(col))).replace("\n", " ") for col in columns] for row in rows]
+    widths = [max([len(col), *(len(r[i]) for r in materialized)]) for i, col in enumerate(columns)]
+    click.echo("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
+    for r in materialized:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return len(materialized)
+
+
+def emit_mapping(data: Mapping[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        emit_json(data)
+        return
+    width = max((len(k) for k in data), default=0)
+    for key, value in data.items():
+        if isinstance(value, Mapping | list) and value:
+            rendered = json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True)
+        else:
+            rendered = _cell(value)
+        click.echo(f"{key.ljust(width)}  {sanitize(rendered)}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(to_jsonable(value))
+
+
+def info(message: str) -> None:
+    """Progress and status go to stderr, data to stdout."""
+    click.echo(message, err=True)

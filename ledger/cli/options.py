@@ -1,0 +1,106 @@
+"""Option bundles shared by commands: the record filters of list/audit/report."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import click
+
+from ledger.core.seeds import parse_seed
+from ledger.errors import InvalidInputError, InvalidSeedError
+from ledger.store import RecordFilter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SeedParam(click.ParamType):
+    name = "SEED"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            return parse_seed(value)
+        except InvalidSeedError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class TimeParam(click.ParamType):
+    """ISO 8601 date or datetime; without a zone it is taken as UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time (e.g. 2026-11-25T12:00Z)", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+SEED = SeedParam()
+TIME = TimeParam()
+
+
+def record_filter_options(func: F) -> F:
+    """Add the record filters and pass a ``where: RecordFilter`` to the command."""
+    options = [
+        click.option("--id", "ids", type=int, multiple=True, help="Record id (repeatable)."),
+        click.option("--model", help="Model AIR, exact or with * wildcards."),
+        click.option("--scheduler", help="Resolved scheduler, exact or with * wildcards."),
+        click.option("--seed", type=SEED, help="Exact seed."),
+        click.option("--seed-min", type=SEED, help="Smallest seed (inclusive)."),
+        click.option("--seed-max", type=SEED, help="Largest seed (inclusive)."),
+        click.option("--since", type=TIME, help="Created at or after (ISO 8601, UTC default)."),
+        click.option("--until", type=TIME, help="Created before (ISO 8601, UTC default)."),
+        click.option("--prompt", help="Prompt contains this text (case-insensitive)."),
+        click.option("--experiment", help="Experiment id."),
+        click.option("--tag", "tags", multiple=True, help="Has this tag (repeatable: all)."),
+        click.option("--status", type=click.Choice(["ok", "failed"]), help="Record status."),
+        click.option("--backend", help="Backend name (runware, a1111, comfyui, reference)."),
+        click.option(
+            "--source",
+            type=click.Choice(["hook", "proxy", "import", "api", "replay", "sweep"]),
+            help="How the record arrived.",
+        ),
+        click.option("--modality", type=click.Choice(["image", "video", "audio", "3d"])),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        names = (
+            "ids",
+            "model",
+            "scheduler",
+            "seed",
+            "seed_min",
+            "seed_max",
+            "since",
+            "until",
+            "prompt",
+            "experiment",
+            "tags",
+            "status",
+            "backend",
+            "source",
+            "modality",
+        )
+        values = {name: kwargs.pop(name) for name in names}
+        values["ids"] = tuple(values["ids"])
+        values["tags"] = tuple(values["tags"])
+        try:
+            kwargs["where"] = RecordFilter(**values)
+        except InvalidInputError as exc:
+            raise click.UsageError(str(exc)) from None
+        return func(*args, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,111 @@
+"""`seedledger record`, `list` and `show`."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+import click
+
+from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main
+from ledger.cli.options import record_filter_options
+from ledger.core.documents import parse_documents
+from ledger.core.records import Record, Source
+from ledger.errors import InvalidInputError
+from ledger.store import ORDERINGS, RecordFilter
+
+LIST_COLUMNS = ("id", "created_at", "model", "scheduler", "seed", "size", "status", "prompt")
+
+
+def record_dict(record: Record) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data["tags"] = list(record.tags)
+    return data
+
+
+def _summary(record: Record) -> dict[str, Any]:
+    prompt = record.prompt or ""
+    return {
+        "id": record.id,
+        "created_at": record.created_at,
+        "model": record.model,
+        "scheduler": record.scheduler or record.scheduler_requested,
+        "seed": record.seed,
+        "size": f"{record.width}x{record.height}" if record.width and record.height else None,
+        "status": record.status,
+        "prompt": prompt if len(prompt) <= 40 else prompt[:39] + "…",
+    }
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--dry-run", is_flag=True, help="Validate and show what would be stored.")
+@click.option("--tag", "tags", multiple=True, help="Add a tag to every record (repeatable).")
+@click.option("--experiment", help="Experiment id for every record.")
+@click.option("--parent", "parent_id", type=int, help="Parent record id (refinement lineage).")
+def record(
+    file: Any, dry_run: bool, tags: tuple[str, ...], experiment: str | None, parent_id: int | None
+) -> None:
+    """Record Runware request/response documents from FILE (default: stdin).
+
+    FILE holds one JSON document {"request": …, "response": …}, an array of them,
+    or JSON Lines. Nothing is written unless every document is valid.
+    """
+    ctx = app()
+    try:
+        text = file.read()
+    except UnicodeDecodeError:
+        raise InvalidInputError("input is not UTF-8 text") from None
+    new_records = parse_documents(
+        text, source=Source.API, tags=tags, experiment_id=experiment, parent_id=parent_id
+    )
+    if dry_run:
+        info(f"dry run: {len(new_records)} record(s) would be stored")
+        if ctx.json:
+            for r in new_records:
+                emit_json(dataclasses.asdict(r))
+        return
+    ledger = ctx.ledger()
+    if parent_id is not None:
+        ledger.get(parent_id)  # NotFoundError before anything is written
+    ids = ledger.add(new_records)
+    if ctx.json:
+        for rid in ids:
+            emit_json({"id": rid})
+    else:
+        click.echo(" ".join(str(i) for i in ids))
+    info(f"recorded {len(ids)} record(s) in {ledger.display_url}")
+
+
+@main.command(name="list")
+@record_filter_options
+@click.option("--order", type=click.Choice(ORDERINGS), default="id", show_default=True)
+@click.option("--desc", is_flag=True, help="Descending order.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="At most this many (0: no limit).",
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+def list_(where: RecordFilter, order: str, desc: bool, limit: int, offset: int) -> None:
+    """List records matching the filters (JSON Lines with --json)."""
+    ctx = app()
+    ledger = ctx.ledger()
+    found = ledger.query(where, order_by=order, descending=desc, limit=limit or None, offset=offset)
+    if ctx.json:
+        emit_rows((record_dict(r) for r in found), (), as_json=True)
+        return
+    emit_rows([_summary(r) for r in found], LIST_COLUMNS, as_json=False)
+    if limit and len(found) == limit and sys.stderr.isatty():
+        info(f"showing {limit} records; use --limit 0 for all or --offset to page")
+
+
+@main.command()
+@click.argument("record_id", type=int)
+def show(record_id: int) -> None:
+    """Show one record in full."""
+    ctx = app()
+    emit_mapping(record_dict(ctx.ledger().get(record_id)), as_json=ctx.json)
