@@ -16,13 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ledger.store import Ledger
+from ledger.store import Ledger, migrate
 from ledger.store import engine as engines
-from ledger.store import migrate
 
-PG_ADMIN_URL = os.environ.get(
-    "SEEDLEDGER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("SEEDLEDGER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SENTINEL_KEY = "sk-SENTINEL-4f1c2a9e-do-not-store"
 

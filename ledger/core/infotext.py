@@ -1,0 +1,300 @@
+"""AUTOMATIC1111 / Forge infotext: the ``parameters`` text of a PNG or EXIF comment.
+
+Parsed the way A1111's ``infotext_utils.parse_generation_parameters`` does it
+(reference/a1111-comfyui.md), so a record reads what the WebUI itself would read:
+
+1. Split on ``\\n``. The last line is the parameters line only if ``_RE_PARAM`` finds at
+   least 3 ``Key: value`` pairs in it; otherwise it belongs to the prompt.
+2. Lines before ``Negative prompt:`` are the prompt; that line and the rest the
+   negative prompt.
+3. Quoted values are JSON-unquoted; ``WxH`` values become ``Key-1`` and ``Key-2``.
+4. Missing keys get the WebUI's defaults (``Clip skip`` 1, ``RNG`` GPU, ``Schedule
+   type`` Automatic, …); :attr:`Infotext.defaulted` names the ones filled in.
+5. ``Version`` sets the back-compat flags (``Old prompt editing timelines``, …).
+
+Legacy combined sampler names (``DPM++ 2M Karras``) are split into sampler and
+schedule type as ``sd_samplers.get_sampler_and_scheduler`` does. Everything here is
+pure; the only error raised is :class:`InvalidInputError` (or its subclass
+:class:`InvalidSeedError` when mapping a record with a bad seed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from ledger.core.records import Modality, NewRecord, SeedOrigin, Source, utcnow
+from ledger.core.redaction import redact
+from ledger.core.seeds import parse_seed
+from ledger.errors import InvalidInputError, InvalidSeedError
+
+# The WebUI's own pattern: a key starting with a word character, then a quoted value
+# (JSON string escapes allowed) or anything up to the next comma.
+_RE_PARAM: Final = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_RE_IMAGESIZE: Final = re.compile(r"^(\d+)x(\d+)$")
+_NEGATIVE: Final = "Negative prompt:"
+
+#: Values the WebUI assumes when a key is missing (``parse_generation_parameters``).
+DEFAULTS: Final[dict[str, str]] = {
+    "Clip skip": "1",
+    "Hires resize-1": "0",
+    "Hires resize-2": "0",
+    "Hires sampler": "Use same sampler",
+    "Hires schedule type": "Use same scheduler",
+    "Hires checkpoint": "Use same checkpoint",
+    "Hires prompt": "",
+    "Hires negative prompt": "",
+    "RNG": "GPU",
+    "Schedule type": "Automatic",
+    "Schedule max sigma": "0",
+    "Schedule min sigma": "0",
+    "Schedule rho": "0",
+    "VAE Encoder": "Full",
+    "VAE Decoder": "Full",
+    "FP8 weight": "Disable",
+}
+
+#: Scheduler labels and names (``modules/sd_schedulers.py``), as suffixes of legacy
+#: sampler names. Matched longest first so "SGM Uniform" is not read as "Uniform".
+SCHEDULE_TYPES: Final[dict[str, str]] = {
+    "automatic": "Automatic",
+    "uniform": "Uniform",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "polyexponential": "Polyexponential",
+    "sgm uniform": "SGM Uniform",
+    "sgm_uniform": "SGM Uniform",
+    "kl optimal": "KL Optimal",
+    "kl_optimal": "KL Optimal",
+    "align your steps": "Align Your Steps",
+    "align_your_steps": "Align Your Steps",
+    "simple": "Simple",
+    "normal": "Normal",
+    "ddim": "DDIM",
+    "beta": "Beta",
+}
+_SUFFIXES: Final = sorted(SCHEDULE_TYPES, key=len, reverse=True)
+
+_VERSION: Final = re.compile(r"v(\d+)\.(\d+)\.(\d+)(?:-[A-Za-z]*-?(\d+))?")
+
+
+@dataclass(frozen=True)
+class Infotext:
+    """One parsed infotext. ``parameters`` holds every key as the WebUI would see it
+    (string values, defaults filled in); ``defaulted`` the keys that were missing."""
+
+    prompt: str
+    negative_prompt: str
+    parameters: Mapping[str, str]
+    defaulted: tuple[str, ...] = ()
+    sampler: str | None = None
+    schedule_type: str = "Automatic"
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    def get(self, key: str) -> str | None:
+        return self.parameters.get(key)
+
+
+def unquote(text: str) -> str:
+    """JSON-unquote a ``"…"`` value; anything else (or bad JSON) is returned as is."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def quote(text: str) -> str:
+    """The WebUI's quoting: JSON-quote values containing ``,``, ``:`` or a newline."""
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def split_sampler(sampler: str, schedule_type: str | None) -> tuple[str, str]:
+    """Split a legacy ``"DPM++ 2M Karras"`` into ``("DPM++ 2M", "Karras")``.
+
+    A suffix naming a schedule wins over the ``Schedule type`` field, as in the WebUI.
+    """
+    name = sampler.strip()
+    found = SCHEDULE_TYPES.get((schedule_type or "Automatic").strip().lower(), schedule_type or "Automatic")
+    lowered = name.lower()
+    for suffix in _SUFFIXES:
+        if lowered.endswith(" " + suffix) and len(name) > len(suffix) + 1:
+            return name[: -len(suffix) - 1].rstrip(), SCHEDULE_TYPES[suffix]
+    return name, found
+
+
+def parse_infotext(text: str) -> Infotext:
+    """Parse A1111/Forge infotext. Raises :class:`InvalidInputError` only."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"infotext must be text, not {type(text).__name__}")
+    if "\x00" in text:
+        raise InvalidInputError("infotext contains NUL characters")
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidInputError("infotext is empty")
+    *lines, last = stripped.split("\n")
+    if len(_RE_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith(_NEGATIVE):
+            in_negative = True
+            line = line[len(_NEGATIVE) :].strip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+
+    found: dict[str, str] = {}
+    for key, raw_value in _RE_PARAM.findall(last):
+        value = unquote(raw_value) if raw_value[:1] == '"' and raw_value[-1:] == '"' else raw_value
+        size = _RE_IMAGESIZE.match(value)
+        if size is not None:
+            found[f"{key}-1"] = size.group(1)
+            found[f"{key}-2"] = size.group(2)
+        else:
+            found[key] = value
+
+    defaulted = tuple(key for key in DEFAULTS if key not in found)
+    parameters = {**found, **{key: DEFAULTS[key] for key in defaulted}}
+    sampler = parameters.get("Sampler")
+    schedule_type = parameters["Schedule type"]
+    if sampler is not None:
+        sampler, schedule_type = split_sampler(sampler, schedule_type)
+    prompt = "\n".join(prompt_lines)
+    flags = _backcompat(parameters.get("Version"), prompt, sampler, parameters)
+    return Infotext(
+        prompt=prompt,
+        negative_prompt="\n".join(negative_lines),
+        parameters=parameters,
+        defaulted=defaulted,
+        sampler=sampler,
+        schedule_type=schedule_type,
+        flags=flags,
+    )
+
+
+def _version(text: str | None) -> tuple[int, int, int, int] | None:
+    if not text:
+        return None
+    matches = list(_VERSION.finditer(text))
+    if not matches:
+        return None
+    # Forge writes "f2.0.1v1.10.1-previous-…": the A1111 version is the last "vX.Y.Z".
+    m = matches[-1]
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+
+
+def _backcompat(
+    version_text: str | None, prompt: str, sampler: str | None, parameters: Mapping[str, str]
+) -> dict[str, bool]:
+    """``infotext_versions.backcompat``: behaviour switches implied by old versions."""
+    version = _version(version_text)
+    if version is None:
+        return {}
+    flags: dict[str, bool] = {}
+    if version < (1, 6, 0, 0) and "[" in prompt:
+        flags["Old prompt editing timelines"] = True
+    if version < (1, 6, 0, 0) and sampler in ("DDIM", "PLMS"):
+        flags["Pad conds v0"] = True
+    if version < (1, 7, 0, 225):
+        flags["Downcast alphas_cumprod"] = True
+    if version < (1, 8, 0, 0) and parameters.get("Refiner"):
+        flags["Refiner switch by sampling steps"] = True
+    return flags
+
+
+def _int(value: str | None, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidInputError(f"infotext {key}: {value!r} is not an integer") from None
+
+
+def _float(value: str | None, key: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise InvalidInputError(f"infotext {key}: {value!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"infotext {key}: {value!r} is not a finite number")
+    return number
+
+
+def scheduler_name(sampler: str | None, schedule_type: str) -> str | None:
+    """The ledger's resolved scheduler for A1111: ``"DPM++ 2M Karras"`` style, or the
+    sampler alone when the schedule is ``Automatic`` (the sampler's own default)."""
+    if not sampler:
+        return None
+    if schedule_type and schedule_type != "Automatic":
+        return f"{sampler} {schedule_type}"
+    return sampler
+
+
+def record_from_infotext(
+    text: str,
+    *,
+    backend: str = "a1111",
+    source: Source = Source.IMPORT,
+    created_at: datetime | None = None,
+    output_format: str | None = None,
+    idempotency_key: str | None = None,
+    extra_params: Mapping[str, Any] | None = None,
+) -> NewRecord:
+    """Map an infotext to a record. ``params`` keeps the raw text, every parsed key
+    and which keys were defaulted, so nothing the file said is lost."""
+    info = parse_infotext(text)
+    p = info.parameters
+    try:
+        seed = parse_seed(p["Seed"]) if p.get("Seed") not in (None, "") else None
+    except InvalidSeedError as exc:
+        raise InvalidSeedError(f"infotext Seed: {exc}") from None
+    model = p.get("Model") or (f"hash:{p['Model hash']}" if p.get("Model hash") else "unknown")
+    params: dict[str, Any] = {
+        "format": "a1111-infotext",
+        "infotext": text,
+        "parameters": dict(p),
+        "defaulted": list(info.defaulted),
+        "sampler": info.sampler,
+        "schedule_type": info.schedule_type,
+    }
+    if info.flags:
+        params["backcompat"] = dict(info.flags)
+    if extra_params:
+        params.update(extra_params)
+    return NewRecord(
+        backend=backend,
+        task_type="imageInference",
+        modality=Modality.IMAGE,
+        model=model,
+        # The infotext carries the seed the WebUI used (after -1 was resolved).
+        seed=seed,
+        seed_origin=SeedOrigin.RESPONSE if seed is not None else SeedOrigin.UNKNOWN,
+        scheduler_requested=p.get("Sampler"),
+        scheduler=scheduler_name(info.sampler, info.schedule_type),
+        prompt=info.prompt,
+        negative_prompt=info.negative_prompt,
+        width=_int(p.get("Size-1"), "Size"),
+        height=_int(p.get("Size-2"), "Size"),
+        steps=_int(p.get("Steps"), "Steps"),
+        cfg_scale=_float(p.get("CFG scale"), "CFG scale"),
+        output_format=output_format,
+        params=redact(params),
+        source=source,
+        created_at=created_at or utcnow(),
+        idempotency_key=idempotency_key,
+    )
