@@ -1,0 +1,513 @@
+"""Shared HTTP plumbing for every adapter: retries, bounded reads, safe downloads.
+
+One place decides how seedledger talks HTTP:
+
+- **Retries** on 408, 429, 5xx, connection failures and timeouts, with exponential
+  backoff and full jitter (delay drawn uniformly from 0 … min(cap, base·2^n)), or the
+  server's ``Retry-After`` (seconds or an HTTP date, capped) when it sends one. Every
+  attempt and retry is counted in :class:`CallStats`, which results surface.
+- **Bounded reads**: response bodies are streamed and abandoned as soon as they pass
+  the size cap; a declared ``Content-Length`` over the cap is refused before reading.
+- **Downloads** (URLs a backend hands back) are checked against a :class:`HostPolicy`
+  (http/https only; private, loopback and link-local addresses refused unless
+  allowed), follow a bounded number of redirects checking every hop, must declare an
+  expected content type, never carry the API credentials, and have a total deadline.
+- **Logs** show the method, a redacted URL and the status, never headers; httpx's own
+  request log line goes through the same URL redaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json as jsonlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from ledger.backends.base import (
+    BackendHTTPError,
+    BackendTimeout,
+    BackendUnavailable,
+    DownloadError,
+    MalformedResponse,
+    RateLimited,
+    sniff_media_type,
+)
+from ledger.core.redaction import redact_text, redact_url
+
+log = logging.getLogger("ledger.backends.http")
+
+__all__ = [
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "CallStats",
+    "Downloaded",
+    "HostPolicy",
+    "HttpClient",
+    "RawResponse",
+    "RetryPolicy",
+    "parse_retry_after",
+    "safe_url",
+]
+
+DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+#: JSON answers carry base64 images (20 × a large PNG), so their cap is higher.
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+MEDIA_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """A URL fit for messages and logs: no userinfo, no query, no fragment."""
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<invalid url>"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _RedactHttpxUrls(logging.Filter):
+    """httpx logs every request URL at INFO; signed download URLs carry credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactHttpxUrls) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_RedactHttpxUrls())
+
+
+# -- policies --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before trying again."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    #: A server asking for a longer pause than this gets this much.
+    retry_after_cap: float = 60.0
+    retry_statuses: frozenset[int] = frozenset({408, 429})
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def should_retry(self, status: int) -> bool:
+        return status in self.retry_statuses or 500 <= status <= 599
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Full jitter: uniform in 0 … min(max_delay, base_delay·2^(n−1))."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, retry_number - 1)))
+        return rng.uniform(0.0, ceiling)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+_HostTest = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Which hosts a download may reach.
+
+    Public addresses are allowed. Loopback needs ``allow_loopback``; other private,
+    link-local, reserved and multicast addresses need ``allow_private``. Hosts in
+    ``allowed_hosts`` (e.g. the configured API host, whose own URLs it serves) are
+    always allowed. Names are resolved and every address must pass. (A name that
+    resolves differently a moment later is not caught: this guards against mistakes
+    and hostile URLs in responses, not a hostile DNS.)
+    """
+
+    allow_loopback: bool = False
+    allow_private: bool = False
+    allowed_hosts: frozenset[str] = frozenset()
+
+    def with_host(self, host: str | None) -> HostPolicy:
+        if not host:
+            return self
+        return HostPolicy(
+            allow_loopback=self.allow_loopback,
+            allow_private=self.allow_private,
+            allowed_hosts=self.allowed_hosts | {host.lower()},
+        )
+
+    def _address_allowed(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if ip.is_loopback:
+            return self.allow_loopback or self.allow_private
+        if ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified:
+            return self.allow_private
+        return True
+
+    async def check(self, url: str) -> None:
+        """Raise :class:`DownloadError` unless ``url`` may be fetched."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise DownloadError("refused a malformed URL", code="url-refused") from None
+        if parts.scheme not in ("http", "https"):
+            raise DownloadError(
+                f"refused a {parts.scheme or 'schemeless'} URL: only http and https are fetched",
+                code="url-refused",
+            )
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise DownloadError("refused a URL without a host", code="url-refused")
+        if host in self.allowed_hosts:
+            return
+        try:
+            addresses: Iterable[str] = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port or (443 if parts.scheme == "https" else 80)
+                )
+            except OSError:
+                raise DownloadError(f"cannot resolve download host {host}", code="url-refused") from None
+            addresses = {str(info[4][0]) for info in infos}
+        for address in addresses:
+            if not self._address_allowed(address):
+                raise DownloadError(
+                    f"refused download from {host}: {address} is a private or loopback address "
+                    "(allow it in the backend's host policy if this is intended)",
+                    code="url-refused",
+                )
+
+
+# -- exchanges -------------------------------------------------------------------------
+
+
+@dataclass
+class CallStats:
+    """A mutable tally for one logical operation (a generate call)."""
+
+    attempts: int = 0
+    retries: int = 0
+    polls: int = 0
+    bytes_downloaded: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    data: bytes
+    media_type: str
+    url: str  # redacted
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class HttpClient:
+    """One httpx.AsyncClient with seedledger's retry, size and host rules.
+
+    ``secrets`` are values cut out of any text that reaches an exception or a log.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        timeout: float | httpx.Timeout = 60.0,
+        retry: RetryPolicy | None = None,
+        host_policy: HostPolicy | None = None,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_redirects: int = 5,
+        download_deadline: float = 300.0,
+        secrets: tuple[str, ...] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        self.backend = backend
+        self.retry = retry or RetryPolicy()
+        self.host_policy = host_policy or HostPolicy()
+        self.max_download_bytes = max_download_bytes
+        self.max_response_bytes = max_response_bytes
+        self.max_redirects = max_redirects
+        self.download_deadline = download_deadline
+        self._secrets = tuple(s for s in secrets if s)
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._client = httpx.AsyncClient(
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            follow_redirects=False,
+            transport=transport,
+            limits=limits or httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            trust_env=False,
+        )
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, self._secrets)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- one attempt ---------------------------------------------------------------
+
+    async def _once(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        max_bytes: int,
+        accept: tuple[str, ...] | None = None,
+    ) -> RawResponse:
+        request = self._client.build_request(method, url, json=json, headers=headers, params=params)
+        response = await self._client.send(request, stream=True)
+        try:
+            status = response.status_code
+            resp_headers = {k.lower(): v for k, v in response.headers.items()}
+            if 300 <= status < 400 or (accept is not None and not 200 <= status < 300):
+                # Redirects and failed downloads: the body is not needed.
+                return RawResponse(status, resp_headers, b"", str(response.url))
+            if accept is not None:
+                media = resp_headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                if media and not media.startswith(accept):
+                    raise DownloadError(
+                        f"{self.backend}: download from {safe_url(url)} has content type "
+                        f"{media!r}, expected {' or '.join(accept)}",
+                        code="content-type",
+                    )
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise _TooLarge
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise _TooLarge
+                chunks.append(chunk)
+            return RawResponse(status, resp_headers, b"".join(chunks), str(response.url))
+        finally:
+            await response.aclose()
+
+    # -- with retries --------------------------------------------------------------
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        stats: CallStats,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        accept: tuple[str, ...] | None = None,
+    ) -> RawResponse:
+        """Send with retries; return the first non-retryable response.
+
+        Raises RateLimited / BackendHTTPError / BackendTimeout / BackendUnavailable
+        when every attempt failed, DownloadError when the body passes the size cap.
+        """
+        cap = max_bytes if max_bytes is not None else self.max_response_bytes
+        where = safe_url(url)
+        attempt = 0
+        while True:
+            attempt += 1
+            stats.attempts += 1
+            retry_after: float | None = None
+            failure: BackendTimeout | BackendUnavailable | BackendHTTPError | RateLimited
+            try:
+                raw = await self._once(
+                    method, url, json=json, headers=headers, params=params, max_bytes=cap, accept=accept
+                )
+            except _TooLarge:
+                raise DownloadError(
+                    f"{self.backend}: response from {where} is larger than the {cap}-byte cap; aborted",
+                    code="too-large",
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                ) from None
+            except httpx.TimeoutException as exc:
+                failure = BackendTimeout(
+                    f"{self.backend}: {method} {where} timed out ({type(exc).__name__})",
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                )
+            except (httpx.TransportError, OSError) as exc:
+                failure = BackendUnavailable(
+                    f"{self.backend}: cannot reach {where} ({type(exc).__name__}"
+                    f"{': ' + self.redact(str(exc)) if str(exc) else ''})",
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                )
+            except httpx.InvalidURL:
+                raise BackendUnavailable(f"{self.backend}: invalid URL {where}") from None
+            else:
+                if not self.retry.should_retry(raw.status):
+                    log.debug("%s %s %s -> %d", self.backend, method, where, raw.status)
+                    return raw
+                retry_after = parse_retry_after(raw.headers.get("retry-after"))
+                error_class = RateLimited if raw.status == 429 else BackendHTTPError
+                failure = error_class(
+                    f"{self.backend}: HTTP {raw.status} from {where}",
+                    status=raw.status,
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                )
+            if attempt >= self.retry.max_attempts:
+                failure.attempts, failure.retries = stats.attempts, stats.retries
+                failure.message = f"{failure.message} after {attempt} attempts"
+                failure.args = (failure.message,)
+                raise failure
+            if retry_after is not None:
+                delay = min(retry_after, self.retry.retry_after_cap)
+            else:
+                delay = self.retry.backoff(attempt, self._rng)
+            stats.retries += 1
+            log.debug(
+                "%s %s %s failed (%s); retry %d in %.3fs",
+                self.backend,
+                method,
+                where,
+                failure,
+                stats.retries,
+                delay,
+            )
+            await self._sleep(delay)
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        stats: CallStats,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """(status, parsed body) of the first non-retryable answer.
+
+        A 2xx body that is not JSON raises MalformedResponse; a non-2xx body that is
+        not JSON comes back as ``None`` for the caller to describe.
+        """
+        raw = await self.exchange(method, url, stats=stats, json=json, headers=headers, params=params)
+        try:
+            return raw.status, jsonlib.loads(raw.body) if raw.body else None
+        except ValueError:
+            if 200 <= raw.status < 300:
+                raise MalformedResponse(
+                    f"{self.backend}: {safe_url(url)} answered HTTP {raw.status} with a body that is "
+                    "not JSON",
+                    status=raw.status,
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                ) from None
+            return raw.status, None
+
+    async def download(
+        self,
+        url: str,
+        *,
+        stats: CallStats,
+        accept: tuple[str, ...] = MEDIA_TYPES,
+        max_bytes: int | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Downloaded:
+        """Fetch an output URL under the host policy, size cap and deadline."""
+        cap = max_bytes if max_bytes is not None else self.max_download_bytes
+        try:
+            async with asyncio.timeout(self.download_deadline):
+                return await self._download(url, stats=stats, accept=accept, cap=cap, params=params)
+        except TimeoutError:
+            raise BackendTimeout(
+                f"{self.backend}: download from {safe_url(url)} took longer than {self.download_deadline:g}s",
+                attempts=stats.attempts,
+                retries=stats.retries,
+            ) from None
+
+    async def _download(
+        self,
+        url: str,
+        *,
+        stats: CallStats,
+        accept: tuple[str, ...],
+        cap: int,
+        params: Mapping[str, str] | None,
+    ) -> Downloaded:
+        current = url
+        for _hop in range(self.max_redirects + 1):
+            await self.host_policy.check(current)
+            raw = await self.exchange(
+                "GET", current, stats=stats, max_bytes=cap, accept=accept, params=params
+            )
+            params = None  # only the first hop carries explicit query parameters
+            if 300 <= raw.status < 400 and raw.headers.get("location"):
+                current = urljoin(raw.url, raw.headers["location"])
+                continue
+            if not 200 <= raw.status < 300:
+                raise DownloadError(
+                    f"{self.backend}: download from {safe_url(current)} failed with HTTP {raw.status}",
+                    code="download-failed",
+                    status=raw.status,
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                )
+            stats.bytes_downloaded += len(raw.body)
+            media = raw.media_type or sniff_media_type(raw.body)
+            if media == "application/octet-stream":
+                media = sniff_media_type(raw.body)
+            return Downloaded(raw.body, media, safe_url(current))
+        raise DownloadError(
+            f"{self.backend}: download from {safe_url(url)} redirected more than {self.max_redirects} times",
+            code="too-many-redirects",
+            attempts=stats.attempts,
+            retries=stats.retries,
+        )
