@@ -113,3 +113,44 @@ fingerprints = Table(
     Column("thumbnail", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# -- integrity: the Merkle log (ledger.integrity) -------------------------------------
+# One row per sealed entry. leaf_index is assigned by the sealer under its lock as
+# size + i: gap-free, never from a sequence (sequences have gaps). Entries of any type
+# (record, and later audit results, fingerprints…) share the one log.
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry_type", String(32), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("leaf_hash", LargeBinary, nullable=False),
+    Column("sealed_at", UTCDateTime(), nullable=False),
+    Index("ix_log_entries_entry_type_entry_id", "entry_type", "entry_id", unique=True),
+)
+
+# The log head: a single row (id = 1) with the size, the compact range (concatenated
+# 32-byte hashes, largest subtree first) and the root. Only the sealer writes it.
+log_state = Table(
+    "log_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("compact_range", LargeBinary, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Signed checkpoints (C2SP signed notes), at most one per tree size.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("origin", String(255), nullable=False),
+    Column("key_name", String(255), nullable=False),
+    Column("key_id", String(8), nullable=False),
+    Column("verifier", String(255), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
