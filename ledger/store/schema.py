@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from ledger.store.types import JSONType, SeedType, UTCDateTime
@@ -153,4 +154,68 @@ checkpoints = Table(
     Column("verifier", String(255), nullable=False),
     Column("note", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# -- audit: replay runs and their results (ledger.audit) ------------------------------
+# One row per `seedledger audit` run. backend_url is stored redacted (no userinfo, no
+# query). selection holds the filters, the sample size and its sampling seed.
+audit_runs = Table(
+    "audit_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("status", String(16), nullable=False, index=True),  # running, finished, interrupted
+    Column("backend", String(32), nullable=True),  # None: each record's own backend
+    Column("backend_url", String(1024), nullable=True),
+    Column("selection", JSONType, nullable=False),
+    Column("policy", JSONType, nullable=False),
+    Column("options", JSONType, nullable=False),
+    Column("selected_count", Integer, nullable=False),
+    Column("summary", JSONType, nullable=True),
+)
+
+# The records a run selected, fixed when the run starts: a resumed run replays exactly
+# the members that have no result yet, whatever was recorded since.
+audit_run_records = Table(
+    "audit_run_records",
+    metadata,
+    Column("run_id", String(36), ForeignKey("audit_runs.id"), primary_key=True),
+    Column("record_id", _ID, ForeignKey("records.id"), primary_key=True, index=True),
+)
+
+# One result per (run, record), committed as each replay completes. The integer id is
+# the log entry id when results are sealed into the Merkle log.
+audit_results = Table(
+    "audit_results",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("audit_runs.id"), nullable=False),
+    Column("record_id", _ID, ForeignKey("records.id"), nullable=False, index=True),
+    # identical, near-identical, similar, different, error, skipped
+    Column("verdict", String(16), nullable=False, index=True),
+    # pass, expected-drift, fail, skipped, error
+    Column("outcome", String(16), nullable=False, index=True),
+    Column("warnings", JSONType, nullable=False),
+    Column("distances", JSONType, nullable=True),
+    Column("replay", JSONType, nullable=True),
+    Column("replay_thumbnail", LargeBinary, nullable=True),
+    Column("replay_pixel_sha256", String(64), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("run_id", "record_id"),
+)
+
+# The current warnings of each record (from `seedledger check` and every audit), so
+# reports aggregate them in SQL. Replaced per record when it is checked again.
+record_warnings = Table(
+    "record_warnings",
+    metadata,
+    Column("record_id", _ID, ForeignKey("records.id"), primary_key=True),
+    Column("code", String(64), primary_key=True),
+    Column("severity", String(16), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("checked_at", UTCDateTime(), nullable=False),
+    Index("ix_record_warnings_code", "code"),
 )
