@@ -13,8 +13,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from ledger.core.records import Modality, NewRecord, Record, SeedOrigin, Source, Status, utcnow
-from ledger.errors import NotFoundError, SchemaOutdatedError, StoreError, UsageError
+from ledger.errors import InvalidInputError, NotFoundError, SchemaOutdatedError, StoreError, UsageError
+from ledger.fingerprint import Fingerprint
 from ledger.store import engine as engines
+from ledger.store import fingerprints as fingerprint_store
 from ledger.store import migrate
 from ledger.store.filters import ORDERINGS, RecordFilter
 from ledger.store.schema import experiments, record_tags, records
@@ -123,15 +125,27 @@ class Ledger:
 
     # -- writing ---------------------------------------------------------------
 
-    def add(self, new_records: Sequence[NewRecord], *, conn: Connection | None = None) -> list[int]:
+    def add(
+        self,
+        new_records: Sequence[NewRecord],
+        *,
+        conn: Connection | None = None,
+        fingerprints: Sequence[Fingerprint | None] | None = None,
+    ) -> list[int]:
         """Store records; return their ids in input order.
 
         A record whose ``idempotency_key`` is already stored is not stored again;
-        its existing id is returned. All or nothing.
+        its existing id is returned. All or nothing. ``fingerprints``, if given, is
+        aligned with ``new_records`` (None where an output has none) and is stored in
+        the same transaction; a record that already has a fingerprint keeps it.
         """
+        if fingerprints is not None and len(fingerprints) != len(new_records):
+            raise UsageError(
+                f"{len(fingerprints)} fingerprints for {len(new_records)} records; pass one per record"
+            )
         if conn is None:
             with self.writing() as own:
-                return self.add(new_records, conn=own)
+                return self.add(new_records, conn=own, fingerprints=fingerprints)
         if not new_records:
             return []
         recorded_at = utcnow()
@@ -157,6 +171,13 @@ class Ledger:
         ]
         if tag_rows:
             conn.execute(self._insert_ignoring_duplicates(record_tags), tag_rows)
+        if fingerprints is not None:
+            fp_rows = {
+                ids[key]: fingerprint_store.to_row(ids[key], fp, recorded_at)
+                for key, fp in zip(keys, fingerprints, strict=True)
+                if fp is not None
+            }
+            fingerprint_store.insert_ignoring_existing(conn, list(fp_rows.values()))
         return [ids[key] for key in keys]
 
     def _insert_ignoring_duplicates(self, table: Any = records) -> Any:
@@ -241,6 +262,59 @@ class Ledger:
             if len(page) < batch_size:
                 return
             last_id = page[-1].id
+
+    # -- fingerprints ------------------------------------------------------------
+
+    def attach_fingerprint(self, record_id: int, fp: Fingerprint, *, replace: bool = False) -> bool:
+        """Store ``fp`` as the fingerprint of record ``record_id``; True if it changed.
+
+        Attaching the same image again is a no-op. A record that already has the
+        fingerprint of other pixels keeps it unless ``replace`` is set.
+        """
+        with self.writing() as conn:
+            if conn.execute(select(records.c.id).where(records.c.id == record_id)).first() is None:
+                raise NotFoundError(f"no record with id {record_id}")
+            existing = fingerprint_store.get(conn, record_id)
+            row = fingerprint_store.to_row(record_id, fp, utcnow())
+            if existing is None:
+                fingerprint_store.insert_ignoring_existing(conn, [row])
+                return True
+            if existing == fp:
+                return False
+            if not replace:
+                what = (
+                    "a fingerprint of the same pixels made by another version"
+                    if existing.pixel_sha256 == fp.pixel_sha256
+                    else f"a fingerprint of other pixels (sha256 {existing.pixel_sha256[:12]}…)"
+                )
+                raise InvalidInputError(
+                    f"record {record_id} already has {what}; use --replace to overwrite it"
+                )
+            fingerprint_store.replace(conn, row)
+            return True
+
+    def fingerprint_of(self, record_id: int) -> Fingerprint:
+        with self.reading() as conn:
+            fp = fingerprint_store.get(conn, record_id)
+            if fp is None:
+                exists = conn.execute(select(records.c.id).where(records.c.id == record_id)).first()
+        if fp is not None:
+            return fp
+        if exists is None:
+            raise NotFoundError(f"no record with id {record_id}")
+        raise NotFoundError(
+            f"record {record_id} has no fingerprint; "
+            f"attach one with `seedledger fingerprint {record_id} FILE`"
+        )
+
+    def find_image(
+        self, fp: Fingerprint, radius: int = 8, *, limit: int | None = None
+    ) -> list[fingerprint_store.Match]:
+        """Records whose output matches ``fp`` (equal pixels, or phash within
+        ``radius`` bits), best first, each with its full comparison."""
+        fingerprint_store.check_radius(radius)
+        with self.reading() as conn:
+            return fingerprint_store.find(conn, fp, radius=radius, limit=limit)
 
     def count(self, where: RecordFilter | None = None) -> int:
         where = where or RecordFilter()

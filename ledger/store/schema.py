@@ -94,7 +94,9 @@ record_tags = Table(
 # One fingerprint per record output (added when the output bytes are known: at
 # capture, import, or later with `seedledger fingerprint`). phash/dhash are stored as
 # signed BIGINT (the 64 bits reinterpreted); phash_c0…c3 are its four 16-bit chunks,
-# most significant first, each indexed for multi-index Hamming search.
+# most significant first, each indexed for multi-index Hamming search. Each chunk
+# index also carries phash and record_id, so a lookup probe is index-only on both
+# engines (ledger/store/fingerprints.py).
 fingerprints = Table(
     "fingerprints",
     metadata,
@@ -107,12 +109,13 @@ fingerprints = Table(
     Column("height", Integer, nullable=True),
     Column("phash", BigInteger, nullable=True),
     Column("dhash", BigInteger, nullable=True),
-    Column("phash_c0", Integer, nullable=True, index=True),
-    Column("phash_c1", Integer, nullable=True, index=True),
-    Column("phash_c2", Integer, nullable=True, index=True),
-    Column("phash_c3", Integer, nullable=True, index=True),
+    Column("phash_c0", Integer, nullable=True),
+    Column("phash_c1", Integer, nullable=True),
+    Column("phash_c2", Integer, nullable=True),
+    Column("phash_c3", Integer, nullable=True),
     Column("thumbnail", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    *(Index(f"ix_fingerprints_phash_c{i}", f"phash_c{i}", "phash", "record_id") for i in range(4)),
 )
 
 # -- integrity: the Merkle log (ledger.integrity) -------------------------------------

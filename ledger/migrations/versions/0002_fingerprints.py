@@ -18,7 +18,10 @@ branch_labels = None
 depends_on = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-_INDEXED = ("file_sha256", "pixel_sha256", "phash_c0", "phash_c1", "phash_c2", "phash_c3")
+_INDEXED = ("file_sha256", "pixel_sha256")
+# Multi-index Hamming search probes each chunk; phash and record_id ride along in the
+# index so the probe is index-only (see ledger/store/fingerprints.py).
+_CHUNK_INDEXES = {f"ix_fingerprints_phash_c{i}": [f"phash_c{i}", "phash", "record_id"] for i in range(4)}
 
 
 def upgrade() -> None:
@@ -44,9 +47,13 @@ def upgrade() -> None:
     )
     for column in _INDEXED:
         op.create_index(f"ix_fingerprints_{column}", "fingerprints", [column])
+    for name, columns in _CHUNK_INDEXES.items():
+        op.create_index(name, "fingerprints", columns)
 
 
 def downgrade() -> None:
+    for name in _CHUNK_INDEXES:
+        op.drop_index(name, table_name="fingerprints")
     for column in _INDEXED:
         op.drop_index(f"ix_fingerprints_{column}", table_name="fingerprints")
     op.drop_table("fingerprints")

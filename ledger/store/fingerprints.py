@@ -1,0 +1,198 @@
+"""Fingerprints in the ``fingerprints`` table, and reverse lookup.
+
+Reverse lookup ("which record made this image?"):
+
+1. exact: ``pixel_sha256`` equal (indexed);
+2. multi-index Hamming search on the 64-bit phash: split into four 16-bit chunks
+   (``phash_c0`` … ``phash_c3``). Any stored hash within distance r of the query
+   agrees with it within floor(r/4) bits on at least one chunk (pigeonhole), so the
+   candidates are the rows where some chunk column is IN (the query chunk and all its
+   ≤ floor(r/4)-bit flips). Each chunk index also holds ``phash`` and ``record_id``,
+   so the probe never touches the table rows;
+3. an exact re-check of the full 64-bit distance, in Python, identical on SQLite and
+   PostgreSQL.
+
+phash and dhash are stored as signed BIGINT: the unsigned 64 bits reinterpreted
+(values ≥ 2^63 become negative), which both engines store exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, union
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ledger.errors import UsageError
+from ledger.fingerprint import Comparison, Fingerprint, Verdict, compare, hamming, phash_chunks
+from ledger.store.schema import fingerprints
+
+#: Largest radius the indexed search accepts (4 chunks × 4 flipped bits: 2,517 probe
+#: values per chunk, within both engines' bound-parameter limits).
+MAX_RADIUS = 16
+_CHUNKS = ("phash_c0", "phash_c1", "phash_c2", "phash_c3")
+_2_63 = 1 << 63
+_2_64 = 1 << 64
+
+
+@dataclass(frozen=True)
+class Match:
+    """One record whose stored output matches a query image, with the comparison."""
+
+    record_id: int
+    comparison: Comparison
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.comparison.verdict
+
+    def sort_key(self) -> tuple[int, int, int, int]:
+        c = self.comparison
+        return (c.verdict.rank, c.phash_distance, c.dhash_distance, self.record_id)
+
+
+def to_signed(value: int) -> int:
+    return value - _2_64 if value >= _2_63 else value
+
+
+def to_unsigned(value: int) -> int:
+    return value + _2_64 if value < 0 else value
+
+
+def to_row(record_id: int, fp: Fingerprint, created_at: datetime) -> dict[str, Any]:
+    c0, c1, c2, c3 = fp.phash_chunks
+    return {
+        "record_id": record_id,
+        "version": fp.version,
+        "media_type": fp.media_type,
+        "file_sha256": fp.file_sha256,
+        "pixel_sha256": fp.pixel_sha256,
+        "width": fp.width,
+        "height": fp.height,
+        "phash": to_signed(fp.phash),
+        "dhash": to_signed(fp.dhash),
+        "phash_c0": c0,
+        "phash_c1": c1,
+        "phash_c2": c2,
+        "phash_c3": c3,
+        "thumbnail": fp.thumbnail,
+        "created_at": created_at,
+    }
+
+
+def from_row(m: Mapping[str, Any]) -> Fingerprint:
+    return Fingerprint(
+        version=m["version"],
+        media_type=m["media_type"],
+        file_sha256=m["file_sha256"],
+        pixel_sha256=m["pixel_sha256"],
+        width=int(m["width"]),
+        height=int(m["height"]),
+        phash=to_unsigned(int(m["phash"])),
+        dhash=to_unsigned(int(m["dhash"])),
+        thumbnail=bytes(m["thumbnail"]),
+    )
+
+
+def insert_ignoring_existing(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert fingerprint rows; a record that already has one keeps it."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt: Any = pg_insert(fingerprints).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(fingerprints).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        stmt = insert(fingerprints)
+    conn.execute(stmt, list(rows))
+
+
+def replace(conn: Connection, row: Mapping[str, Any]) -> None:
+    conn.execute(delete(fingerprints).where(fingerprints.c.record_id == row["record_id"]))
+    conn.execute(insert(fingerprints), [dict(row)])
+
+
+def get(conn: Connection, record_id: int) -> Fingerprint | None:
+    row = conn.execute(select(fingerprints).where(fingerprints.c.record_id == record_id)).first()
+    return None if row is None else from_row(row._mapping)
+
+
+def get_many(conn: Connection, record_ids: Iterable[int]) -> dict[int, Fingerprint]:
+    ids = sorted(set(record_ids))
+    found: dict[int, Fingerprint] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for row in conn.execute(select(fingerprints).where(fingerprints.c.record_id.in_(chunk))):
+            found[int(row.record_id)] = from_row(row._mapping)
+    return found
+
+
+def flips(value: int, max_bits: int, width: int = 16) -> list[int]:
+    """``value`` and every value that differs from it in at most ``max_bits`` bits."""
+    out = [value]
+    for k in range(1, max_bits + 1):
+        for positions in combinations(range(width), k):
+            flipped = value
+            for p in positions:
+                flipped ^= 1 << p
+            out.append(flipped)
+    return out
+
+
+def check_radius(radius: int) -> None:
+    if not 0 <= radius <= MAX_RADIUS:
+        raise UsageError(f"radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
+
+
+def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
+    """record_id -> phash distance for every stored phash within ``radius`` (exact)."""
+    check_radius(radius)
+    per_chunk = radius // 4
+    probes = [
+        select(fingerprints.c.record_id, fingerprints.c.phash).where(
+            fingerprints.c[column].in_(flips(chunk, per_chunk))
+        )
+        for column, chunk in zip(_CHUNKS, phash_chunks(phash), strict=True)
+    ]
+    found: dict[int, int] = {}
+    for record_id, stored in conn.execute(union(*probes)):
+        distance = hamming(phash, to_unsigned(int(stored)))
+        if distance <= radius:
+            found[int(record_id)] = distance
+    return found
+
+
+def within_radius_full_scan(conn: Connection, phash: int, radius: int) -> dict[int, int]:
+    """The same answer as :func:`within_radius` by reading every row (baseline, tests)."""
+    found: dict[int, int] = {}
+    rows = conn.execution_options(yield_per=50_000).execute(
+        select(fingerprints.c.record_id, fingerprints.c.phash).where(fingerprints.c.phash.is_not(None))
+    )
+    for record_id, stored in rows:
+        distance = hamming(phash, to_unsigned(int(stored)))
+        if distance <= radius:
+            found[int(record_id)] = distance
+    return found
+
+
+def with_pixel_hash(conn: Connection, pixel_sha256: str) -> list[int]:
+    rows = conn.execute(select(fingerprints.c.record_id).where(fingerprints.c.pixel_sha256 == pixel_sha256))
+    return [int(r) for (r,) in rows]
+
+
+def find(conn: Connection, fp: Fingerprint, *, radius: int, limit: int | None = None) -> list[Match]:
+    """Records whose fingerprint matches ``fp``: equal pixels, or phash within ``radius``;
+    each compared in full, best first."""
+    ids = set(with_pixel_hash(conn, fp.pixel_sha256)) | set(within_radius(conn, fp.phash, radius))
+    stored = get_many(conn, ids)
+    matches = sorted(
+        (Match(record_id, compare(fp, other)) for record_id, other in stored.items()),
+        key=Match.sort_key,
+    )
+    return matches if limit is None else matches[:limit]
