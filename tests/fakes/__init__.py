@@ -1,0 +1,1 @@
+"""Protocol-faithful loopback servers for the backend adapter tests."""
