@@ -7,5 +7,8 @@ from ledger.cli import db as _db  # noqa: F401  isort: skip
 from ledger.cli import records as _records  # noqa: F401  isort: skip
 from ledger.cli import reference as _reference  # noqa: F401  isort: skip
 from ledger.cli import fingerprints as _fingerprints  # noqa: F401  isort: skip
+from ledger.cli import workflows as _workflows  # noqa: F401  isort: skip
+
+from ledger.cli import sweep as _sweep  # noqa: F401  isort: skip
 
 __all__ = ["main"]
