@@ -1,0 +1,191 @@
+"""`seedledger import`, `diff`, `lineage`, `pick` and `stamp`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize, to_jsonable
+from ledger.errors import UsageError
+from ledger.workflows import compare, import_paths, lineage, pick, stamp_file
+from ledger.workflows.compare import Change
+from ledger.workflows.imports import FileOutcome
+from ledger.workflows.lineage import LineageNode
+
+IMPORT_COLUMNS = ("status", "kind", "records", "path", "reason")
+
+
+@main.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tag", "tags", multiple=True, help="Add a tag to every imported record (repeatable).")
+@click.option("--strict", is_flag=True, help="Exit 2 if any file was skipped.")
+def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> None:
+    """Import generation records from files and folders (recursive, idempotent).
+
+    Reads AUTOMATIC1111/Forge PNG `parameters` chunks and JPEG/WEBP EXIF comments,
+    ComfyUI PNG `prompt`/`workflow` chunks and API graphs, Runware JSON / JSON Lines
+    logs, and seedledger stamps. Images are fingerprinted. Each file is stored in one
+    transaction; a file that cannot be parsed is listed with its reason and skipped.
+    Importing the same files again adds nothing.
+    """
+    ctx = app()
+    ledger = ctx.ledger()
+    interactive = sys.stderr.isatty() and not ctx.json
+
+    def progress(outcome: FileOutcome) -> None:
+        if interactive:
+            click.echo(f"\r{outcome.status:<9} {sanitize(outcome.path)[-60:]:<60}", err=True, nl=False)
+
+    summary = import_paths(ledger, list(paths), tags=tags, progress=progress)
+    if interactive:
+        click.echo("", err=True)
+    rows = [
+        {
+            "status": o.status,
+            "kind": o.kind,
+            "records": ",".join(str(i) for i in o.record_ids) or None,
+            "path": o.path,
+            "reason": o.reason,
+        }
+        for o in summary.outcomes
+    ]
+    if ctx.json:
+        for outcome in summary.outcomes:
+            emit_json(outcome.as_dict())
+    else:
+        emit_rows(rows, IMPORT_COLUMNS, as_json=False)
+    info(
+        f"{len(summary.outcomes)} file(s): {summary.count('imported')} imported "
+        f"({summary.records_added} new record(s)), {summary.count('unchanged')} unchanged, "
+        f"{summary.count('linked')} linked to stamped records, {summary.count('skipped')} skipped"
+    )
+    if strict and summary.count("skipped"):
+        sys.exit(UsageError.exit_code)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = str(to_jsonable(value))
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _change_line(change: Change) -> str:
+    also = [f for f in change.fields if f != change.name]
+    suffix = f"  (also {', '.join(also)})" if also else ""
+    return f"{change.label}: {_value(change.a)} → {_value(change.b)}{suffix}"
+
+
+@main.command()
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+@click.option("--all", "show_all", is_flag=True, help="Also show bookkeeping differences (ids, times, …).")
+def diff(a: int, b: int, show_all: bool) -> None:
+    """Show every parameter that differs between records A and B.
+
+    Warns when more than one generation parameter changed (not a controlled
+    comparison). The same setting stored twice (a column and the request field)
+    counts once.
+    """
+    ctx = app()
+    ledger = ctx.ledger()
+    result = compare(ledger.get(a), ledger.get(b))
+    if ctx.json:
+        emit_json(result.as_dict())
+        return
+    if not result.changes:
+        click.echo(f"records {a} and {b}: same generation parameters")
+    for change in result.changes:
+        click.echo(sanitize(_change_line(change)))
+    if show_all:
+        for change in result.bookkeeping:
+            click.echo(sanitize(f"[bookkeeping] {_change_line(change)}"))
+    if result.warning:
+        info(f"warning: {result.warning}")
+
+
+def _node_line(node: LineageNode, focus: int) -> str:
+    r = node.record
+    marker = "*" if r.id == focus else " "
+    head = f"{marker}#{r.id} seed={_value(r.seed)} model={_value(r.model)}"
+    if node.changes:
+        changed = "; ".join(_change_line(c).split("  (also")[0] for c in node.changes)
+        head += f"  [{changed}]"
+    elif r.parent_id is not None:
+        head += "  [no generation change]"
+    return head
+
+
+def _render_tree(
+    node: LineageNode, focus: int, prefix: str = "", last: bool = True, root: bool = True
+) -> None:
+    branch = "" if root else ("└─ " if last else "├─ ")
+    click.echo(sanitize(prefix + branch + _node_line(node, focus)))
+    child_prefix = prefix + ("" if root else ("   " if last else "│  "))
+    for index, child in enumerate(node.children):
+        _render_tree(child, focus, child_prefix, index == len(node.children) - 1, root=False)
+
+
+@main.command(name="lineage")
+@click.argument("record_id", type=int)
+def lineage_(record_id: int) -> None:
+    """Show the refinement tree of a record (ancestors and descendants, via --parent)
+    and what changed at each step. The record itself is marked with *."""
+    ctx = app()
+    tree = lineage(ctx.ledger(), record_id)
+    if ctx.json:
+        emit_json(tree.as_dict())
+        return
+    _render_tree(tree.root, tree.focus)
+    if tree.truncated:
+        info("warning: the tree was cut at 10,000 records")
+
+
+@main.command(name="pick")
+@click.argument("record_id", type=int)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Pick file to write [default: ./.seedledger-pick.json].",
+)
+def pick_(record_id: int, out: Path | None) -> None:
+    """Lock a record's seed and parameters as the base of the next sweep.
+
+    Writes a small JSON pick file that `seedledger sweep --from-pick` reads.
+    """
+    ctx = app()
+    chosen, path = pick(ctx.ledger(), record_id, out)
+    data = {"record_id": chosen.record_id, "seed": chosen.seed, "path": str(path)}
+    emit_mapping(data, as_json=ctx.json)
+    info(f"picked record {chosen.record_id} (seed {chosen.seed}) into {path}")
+
+
+@main.command(name="stamp")
+@click.argument("record_id", type=int)
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the stamped image here instead of replacing IMAGE (atomically).",
+)
+def stamp(record_id: int, image: Path, out: Path | None) -> None:
+    """Write provenance into IMAGE (PNG or JPEG): the record id, IPTC DigitalSourceType
+    trainedAlgorithmicMedia, and the latest ledger checkpoint, as XMP (and a PNG iTXt
+    chunk). `seedledger import` reads it back."""
+    ctx = app()
+    result = stamp_file(ctx.ledger(), record_id, image, out)
+    checkpoint = result.checkpoint or {}
+    data = {
+        "record_id": result.record_id,
+        "path": result.path,
+        "format": result.format,
+        "checkpoint_size": checkpoint.get("size"),
+        "leaf_index": checkpoint.get("leaf_index"),
+    }
+    emit_mapping(data, as_json=ctx.json)
+    if result.checkpoint is None:
+        info("note: the ledger has no checkpoint yet; stamped without one (seal first to include it)")

@@ -1,0 +1,258 @@
+"""Byte-level metadata of image files: PNG text chunks, JPEG APP1/XMP, EXIF comments.
+
+PNG chunks are read and written here directly (not through a Pillow re-encode) so a
+stamp adds its chunks and leaves every other byte of the file as it was, and reading
+metadata never decodes pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image, UnidentifiedImageError
+
+from ledger.errors import InvalidInputError
+
+PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI: Final = b"\xff\xd8"
+XMP_KEYWORD: Final = "XML:com.adobe.xmp"
+JPEG_XMP_HEADER: Final = b"http://ns.adobe.com/xap/1.0/\x00"
+# Text chunks above this are refused, not inflated (decompression bombs).
+MAX_TEXT_BYTES: Final = 32 * 1024 * 1024
+
+
+def sniff(data: bytes) -> str | None:
+    """``png``, ``jpeg``, ``webp`` or None, from the magic bytes."""
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    if data.startswith(JPEG_SOI):
+        return "jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+# -- PNG ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    type: bytes
+    data: bytes
+    start: int  # offset of the length field
+    end: int  # offset after the CRC
+
+
+def png_chunks(data: bytes) -> list[Chunk]:
+    """Split a PNG into chunks; raise InvalidInputError on a truncated or bad file."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise InvalidInputError("not a PNG file (bad signature)")
+    chunks: list[Chunk] = []
+    pos = len(PNG_SIGNATURE)
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise InvalidInputError("truncated PNG: chunk header cut off")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise InvalidInputError(f"truncated PNG: {ctype.decode('latin-1')!r} chunk cut off")
+        body = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            raise InvalidInputError(f"corrupt PNG: bad CRC in {ctype.decode('latin-1')!r} chunk")
+        chunks.append(Chunk(ctype, body, pos, end))
+        pos = end
+        if ctype == b"IEND":
+            break
+    if not chunks or chunks[0].type != b"IHDR" or chunks[-1].type != b"IEND":
+        raise InvalidInputError("truncated PNG: no IHDR/IEND")
+    return chunks
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_TEXT_BYTES + 1)
+    if len(out) > MAX_TEXT_BYTES or inflater.unconsumed_tail:
+        raise InvalidInputError("PNG text chunk inflates beyond 32 MiB; refused")
+    return out
+
+
+def decode_text_chunk(chunk: Chunk) -> tuple[str, str] | None:
+    """(keyword, text) of a tEXt/zTXt/iTXt chunk, or None for other chunks."""
+    try:
+        if chunk.type == b"tEXt":
+            key, _, value = chunk.data.partition(b"\x00")
+            return key.decode("latin-1"), value.decode("latin-1")
+        if chunk.type == b"zTXt":
+            key, _, rest = chunk.data.partition(b"\x00")
+            return key.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
+        if chunk.type == b"iTXt":
+            key, _, rest = chunk.data.partition(b"\x00")
+            if len(rest) < 2:
+                raise InvalidInputError("corrupt PNG: short iTXt chunk")
+            compressed, _method, rest = rest[0], rest[1], rest[2:]
+            _language, _, rest = rest.partition(b"\x00")
+            _translated, _, text = rest.partition(b"\x00")
+            raw = _inflate(text) if compressed else text
+            return key.decode("latin-1"), raw.decode("utf-8")
+    except (UnicodeDecodeError, zlib.error) as exc:
+        raise InvalidInputError(f"corrupt PNG {chunk.type.decode()} chunk: {exc}") from None
+    return None
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """Every text chunk of a PNG by keyword (the first one wins, as in Pillow)."""
+    out: dict[str, str] = {}
+    for chunk in png_chunks(data):
+        decoded = decode_text_chunk(chunk)
+        if decoded is not None and decoded[0] not in out:
+            out[decoded[0]] = decoded[1]
+    return out
+
+
+def _chunk(ctype: bytes, body: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
+    )
+
+
+def itxt_chunk(keyword: str, text: str) -> bytes:
+    """An uncompressed iTXt chunk (UTF-8 text, no language tag)."""
+    key = keyword.encode("latin-1")
+    if not 1 <= len(key) <= 79:
+        raise InvalidInputError("PNG keyword must be 1-79 bytes")
+    return _chunk(b"iTXt", key + b"\x00\x00\x00" + b"\x00" + b"\x00" + text.encode("utf-8"))
+
+
+def png_replace_text(data: bytes, entries: dict[str, str]) -> bytes:
+    """The PNG with iTXt ``entries`` set: existing text chunks with those keywords are
+    dropped, the new ones go right before IEND, every other byte is kept."""
+    chunks = png_chunks(data)
+    out = [data[: len(PNG_SIGNATURE)]]
+    for chunk in chunks:
+        decoded = decode_text_chunk(chunk)
+        if decoded is not None and decoded[0] in entries:
+            continue
+        if chunk.type == b"IEND":
+            out.extend(itxt_chunk(k, v) for k, v in entries.items())
+        out.append(data[chunk.start : chunk.end])
+    return b"".join(out)
+
+
+# -- JPEG ---------------------------------------------------------------------------
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) for each marker segment before the scan data."""
+    if not data.startswith(JPEG_SOI):
+        raise InvalidInputError("not a JPEG file (no SOI marker)")
+    segments: list[tuple[int, int, int]] = []
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise InvalidInputError("corrupt JPEG: expected a marker")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA or marker == 0xD9:  # start of scan / end of image
+            segments.append((marker, pos, pos))
+            return segments
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        end = pos + 2 + length
+        if length < 2 or end > len(data):
+            raise InvalidInputError("truncated JPEG: a marker segment is cut off")
+        segments.append((marker, pos, end))
+        pos = end
+    raise InvalidInputError("truncated JPEG: no image data")
+
+
+def jpeg_xmp(data: bytes) -> str | None:
+    for marker, start, end in jpeg_segments(data):
+        body = data[start + 4 : end]
+        if marker == 0xE1 and body.startswith(JPEG_XMP_HEADER):
+            return body[len(JPEG_XMP_HEADER) :].decode("utf-8", errors="replace")
+    return None
+
+
+def jpeg_replace_xmp(data: bytes, xmp: str) -> bytes:
+    """The JPEG with its XMP APP1 segment replaced (or added after SOI/APP0/Exif)."""
+    payload = JPEG_XMP_HEADER + xmp.encode("utf-8")
+    if len(payload) + 2 > 0xFFFF:
+        raise InvalidInputError("XMP packet too large for one JPEG APP1 segment")
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    out = [data[:2]]
+    cursor = 2
+    for marker, start, end in jpeg_segments(data):
+        if marker == 0xE1 and data[start + 4 : end].startswith(JPEG_XMP_HEADER):
+            out.append(data[cursor:start])
+            cursor = end
+    rebuilt = b"".join(out) + data[cursor:]
+    # After the leading APP0 (JFIF) / APP1 (Exif) segments, before anything else.
+    position = _leading_app_end(rebuilt)
+    return rebuilt[:position] + segment + rebuilt[position:]
+
+
+def _leading_app_end(data: bytes) -> int:
+    position = 2
+    for marker, start, end in jpeg_segments(data):
+        if start != position or marker not in (0xE0, 0xE1):
+            break
+        position = end
+    return position
+
+
+# -- EXIF UserComment (JPEG / WEBP) ---------------------------------------------------
+
+_EXIF_IFD: Final = 0x8769
+_USER_COMMENT: Final = 0x9286
+
+
+def decode_user_comment(raw: bytes | str) -> str:
+    """EXIF UserComment: an 8-byte charset prefix, then the text."""
+    if isinstance(raw, str):
+        return raw
+    prefix, body = raw[:8], raw[8:]
+    if prefix == b"UNICODE\x00":
+        if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
+            return body.decode("utf-16")
+        # piexif (A1111) writes big-endian; guess the order from where the zeros sit.
+        even = body[0::2].count(0)
+        odd = body[1::2].count(0)
+        return body.decode("utf-16-le" if odd > even else "utf-16-be", errors="replace")
+    if prefix == b"ASCII\x00\x00\x00":
+        return body.decode("utf-8", errors="replace")
+    if prefix == b"JIS\x00\x00\x00\x00\x00":
+        return body.decode("shift_jis", errors="replace")
+    return (body if prefix == b"\x00" * 8 else raw).decode("utf-8", errors="replace")
+
+
+def encode_user_comment(text: str, *, unicode: bool = True) -> bytes:
+    if unicode:
+        return b"UNICODE\x00" + text.encode("utf-16-be")
+    return b"ASCII\x00\x00\x00" + text.encode("ascii")
+
+
+@dataclass(frozen=True)
+class PillowMeta:
+    user_comment: str | None
+    xmp: str | None
+
+
+def pillow_meta(data: bytes) -> PillowMeta:
+    """EXIF UserComment and XMP of a JPEG/WEBP, read from headers (no pixel decode)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            exif = im.getexif()
+            raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT) or exif.get(_USER_COMMENT)
+            xmp = im.info.get("xmp")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise InvalidInputError(f"unreadable image header: {exc}") from None
+    if isinstance(xmp, bytes):
+        xmp = xmp.decode("utf-8", errors="replace")
+    comment = decode_user_comment(raw) if raw else None
+    return PillowMeta(comment.rstrip("\x00") if comment else None, xmp)

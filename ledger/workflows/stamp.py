@@ -1,0 +1,283 @@
+"""`seedledger stamp`: write provenance into an image file, and read it back.
+
+A stamp says "this image is the output of record N of a seedledger ledger", marks it
+as generated (IPTC ``DigitalSourceType`` = ``trainedAlgorithmicMedia``, the value IPTC
+recommends and C2PA uses for generated media) and names the latest ledger checkpoint
+when the integrity tables exist.
+
+- **PNG**: an iTXt chunk ``seedledger`` holding the stamp as JSON, and the XMP packet
+  in the standard iTXt chunk ``XML:com.adobe.xmp``. Chunks are spliced in before
+  ``IEND``; every other byte of the file (pixels, A1111/ComfyUI chunks) is kept.
+- **JPEG**: the XMP packet in an APP1 segment (``http://ns.adobe.com/xap/1.0/``),
+  placed after the JFIF/Exif segments; the scan data is untouched.
+- WEBP is refused (convert first).
+
+An existing XMP packet is kept: our ``rdf:Description`` is added to it (and a previous
+seedledger description replaced). The file is written to a temporary file in the same
+directory and renamed over the target, so a failure never leaves a half-written image.
+This is plain metadata: it is stripped by re-encoding and not signed (a C2PA manifest
+would be); the ledger checkpoint it names is what makes it checkable.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import inspect, select
+
+from ledger import __version__
+from ledger.core.records import Record
+from ledger.errors import InvalidInputError, LedgerError, UsageError
+from ledger.store import Ledger
+from ledger.store.schema import checkpoints, log_entries
+from ledger.workflows import _media
+from ledger.workflows._files import write_atomically
+
+STAMP_SCHEMA: Final = "seedledger.stamp/1"
+STAMP_KEYWORD: Final = "seedledger"
+TRAINED_ALGORITHMIC_MEDIA: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+IPTC_EXT_NS: Final = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+SEEDLEDGER_NS: Final = "urn:x-seedledger:xmp:1.0/"
+
+#: Record fields copied into the stamp, so another ledger can import the image
+#: with its generation parameters even without access to this ledger.
+_RECORD_FIELDS: Final = (
+    "backend",
+    "task_type",
+    "modality",
+    "model",
+    "seed",
+    "seed_origin",
+    "scheduler_requested",
+    "scheduler",
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "output_format",
+    "task_uuid",
+    "output_uuid",
+    "output_index",
+)
+
+_OUR_DESCRIPTION: Final = re.compile(
+    r"<rdf:Description\b[^>]*xmlns:seedledger=\"[^\"]*\".*?(?:/>|</rdf:Description>)\s*", re.S
+)
+_STAMP_ATTR: Final = re.compile(r"seedledger:Stamp=\"([^\"]*)\"")
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a stamp says. ``record`` is the record summary embedded at stamping."""
+
+    record_id: int
+    idempotency_key: str
+    stamped_at: str
+    checkpoint: Mapping[str, Any] | None
+    record: Mapping[str, Any]
+    digital_source_type: str = TRAINED_ALGORITHMIC_MEDIA
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "schema": STAMP_SCHEMA,
+                "record_id": self.record_id,
+                "idempotency_key": self.idempotency_key,
+                "digital_source_type": self.digital_source_type,
+                "software_agent": f"seedledger {__version__}",
+                "stamped_at": self.stamped_at,
+                "checkpoint": self.checkpoint,
+                "record": dict(self.record),
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Stamp:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"seedledger stamp is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema") != STAMP_SCHEMA:
+            raise InvalidInputError(f"not a {STAMP_SCHEMA} stamp")
+        record_id, key = data.get("record_id"), data.get("idempotency_key")
+        if isinstance(record_id, bool) or not isinstance(record_id, int) or not isinstance(key, str):
+            raise InvalidInputError("seedledger stamp: record_id and idempotency_key are required")
+        record = data.get("record") if isinstance(data.get("record"), dict) else {}
+        checkpoint = data.get("checkpoint") if isinstance(data.get("checkpoint"), dict) else None
+        return cls(
+            record_id=record_id,
+            idempotency_key=key,
+            stamped_at=str(data.get("stamped_at", "")),
+            checkpoint=checkpoint,
+            record=record,
+            digital_source_type=str(data.get("digital_source_type", TRAINED_ALGORITHMIC_MEDIA)),
+        )
+
+
+@dataclass(frozen=True)
+class StampResult:
+    record_id: int
+    path: str
+    format: str
+    checkpoint: Mapping[str, Any] | None
+    bytes_written: int
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if hasattr(value, "value") and isinstance(value.value, str):
+        return value.value
+    return value
+
+
+def stamp_for(record: Record, checkpoint: Mapping[str, Any] | None) -> Stamp:
+    summary = {name: _jsonable(getattr(record, name)) for name in _RECORD_FIELDS}
+    summary["created_at"] = _jsonable(record.created_at)
+    return Stamp(
+        record_id=record.id,
+        idempotency_key=record.idempotency_key or f"record:{record.id}",
+        stamped_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        checkpoint=checkpoint,
+        record=summary,
+    )
+
+
+def xmp_description(stamp: Stamp) -> str:
+    attrs = {
+        "Iptc4xmpExt:DigitalSourceType": stamp.digital_source_type,
+        "seedledger:RecordId": str(stamp.record_id),
+        "seedledger:IdempotencyKey": stamp.idempotency_key,
+    }
+    if stamp.checkpoint:
+        attrs["seedledger:Checkpoint"] = json.dumps(dict(stamp.checkpoint), sort_keys=True)
+    attrs["seedledger:Stamp"] = stamp.to_json()
+    rendered = "".join(f'\n    {k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+    return (
+        '<rdf:Description rdf:about=""'
+        f'\n    xmlns:Iptc4xmpExt="{IPTC_EXT_NS}"'
+        f'\n    xmlns:seedledger="{SEEDLEDGER_NS}"{rendered}/>\n'
+    )
+
+
+def xmp_packet(stamp: Stamp, existing: str | None = None) -> str:
+    """A full XMP packet with our description, merged into ``existing`` if given."""
+    description = xmp_description(stamp)
+    if existing and existing.strip():
+        if "</rdf:RDF>" not in existing:
+            raise InvalidInputError("the image's existing XMP is not RDF/XML; refusing to overwrite it")
+        kept = _OUR_DESCRIPTION.sub("", existing)
+        return kept.replace("</rdf:RDF>", description + "</rdf:RDF>", 1)
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        f"{description}"
+        "</rdf:RDF>\n</x:xmpmeta>\n"
+        '<?xpacket end="w"?>'
+    )
+
+
+def stamp_bytes(data: bytes, stamp: Stamp) -> tuple[bytes, str]:
+    """The image bytes with the stamp written in; returns (bytes, format)."""
+    kind = _media.sniff(data)
+    if kind == "png":
+        text = _media.png_text(data)
+        packet = xmp_packet(stamp, text.get(_media.XMP_KEYWORD))
+        out = _media.png_replace_text(data, {STAMP_KEYWORD: stamp.to_json(), _media.XMP_KEYWORD: packet})
+        _media.png_chunks(out)  # the result must parse before it is written
+        return out, kind
+    if kind == "jpeg":
+        packet = xmp_packet(stamp, _media.jpeg_xmp(data))
+        out = _media.jpeg_replace_xmp(data, packet)
+        _media.jpeg_segments(out)
+        return out, kind
+    if kind == "webp":
+        raise UsageError("stamping WEBP is not supported; convert the image to PNG or JPEG first")
+    raise InvalidInputError("not a PNG or JPEG image")
+
+
+def read_stamp(data: bytes) -> Stamp | None:
+    """The seedledger stamp in an image (PNG iTXt, else XMP), or None."""
+    kind = _media.sniff(data)
+    xmp: str | None = None
+    if kind == "png":
+        text = _media.png_text(data)
+        if STAMP_KEYWORD in text:
+            return Stamp.from_json(text[STAMP_KEYWORD])
+        xmp = text.get(_media.XMP_KEYWORD)
+    elif kind == "jpeg":
+        xmp = _media.jpeg_xmp(data)
+    elif kind == "webp":
+        xmp = _media.pillow_meta(data).xmp
+    if xmp:
+        match = _STAMP_ATTR.search(xmp)
+        if match:
+            return Stamp.from_json(html.unescape(match.group(1)))
+    return None
+
+
+def latest_checkpoint(ledger: Ledger, record_id: int | None = None) -> dict[str, Any] | None:
+    """The newest signed checkpoint (origin, size, root, key, signed note) and, when the
+    record is sealed within it, the record's leaf index; None without checkpoints."""
+    with ledger.reading() as conn:
+        if "checkpoints" not in set(inspect(conn).get_table_names()):
+            return None
+        row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
+        if row is None:
+            return None
+        out: dict[str, Any] = {
+            "origin": row.origin,
+            "size": int(row.size),
+            "root": base64.b64encode(row.root).decode("ascii"),
+            "key_name": row.key_name,
+            "key_id": row.key_id,
+            "note": row.note,
+        }
+        if record_id is not None:
+            leaf = conn.execute(
+                select(log_entries.c.leaf_index).where(
+                    log_entries.c.entry_type == "record", log_entries.c.entry_id == record_id
+                )
+            ).scalar()
+            if leaf is not None and int(leaf) < out["size"]:
+                out["leaf_index"] = int(leaf)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, datetime):
+        return _jsonable(value)
+    return value
+
+
+def stamp_file(ledger: Ledger, record_id: int, image: Path, out: Path | None = None) -> StampResult:
+    """Stamp ``image`` with record ``record_id``; write to ``out`` (default: in place)."""
+    record = ledger.get(record_id)
+    try:
+        data = image.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {image}: {exc.strerror or exc}") from None
+    checkpoint = latest_checkpoint(ledger, record_id)
+    stamped, kind = stamp_bytes(data, stamp_for(record, checkpoint))
+    target = out or image
+    try:
+        write_atomically(target, stamped, like=image)
+    except OSError as exc:
+        raise LedgerError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return StampResult(record_id, str(target), kind, checkpoint, len(stamped))
