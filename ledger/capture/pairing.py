@@ -1,0 +1,333 @@
+"""Pair Runware request tasks with their results: the one place that does it.
+
+The recording transport, the proxy and the proxy's webhook receiver all feed raw bytes
+here and get back the records (redacted) and the outputs to fingerprint.
+
+* Results and errors are matched to tasks by ``taskUUID``, never by position.
+* A task whose response carries no output yet (an async acknowledgement, a webhook
+  request, ``status: processing``) is remembered as *pending*; a later response that
+  delivers its results (``getResponse`` polling, a webhook POST, any envelope naming
+  that taskUUID) is paired with it. Pending tasks survive a restart (``pending.json``
+  in the spool directory).
+* Errors that name no task (an HTTP 401 for the whole request) are attributed to every
+  inference task in that request that got no result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.capture.entries import Output
+from ledger.core.records import Modality, NewRecord, Source
+from ledger.core.redaction import redact, redact_text
+from ledger.core.runware import (
+    INFERENCE_TASKS,
+    is_delivered,
+    output_url_of,
+    records_for_task,
+    split_envelope,
+)
+from ledger.errors import LedgerError
+
+log = logging.getLogger(__name__)
+
+_PAYLOAD_FIELDS = ("imageBase64Data", "videoBase64Data", "audioBase64Data")
+_DATA_URI_FIELDS = ("imageDataURI", "videoDataURI", "audioDataURI")
+PENDING_TTL_S = 24 * 3600
+MAX_PENDING = 100_000
+
+
+class CaptureParseError(Exception):
+    """A response body (or webhook body) that could not be read as a Runware envelope."""
+
+
+@dataclass
+class Captured:
+    records: list[NewRecord] = field(default_factory=list)
+    outputs: dict[str, Output] = field(default_factory=dict)
+    unpaired: int = 0  # results for tasks this process never saw
+    known_secrets: tuple[str, ...] = ()
+
+
+def decode_body(raw: bytes, content_encoding: str | None) -> bytes:
+    """The body with its Content-Encoding removed (the transport and proxy see the
+    bytes as sent). Raises CaptureParseError for an encoding we cannot undo."""
+    encodings = [e.strip().lower() for e in (content_encoding or "").split(",") if e.strip()]
+    data = raw
+    for encoding in reversed(encodings):
+        if encoding in ("identity", ""):
+            continue
+        try:
+            if encoding in ("gzip", "x-gzip"):
+                data = zlib.decompress(data, wbits=31)
+            elif encoding == "deflate":
+                try:
+                    data = zlib.decompress(data)
+                except zlib.error:
+                    data = zlib.decompress(data, wbits=-15)
+            else:
+                raise CaptureParseError(f"cannot decode Content-Encoding {encoding!r}")
+        except zlib.error as exc:
+            raise CaptureParseError(f"bad {encoding} body: {exc}") from None
+    return data
+
+
+def secrets_from_headers(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """Credential values in request headers, so they can be cut out wherever echoed."""
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in ("authorization", "proxy-authorization"):
+            token = value.split(None, 1)[-1].strip()
+            if token:
+                out.append(token)
+        elif lower in ("x-api-key", "api-key", "apikey", "x-runware-api-key") and value:
+            out.append(value)
+    return tuple(s for s in out if len(s) >= 4)
+
+
+def parse_tasks(body: bytes) -> list[dict[str, Any]] | None:
+    """The task list of a Runware request, or None when the body is not one."""
+    if not body or b"taskType" not in body:
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        return None
+    return value
+
+
+def _output_of(result: Mapping[str, Any]) -> Output | None:
+    for key in _PAYLOAD_FIELDS:
+        value = result.get(key)
+        if isinstance(value, str) and value:
+            with contextlib.suppress(binascii.Error, ValueError):
+                return Output(data=base64.b64decode(value, validate=False))
+    for key in _DATA_URI_FIELDS:
+        value = result.get(key)
+        if isinstance(value, str) and "," in value:
+            with contextlib.suppress(binascii.Error, ValueError):
+                return Output(data=base64.b64decode(value.split(",", 1)[1]))
+    url = output_url_of(result)
+    return Output(url=url) if url else None
+
+
+class PendingTasks:
+    """Tasks acknowledged but not yet delivered, by taskUUID, kept in a small file so
+    an async task submitted before a restart is still recorded when it is delivered."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._tasks: dict[str, dict[str, Any]] = {}
+        if path is not None and path.exists():
+            try:
+                self._tasks = json.loads(path.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("pending tasks file %s unreadable (%s); starting empty", path, exc)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def get(self, task_uuid: str) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._tasks.get(task_uuid)
+            return None if item is None else item["task"]
+
+    def add(self, task: Mapping[str, Any], delivered: int = 0) -> None:
+        with self._lock:
+            now = time.time()
+            if len(self._tasks) >= MAX_PENDING:
+                self._expire(now)
+            self._tasks[str(task["taskUUID"])] = {"task": dict(task), "delivered": delivered, "at": now}
+            self._save()
+
+    def delivered(self, task_uuid: str, outputs: int, failed: bool) -> None:
+        with self._lock:
+            item = self._tasks.get(task_uuid)
+            if item is None:
+                return
+            item["delivered"] += outputs
+            wanted = item["task"].get("numberResults") or 1
+            if failed or not isinstance(wanted, int) or item["delivered"] >= wanted:
+                del self._tasks[task_uuid]
+            self._save()
+
+    def _expire(self, now: float) -> None:
+        old = [k for k, v in self._tasks.items() if now - v["at"] > PENDING_TTL_S]
+        for key in old:
+            del self._tasks[key]
+        while len(self._tasks) >= MAX_PENDING:
+            self._tasks.pop(next(iter(self._tasks)))
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self._tasks, separators=(",", ":")), "utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot save pending tasks to %s: %s", self.path, exc.strerror)
+
+
+class Pairer:
+    """Turns request/response bytes into records. Thread-safe."""
+
+    def __init__(
+        self,
+        pending: PendingTasks,
+        *,
+        source: Source = Source.HOOK,
+        backend: str = "runware",
+        tags: tuple[str, ...] = (),
+        experiment_id: str | None = None,
+    ) -> None:
+        self.pending = pending
+        self.source = source
+        self.backend = backend
+        self.tags = tags
+        self.experiment_id = experiment_id
+
+    def exchange(
+        self,
+        request_body: bytes,
+        response_body: bytes,
+        *,
+        known_secrets: tuple[str, ...] = (),
+    ) -> Captured | None:
+        """Records for one request/response pair; None when the request is not a
+        Runware task request. Raises CaptureParseError for an unreadable response."""
+        tasks = parse_tasks(request_body)
+        if tasks is None:
+            return None
+        secrets = list(known_secrets)
+        for task in tasks:
+            if task.get("taskType") == "authentication" and isinstance(task.get("apiKey"), str):
+                secrets.append(task["apiKey"])
+        relevant = [
+            t for t in tasks if t.get("taskType") in INFERENCE_TASKS or t.get("taskType") == "getResponse"
+        ]
+        if not relevant:
+            return None
+        data, errors = self._envelope(response_body, tuple(secrets))
+        captured = Captured(known_secrets=tuple(secrets))
+        inference = {
+            str(t.get("taskUUID")): t
+            for t in tasks
+            if t.get("taskType") in INFERENCE_TASKS and t.get("taskUUID")
+        }
+        unscoped = [e for e in errors if not e.get("taskUUID")]
+        self._pair(data, [e for e in errors if e.get("taskUUID")], inference, captured, unscoped)
+        return captured
+
+    def webhook(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> Captured:
+        """Records for a webhook delivery (one result object, a list, or an envelope)."""
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CaptureParseError(f"webhook body is not JSON: {exc.__class__.__name__}") from None
+        if isinstance(value, dict) and "data" not in value and "errors" not in value and "error" not in value:
+            value = [value]
+        data, errors = self._split(value)
+        captured = Captured(known_secrets=known_secrets)
+        self._pair(data, errors, {}, captured, [])
+        return captured
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _envelope(self, body: bytes, secrets: tuple[str, ...]) -> tuple[list[Any], list[Any]]:
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CaptureParseError(f"response body is not JSON: {exc.__class__.__name__}") from None
+        return self._split(value)
+
+    @staticmethod
+    def _split(value: Any) -> tuple[list[Any], list[Any]]:
+        try:
+            data, errors = split_envelope(value)
+        except LedgerError as exc:
+            raise CaptureParseError(str(exc)) from None
+        # Errors that carry status "error" may also be listed under data by some servers.
+        moved = [d for d in data if d.get("status") == "error"]
+        if moved:
+            data = [d for d in data if d.get("status") != "error"]
+            errors = [*errors, *moved]
+        return list(data), list(errors)
+
+    def _pair(
+        self,
+        data: list[Mapping[str, Any]],
+        errors: list[Mapping[str, Any]],
+        inference: dict[str, Mapping[str, Any]],
+        captured: Captured,
+        unscoped: list[Mapping[str, Any]],
+    ) -> None:
+        results_by: dict[str, list[Mapping[str, Any]]] = {}
+        for item in data:
+            if is_delivered(item):
+                results_by.setdefault(str(item.get("taskUUID")), []).append(item)
+        errors_by: dict[str, list[Mapping[str, Any]]] = {}
+        for item in errors:
+            errors_by.setdefault(str(item.get("taskUUID")), []).append(item)
+        secrets = captured.known_secrets
+        for task_uuid, task in inference.items():
+            if task_uuid not in results_by and task_uuid not in errors_by:
+                if unscoped:
+                    errors_by[task_uuid] = unscoped
+                else:
+                    self.pending.add(redact(dict(task), secrets))
+        for task_uuid in dict.fromkeys([*results_by, *errors_by]):
+            task = inference.get(task_uuid)
+            from_pending = task is None
+            if task is None:
+                task = self.pending.get(task_uuid)
+            if task is None:
+                captured.unpaired += len(results_by.get(task_uuid, ())) + len(errors_by.get(task_uuid, ()))
+                continue
+            results = results_by.get(task_uuid, [])
+            if results and all(isinstance(r.get("resultIndex"), int) for r in results):
+                results = sorted(results, key=lambda r: r["resultIndex"])
+            task_errors = errors_by.get(task_uuid, [])
+            try:
+                records = records_for_task(
+                    task,
+                    results,
+                    task_errors,
+                    backend=self.backend,
+                    source=self.source,
+                    tags=self.tags,
+                    experiment_id=self.experiment_id,
+                    known_secrets=secrets,
+                )
+            except LedgerError as exc:
+                raise CaptureParseError(redact_text(f"task {task_uuid}: {exc}", secrets)) from None
+            for record, result in zip(records, results, strict=False):
+                output = _output_of(result)
+                # Fingerprints are image fingerprints; other media keep their URL in the record.
+                if output is not None and record.idempotency_key and record.modality == Modality.IMAGE:
+                    captured.outputs[record.idempotency_key] = output
+            captured.records.extend(records)
+            wanted = task.get("numberResults") or 1
+            if from_pending:
+                self.pending.delivered(task_uuid, len(results), bool(task_errors))
+            elif not task_errors and isinstance(wanted, int) and len(results) < wanted:
+                # Part of a multi-output task delivered so far: wait for the rest.
+                self.pending.add(redact(dict(task), secrets), delivered=len(results))

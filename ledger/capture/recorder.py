@@ -1,0 +1,176 @@
+"""The Recorder: spool + pairing + background writer, shared by the transport, the
+proxy and the in-process API. Recording never raises into the caller: a body that
+cannot be read is logged (without secrets) and counted."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger.capture.entries import Output, encode_entry
+from ledger.capture.fingerprints import default_fingerprinter, default_sealer
+from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks, decode_body, parse_tasks
+from ledger.capture.spool import Spool
+from ledger.capture.writer import Counters, SpoolWriter
+from ledger.core.records import NewRecord, Source
+from ledger.core.redaction import redact_text
+
+log = logging.getLogger(__name__)
+
+ENV_SPOOL = "SEEDLEDGER_SPOOL"
+DEFAULT_SPOOL = ".seedledger-spool"
+
+
+def resolve_spool(directory: str | os.PathLike[str] | None) -> Path:
+    return Path(directory or os.environ.get(ENV_SPOOL) or DEFAULT_SPOOL).expanduser()
+
+
+class Recorder:
+    """Records Runware exchanges durably and lands them in the ledger in the background.
+
+    ``db`` is the ledger URL (default: ``SEEDLEDGER_DATABASE_URL`` or ./seedledger.db).
+    ``writer=False`` only spools (another process, or ``seedledger spool drain``, lands
+    the records). One Recorder owns its spool directory at a time.
+    """
+
+    def __init__(
+        self,
+        spool: str | os.PathLike[str] | None = None,
+        db: str | None = None,
+        *,
+        source: Source = Source.HOOK,
+        tags: Sequence[str] = (),
+        experiment_id: str | None = None,
+        writer: bool = True,
+        fingerprint: bool = True,
+        allow_private_downloads: bool = False,
+        trusted_hosts: Sequence[str] = (),
+        signer: Any = None,
+        batch_records: int = 5000,
+        max_backoff: float = 5.0,
+        sync: bool = False,
+    ) -> None:
+        self.spool = Spool(resolve_spool(spool))
+        self.counters = Counters()
+        self.sync = sync
+        pending = PendingTasks(self.spool.directory / "pending.json")
+        self.pairer = Pairer(pending, source=source, tags=tuple(tags), experiment_id=experiment_id)
+        self.writer = SpoolWriter(
+            self.spool,
+            db,
+            self.counters,
+            batch_records=batch_records,
+            max_backoff=max_backoff,
+            fingerprinter=default_fingerprinter(
+                allow_private_downloads=allow_private_downloads, trusted_hosts=frozenset(trusted_hosts)
+            )
+            if fingerprint
+            else None,
+            sealer=default_sealer(signer) if signer is not None else None,
+        )
+        self._closed = False
+        self._writes = writer
+        if writer:
+            self.writer.start()
+
+    # -- recording (never raises) ------------------------------------------------------
+
+    def record_exchange(
+        self,
+        request_body: bytes,
+        response_body: bytes,
+        *,
+        content_encoding: str | None = None,
+        known_secrets: tuple[str, ...] = (),
+    ) -> int:
+        """Record what one Runware request/response pair produced; return how many
+        records were spooled. ``response_body`` is as sent (``content_encoding`` is
+        undone here). Never raises: failures are logged and counted."""
+        try:
+            if parse_tasks(request_body) is None:
+                return 0  # not a Runware task request: nothing to record, nothing to warn
+            body = decode_body(response_body, content_encoding)
+            captured = self.pairer.exchange(request_body, body, known_secrets=known_secrets)
+        except CaptureParseError as exc:
+            self.note_failure(exc, known_secrets)
+            return 0
+        except Exception as exc:  # recording must never break the caller
+            self.note_failure(exc, known_secrets)
+            return 0
+        return 0 if captured is None else self._spool(captured)
+
+    def record_webhook(self, body: bytes) -> int:
+        try:
+            captured = self.pairer.webhook(body)
+        except Exception as exc:
+            self.note_failure(exc, ())
+            return 0
+        return self._spool(captured)
+
+    def record(self, records: Sequence[NewRecord], outputs: Mapping[str, Output] | None = None) -> int:
+        """Spool records built by the caller (the in-process API). Raises on a full
+        disk or an unusable spool: the caller asked explicitly."""
+        if not records:
+            return 0
+        self.spool.append(encode_entry(records, outputs), sync=self.sync)
+        self.counters.add(spooled=len(records))
+        self.writer.wake()
+        return len(records)
+
+    def _spool(self, captured: Captured) -> int:
+        if captured.unpaired:
+            self.counters.add(unpaired=captured.unpaired)
+        if not captured.records:
+            return 0
+        try:
+            payload = encode_entry(captured.records, captured.outputs, known_secrets=captured.known_secrets)
+            self.spool.append(payload, sync=self.sync)
+        except Exception as exc:
+            log.error(
+                "cannot spool %d records: %s",
+                len(captured.records),
+                redact_text(str(exc), captured.known_secrets),
+            )
+            self.counters.add(failed=len(captured.records))
+            return 0
+        self.counters.add(spooled=len(captured.records))
+        self.writer.wake()
+        return len(captured.records)
+
+    def note_failure(self, exc: BaseException, secrets: tuple[str, ...] = ()) -> None:
+        """Count and log a body that could not be recorded (the caller is unaffected)."""
+        self.counters.add(parse_errors=1, failed=1)
+        log.warning("response not recorded: %s", redact_text(str(exc) or exc.__class__.__name__, secrets))
+
+    # -- status and shutdown -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "spool": str(self.spool.directory),
+            "pending_tasks": len(self.pairer.pending),
+            "spool_bytes": self.spool.pending_bytes(),
+            "database_error": self.writer.last_error,
+            **self.counters.snapshot(),
+        }
+
+    def close(self, *, drain_timeout: float = 30.0) -> bool:
+        """Stop the writer after landing what the spool holds (up to ``drain_timeout``
+        seconds; anything left stays in the spool for the next start). Returns True
+        when the spool was fully drained."""
+        if self._closed:
+            return True
+        self._closed = True
+        try:
+            empty = self.writer.stop(drain=self._writes and drain_timeout > 0, timeout=drain_timeout)
+        finally:
+            self.spool.close()
+        return empty
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

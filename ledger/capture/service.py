@@ -1,0 +1,97 @@
+"""Service functions behind `seedledger spool status` and `seedledger spool drain`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ledger.capture.entries import decode_entry
+from ledger.capture.fingerprints import default_fingerprinter
+from ledger.capture.recorder import resolve_spool
+from ledger.capture.spool import Spool, count_dead, list_segments, lock_owner, read_segment, segment_path
+from ledger.capture.writer import Counters, SpoolWriter
+from ledger.errors import StoreError, UsageError
+
+
+def spool_status(directory: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """What a spool directory holds, read without taking it over. While a process
+    owns the spool, its committed-but-not-yet-released entries are counted too."""
+    path = resolve_spool(directory)
+    if not path.is_dir():
+        raise UsageError(f"no spool directory at {path}")
+    entries = records = size = torn = 0
+    oldest: float | None = None
+    segments = list_segments(path)
+    for seq in segments:
+        segment = segment_path(path, seq)
+        last_end = 0
+        for _offset, end, payload in read_segment(segment):
+            entries += 1
+            last_end = end
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                records += len(decode_entry(payload).records)
+        try:
+            stat = segment.stat()
+        except FileNotFoundError:
+            continue
+        size += stat.st_size
+        torn += stat.st_size > last_end
+        oldest = stat.st_mtime if oldest is None else min(oldest, stat.st_mtime)
+    pending_tasks = 0
+    pending_file = path / "pending.json"
+    if pending_file.exists():
+        try:
+            pending_tasks = len(json.loads(pending_file.read_text("utf-8")))
+        except (OSError, ValueError):
+            pending_tasks = -1
+    owner = lock_owner(path)
+    return {
+        "spool": str(path),
+        "owner_pid": owner,
+        "segments": len(segments),
+        "bytes": size,
+        "entries": entries,
+        "records": records,
+        "torn_segments": torn,
+        "dead_entries": count_dead(path),
+        "pending_tasks": pending_tasks,
+        "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
+    }
+
+
+def drain(
+    directory: str | os.PathLike[str] | None,
+    db_url: str | None,
+    *,
+    timeout: float | None = 60.0,
+    fingerprint: bool = True,
+) -> dict[str, Any]:
+    """Land everything the spool holds into the ledger (exactly once), then report.
+    Raises SpoolLockedError when a running process owns the spool (it drains itself)
+    and StoreError when the database stays unreachable for ``timeout`` seconds."""
+    path = resolve_spool(directory)
+    if not Path(path).is_dir():
+        raise UsageError(f"no spool directory at {path}")
+    counters = Counters()
+    with Spool(path) as spool:
+        writer = SpoolWriter(
+            spool,
+            db_url,
+            counters,
+            max_backoff=2.0,
+            fingerprinter=default_fingerprinter() if fingerprint else None,
+        )
+        try:
+            done = writer.drain(timeout=timeout)
+        finally:
+            writer.stop(drain=False)
+        if not done:
+            raise StoreError(
+                f"spool not drained within {timeout:g}s: {writer.last_error or 'database unavailable'}; "
+                "the records stay in the spool, run `seedledger spool drain` again"
+            )
+    return {"spool": str(path), **counters.snapshot()}

@@ -1,0 +1,273 @@
+"""The background writer: drains the spool into the store in batches.
+
+Exactly once: every record carries an idempotency key built from its task and output
+UUIDs, and the insert ignores keys already stored, so an entry replayed after a crash
+(landed, but its segment not yet deleted) is not stored twice. A segment is deleted
+only after the transaction holding its entries committed.
+
+When the database is unreachable the batch stays in the spool and is retried with
+exponential backoff; records keep arriving in the spool meanwhile and land when the
+database returns. An entry the database rejects for good (not a connection problem)
+is moved to ``dead/`` in the spool directory and counted as failed, so it cannot
+block the entries behind it.
+
+Outputs are fingerprinted here, off the caller's path: from base64 bytes carried in
+the entry, or by a bounded background download of the result URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+
+from ledger.capture.bulk import BulkInserter
+from ledger.capture.entries import DecodedEntry, Output, decode_entry
+from ledger.capture.spool import Entry, Position, Spool
+from ledger.core.records import utcnow
+from ledger.errors import LedgerError, StoreError
+from ledger.store import Ledger
+
+log = logging.getLogger(__name__)
+
+#: Rotate the active segment once this much of it has landed (keeps files bounded
+#: without creating a file per batch on the caller's path).
+ROTATE_AFTER_BYTES = 4 * 1024 * 1024
+IDLE_ROTATE_S = 1.0
+
+
+@dataclass
+class Counters:
+    """What the capture layer did since this process started (thread-safe enough:
+    integer increments under one lock)."""
+
+    spooled: int = 0  # records appended to the spool
+    recorded: int = 0  # records committed to the store (replays of stored ones included)
+    failed: int = 0  # records (or bodies) that could not be recorded
+    retried: int = 0  # records whose batch had to be retried (database unreachable)
+    parse_errors: int = 0  # bodies that could not be read as Runware envelopes
+    unpaired: int = 0  # results for tasks this process never saw
+    fingerprinted: int = 0
+    fingerprint_failed: int = 0
+    sealed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
+
+
+class SpoolWriter:
+    """Drains one :class:`Spool` into the ledger at ``db_url``. Call :meth:`start` for
+    a background thread, or :meth:`drain` to land everything now."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        db_url: str | None,
+        counters: Counters | None = None,
+        *,
+        batch_records: int = 5000,
+        max_backoff: float = 5.0,
+        fingerprinter: Callable[[Ledger, list[tuple[int, Output]]], int] | None = None,
+        sealer: Callable[[Ledger], int] | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.spool = spool
+        self.db_url = db_url
+        self.counters = counters or Counters()
+        self.batch_records = batch_records
+        self.max_backoff = max_backoff
+        self.fingerprinter = fingerprinter
+        self.sealer = sealer
+        self._ledger = ledger
+        self._own_ledger = ledger is None
+        self._inserter: BulkInserter | None = None
+        self._cursor: Position = spool.start()
+        self._step_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = 0.0
+        self._last_progress = time.monotonic()
+        self.last_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> SpoolWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="seedledger-spool-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, *, drain: bool = True, timeout: float = 30.0) -> bool:
+        """Stop the thread; with ``drain``, first land what the spool holds (up to
+        ``timeout`` seconds). Returns True when nothing is left behind."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        empty = self.drain(timeout=timeout) if drain else self.is_empty()
+        if self._own_ledger and self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+        return empty
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                landed = self.step()
+            except Exception:  # the writer thread must survive anything
+                log.exception("spool writer step failed")
+                landed = -1
+            if landed > 0:
+                continue
+            wait = self._backoff if landed < 0 else 0.25
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # -- draining ----------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        return self._cursor >= self.spool.end and not self.spool.read(self._cursor, max_entries=1)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Land everything in the spool now (retrying while the database is down,
+        up to ``timeout``). Returns True when the spool is empty."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            landed = self.step(rotate=True)
+            if landed == 0 and self.is_empty():
+                return True
+            if landed < 0:
+                if deadline is not None and time.monotonic() + self._backoff > deadline:
+                    return False
+                time.sleep(self._backoff)
+            elif deadline is not None and time.monotonic() > deadline:
+                return False
+
+    def step(self, *, rotate: bool = False) -> int:
+        """Land one batch. Returns records landed, 0 when there was nothing, -1 when the
+        database was unreachable (the batch stays in the spool)."""
+        with self._step_lock:
+            end_before = self.spool.end
+            entries = self.spool.read(self._cursor, max_entries=self.batch_records)
+            if not entries:
+                if self._cursor < end_before:
+                    self._cursor = end_before
+                idle = time.monotonic() - self._last_progress > IDLE_ROTATE_S
+                self.spool.release(self._cursor, rotate=rotate or idle)
+                return 0
+            decoded: list[tuple[Entry, DecodedEntry]] = []
+            for entry in entries:
+                try:
+                    decoded.append((entry, decode_entry(entry.payload)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.spool.dead_letter(entry.payload, f"unreadable entry: {exc.__class__.__name__}")
+                    self.counters.add(failed=1)
+            landed = self._land(decoded)
+            if landed < 0:
+                return -1
+            self._cursor = entries[-1].end
+            self._last_progress = time.monotonic()
+            rotate = rotate or self._cursor.offset >= ROTATE_AFTER_BYTES
+            self.spool.release(self._cursor, rotate=rotate)
+            return max(landed, 1) if entries else 0
+
+    def _open(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger.open(self.db_url)
+        if self._inserter is None:
+            self._inserter = BulkInserter(self._ledger.dialect)
+        return self._ledger
+
+    def _land(self, decoded: list[tuple[Entry, DecodedEntry]]) -> int:
+        items = [record for _, d in decoded for record in d.records]
+        outputs = {key: out for _, d in decoded for key, out in d.outputs.items()}
+        if not items:
+            return 0
+        try:
+            ids = self._insert(items, list(outputs))
+        except (StoreError, *_TRANSIENT) as exc:
+            self._unreachable(exc, len(items))
+            return -1
+        except (DBAPIError, SQLAlchemyError) as exc:
+            # Not a connection problem: find the entries the database refuses.
+            log.warning("batch of %d records rejected (%s); retrying entry by entry", len(items), _short(exc))
+            return self._land_one_by_one(decoded)
+        self._backoff = 0.0
+        self.last_error = None
+        self.counters.add(recorded=len(items))
+        self._after_commit(ids, outputs)
+        return len(items)
+
+    def _land_one_by_one(self, decoded: list[tuple[Entry, DecodedEntry]]) -> int:
+        landed = 0
+        for entry, d in decoded:
+            try:
+                ids = self._insert(d.records, list(d.outputs))
+            except (StoreError, *_TRANSIENT) as exc:
+                self._unreachable(exc, len(d.records))
+                return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
+            except (DBAPIError, SQLAlchemyError) as exc:
+                self.spool.dead_letter(entry.payload, f"rejected by the database: {_short(exc)}")
+                self.counters.add(failed=len(d.records))
+                continue
+            landed += len(d.records)
+            self.counters.add(recorded=len(d.records))
+            self._after_commit(ids, d.outputs)
+        return landed
+
+    def _insert(self, items: list[dict[str, Any]], want_ids: list[str]) -> dict[str, int]:
+        ledger = self._open()
+        assert self._inserter is not None
+        with ledger.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                return self._inserter.insert(conn, items, utcnow(), want_ids=want_ids)
+
+    def _unreachable(self, exc: BaseException, count: int) -> None:
+        self._backoff = min(self.max_backoff, max(0.05, self._backoff * 2))
+        message = _short(exc)
+        if message != self.last_error:
+            log.warning("database unreachable, records wait in the spool: %s", message)
+        self.last_error = message
+        self.counters.add(retried=count)
+
+    def _after_commit(self, ids: dict[str, int], outputs: dict[str, Output]) -> None:
+        if self.fingerprinter is not None and outputs:
+            work = [(ids[key], out) for key, out in outputs.items() if key in ids]
+            try:
+                done = self.fingerprinter(self._open(), work)
+                self.counters.add(fingerprinted=done, fingerprint_failed=len(work) - done)
+            except LedgerError as exc:
+                log.warning("fingerprinting %d outputs failed: %s", len(work), exc)
+                self.counters.add(fingerprint_failed=len(work))
+        if self.sealer is not None:
+            try:
+                self.counters.add(sealed=self.sealer(self._open()))
+            except LedgerError as exc:
+                log.warning("sealing failed (records are stored; seal later): %s", exc)
+
+
+def _short(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

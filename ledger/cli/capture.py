@@ -1,0 +1,105 @@
+"""`seedledger proxy` and `seedledger spool status|drain`."""
+
+from __future__ import annotations
+
+import click
+
+from ledger.cli.app import app, emit_mapping, info, main
+
+
+@main.command()
+@click.option(
+    "--upstream", required=True, metavar="URL", help="The API to forward to, e.g. https://api.runware.ai"
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8089",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to serve on (port 0: any free port).",
+)
+@click.option(
+    "--spool",
+    "spool_dir",
+    envvar="SEEDLEDGER_SPOOL",
+    metavar="DIR",
+    help="Spool directory [env SEEDLEDGER_SPOOL; default ./.seedledger-spool]",
+)
+@click.option(
+    "--webhook-token", metavar="TOKEN", help="Accept webhook deliveries only at /_seedledger/webhook/TOKEN."
+)
+@click.option("--forward-webhooks", metavar="URL", help="Pass each recorded webhook delivery on to this URL.")
+@click.option(
+    "--drain-timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds to land spooled records at shutdown.",
+)
+@click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
+def proxy(
+    upstream: str,
+    listen: str,
+    spool_dir: str | None,
+    webhook_token: str | None,
+    forward_webhooks: str | None,
+    drain_timeout: float,
+    no_fingerprint: bool,
+) -> None:
+    """Run the recording proxy: point a Runware SDK's base URL at it."""
+    from ledger.capture.proxy import serve
+
+    serve(
+        upstream,
+        listen,
+        spool=spool_dir,
+        db=app().db_url,
+        webhook_token=webhook_token,
+        forward_webhooks=forward_webhooks,
+        drain_timeout=drain_timeout,
+        fingerprint=not no_fingerprint,
+        announce=info,
+    )
+
+
+@main.group()
+def spool() -> None:
+    """Inspect and drain the capture spool."""
+
+
+_SPOOL_OPTION = click.option(
+    "--spool",
+    "spool_dir",
+    envvar="SEEDLEDGER_SPOOL",
+    metavar="DIR",
+    help="Spool directory [env SEEDLEDGER_SPOOL; default ./.seedledger-spool]",
+)
+
+
+@spool.command()
+@_SPOOL_OPTION
+def status(spool_dir: str | None) -> None:
+    """What the spool holds: entries and records waiting, torn tails, dead letters."""
+    from ledger.capture.service import spool_status
+
+    emit_mapping(spool_status(spool_dir), as_json=app().json)
+
+
+@spool.command()
+@_SPOOL_OPTION
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Give up after this many seconds of database outage.",
+)
+@click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
+def drain(spool_dir: str | None, timeout: float, no_fingerprint: bool) -> None:
+    """Land every spooled record in the ledger now (exactly once)."""
+    from ledger.capture.service import drain as drain_spool
+
+    emit_mapping(
+        drain_spool(spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint),
+        as_json=app().json,
+    )
