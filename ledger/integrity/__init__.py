@@ -1,0 +1,29 @@
+"""Tamper-evident log: RFC 6962 Merkle tree, sealing, signed checkpoints, proofs, verify.
+
+See ``docs/integrity.md`` for the leaf format, key formats and the verification steps.
+"""
+
+from ledger.integrity.leaves import ENTRY_TYPES, RECORD, EntryType, register
+from ledger.integrity.note import Checkpoint, Signer, Verifier, load_signer, load_verifiers
+from ledger.integrity.seal import SealResult, seal, seal_if_configured
+from ledger.integrity.verify import Divergence, VerifyReport, prove, verify, verify_proof
+
+__all__ = [
+    "ENTRY_TYPES",
+    "RECORD",
+    "Checkpoint",
+    "Divergence",
+    "EntryType",
+    "SealResult",
+    "Signer",
+    "Verifier",
+    "VerifyReport",
+    "load_signer",
+    "load_verifiers",
+    "prove",
+    "register",
+    "seal",
+    "seal_if_configured",
+    "verify",
+    "verify_proof",
+]

@@ -1,0 +1,182 @@
+"""Canonical leaf bytes: what the Merkle log commits to for each sealed entry.
+
+A leaf is the canonical JSON (``ledger.core.canonical``, RFC 8785 subset) of::
+
+    {"format": "seedledger/leaf", "v": <entry type version>, "type": <entry type>,
+     "index": <leaf index>, "row": {<every column of the stored row>}}
+
+``row`` holds every column of the entry's table, by column name, so the leaf can be
+recomputed from the stored row alone and any change to any column is found. ``index``
+binds the entry to its position in the log, so moving sealed entries around is found at
+the exact leaf even when the moved leaf hashes are moved with them.
+
+Column values are written in one fixed form per column type:
+
+- seeds (``SeedType``): the unsigned 64-bit value as a decimal *string* (JSON readers
+  lose integers above 2^53);
+- times (``UTCDateTime``): ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC, always 6 digits;
+- binary (``LargeBinary``): standard padded base64;
+- JSON columns: the stored JSON value itself (canonicalized with the rest);
+- integers, floats, strings, null: as JSON (floats via canonical_json's rules).
+
+Entry types are registered in :data:`ENTRY_TYPES` (``record`` built in). A layer with
+a new append-only table (audit results, …) registers an :class:`EntryType` naming its
+table (whose integer id column becomes ``log_entries.entry_id``) and bumps ``version``
+whenever the table's columns change. ``docs/integrity.md`` documents the format.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, LargeBinary, Table
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from ledger.core.canonical import canonical_json
+from ledger.integrity.merkle import leaf_hash
+from ledger.store.schema import fingerprints, records
+from ledger.store.types import SeedType, UTCDateTime
+
+LEAF_FORMAT = "seedledger/leaf"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+Converter = Callable[[Any], Any]
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _may_hold_integral_float(text: str) -> bool:
+    """repr() writes an integral float as "<digits>.0" below 1e16 and with "e+" above.
+    A match inside a string is a harmless false alarm (the exact path runs instead)."""
+    i = text.find(".0")
+    while i > 0:
+        if text[i - 1].isdigit() and not text[i + 2 : i + 3].isdigit():
+            return True
+        i = text.find(".0", i + 2)
+    i = text.find("e+")
+    while i > 0:
+        if text[i - 1].isdigit():
+            return True
+        i = text.find("e+", i + 2)
+    return False
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """``canonical_json(value)``, byte for byte, several times faster for the values
+    the ledger stores (dicts with string keys, as every JSON column reads back).
+
+    The C JSON encoder with sorted keys writes the same bytes as canonical_json unless
+    (a) a key holds a character outside the BMP (UTF-16 order differs from code point
+    order), (b) a float is integral (canonical_json writes 7.0 as 7), or (c) a value is
+    not JSON. Those cases, detected (with harmless false alarms) on the encoded text, go
+    to canonical_json itself.
+    tests/test_integrity.py checks the equality on generated values.
+    """
+    try:
+        text = _encode(value)
+    except (TypeError, ValueError):
+        return canonical_json(value)  # raises its own, precise error
+    if (not text.isascii() and _ASTRAL.search(text)) or _may_hold_integral_float(text):
+        return canonical_json(value)
+    return text.encode()
+
+
+def format_time(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime(TIME_FORMAT)
+
+
+def _seed(value: Any) -> Any:
+    return None if value is None else str(int(value))
+
+
+def _time(value: Any) -> Any:
+    return None if value is None else format_time(value)
+
+
+def _binary(value: Any) -> Any:
+    return None if value is None else base64.b64encode(bytes(value)).decode()
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _converter(type_: TypeEngine[Any]) -> Converter:
+    if isinstance(type_, SeedType):
+        return _seed
+    if isinstance(type_, UTCDateTime):
+        return _time
+    impl = type_.impl if isinstance(type_, TypeDecorator) else type_
+    if isinstance(impl, LargeBinary):
+        return _binary
+    if isinstance(impl, JSON):
+        return _identity
+    return _identity
+
+
+@dataclass(frozen=True)
+class EntryType:
+    """A kind of log entry: one append-only table whose rows are sealed as leaves."""
+
+    name: str
+    version: int
+    table: Table
+    id_column: str = "id"
+    _columns: tuple[tuple[str, Converter], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        columns = tuple((c.name, _converter(c.type)) for c in self.table.columns)
+        object.__setattr__(self, "_columns", columns)
+
+    def row_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Every column of ``row`` in its fixed leaf form."""
+        return {name: convert(row[name]) for name, convert in self._columns}
+
+    def leaf_bytes(self, index: int, row: Mapping[str, Any]) -> bytes:
+        return canonical_bytes(
+            {
+                "format": LEAF_FORMAT,
+                "v": self.version,
+                "type": self.name,
+                "index": index,
+                "row": self.row_fields(row),
+            }
+        )
+
+    def leaf_hash(self, index: int, row: Mapping[str, Any]) -> bytes:
+        return leaf_hash(self.leaf_bytes(index, row))
+
+
+RECORD = EntryType("record", 1, records)
+#: Defined for the fingerprint layer to register when its rows are append-only.
+FINGERPRINT = EntryType("fingerprint", 1, fingerprints, id_column="record_id")
+
+#: Entry types the sealer seals and the verifier knows, in sealing order.
+ENTRY_TYPES: dict[str, EntryType] = {RECORD.name: RECORD}
+
+
+def register(entry_type: EntryType) -> None:
+    """Add an entry type to the log (idempotent for the same definition)."""
+    existing = ENTRY_TYPES.get(entry_type.name)
+    if existing is not None and existing != entry_type:
+        raise ValueError(f"entry type {entry_type.name!r} is already registered differently")
+    if len(entry_type.name) > 32:
+        raise ValueError("entry type names are at most 32 characters")
+    ENTRY_TYPES[entry_type.name] = entry_type
+
+
+def entry_type(name: str) -> EntryType:
+    try:
+        return ENTRY_TYPES[name]
+    except KeyError:
+        raise KeyError(name) from None

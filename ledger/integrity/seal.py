@@ -1,0 +1,245 @@
+"""Sealing: append unsealed entries to the Merkle log and sign a checkpoint.
+
+One sealer at a time: each seal transaction takes PostgreSQL's transaction-scoped
+advisory lock :data:`SEAL_LOCK_KEY` (``pg_advisory_xact_lock``), or on SQLite the write
+lock up front (``Ledger.writing()`` issues ``BEGIN IMMEDIATE``). Inside it the sealer
+
+1. reads the log head (size, compact range) from ``log_state``;
+2. reads up to ``batch_size`` unsealed rows of each entry type (an anti-join on
+   ``log_entries``) in id order;
+3. gives them leaf indexes ``size``, ``size + 1``, … (gap-free by construction: no
+   database sequence is involved) and appends their leaf hashes to the compact range
+   (O(log n) per leaf, never a rebuild);
+4. inserts the ``log_entries`` rows and updates ``log_state``;
+5. after the last batch, signs ONE checkpoint for the new head and stores it.
+
+Batches are separate, short transactions, so recording goes on while a long seal runs
+(SQLite still has one writer at a time; a batch holds the write lock for a fraction of
+a second). Records are never updated: sealing only inserts into ``log_entries`` and
+``checkpoints`` and updates the single ``log_state`` row.
+
+Within one call, batches after the first continue after the last id seen (keyset),
+so a call over n new rows costs O(n log n). Each call starts with a full anti-join, so a
+row that committed late with a lower id (possible on PostgreSQL, where ids come from a
+sequence and commits can land out of order) is sealed by the next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, exists, insert, select, text, update
+
+from ledger.core.records import utcnow
+from ledger.errors import UsageError
+from ledger.integrity.leaves import ENTRY_TYPES, EntryType
+from ledger.integrity.merkle import CompactRange
+from ledger.integrity.note import Checkpoint, Signer, load_signer, sign_checkpoint
+from ledger.store import Ledger
+from ledger.store.schema import checkpoints, log_entries, log_state
+
+#: The advisory lock key every sealer takes on PostgreSQL ("seedlog" in ASCII).
+SEAL_LOCK_KEY = 0x7365_6564_6C6F_67
+DEFAULT_BATCH_SIZE = 5000
+_STATE_ID = 1
+
+
+@dataclass(frozen=True)
+class LogHead:
+    size: int
+    compact: CompactRange
+
+    @property
+    def root(self) -> bytes:
+        return self.compact.root()
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    origin: str
+    key_name: str
+    key_id: str
+    verifier: str
+    note: str
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed: int  # leaves added by this call
+    size: int  # tree size after the call
+    root: bytes
+    checkpoint: StoredCheckpoint | None  # the latest checkpoint after the call
+    new_checkpoint: bool  # whether this call signed it
+
+
+def lock(conn: Connection) -> None:
+    """Take the sealer lock for the current transaction (PostgreSQL); on SQLite the
+    transaction already holds the write lock (BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK_KEY})
+
+
+def read_head(conn: Connection) -> LogHead | None:
+    row = conn.execute(
+        select(log_state.c.size, log_state.c.compact_range).where(log_state.c.id == _STATE_ID)
+    ).first()
+    if row is None:
+        return None
+    return LogHead(int(row.size), CompactRange.from_bytes(int(row.size), bytes(row.compact_range)))
+
+
+def latest_checkpoint(conn: Connection) -> StoredCheckpoint | None:
+    row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
+    return None if row is None else _stored(row)
+
+
+def _stored(row: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        size=int(row.size),
+        root=bytes(row.root),
+        origin=row.origin,
+        key_name=row.key_name,
+        key_id=row.key_id,
+        verifier=row.verifier,
+        note=row.note,
+    )
+
+
+def _unsealed(et: EntryType, after: int | None, limit: int) -> Any:
+    table = et.table
+    id_col = table.c[et.id_column]
+    sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
+    stmt = select(table).where(~sealed)
+    if after is not None:
+        stmt = stmt.where(id_col > after)
+    return stmt.order_by(id_col).limit(limit)
+
+
+def _seal_batch(
+    conn: Connection, types: Sequence[EntryType], cursors: dict[str, int | None], batch_size: int
+) -> tuple[int, LogHead]:
+    """(1)–(4) of the module docstring, in the caller's locked transaction."""
+    # (1) the head
+    head = read_head(conn)
+    compact = head.compact.copy() if head else CompactRange()
+    start = compact.size
+    entries: list[dict[str, Any]] = []
+    now = utcnow()
+    remaining = batch_size
+    for et in types:
+        if remaining <= 0:
+            break
+        # (2) unsealed rows, in id order
+        rows = conn.execute(_unsealed(et, cursors.get(et.name), remaining)).all()
+        for row in rows:
+            mapping = row._mapping
+            # (3) gap-free index and the compact range
+            index = start + len(entries)
+            digest = et.leaf_hash(index, mapping)
+            compact.append(digest)
+            entries.append(
+                {
+                    "leaf_index": index,
+                    "entry_type": et.name,
+                    "entry_id": int(mapping[et.id_column]),
+                    "leaf_hash": digest,
+                    "sealed_at": now,
+                }
+            )
+        if rows:
+            cursors[et.name] = int(rows[-1]._mapping[et.id_column])
+        remaining -= len(rows)
+    if not entries and head is not None:
+        return 0, head
+    # (4) entries and head
+    if entries:
+        conn.execute(insert(log_entries), entries)
+    state = {
+        "size": compact.size,
+        "compact_range": compact.to_bytes(),
+        "root": compact.root(),
+        "updated_at": now,
+    }
+    if head is None:
+        conn.execute(insert(log_state).values(id=_STATE_ID, **state))
+    else:
+        conn.execute(update(log_state).where(log_state.c.id == _STATE_ID).values(**state))
+    return len(entries), LogHead(compact.size, compact)
+
+
+def _write_checkpoint(
+    conn: Connection, head: LogHead, signer: Signer, origin: str | None
+) -> tuple[StoredCheckpoint, bool]:
+    """(5): sign the head unless the latest checkpoint already covers it."""
+    latest = latest_checkpoint(conn)
+    if latest is not None:
+        if origin is not None and origin != latest.origin:
+            raise UsageError(f"this log's origin is {latest.origin!r}, not {origin!r}")
+        origin = latest.origin
+        if latest.size == head.size:
+            return latest, False
+    origin = origin or signer.name
+    checkpoint = Checkpoint(origin, head.size, head.root)
+    note = sign_checkpoint(checkpoint, signer)
+    verifier = signer.verifier
+    row = {
+        "size": head.size,
+        "root": head.root,
+        "origin": origin,
+        "key_name": signer.name,
+        "key_id": verifier.key_id_hex,
+        "verifier": str(verifier),
+        "note": note,
+        "created_at": utcnow(),
+    }
+    conn.execute(insert(checkpoints).values(**row))
+    del row["created_at"]
+    return StoredCheckpoint(**row), True
+
+
+def seal(
+    ledger: Ledger,
+    signer: Signer,
+    *,
+    origin: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    limit: int | None = None,
+    entry_types: Sequence[EntryType] | None = None,
+) -> SealResult:
+    """Seal every unsealed entry (at most ``limit``) and sign one checkpoint.
+
+    ``origin`` defaults to the log's existing origin, or the key name for a new log.
+    """
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if origin is not None and (not origin or "\n" in origin):
+        raise UsageError("the checkpoint origin must be one non-empty line")
+    types = list(entry_types if entry_types is not None else ENTRY_TYPES.values())
+    cursors: dict[str, int | None] = {}
+    sealed = 0
+    while True:
+        want = batch_size if limit is None else min(batch_size, limit - sealed)
+        with ledger.writing() as conn:
+            lock(conn)
+            count, head = _seal_batch(conn, types, cursors, want) if want > 0 else (0, _head(conn))
+            sealed += count
+            if count < batch_size or (limit is not None and sealed >= limit):
+                stored, new = _write_checkpoint(conn, head, signer, origin)
+                return SealResult(sealed, head.size, head.root, stored, new)
+
+
+def _head(conn: Connection) -> LogHead:
+    return read_head(conn) or LogHead(0, CompactRange())
+
+
+def seal_if_configured(ledger: Ledger, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SealResult | None:
+    """For automatic sealing by the capture writer and the auditor: seal with the key
+    from ``SEEDLEDGER_SIGNING_KEY`` when one is set; do nothing (None) otherwise."""
+    signer = load_signer()
+    if signer is None:
+        return None
+    return seal(ledger, signer, batch_size=batch_size)

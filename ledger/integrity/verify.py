@@ -1,0 +1,568 @@
+"""Verify the log from the stored rows; inclusion proofs for one entry, checked offline.
+
+``verify`` trusts nothing stored in the log tables except as something to compare
+against. Its steps (marked ``# (n)`` in the code):
+
+1. Read the log head and every checkpoint.
+2. Find entries that are not sealed but have sealed entries of the same type after
+   them (inserted in the middle); remember the leaf position where the first belongs.
+3. Stream every log entry in leaf order joined to its stored row (flat memory). For
+   each leaf: the index must be the next one (no gap), the row must exist, and the leaf
+   recomputed from the row must hash to the sealed leaf hash. The recomputed hashes, not
+   the stored ones, extend a compact range.
+4. Whenever the recomputed tree reaches a checkpoint's size: the checkpoint's signature
+   must verify with a known key, its body must match its columns, and its root must
+   equal the recomputed root.
+5. At the end: the number of leaves, the compact range and the root must equal the
+   stored head; no checkpoint may lie beyond the head.
+6. With ``against``: the rekor-cli ``loginfo`` pattern against a checkpoint saved
+   elsewhere earlier (larger now: a consistency proof; equal: same root; smaller: fail).
+
+The first divergence in leaf order is reported, naming the leaf, the entry and what
+differs. Nothing else is checked after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, select
+
+from ledger.core.canonical import canonical_json
+from ledger.errors import IntegrityError, InvalidInputError, NotFoundError
+from ledger.integrity import merkle
+from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT, EntryType
+from ledger.integrity.merkle import EMPTY_ROOT, CompactRange, ProofError
+from ledger.integrity.note import Checkpoint, NoteError, Verifier, open_checkpoint
+from ledger.integrity.seal import StoredCheckpoint, _stored, latest_checkpoint, read_head
+from ledger.store import Ledger
+from ledger.store.schema import checkpoints, log_entries
+
+PROOF_FORMAT = "seedledger/inclusion-proof"
+PROOF_VERSION = 1
+_PAGE = 5000
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first place where the stored log and the stored rows disagree."""
+
+    kind: str  # changed-row, missing-row, missing-leaf, extra-leaf, unsealed-in-the-middle,
+    # unknown-entry-type, bad-checkpoint, bad-signature, root-mismatch, head-mismatch,
+    # inconsistent-with-saved
+    detail: str
+    leaf_index: int | None = None
+    entry_type: str | None = None
+    entry_id: int | None = None
+
+    def message(self) -> str:
+        where = []
+        if self.leaf_index is not None:
+            where.append(f"leaf {self.leaf_index}")
+        if self.entry_type is not None:
+            where.append(f"{self.entry_type} {self.entry_id}")
+        prefix = f"{' '.join(where[:1])}{' (' + where[1] + ')' if len(where) > 1 else ''}"
+        head = f"{prefix}: " if prefix else ""
+        return f"log does not verify: {head}{self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    size: int
+    root: bytes
+    checkpoints: int
+    latest_checkpoint: int | None
+    entries: dict[str, int]
+    divergence: Divergence | None = None
+    against: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+    @property
+    def unsigned(self) -> int:
+        """Leaves sealed after the latest checkpoint (not yet covered by a signature)."""
+        return self.size - (self.latest_checkpoint or 0)
+
+    def raise_for_divergence(self) -> None:
+        if self.divergence is not None:
+            raise IntegrityError(self.divergence.message())
+
+
+class _Found(Exception):
+    def __init__(self, divergence: Divergence) -> None:
+        self.divergence = divergence
+
+
+def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any, EntryType | None, Any]]:
+    """Every log entry in leaf order with its row (None when missing), keyset-paged."""
+    aliases = [et.table.alias(f"t{i}") for i, et in enumerate(types)]
+    columns: list[Any] = [
+        log_entries.c.leaf_index,
+        log_entries.c.entry_type,
+        log_entries.c.entry_id,
+        log_entries.c.leaf_hash,
+    ]
+    labels: list[list[tuple[str, str]]] = []
+    for i, alias in enumerate(aliases):
+        pairs = []
+        for col in alias.columns:
+            label = f"t{i}_{col.name}"
+            columns.append(col.label(label))
+            pairs.append((col.name, label))
+        labels.append(pairs)
+    joined: Any = log_entries
+    for et, alias in zip(types, aliases, strict=True):
+        joined = joined.outerjoin(
+            alias,
+            and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
+        )
+    by_name = {et.name: (i, et) for i, et in enumerate(types)}
+    last = -1
+    while True:
+        stmt = (
+            select(*columns)
+            .select_from(joined)
+            .where(log_entries.c.leaf_index > last)
+            .order_by(log_entries.c.leaf_index)
+            .limit(_PAGE)
+        )
+        rows = conn.execute(stmt).all()
+        for row in rows:
+            mapping = row._mapping
+            found = by_name.get(mapping["entry_type"])
+            if found is None:
+                yield row, None, None
+                continue
+            i, et = found
+            if mapping[f"t{i}_{et.id_column}"] is None:
+                yield row, et, None
+                continue
+            yield row, et, {name: mapping[label] for name, label in labels[i]}
+        if len(rows) < _PAGE:
+            return
+        last = int(rows[-1].leaf_index)
+
+
+def _unsealed_in_middle(conn: Connection, types: Sequence[EntryType]) -> Divergence | None:
+    """(2) The unsealed entry that has sealed entries of its type after it, first in leaf order."""
+    first: Divergence | None = None
+    for et in types:
+        id_col = et.table.c[et.id_column]
+        top = conn.execute(
+            select(func.max(log_entries.c.entry_id)).where(log_entries.c.entry_type == et.name)
+        ).scalar()
+        if top is None:
+            continue
+        sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
+        missing = conn.execute(select(func.min(id_col)).where(~sealed).where(id_col < top)).scalar()
+        if missing is None:
+            continue
+        position = conn.execute(
+            select(func.min(log_entries.c.leaf_index)).where(
+                log_entries.c.entry_type == et.name, log_entries.c.entry_id > missing
+            )
+        ).scalar_one()
+        candidate = Divergence(
+            "unsealed-in-the-middle",
+            f"{et.name} {missing} is not in the log but {et.name}s after it are "
+            "(inserted in the middle; if recording is in progress, run `seedledger seal` "
+            "and verify again)",
+            int(position),
+            et.name,
+            int(missing),
+        )
+        if first is None or (candidate.leaf_index or 0) < (first.leaf_index or 0):
+            first = candidate
+    return first
+
+
+def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Verifier]) -> None:
+    """(4) for one checkpoint, against the recomputed ``root`` at its size."""
+    try:
+        body, _ = open_checkpoint(cp.note, verifiers)
+    except NoteError as exc:
+        raise _Found(
+            Divergence("bad-signature", f"checkpoint at size {cp.size}: {exc}", cp.size or None)
+        ) from None
+    if (body.origin, body.size, body.root) != (cp.origin, cp.size, cp.root):
+        raise _Found(
+            Divergence(
+                "bad-checkpoint",
+                f"checkpoint at size {cp.size}: the signed body does not match the stored columns",
+            )
+        )
+    if body.root != root:
+        raise _Found(
+            Divergence(
+                "root-mismatch",
+                f"checkpoint at size {cp.size} signed root {body.root.hex()[:16]}…, the stored rows "
+                f"give {root.hex()[:16]}… (entries before leaf {cp.size} were changed, moved or removed)",
+                max(cp.size - 1, 0),
+            )
+        )
+
+
+def verify(
+    ledger: Ledger,
+    verifiers: Sequence[Verifier],
+    *,
+    against: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Verify the whole log; see the module docstring. Never raises for a divergence:
+    the report carries it (``report.raise_for_divergence()``)."""
+    types = list(ENTRY_TYPES.values())
+    counts = {et.name: 0 for et in types}
+    with ledger.reading() as conn:
+        # (1) head and checkpoints
+        head = read_head(conn)
+        cps = [_stored(r) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size))]
+        head_size = head.size if head else 0
+        latest = cps[-1].size if cps else None
+        compact = CompactRange()
+        saved: Checkpoint | None = None
+        try:
+            if against is not None:
+                saved = _open_saved(against, verifiers)
+            # (2) entries inserted in the middle, to be reported where they belong
+            middle = _unsealed_in_middle(conn, types)
+            pending = iter(cps)
+            next_cp = next(pending, None)
+            # A size-0 checkpoint is checked before any leaf.
+            while next_cp is not None and next_cp.size == 0:
+                _check_checkpoint(next_cp, EMPTY_ROOT, verifiers)
+                next_cp = next(pending, None)
+            # (3) every leaf, recomputed from its row
+            for row, et, fields in _stream(conn, types):
+                index = compact.size
+                if middle is not None and middle.leaf_index is not None and middle.leaf_index <= index:
+                    raise _Found(middle)
+                if int(row.leaf_index) != index:
+                    raise _Found(
+                        Divergence(
+                            "missing-leaf",
+                            f"leaf {index} is absent; the next stored leaf is {row.leaf_index}",
+                            index,
+                        )
+                    )
+                name, entry_id = row.entry_type, int(row.entry_id)
+                if et is None:
+                    raise _Found(
+                        Divergence(
+                            "unknown-entry-type", f"entry type {name!r} is not known", index, name, entry_id
+                        )
+                    )
+                if fields is None:
+                    raise _Found(
+                        Divergence(
+                            "missing-row",
+                            f"the sealed {name} row is gone (deleted)",
+                            index,
+                            name,
+                            entry_id,
+                        )
+                    )
+                digest = et.leaf_hash(index, fields)
+                if digest != bytes(row.leaf_hash):
+                    raise _Found(
+                        Divergence(
+                            "changed-row",
+                            f"the {name} row no longer hashes to its sealed leaf: a column was "
+                            "changed, or the entry was moved from another leaf position",
+                            index,
+                            name,
+                            entry_id,
+                        )
+                    )
+                compact.append(digest)
+                counts[name] += 1
+                if index >= head_size:
+                    raise _Found(
+                        Divergence(
+                            "extra-leaf",
+                            f"the log head has {head_size} leaves; this entry lies beyond it",
+                            index,
+                            name,
+                            entry_id,
+                        )
+                    )
+                # (4) checkpoints at this size
+                while next_cp is not None and next_cp.size == compact.size:
+                    _check_checkpoint(next_cp, compact.root(), verifiers)
+                    next_cp = next(pending, None)
+                if progress is not None and compact.size % 100_000 == 0:
+                    progress(compact.size)
+            if middle is not None:
+                raise _Found(middle)
+            # (5) the head and checkpoints beyond the leaves
+            if compact.size < head_size:
+                raise _Found(
+                    Divergence(
+                        "missing-leaf",
+                        f"the log head has {head_size} leaves, only {compact.size} are stored",
+                        compact.size,
+                    )
+                )
+            if next_cp is not None:
+                raise _Found(
+                    Divergence(
+                        "missing-leaf",
+                        f"checkpoint at size {next_cp.size} lies beyond the {compact.size} stored leaves",
+                        compact.size,
+                    )
+                )
+            if head is not None and (head.compact.hashes != compact.hashes or head.root != compact.root()):
+                raise _Found(
+                    Divergence("head-mismatch", "the stored log head does not match the stored leaves")
+                )
+            # (6) against a checkpoint saved elsewhere
+            against_report = None
+            if saved is not None:
+                against_report = _check_against(conn, saved, cps[-1] if cps else None)
+        except _Found as found:
+            return VerifyReport(
+                head_size, compact.root(), len(cps), latest, counts, divergence=found.divergence
+            )
+    return VerifyReport(head_size, compact.root(), len(cps), latest, counts, against=against_report)
+
+
+def _open_saved(note: str, verifiers: Sequence[Verifier]) -> Checkpoint:
+    """(6) rekor-cli loginfo: first verify the saved checkpoint's own signature."""
+    try:
+        saved, _ = open_checkpoint(note, verifiers)
+    except NoteError as exc:
+        raise _Found(Divergence("bad-signature", f"saved checkpoint: {exc}")) from None
+    return saved
+
+
+def _check_against(conn: Connection, saved: Checkpoint, current: StoredCheckpoint | None) -> dict[str, Any]:
+    """(6) The current latest checkpoint must extend the saved one."""
+    if current is None:
+        raise _Found(
+            Divergence(
+                "inconsistent-with-saved",
+                f"the log has no checkpoint; the saved one has size {saved.size}",
+            )
+        )
+    if saved.origin != current.origin:
+        raise _Found(
+            Divergence(
+                "inconsistent-with-saved",
+                f"saved checkpoint is for log {saved.origin!r}, this log is {current.origin!r}",
+            )
+        )
+    report: dict[str, Any] = {"saved_size": saved.size, "current_size": current.size}
+    # (6a) smaller now: the log lost leaves.
+    if current.size < saved.size:
+        raise _Found(
+            Divergence(
+                "inconsistent-with-saved",
+                f"current size {current.size} is less than the saved size {saved.size}",
+                current.size,
+            )
+        )
+    # (6b) equal: the roots must match.
+    if current.size == saved.size:
+        if current.root != saved.root:
+            raise _Found(
+                Divergence(
+                    "inconsistent-with-saved",
+                    f"same size {saved.size}, different roots: the log was rewritten",
+                    max(saved.size - 1, 0),
+                )
+            )
+        report["proof"] = "same root"
+        return report
+    # (6c) larger now: RFC 9162 consistency proof from the saved size to the current one.
+    # From the empty tree there is nothing to prove (merkle module docstring).
+    if saved.size == 0:
+        report["proof"] = "saved checkpoint is the empty tree"
+        return report
+    proof = merkle.consistency_proof(saved.size, current.size, lambda a, b: range_hash(conn, a, b))
+    try:
+        merkle.verify_consistency(saved.size, current.size, saved.root, current.root, proof)
+    except ProofError as exc:
+        raise _Found(
+            Divergence(
+                "inconsistent-with-saved",
+                f"the log at size {current.size} does not extend the saved checkpoint: {exc}",
+                saved.size - 1,
+            )
+        ) from None
+    report["proof"] = [h.hex() for h in proof]
+    return report
+
+
+def range_hash(conn: Connection, start: int, end: int) -> bytes:
+    """MTH(D[start:end]) from the stored leaf hashes, streamed in leaf order."""
+    compact = CompactRange()
+    last = start - 1
+    while True:
+        hashes = conn.execute(
+            select(log_entries.c.leaf_hash)
+            .where(log_entries.c.leaf_index > last, log_entries.c.leaf_index < end)
+            .order_by(log_entries.c.leaf_index)
+            .limit(_PAGE * 4)
+        ).scalars()
+        got = 0
+        for h in hashes:
+            compact.append(bytes(h))
+            got += 1
+        last += got
+        if got < _PAGE * 4:
+            break
+    if compact.size != end - start:
+        raise IntegrityError(f"leaves {start}…{end - 1} are not all stored; run `seedledger verify`")
+    return compact.root()
+
+
+# -- inclusion proofs -------------------------------------------------------------------
+
+
+def prove(ledger: Ledger, entry_id: int, *, entry_type: str = "record") -> dict[str, Any]:
+    """An inclusion proof of one entry against the latest checkpoint, as JSON data
+    that :func:`verify_proof` checks without the database."""
+    et = ENTRY_TYPES.get(entry_type)
+    if et is None:
+        raise NotFoundError(f"no entry type {entry_type!r}")
+    with ledger.reading() as conn:
+        entry = conn.execute(
+            select(log_entries.c.leaf_index, log_entries.c.leaf_hash).where(
+                log_entries.c.entry_type == entry_type, log_entries.c.entry_id == entry_id
+            )
+        ).first()
+        if entry is None:
+            exists_row = conn.execute(
+                select(et.table.c[et.id_column]).where(et.table.c[et.id_column] == entry_id)
+            ).first()
+            if exists_row is None:
+                raise NotFoundError(f"no {entry_type} with id {entry_id}")
+            raise NotFoundError(f"{entry_type} {entry_id} is not sealed yet; run `seedledger seal`")
+        index = int(entry.leaf_index)
+        cp = latest_checkpoint(conn)
+        if cp is None or cp.size <= index:
+            raise NotFoundError(
+                f"{entry_type} {entry_id} was sealed after the latest checkpoint; run `seedledger seal`"
+            )
+        row = conn.execute(select(et.table).where(et.table.c[et.id_column] == entry_id)).first()
+        if row is None:
+            raise IntegrityError(f"leaf {index} ({entry_type} {entry_id}): the sealed row is gone")
+        leaf = et.leaf_bytes(index, row._mapping)
+        digest = merkle.leaf_hash(leaf)
+        if digest != bytes(entry.leaf_hash):
+            raise IntegrityError(
+                f"leaf {index} ({entry_type} {entry_id}): the row no longer matches its sealed leaf"
+            )
+        path = merkle.inclusion_proof(index, cp.size, lambda a, b: range_hash(conn, a, b))
+    try:
+        merkle.verify_inclusion(index, cp.size, digest, path, cp.root)
+    except ProofError as exc:
+        raise IntegrityError(f"leaf {index} ({entry_type} {entry_id}): {exc}") from None
+    return {
+        "format": PROOF_FORMAT,
+        "v": PROOF_VERSION,
+        "entry_type": entry_type,
+        "entry_id": entry_id,
+        "leaf_index": index,
+        "tree_size": cp.size,
+        "leaf": base64.b64encode(leaf).decode(),
+        "leaf_hash": digest.hex(),
+        "inclusion_path": [h.hex() for h in path],
+        "checkpoint": cp.note,
+        "verifier": cp.verifier,
+    }
+
+
+@dataclass(frozen=True)
+class ProofReport:
+    entry_type: str
+    entry_id: int
+    leaf_index: int
+    tree_size: int
+    origin: str
+    root: bytes
+    key: str  # the verifier key that signed the checkpoint
+    key_pinned: bool  # False: the key came from the proof file itself
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def _field(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidInputError(f"proof field {name!r} is missing or not a {kind.__name__}")
+    return value
+
+
+def verify_proof(data: Any, verifiers: Sequence[Verifier] = ()) -> ProofReport:
+    """Check an inclusion proof from :func:`prove` offline (no database).
+
+    Steps: (1) the format; (2) the checkpoint's signature, by a pinned key when given,
+    else by the key in the file; (3) the checkpoint's size is the proof's tree size;
+    (4) the leaf is canonical and names the same entry and index; (5) its hash is the
+    given leaf hash; (6) RFC 9162 inclusion of the leaf hash under the signed root.
+    Raises :class:`IntegrityError` (``ProofError``/``NoteError``) on failure.
+    """
+    # (1) format
+    if not isinstance(data, dict) or data.get("format") != PROOF_FORMAT:
+        raise InvalidInputError(f"not a {PROOF_FORMAT} file")
+    if data.get("v") != PROOF_VERSION:
+        raise InvalidInputError(f"unsupported proof version {data.get('v')!r}")
+    entry_type = _field(data, "entry_type", str)
+    entry_id = _field(data, "entry_id", int)
+    index = _field(data, "leaf_index", int)
+    size = _field(data, "tree_size", int)
+    note = _field(data, "checkpoint", str)
+    path_hex = _field(data, "inclusion_path", list)
+    try:
+        path = [bytes.fromhex(h) for h in path_hex]
+        leaf = base64.b64decode(_field(data, "leaf", str), validate=True)
+    except (TypeError, ValueError, binascii.Error):
+        raise InvalidInputError("proof hashes must be hex and the leaf base64") from None
+    # (2) signature
+    pinned = bool(verifiers)
+    keys = list(verifiers) or [Verifier.parse(_field(data, "verifier", str))]
+    checkpoint, opened = open_checkpoint(note, keys)
+    # (3) sizes
+    if checkpoint.size != size:
+        raise ProofError(f"proof is for tree size {size}, the checkpoint has size {checkpoint.size}")
+    # (4) the leaf itself
+    try:
+        decoded = json.loads(leaf)
+    except ValueError:
+        raise ProofError("leaf is not JSON") from None
+    if not isinstance(decoded, dict) or canonical_json(decoded) != leaf:
+        raise ProofError("leaf is not canonical JSON")
+    et = ENTRY_TYPES.get(entry_type)
+    id_column = et.id_column if et else "id"
+    row = decoded.get("row") if isinstance(decoded.get("row"), dict) else {}
+    if (
+        decoded.get("format") != LEAF_FORMAT
+        or decoded.get("type") != entry_type
+        or decoded.get("index") != index
+        or row.get(id_column) != entry_id
+    ):
+        raise ProofError("leaf does not name the entry and leaf index the proof claims")
+    # (5) leaf hash
+    digest = merkle.leaf_hash(leaf)
+    if "leaf_hash" in data and data["leaf_hash"] != digest.hex():
+        raise ProofError("leaf hash in the proof does not match the leaf")
+    # (6) inclusion
+    merkle.verify_inclusion(index, size, digest, path, checkpoint.root)
+    return ProofReport(
+        entry_type,
+        entry_id,
+        index,
+        size,
+        checkpoint.origin,
+        checkpoint.root,
+        str(opened.verified_by[0]),
+        pinned,
+        row,
+    )
