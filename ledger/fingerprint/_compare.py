@@ -3,8 +3,10 @@
 identical       the normalised pixels (and size) hash the same: nothing else decides it
 near-identical  same size, phash within ``near_phash`` and thumbnail PSNR at least
                 ``near_psnr_db``: re-encodes, ±1 noise, slight blur (GPU-noise level)
-similar         phash within ``similar_phash`` and thumbnail PSNR at least
-                ``similar_psnr_db``: same composition with visible drift
+similar         same composition with visible drift: phash within ``close_phash``
+                (thumbnail PSNR above a sanity floor ``close_psnr_db``: small shifts),
+                or phash within ``similar_phash`` with thumbnail PSNR at least
+                ``similar_psnr_db`` (stochastic-scheduler replays)
 different       otherwise
 
 The thresholds come from ``scripts/calibrate.py``; docs/calibration.md holds the
@@ -47,12 +49,22 @@ _RANK = {
 class Thresholds:
     near_phash: int
     near_psnr_db: float
+    close_phash: int
+    close_psnr_db: float
     similar_phash: int
     similar_psnr_db: float
 
 
-#: Calibrated by scripts/calibrate.py (see docs/calibration.md).
-DEFAULT_THRESHOLDS = Thresholds(near_phash=4, near_psnr_db=40.0, similar_phash=6, similar_psnr_db=15.0)
+#: Calibrated by scripts/calibrate.py (see docs/calibration.md). phash distances are
+#: always even (imagehash's median split), so 4/6/10 are the steps below 6/8/12.
+DEFAULT_THRESHOLDS = Thresholds(
+    near_phash=4,
+    near_psnr_db=40.0,
+    close_phash=6,
+    close_psnr_db=15.0,
+    similar_phash=10,
+    similar_psnr_db=30.0,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,8 +133,12 @@ def _decide(
         return Verdict.NEAR_IDENTICAL, (
             f"phash distance {p} <= {t.near_phash} and thumbnail PSNR >= {t.near_psnr_db:g} dB"
         )
+    why = "" if same_size else " (sizes differ, so at most similar)"
+    if p <= t.close_phash and psnr_value >= t.close_psnr_db:
+        return Verdict.SIMILAR, (
+            f"phash distance {p} <= {t.close_phash} and thumbnail PSNR >= {t.close_psnr_db:g} dB{why}"
+        )
     if p <= t.similar_phash and psnr_value >= t.similar_psnr_db:
-        why = "" if same_size else " (sizes differ, so at most similar)"
         return Verdict.SIMILAR, (
             f"phash distance {p} <= {t.similar_phash} and thumbnail PSNR >= {t.similar_psnr_db:g} dB{why}"
         )
