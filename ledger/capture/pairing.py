@@ -9,8 +9,9 @@ here and get back the records (redacted) and the outputs to fingerprint.
   delivers its results (``getResponse`` polling, a webhook POST, any envelope naming
   that taskUUID) is paired with it. Pending tasks survive a restart (``pending.json``
   in the spool directory).
-* Errors that name no task (an HTTP 401 for the whole request) are attributed to every
-  inference task in that request that got no result.
+* Errors that name no task (HTTP 401, 429 or 5xx for the whole request) are not
+  task failures: nothing ran and the caller usually retries the same taskUUID, so
+  they are not recorded (task-scoped errors are, as failed records).
 """
 
 from __future__ import annotations
@@ -289,11 +290,10 @@ class Pairer:
             errors_by.setdefault(str(item.get("taskUUID")), []).append(item)
         secrets = captured.known_secrets
         for task_uuid, task in inference.items():
-            if task_uuid not in results_by and task_uuid not in errors_by:
-                if unscoped:
-                    errors_by[task_uuid] = unscoped
-                else:
-                    self.pending.add(redact(dict(task), secrets))
+            # A request-level error (401, 429, 5xx) names no task: nothing ran, and the
+            # caller will likely retry the same taskUUID, so nothing is recorded for it.
+            if task_uuid not in results_by and task_uuid not in errors_by and not unscoped:
+                self.pending.add(redact(dict(task), secrets))
         for task_uuid in dict.fromkeys([*results_by, *errors_by]):
             task = inference.get(task_uuid)
             from_pending = task is None

@@ -49,6 +49,16 @@ class _Buffer:
         return b"".join(self.chunks)
 
 
+def _already_read(response: httpx.Response, buffer: _Buffer) -> bool:
+    try:
+        content = response.content
+    except httpx.ResponseNotRead:
+        return False
+    # Raw bytes as sent: re-encoding is not possible, so a read body is taken decoded.
+    buffer.add(content)
+    return True
+
+
 class _SyncTee(httpx.SyncByteStream):
     def __init__(self, inner: Any, buffer: _Buffer, on_complete: Callable[[], None] | None = None) -> None:
         self._inner = inner
@@ -111,7 +121,7 @@ class _Base:
         return buffer
 
     def _completer(
-        self, request: httpx.Request, response: httpx.Response, req: _Buffer, resp: _Buffer
+        self, request: httpx.Request, response: httpx.Response, req: _Buffer, resp: _Buffer, *, decoded: bool
     ) -> Callable[[], None]:
         def complete() -> None:
             if req.overflow or resp.overflow:
@@ -120,7 +130,7 @@ class _Base:
             self.recorder.record_exchange(
                 req.value(),
                 resp.value(),
-                content_encoding=response.headers.get("content-encoding"),
+                content_encoding=None if decoded else response.headers.get("content-encoding"),
                 known_secrets=secrets_from_headers(request.headers.multi_items()),
             )
 
@@ -150,7 +160,12 @@ class RecordingTransport(_Base, httpx.BaseTransport):
         req = self._request_body(request, is_async=False)
         response = self.wrapped.handle_request(request)
         resp = _Buffer()
-        response.stream = _SyncTee(response.stream, resp, self._completer(request, response, req, resp))
+        read = _already_read(response, resp)
+        complete = self._completer(request, response, req, resp, decoded=read)
+        if read:
+            complete()  # e.g. MockTransport: the body was read before we saw it
+        else:
+            response.stream = _SyncTee(response.stream, resp, complete)
         return response
 
     def close(self) -> None:
@@ -182,7 +197,12 @@ class AsyncRecordingTransport(_Base, httpx.AsyncBaseTransport):
         req = self._request_body(request, is_async=True)
         response = await self.wrapped.handle_async_request(request)
         resp = _Buffer()
-        response.stream = _AsyncTee(response.stream, resp, self._completer(request, response, req, resp))
+        read = _already_read(response, resp)
+        complete = self._completer(request, response, req, resp, decoded=read)
+        if read:
+            complete()
+        else:
+            response.stream = _AsyncTee(response.stream, resp, complete)
         return response
 
     async def aclose(self) -> None:
