@@ -40,7 +40,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ledger.core.canonical import canonical_json
 from ledger.integrity.merkle import leaf_hash
-from ledger.store.schema import fingerprints, records
+from ledger.store.schema import audit_results, fingerprints, records
 from ledger.store.types import SeedType, UTCDateTime
 
 LEAF_FORMAT = "seedledger/leaf"
@@ -161,8 +161,11 @@ RECORD = EntryType("record", 1, records)
 #: Defined for the fingerprint layer to register when its rows are append-only.
 FINGERPRINT = EntryType("fingerprint", 1, fingerprints, id_column="record_id")
 
+#: One stored replay result of an audit run (ledger.audit); rows are never updated.
+AUDIT_RESULT = EntryType("audit-result", 1, audit_results)
+
 #: Entry types the sealer seals and the verifier knows, in sealing order.
-ENTRY_TYPES: dict[str, EntryType] = {RECORD.name: RECORD}
+ENTRY_TYPES: dict[str, EntryType] = {RECORD.name: RECORD, AUDIT_RESULT.name: AUDIT_RESULT}
 
 
 def register(entry_type: EntryType) -> None:
