@@ -41,7 +41,7 @@ from ledger.backends.base import (
     RateLimited,
     sniff_media_type,
 )
-from ledger.core.redaction import redact_text, redact_url
+from ledger.core.redaction import redact, redact_text, redact_url
 
 log = logging.getLogger("ledger.backends.http")
 
@@ -52,8 +52,10 @@ __all__ = [
     "Downloaded",
     "HostPolicy",
     "HttpClient",
+    "PollPolicy",
     "RawResponse",
     "RetryPolicy",
+    "describe_error",
     "parse_retry_after",
     "safe_url",
 ]
@@ -88,6 +90,27 @@ class _RedactHttpxUrls(logging.Filter):
 _httpx_logger = logging.getLogger("httpx")
 if not any(isinstance(f, _RedactHttpxUrls) for f in _httpx_logger.filters):
     _httpx_logger.addFilter(_RedactHttpxUrls())
+
+
+def describe_error(value: Any, secrets: tuple[str, ...] = (), limit: int = 200) -> str:
+    """The human part of a JSON error body: ``error``/``message``/``detail`` fields,
+    or the first of an ``errors`` list; redacted and shortened."""
+    if isinstance(value, dict):
+        errors = value.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            value = errors[0]
+        parts = []
+        for key in ("code", "error", "message", "detail", "errors"):
+            item = value.get(key)
+            if isinstance(item, str | int) and str(item).strip() and str(item) not in parts:
+                parts.append(str(item).strip())
+        text = ": ".join(parts)
+    elif isinstance(value, str):
+        text = value
+    else:
+        return ""
+    text = " ".join(redact_text(text, secrets).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- policies --------------------------------------------------------------------------
@@ -134,7 +157,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
-_HostTest = Callable[[str], bool]
+@dataclass(frozen=True)
+class PollPolicy:
+    """How an async task is polled: ``initial`` seconds, growing ×``factor`` up to
+    ``max_interval``, giving up after ``timeout`` seconds in total."""
+
+    initial: float = 0.5
+    factor: float = 1.5
+    max_interval: float = 10.0
+    timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -291,8 +322,23 @@ class HttpClient:
     def redact(self, text: str) -> str:
         return redact_text(text, self._secrets)
 
+    def redact_value(self, value: Any) -> Any:
+        """A JSON-like value with secret keys and this client's secrets removed."""
+        return redact(value, self._secrets)
+
+    def describe(self, value: Any) -> str:
+        return describe_error(value, self._secrets)
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def describe_body(self, body: bytes, limit: int = 200) -> str:
+        """A short, redacted reason from an error body (JSON message fields only)."""
+        try:
+            value = jsonlib.loads(body) if body else None
+        except ValueError:
+            return ""
+        return describe_error(value, self._secrets, limit)
 
     # -- one attempt ---------------------------------------------------------------
 
@@ -396,8 +442,9 @@ class HttpClient:
                     return raw
                 retry_after = parse_retry_after(raw.headers.get("retry-after"))
                 error_class = RateLimited if raw.status == 429 else BackendHTTPError
+                detail = self.describe_body(raw.body)
                 failure = error_class(
-                    f"{self.backend}: HTTP {raw.status} from {where}",
+                    f"{self.backend}: HTTP {raw.status} from {where}{': ' + detail if detail else ''}",
                     status=raw.status,
                     attempts=stats.attempts,
                     retries=stats.retries,

@@ -50,6 +50,7 @@ from ledger.backends.http import (
     CallStats,
     HostPolicy,
     HttpClient,
+    PollPolicy,
     RetryPolicy,
     safe_url,
 )
@@ -87,16 +88,6 @@ _FORMAT_TYPES = {
 }
 _DATA_URI = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*?);base64,", re.ASCII)
 _PENDING = frozenset({"processing", "pending", "queued"})
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How ``getResponse`` is polled: 0.5 s, then ×1.5 up to a cap, within a deadline."""
-
-    initial: float = 0.5
-    factor: float = 1.5
-    max_interval: float = 10.0
-    timeout: float = 600.0
 
 
 @dataclass(frozen=True)
