@@ -12,5 +12,7 @@ from ledger.cli import workflows as _workflows  # noqa: F401  isort: skip
 from ledger.cli import sweep as _sweep  # noqa: F401  isort: skip
 from ledger.cli import capture as _capture  # noqa: F401  isort: skip
 from ledger.cli import integrity as _integrity  # noqa: F401  isort: skip
+from ledger.cli import audit as _audit  # noqa: F401  isort: skip
+from ledger.cli import reports as _reports  # noqa: F401  isort: skip
 
 __all__ = ["main"]

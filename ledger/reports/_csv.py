@@ -1,0 +1,93 @@
+"""The CSV report: one row per selected record, a header row first.
+
+Text cells that a spreadsheet would take for a formula (starting with ``=``, ``+``,
+``-``, ``@``, tab or carriage return) are prefixed with ``'`` (OWASP CSV injection).
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from ledger.reports._build import ReportSource
+from ledger.reports._model import RecordRow, Report
+
+COLUMNS = (
+    "record_id",
+    "created_at",
+    "modality",
+    "model",
+    "scheduler",
+    "scheduler_kind",
+    "backend",
+    "source",
+    "status",
+    "seed",
+    "seed_origin",
+    "seed_capable",
+    "explicit_seed",
+    "deterministic_scheduler",
+    "reproducible_by_design",
+    "audit_run_id",
+    "verdict",
+    "outcome",
+    "audited_at",
+    "warnings",
+    "pixel_sha256",
+    "file_sha256",
+    "leaf_index",
+    "prompt",
+)
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def row_values(r: RecordRow) -> list[str]:
+    values = (
+        r.id,
+        r.created_at,
+        r.modality,
+        r.model,
+        r.scheduler,
+        r.scheduler_kind,
+        r.backend,
+        r.source,
+        r.status,
+        r.seed,
+        r.seed_origin,
+        r.seed_capable,
+        r.explicit_seed,
+        r.deterministic_scheduler,
+        r.reproducible_by_design,
+        r.audit_run_id,
+        r.verdict,
+        r.outcome,
+        r.audited_at,
+        ";".join(r.warnings),
+        r.pixel_sha256,
+        r.file_sha256,
+        r.leaf_index,
+        r.prompt,
+    )
+    return [_cell(v) for v in values]
+
+
+def render_csv(report: Report, source: ReportSource, out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for record in source.iter_records():
+        writer.writerow(row_values(record))

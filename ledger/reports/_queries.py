@@ -1,0 +1,332 @@
+"""Every SQL statement a report runs, in one module.
+
+Aggregates are GROUP BY queries in the database; per-record sections are keyset
+pages (``id > last ORDER BY id LIMIT n``), so a report's memory does not grow with
+the ledger. The latest audit result of a record is the one with the highest id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, case, func, inspect, literal, select
+
+from ledger.store.filters import RecordFilter
+from ledger.store.schema import (
+    audit_results,
+    audit_runs,
+    checkpoints,
+    fingerprints,
+    log_entries,
+    log_state,
+    record_warnings,
+    records,
+)
+
+PAGE_SIZE = 1000
+
+r = records.c
+ar = audit_results.c
+
+#: Columns of the records table a report shows (never params/response: they may
+#: hold base64 output payloads).
+RECORD_COLUMNS = (
+    r.id,
+    r.created_at,
+    r.modality,
+    r.model,
+    r.scheduler,
+    r.scheduler_requested,
+    r.backend,
+    r.source,
+    r.status,
+    r.seed,
+    r.seed_origin,
+    r.prompt,
+    r.output_format,
+    r.width,
+    r.height,
+)
+
+_HAS_SEED = case((r.seed.is_(None), 0), else_=1).label("has_seed")
+
+
+def has_tables(conn: Connection, *names: str) -> bool:
+    inspector = inspect(conn)
+    return all(inspector.has_table(name) for name in names)
+
+
+_ar2 = audit_results.alias("ar_latest")
+
+
+def _latest_result_id() -> Any:
+    """Correlated: the id of a record's latest audit result (index on record_id)."""
+    return select(func.max(_ar2.c.id)).where(_ar2.c.record_id == r.id).correlate(records).scalar_subquery()
+
+
+def _latest_per_record() -> Any:
+    return (
+        select(ar.record_id.label("record_id"), func.max(ar.id).label("result_id"))
+        .group_by(ar.record_id)
+        .subquery("latest")
+    )
+
+
+# -- summary ----------------------------------------------------------------------------
+
+
+def summary_groups(conn: Connection, where: RecordFilter) -> list[dict[str, Any]]:
+    """Counts per distinct (modality, model, scheduler, backend, source, status, seed?)."""
+    keys = (
+        r.modality,
+        r.model,
+        r.scheduler,
+        r.scheduler_requested,
+        r.backend,
+        r.source,
+        r.status,
+        _HAS_SEED,
+    )
+    stmt = select(*keys, func.count().label("n")).where(where.where()).group_by(*keys)
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def time_span(conn: Connection, where: RecordFilter) -> tuple[Any, Any]:
+    row = conn.execute(select(func.min(r.created_at), func.max(r.created_at)).where(where.where())).one()
+    return row[0], row[1]
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+def audit_groups(conn: Connection, where: RecordFilter) -> list[dict[str, Any]]:
+    """Latest result per selected record, counted by model, scheduler, verdict, outcome."""
+    latest = _latest_per_record()
+    keys = (r.model, r.scheduler, r.scheduler_requested, ar.verdict, ar.outcome)
+    stmt = (
+        select(*keys, func.count().label("n"))
+        .select_from(
+            records.join(latest, latest.c.record_id == r.id).join(audit_results, ar.id == latest.c.result_id)
+        )
+        .where(where.where())
+        .group_by(*keys)
+    )
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def audit_runs_info(conn: Connection, where: RecordFilter) -> tuple[int, dict[str, Any] | None]:
+    """How many runs hold results for the selection, and the latest of them."""
+    runs_with_selection = (
+        select(ar.run_id).join(records, r.id == ar.record_id).where(where.where()).distinct().subquery()
+    )
+    count = int(conn.execute(select(func.count()).select_from(runs_with_selection)).scalar_one())
+    row = conn.execute(
+        select(
+            audit_runs.c.id,
+            audit_runs.c.created_at,
+            audit_runs.c.finished_at,
+            audit_runs.c.status,
+            audit_runs.c.backend,
+            audit_runs.c.policy,
+            audit_runs.c.selected_count,
+        )
+        .where(audit_runs.c.id.in_(select(runs_with_selection.c.run_id)))
+        .order_by(audit_runs.c.created_at.desc(), audit_runs.c.id.desc())
+        .limit(1)
+    ).first()
+    return count, (dict(row._mapping) if row else None)
+
+
+# -- warnings -----------------------------------------------------------------------------
+
+
+def warning_groups(conn: Connection, where: RecordFilter) -> list[dict[str, Any]]:
+    w = record_warnings.c
+    stmt = (
+        select(w.code, func.max(w.severity).label("severity"), func.count().label("n"))
+        .join(records, r.id == w.record_id)
+        .where(where.where())
+        .group_by(w.code)
+        .order_by(func.count().desc(), w.code)
+    )
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def warned_count(conn: Connection, where: RecordFilter) -> int:
+    """Records of the selection with at least one warning."""
+    w = record_warnings.c
+    warned = select(w.record_id).distinct().subquery()
+    stmt = select(func.count()).select_from(records.join(warned, warned.c.record_id == r.id))
+    return int(conn.execute(stmt.where(where.where())).scalar_one())
+
+
+def iter_warning_records(
+    conn: Connection, where: RecordFilter, code: str, *, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Records of the selection carrying ``code``, in id order, keyset-paged."""
+    w = record_warnings.c
+    base = (
+        select(*RECORD_COLUMNS, w.detail)
+        .join(record_warnings, and_(w.record_id == r.id, w.code == code))
+        .where(where.where())
+    )
+    yield from _pages(conn, base, limit)
+
+
+def warnings_for(conn: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
+    if not ids:
+        return {}
+    w = record_warnings.c
+    out: dict[int, list[str]] = {}
+    rows = conn.execute(select(w.record_id, w.code).where(w.record_id.in_(ids)).order_by(w.record_id, w.code))
+    for record_id, code in rows:
+        out.setdefault(int(record_id), []).append(code)
+    return out
+
+
+# -- per-record rows ------------------------------------------------------------------------
+
+
+def iter_record_rows(
+    conn: Connection, where: RecordFilter, *, audits: bool, sealed: bool
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of record rows with fingerprint, latest audit result and leaf index."""
+    f = fingerprints.c
+    columns: list[Any] = [
+        *RECORD_COLUMNS,
+        f.pixel_sha256,
+        f.file_sha256,
+        f.version.label("fingerprint_version"),
+    ]
+    joined: Any = records.outerjoin(fingerprints, f.record_id == r.id)
+    if sealed:
+        le = log_entries.c
+        joined = joined.outerjoin(log_entries, and_(le.entry_type == "record", le.entry_id == r.id))
+        columns.append(le.leaf_index)
+    else:
+        columns.append(literal(None).label("leaf_index"))
+    if audits:
+        latest_id = _latest_result_id()
+        joined = joined.outerjoin(audit_results, ar.id == latest_id)
+        columns += [
+            ar.run_id.label("audit_run_id"),
+            ar.verdict,
+            ar.outcome,
+            ar.created_at.label("audited_at"),
+        ]
+    base = select(*columns).select_from(joined).where(where.where())
+    last_id: int | None = None
+    while True:
+        stmt = base if last_id is None else base.where(r.id > last_id)
+        page = [dict(row._mapping) for row in conn.execute(stmt.order_by(r.id).limit(PAGE_SIZE))]
+        if not page:
+            return
+        yield page
+        if len(page) < PAGE_SIZE:
+            return
+        last_id = page[-1]["id"]
+
+
+# -- evidence -------------------------------------------------------------------------------
+
+EVIDENCE_OUTCOMES = ("fail", "expected-drift")
+
+
+def evidence_count(conn: Connection, where: RecordFilter) -> int:
+    latest = _latest_per_record()
+    stmt = (
+        select(func.count())
+        .select_from(
+            records.join(latest, latest.c.record_id == r.id).join(audit_results, ar.id == latest.c.result_id)
+        )
+        .where(where.where(), ar.outcome.in_(EVIDENCE_OUTCOMES))
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def iter_evidence(
+    conn: Connection, where: RecordFilter, *, limit: int | None = None, thumbnails: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Failures and expected drift (latest result), with both thumbnails when asked."""
+    f = fingerprints.c
+    columns: list[Any] = [
+        *RECORD_COLUMNS,
+        ar.id.label("result_id"),
+        ar.run_id,
+        ar.verdict,
+        ar.outcome,
+        ar.distances,
+        ar.error_code,
+        ar.replay_pixel_sha256,
+        f.pixel_sha256,
+    ]
+    if thumbnails:
+        columns += [f.thumbnail, ar.replay_thumbnail]
+    joined = records.join(audit_results, ar.id == _latest_result_id()).outerjoin(
+        fingerprints, f.record_id == r.id
+    )
+    base = select(*columns).select_from(joined).where(where.where(), ar.outcome.in_(EVIDENCE_OUTCOMES))
+    yield from _pages(conn, base, limit)
+
+
+def _pages(conn: Connection, base: Select[Any], limit: int | None) -> Iterator[dict[str, Any]]:
+    last_id: int | None = None
+    left = limit
+    while left is None or left > 0:
+        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
+        stmt = base if last_id is None else base.where(r.id > last_id)
+        page = [dict(row._mapping) for row in conn.execute(stmt.order_by(r.id).limit(size))]
+        yield from page
+        if len(page) < size:
+            return
+        last_id = page[-1]["id"]
+        if left is not None:
+            left -= len(page)
+
+
+# -- integrity ------------------------------------------------------------------------------
+
+
+def latest_checkpoint(conn: Connection) -> dict[str, Any] | None:
+    row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
+    return dict(row._mapping) if row else None
+
+
+def checkpoint_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(checkpoints)).scalar_one())
+
+
+def log_size(conn: Connection) -> int:
+    size = conn.execute(select(log_state.c.size).where(log_state.c.id == 1)).scalar()
+    return int(size or 0)
+
+
+def sealed_record_count(conn: Connection, where: RecordFilter) -> int:
+    le = log_entries.c
+    stmt = (
+        select(func.count())
+        .select_from(records.join(log_entries, and_(le.entry_type == "record", le.entry_id == r.id)))
+        .where(where.where())
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def iter_leaf_hashes(conn: Connection, upto: int) -> Iterator[bytes]:
+    """Stored leaf hashes 0 … upto−1 in index order, keyset-paged."""
+    le = log_entries.c
+    last = -1
+    while last + 1 < upto:
+        rows = conn.execute(
+            select(le.leaf_index, le.leaf_hash)
+            .where(le.leaf_index > last, le.leaf_index < upto)
+            .order_by(le.leaf_index)
+            .limit(10 * PAGE_SIZE)
+        ).all()
+        if not rows:
+            return
+        for index, value in rows:
+            if index != last + 1:
+                return  # a gap: the caller sees fewer leaves than asked for
+            last = index
+            yield bytes(value)
