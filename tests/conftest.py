@@ -138,3 +138,20 @@ def ledger(db_url: str) -> Iterator[Ledger]:
     opened = Ledger.open(db_url)
     yield opened
     opened.close()
+
+
+# -- hypothesis --------------------------------------------------------------------------
+# Fuzz tests run with a fixed budget and a fixed seed (derandomize) so CI is repeatable;
+# a failure prints the example and a reproduction blob. HYPOTHESIS_PROFILE=deep explores more.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("deep", max_examples=5000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
