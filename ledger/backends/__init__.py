@@ -24,6 +24,8 @@ from ledger.backends.base import (
     request_from_record,
 )
 from ledger.backends.http import HostPolicy, RetryPolicy
+from ledger.backends.reference_generator import ReferenceGenerator
+from ledger.backends.reference_server import ReferenceServer
 
 __all__ = [
     "AsyncBackend",
@@ -39,6 +41,8 @@ __all__ = [
     "HostPolicy",
     "MalformedResponse",
     "RateLimited",
+    "ReferenceGenerator",
+    "ReferenceServer",
     "RetryPolicy",
     "SyncBackend",
     "TaskFailed",
