@@ -516,6 +516,7 @@ def test_get_task_details_returns_the_original_request(fake: FakeRunware) -> Non
     result, details = run(go())
     assert details.task_uuid == result.task_uuid
     assert details.request[0]["seed"] == 12
+    assert details.task["seed"] == 12
     assert details.response["data"][0]["taskUUID"] == result.task_uuid
 
 

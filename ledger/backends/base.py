@@ -237,7 +237,8 @@ def request_from_record(
     output_format: str | None = None,
 ) -> GenerationRequest:
     """The replay request for one stored output: its params verbatim (minus delivery
-    fields), its stored seed, and ``numberResults: 1`` unless asked otherwise."""
+    fields), its stored seed, and ``numberResults: 1`` unless asked otherwise.
+    ``output_format`` overrides the stored one (e.g. PNG to avoid lossy replays)."""
     proto = protocol_of(record.backend)
     return GenerationRequest(
         protocol=proto,
@@ -247,7 +248,7 @@ def request_from_record(
         seed=record.seed,
         model=record.model,
         number_results=number_results,
-        output_format=output_format or record.output_format,
+        output_format=output_format,
         # Only ComfyUI replays the whole batch and needs to know which output it was.
         output_index=record.output_index if proto == "comfyui" else None,
         record_id=record.id,

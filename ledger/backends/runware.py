@@ -95,8 +95,19 @@ class TaskDetails:
     """What ``getTaskDetails`` returned for a past task, secrets removed."""
 
     task_uuid: str
+    #: As returned: the docs say the original task array; some servers send the task.
     request: Any
     response: Any
+
+    @property
+    def task(self) -> Mapping[str, Any] | None:
+        """The original task itself, whichever shape ``request`` came in."""
+        items = self.request if isinstance(self.request, list) else [self.request]
+        tasks = [t for t in items if isinstance(t, Mapping)]
+        for item in tasks:
+            if item.get("taskUUID") == self.task_uuid:
+                return item
+        return tasks[0] if len(tasks) == 1 else None
 
 
 class _Secret:
