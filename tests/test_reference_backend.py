@@ -425,6 +425,22 @@ def test_audio_is_sync_by_default_and_async_on_request(client, server) -> None:
     assert base64.b64decode(item["audioBase64Data"]) == data
 
 
+def test_async_error_rate_fails_tasks_through_get_response() -> None:
+    task = {
+        "taskType": "videoInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": "vidu:1@1",
+        "positivePrompt": "x",
+    }
+    with ReferenceServer.running(async_error_rate=1.0, async_polls=0) as srv, httpx.Client(timeout=30) as c:
+        assert c.post(srv.url, json=[task]).status_code == 200
+        resp = c.post(srv.url, json=[{"taskType": "getResponse", "taskUUID": task["taskUUID"]}])
+    assert resp.status_code == 400
+    (error,) = resp.json()["errors"]
+    assert error["code"] == "timeoutProvider" and error["status"] == "error"
+    assert error["taskUUID"] == task["taskUUID"]
+
+
 def test_get_response_for_an_unknown_task(client, server) -> None:
     resp = call(client, server, [{"taskType": "getResponse", "taskUUID": str(uuid.uuid4())}])
     assert resp.status_code == 400

@@ -29,8 +29,8 @@ Protocol (the parts of Runware's REST API seedledger uses, reference/runware.md)
 
 Knobs (constructor keywords and CLI flags; :attr:`ReferenceServer.knobs` may be changed
 while running): latency, error rate (HTTP 500), 429 rate (with ``Retry-After``), stall
-rate (sleeps past a client timeout), model revision, result shuffling, required API
-key, and a seed for the knobs' random draws.
+rate (sleeps past a client timeout), async task failures (``timeoutProvider``), model
+revision, result shuffling, required API key, and a seed for the knobs' random draws.
 
 For tests and the demo, run it in-process on an ephemeral loopback port::
 
@@ -98,11 +98,13 @@ class ServerKnobs:
     shuffle_results: bool = False
     #: getResponse polls answered "processing" before results are handed out.
     async_polls: int = 1
+    #: Share of async tasks that end in a ``timeoutProvider`` error (``status: "error"``).
+    async_error_rate: float = 0.0
     #: Seed for the knobs' random draws (429/500/stall/shuffle); None = unpredictable.
     knob_seed: int | None = None
 
     def check(self) -> None:
-        for name in ("error_rate", "rate_limit_rate", "stall_rate"):
+        for name in ("error_rate", "rate_limit_rate", "stall_rate", "async_error_rate"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 raise InvalidInputError(f"{name} must be between 0 and 1, got {value!r}")
@@ -511,7 +513,8 @@ class ReferenceServer:
                 raise _TaskError(
                     "duplicateTaskUUID", "taskUUID was already used for an async task", "taskUUID"
                 )
-        future = asyncio.ensure_future(self._generate_async(kind, task, plan, base))
+        fail = bool(self.knobs.async_error_rate) and self._rng.random() < self.knobs.async_error_rate
+        future = asyncio.ensure_future(self._generate_async(kind, task, plan, base, fail=fail))
         with self._lock:
             self._jobs[task_uuid] = _Job(task["taskType"], future, int(self.knobs.async_polls))
             while len(self._jobs) > 10000:
@@ -555,8 +558,15 @@ class ReferenceServer:
         return plan
 
     async def _generate_async(
-        self, kind: str, task: dict[str, Any], plan: dict[str, Any], base: str
+        self, kind: str, task: dict[str, Any], plan: dict[str, Any], base: str, *, fail: bool = False
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        if fail:
+            self.stats.task_errors += 1
+            error = _error(
+                "timeoutProvider", "the provider timed out (async_error_rate knob)", task=task, status="error"
+            )
+            self._remember(task, [], [error])
+            return [], [error]
         try:
             results = await self._generate(kind, task, plan, base)
         except Exception as exc:  # reported through getResponse, like a provider failure
@@ -673,6 +683,8 @@ class ReferenceServer:
             return [], [
                 _error("taskNotFound", "no async task with this taskUUID", task=task, parameter="taskUUID")
             ]
+        if job.future.cancelled():
+            return [], [_error("providerError", "the task was cancelled", task=task, status="error")]
         if job.polls_left > 0 or not job.future.done():
             job.polls_left = max(0, job.polls_left - 1)
             return [{"taskType": job.task_type, "taskUUID": task_uuid, "status": "processing"}], []

@@ -54,6 +54,13 @@ from ledger.cli.app import fail, info, main
     "--async-polls", default=1, show_default=True, type=click.IntRange(0), help="Polls answered 'processing'."
 )
 @click.option(
+    "--async-error-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of async tasks that fail with timeoutProvider.",
+)
+@click.option(
     "--knob-seed", type=int, default=None, help="Seed for the knobs' random draws (reproducible faults)."
 )
 @click.option(
@@ -77,6 +84,7 @@ def reference_server(
     model_revisions: tuple[str, ...],
     shuffle: bool,
     async_polls: int,
+    async_error_rate: float,
     knob_seed: int | None,
     api_key_env: str | None,
     public_url: str | None,
@@ -124,5 +132,6 @@ def reference_server(
         model_revision=revision,
         shuffle_results=shuffle,
         async_polls=async_polls,
+        async_error_rate=async_error_rate,
         knob_seed=knob_seed,
     )
