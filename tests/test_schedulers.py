@@ -373,6 +373,17 @@ def test_default_resolves_through_the_model_default_scheduler() -> None:
     assert classify(None, options={"model": "civitai:1@1"}).kind is SchedulerKind.UNKNOWN
 
 
+def test_default_on_the_reference_backend_is_its_fallback() -> None:
+    result = classify("Default", backend="reference", options={"model": "civitai:1@1"})
+    assert result.kind is SchedulerKind.DETERMINISTIC
+    assert result.resolved == "DPM++ 2M Karras"
+    assert (
+        classify("Default", backend="runware", options={"model": "civitai:1@1"}).kind is SchedulerKind.UNKNOWN
+    )
+    # A model's own default still wins on the reference backend.
+    assert classify(None, backend="reference", options={"default_scheduler": "Euler a"}).is_stochastic
+
+
 def test_default_resolves_through_an_explicit_default() -> None:
     assert classify("Default", options={"default_scheduler": "Euler a"}).kind is SchedulerKind.STOCHASTIC
     assert classify(None, options={"default_scheduler": "DPM++ 2M Karras"}).is_deterministic

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ledger.core.models import ModelCatalog, default_catalog
-from ledger.core.schedulers import classify
+from ledger.core.schedulers import REFERENCE_DEFAULT_SCHEDULER, classify
 from ledger.core.seeds import SEED_RANGES, random_seed
 from ledger.errors import InvalidInputError
 
@@ -43,7 +43,7 @@ from ledger.errors import InvalidInputError
 SOFTWARE_TAG: Final = "seedledger reference backend (procedural test images, not a model)"
 
 #: Scheduler the reference backend uses when ``Default``/omitted and the catalog has none.
-FALLBACK_SCHEDULER: Final = "DPM++ 2M Karras"
+FALLBACK_SCHEDULER: Final = REFERENCE_DEFAULT_SCHEDULER
 
 IMAGE_FORMATS: Final[dict[str, tuple[str, str]]] = {
     "PNG": ("png", "image/png"),

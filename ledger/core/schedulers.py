@@ -71,6 +71,10 @@ FAMILIES: Final = (
 #: Names that mean "the model's own scheduler" (Runware ``Default``, or nothing).
 DEFAULT_NAMES: Final = frozenset({"", "default"})
 
+#: What the bundled reference backend runs for ``Default`` when the model has no known
+#: default scheduler (so records made on it can be classified).
+REFERENCE_DEFAULT_SCHEDULER: Final = "DPM++ 2M Karras"
+
 
 def _number(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key, default)
@@ -317,7 +321,9 @@ def classify(
     names (``DPM fast``/``DPM adaptive``). ``options`` carries scheduler settings that
     change the answer: ``algorithm_type``, ``eta``, ``s_churn``, ``stochastic_sampling``;
     and, for ``Default`` or a missing name, ``model`` (an AIR whose catalog default
-    scheduler is used) or ``default_scheduler`` (a name to use directly).
+    scheduler is used) or ``default_scheduler`` (a name to use directly). On the
+    ``reference`` backend an unresolved default is its fixed fallback,
+    :data:`REFERENCE_DEFAULT_SCHEDULER`.
     """
     opts: Mapping[str, Any] = options or {}
     if name is None or normalize(name) in DEFAULT_NAMES:
@@ -332,6 +338,8 @@ def classify(
 
                 default = default_scheduler(model)
                 source = f"default scheduler of {model}"
+        if (default is None or not default.strip()) and (backend or "").lower() == "reference":
+            default, source = REFERENCE_DEFAULT_SCHEDULER, "the reference backend's default"
         if default is None or normalize(default) in DEFAULT_NAMES:
             return SchedulerClass(U, f"scheduler {shown}: the model's default scheduler is not known")
         inner = _classify_name(default, backend, opts)
@@ -347,6 +355,7 @@ def classify(
 __all__ = [
     "DEFAULT_NAMES",
     "FAMILIES",
+    "REFERENCE_DEFAULT_SCHEDULER",
     "SchedulerClass",
     "SchedulerKind",
     "classify",
