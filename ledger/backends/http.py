@@ -42,6 +42,7 @@ from ledger.backends.base import (
     sniff_media_type,
 )
 from ledger.core.redaction import redact, redact_text, redact_url
+from ledger.errors import UsageError
 
 log = logging.getLogger("ledger.backends.http")
 
@@ -63,6 +64,7 @@ __all__ = [
 DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 #: JSON answers carry base64 images (20 × a large PNG), so their cap is higher.
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+_ERROR_BODY_BYTES = 8192
 MEDIA_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
 
 
@@ -129,7 +131,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise UsageError("retry max_attempts must be at least 1")
+        if min(self.base_delay, self.max_delay, self.retry_after_cap) < 0:
+            raise UsageError("retry delays must not be negative")
 
     def should_retry(self, status: int) -> bool:
         return status in self.retry_statuses or 500 <= status <= 599
@@ -336,7 +340,7 @@ class HttpClient:
         """A short, redacted reason from an error body (JSON message fields only)."""
         try:
             value = jsonlib.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
         return describe_error(value, self._secrets, limit)
 
@@ -358,9 +362,16 @@ class HttpClient:
         try:
             status = response.status_code
             resp_headers = {k.lower(): v for k, v in response.headers.items()}
-            if 300 <= status < 400 or (accept is not None and not 200 <= status < 300):
-                # Redirects and failed downloads: the body is not needed.
+            if 300 <= status < 400:
                 return RawResponse(status, resp_headers, b"", str(response.url))
+            if accept is not None and not 200 <= status < 300:
+                # A failed download: keep only enough of the body to say why.
+                head = bytearray()
+                async for chunk in response.aiter_bytes():
+                    head += chunk
+                    if len(head) >= _ERROR_BODY_BYTES:
+                        break
+                return RawResponse(status, resp_headers, bytes(head[:_ERROR_BODY_BYTES]), str(response.url))
             if accept is not None:
                 media = resp_headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 if media and not media.startswith(accept):
@@ -427,6 +438,13 @@ class HttpClient:
                     attempts=stats.attempts,
                     retries=stats.retries,
                 )
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError) as exc:
+                # Our side is wrong (bad URL scheme, bad request): trying again cannot help.
+                raise BackendUnavailable(
+                    f"{self.backend}: cannot send to {where} ({type(exc).__name__})",
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                ) from None
             except (httpx.TransportError, OSError) as exc:
                 failure = BackendUnavailable(
                     f"{self.backend}: cannot reach {where} ({type(exc).__name__}"
@@ -434,8 +452,18 @@ class HttpClient:
                     attempts=stats.attempts,
                     retries=stats.retries,
                 )
-            except httpx.InvalidURL:
-                raise BackendUnavailable(f"{self.backend}: invalid URL {where}") from None
+            except httpx.DecodingError:
+                raise MalformedResponse(
+                    f"{self.backend}: the body from {where} could not be decoded (bad content encoding)",
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                ) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise BackendUnavailable(
+                    f"{self.backend}: request to {where} failed ({type(exc).__name__})",
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                ) from None
             else:
                 if not self.retry.should_retry(raw.status):
                     log.debug("%s %s %s -> %d", self.backend, method, where, raw.status)
@@ -488,7 +516,7 @@ class HttpClient:
         raw = await self.exchange(method, url, stats=stats, json=json, headers=headers, params=params)
         try:
             return raw.status, jsonlib.loads(raw.body) if raw.body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             if 200 <= raw.status < 300:
                 raise MalformedResponse(
                     f"{self.backend}: {safe_url(url)} answered HTTP {raw.status} with a body that is "
