@@ -1,18 +1,40 @@
-"""Command-line interface: `seedledger VERB`."""
+"""Command-line interface: `seedledger VERB`.
+
+Each module below registers its commands on ``main`` when imported; the map lets the
+group import only the module of the command being run.
+"""
 
 from ledger.cli.app import main
 
-# Each module registers its commands on `main` when imported.
-from ledger.cli import db as _db  # noqa: F401  isort: skip
-from ledger.cli import records as _records  # noqa: F401  isort: skip
-from ledger.cli import reference as _reference  # noqa: F401  isort: skip
-from ledger.cli import fingerprints as _fingerprints  # noqa: F401  isort: skip
-from ledger.cli import workflows as _workflows  # noqa: F401  isort: skip
+#: command name -> the module that registers it (tests check this map is complete).
+COMMAND_MODULES: dict[str, str] = {
+    "db": "ledger.cli.db",
+    "record": "ledger.cli.records",
+    "list": "ledger.cli.records",
+    "show": "ledger.cli.records",
+    "fingerprint": "ledger.cli.fingerprints",
+    "compare": "ledger.cli.fingerprints",
+    "find": "ledger.cli.fingerprints",
+    "reference-server": "ledger.cli.reference",
+    "proxy": "ledger.cli.capture",
+    "spool": "ledger.cli.capture",
+    "seal": "ledger.cli.integrity",
+    "keys": "ledger.cli.integrity",
+    "verify": "ledger.cli.integrity",
+    "checkpoint": "ledger.cli.integrity",
+    "prove": "ledger.cli.integrity",
+    "verify-proof": "ledger.cli.integrity",
+    "audit": "ledger.cli.audit",
+    "check": "ledger.cli.audit",
+    "report": "ledger.cli.reports",
+    "import": "ledger.cli.workflows",
+    "diff": "ledger.cli.workflows",
+    "lineage": "ledger.cli.workflows",
+    "pick": "ledger.cli.workflows",
+    "stamp": "ledger.cli.workflows",
+    "sweep": "ledger.cli.sweep",
+    "demo": "ledger.cli.demo",
+}
+main.lazy_commands = COMMAND_MODULES
 
-from ledger.cli import sweep as _sweep  # noqa: F401  isort: skip
-from ledger.cli import capture as _capture  # noqa: F401  isort: skip
-from ledger.cli import integrity as _integrity  # noqa: F401  isort: skip
-from ledger.cli import audit as _audit  # noqa: F401  isort: skip
-from ledger.cli import reports as _reports  # noqa: F401  isort: skip
-
-__all__ = ["main"]
+__all__ = ["COMMAND_MODULES", "main"]

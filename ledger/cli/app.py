@@ -7,6 +7,7 @@ imports them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import re
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -43,7 +45,23 @@ class AppContext:
 
 
 class LedgerGroup(click.Group):
-    """Catches LedgerError once: one line on stderr and its exit code."""
+    """Catches LedgerError once: one line on stderr and its exit code.
+
+    Commands live in modules imported only when the command runs (``lazy_commands``:
+    command name -> module), so `seedledger list` does not pay for numpy, Pillow or
+    uvicorn.
+    """
+
+    lazy_commands: Mapping[str, str] = MappingProxyType({})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.lazy_commands.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)  # registers its commands on `main`
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
