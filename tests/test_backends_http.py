@@ -483,5 +483,5 @@ def test_generation_result_repr_hides_bytes() -> None:
 def test_open_backend_url_validation() -> None:
     with pytest.raises(UsageError, match="http"):
         open_backend("a1111", url="ftp://x")
-    with pytest.raises(UsageError, match="reference server"):
-        open_backend("reference")
+    with pytest.raises(UsageError, match="in-process"):
+        open_backend("reference", url="http://127.0.0.1:9/v1", server_options={"latency_ms": 1})

@@ -17,6 +17,7 @@ from ledger.backends import (
     AuthenticationError,
     BackendHTTPError,
     BackendTimeout,
+    BackendUnavailable,
     GenerationResult,
     RetryPolicy,
     TaskFailed,
@@ -26,7 +27,7 @@ from ledger.backends import (
 )
 from ledger.backends.http import PollPolicy
 from ledger.backends.reference_server import ReferenceServer
-from ledger.backends.runware import RunwareBackend
+from ledger.backends.runware import InProcessReference, RunwareBackend
 from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from ledger.errors import BackendError
 from ledger.fingerprint import Verdict, compare, fingerprint_bytes
@@ -264,3 +265,18 @@ def test_required_key_and_sentinel_never_leaks(caplog: pytest.LogCaptureFixture)
     assert result.outputs[0].seed == 1234
     for text in [*texts, caplog.text]:
         assert SENTINEL_KEY not in text
+
+
+def test_in_process_reference_server_starts_and_stops_with_the_backend() -> None:
+    with open_sync_backend("reference", server_options={"model_revision": 2}) as backend:
+        inner = backend.backend
+        assert isinstance(inner, InProcessReference)
+        url = inner.server.url
+        first = backend.replay(record(width=32, height=32))
+        inner.server.set_model_revision(None)
+        second = backend.replay(record(width=32, height=32))
+        assert inner.server.stats.images == 2
+    assert first.outputs[0].seed == second.outputs[0].seed == 1234
+    assert first.outputs[0].data != second.outputs[0].data  # the revision knob took effect
+    with pytest.raises(BackendUnavailable):
+        run(replay(url, record(), times=1, retry=RetryPolicy(max_attempts=1)))

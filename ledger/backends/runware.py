@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import os
 import re
@@ -63,6 +64,7 @@ from ledger.errors import BackendError, InvalidInputError, InvalidSeedError, Usa
 __all__ = [
     "DEFAULT_URL",
     "ENV_API_KEY",
+    "InProcessReference",
     "PollPolicy",
     "RunwareBackend",
     "TaskDetails",
@@ -524,20 +526,50 @@ def _result_key(result: Mapping[str, Any], position: int) -> str:
     return f"#{position}"
 
 
-def reference_backend(url: str | None = None, **options: Any) -> RunwareBackend:
-    """The Runware protocol against a running reference server.
+class InProcessReference(RunwareBackend):
+    """A Runware client that owns an in-process reference server (started on a free
+    loopback port, stopped by :meth:`aclose`). ``server`` exposes its knobs and stats."""
 
-    The server speaks Runware's API on a URL you give; it needs no key, and the
-    user's real ``RUNWARE_API_KEY`` is never sent to it.
+    def __init__(self, server: Any, stack: contextlib.ExitStack, **options: Any) -> None:
+        self.server = server
+        self._stack = stack
+        super().__init__(server.url, **options)
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await asyncio.to_thread(self._stack.close)
+
+
+def reference_backend(
+    url: str | None = None, *, server_options: Mapping[str, Any] | None = None, **options: Any
+) -> RunwareBackend:
+    """The Runware protocol against the bundled reference server.
+
+    With ``url``, talk to a running server (``seedledger reference-server``). Without
+    one, start a server in-process on a free loopback port, configured with
+    ``server_options`` (its knobs), and stop it when the backend is closed. It needs
+    no key, and the user's real ``RUNWARE_API_KEY`` is never sent to it.
     """
-    if not url:
-        raise UsageError(
-            "the reference backend needs the URL of a running reference server "
-            "(start one with `seedledger reference-server --port N`)"
-        )
     options.setdefault("name", "reference")
     options.setdefault("require_key", False)
     options.setdefault("read_env", False)
+    if not url:
+        if "host_policy" not in options:
+            options["host_policy"] = HostPolicy(allow_loopback=True)
+        from ledger.backends.reference_server import ReferenceServer
+
+        server = ReferenceServer(**dict(server_options or {}))
+        stack = contextlib.ExitStack()
+        stack.enter_context(server.serve())
+        try:
+            return InProcessReference(server, stack, **options)
+        except BaseException:
+            stack.close()
+            raise
+    if server_options:
+        raise UsageError("server_options only apply to an in-process reference server (no url)")
     if "host_policy" not in options and _is_loopback_host(urlsplit(url).hostname):
         # A local reference server hands out URLs on its own loopback address.
         options["host_policy"] = HostPolicy(allow_loopback=True)
