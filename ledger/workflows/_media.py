@@ -130,15 +130,18 @@ def itxt_chunk(keyword: str, text: str) -> bytes:
 
 def png_replace_text(data: bytes, entries: dict[str, str]) -> bytes:
     """The PNG with iTXt ``entries`` set: existing text chunks with those keywords are
-    dropped, the new ones go right before IEND, every other byte is kept."""
+    dropped, the new ones go before the first IDAT (where readers that stop at the
+    image data still find them, as ExifTool places them), every other byte is kept."""
     chunks = png_chunks(data)
     out = [data[: len(PNG_SIGNATURE)]]
+    placed = False
     for chunk in chunks:
         decoded = decode_text_chunk(chunk)
         if decoded is not None and decoded[0] in entries:
             continue
-        if chunk.type == b"IEND":
+        if not placed and chunk.type in (b"IDAT", b"IEND"):
             out.extend(itxt_chunk(k, v) for k, v in entries.items())
+            placed = True
         out.append(data[chunk.start : chunk.end])
     return b"".join(out)
 

@@ -6,8 +6,8 @@ recommends and C2PA uses for generated media) and names the latest ledger checkp
 when the integrity tables exist.
 
 - **PNG**: an iTXt chunk ``seedledger`` holding the stamp as JSON, and the XMP packet
-  in the standard iTXt chunk ``XML:com.adobe.xmp``. Chunks are spliced in before
-  ``IEND``; every other byte of the file (pixels, A1111/ComfyUI chunks) is kept.
+  in the standard iTXt chunk ``XML:com.adobe.xmp``. Chunks are spliced in before the
+  first ``IDAT``; every other byte of the file (pixels, A1111/ComfyUI chunks) is kept.
 - **JPEG**: the XMP packet in an APP1 segment (``http://ns.adobe.com/xap/1.0/``),
   placed after the JFIF/Exif segments; the scan data is untouched.
 - WEBP is refused (convert first).
@@ -31,13 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 
 from ledger import __version__
 from ledger.core.records import Record
 from ledger.errors import InvalidInputError, LedgerError, UsageError
+from ledger.integrity import RECORD
+from ledger.integrity.seal import latest_checkpoint as sealed_checkpoint
 from ledger.store import Ledger
-from ledger.store.schema import checkpoints, log_entries
+from ledger.store.schema import log_entries
 from ledger.workflows import _media
 from ledger.workflows._files import write_atomically
 
@@ -232,38 +234,28 @@ def read_stamp(data: bytes) -> Stamp | None:
 
 def latest_checkpoint(ledger: Ledger, record_id: int | None = None) -> dict[str, Any] | None:
     """The newest signed checkpoint (origin, size, root, key, signed note) and, when the
-    record is sealed within it, the record's leaf index; None without checkpoints."""
+    record is sealed within it, the record's leaf index; None before the first seal."""
     with ledger.reading() as conn:
-        if "checkpoints" not in set(inspect(conn).get_table_names()):
-            return None
-        row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
-        if row is None:
+        stored = sealed_checkpoint(conn)
+        if stored is None:
             return None
         out: dict[str, Any] = {
-            "origin": row.origin,
-            "size": int(row.size),
-            "root": base64.b64encode(row.root).decode("ascii"),
-            "key_name": row.key_name,
-            "key_id": row.key_id,
-            "note": row.note,
+            "origin": stored.origin,
+            "size": stored.size,
+            "root": base64.b64encode(stored.root).decode("ascii"),
+            "key_name": stored.key_name,
+            "key_id": stored.key_id,
+            "note": stored.note,
         }
         if record_id is not None:
             leaf = conn.execute(
                 select(log_entries.c.leaf_index).where(
-                    log_entries.c.entry_type == "record", log_entries.c.entry_id == record_id
+                    log_entries.c.entry_type == RECORD.name, log_entries.c.entry_id == record_id
                 )
             ).scalar()
-            if leaf is not None and int(leaf) < out["size"]:
+            if leaf is not None and int(leaf) < stored.size:
                 out["leaf_index"] = int(leaf)
         return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, datetime):
-        return _jsonable(value)
-    return value
 
 
 def stamp_file(ledger: Ledger, record_id: int, image: Path, out: Path | None = None) -> StampResult:
