@@ -10,7 +10,8 @@ Reverse lookup ("which record made this image?"):
    ≤ floor(r/4)-bit flips). Each chunk index also holds ``phash`` and ``record_id``,
    so the probe never touches the table rows;
 3. an exact re-check of the full 64-bit distance, in Python, identical on SQLite and
-   PostgreSQL.
+   PostgreSQL. PostgreSQL also filters by ``bit_count(phash # q)`` in the server
+   (14+) so only matches cross the wire; SQLite has neither XOR nor popcount.
 
 phash and dhash are stored as signed BIGINT: the unsigned 64 bits reinterpreted
 (values ≥ 2^63 become negative), which both engines store exactly.
@@ -24,7 +25,20 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, union
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    any_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -154,18 +168,34 @@ def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
     """record_id -> phash distance for every stored phash within ``radius`` (exact)."""
     check_radius(radius)
     per_chunk = radius // 4
-    probes = [
-        select(fingerprints.c.record_id, fingerprints.c.phash).where(
-            fingerprints.c[column].in_(flips(chunk, per_chunk))
-        )
-        for column, chunk in zip(_CHUNKS, phash_chunks(phash), strict=True)
-    ]
+    postgres = conn.dialect.name == "postgresql"
+    probes = []
+    for column, chunk in zip(_CHUNKS, phash_chunks(phash), strict=True):
+        values = flips(chunk, per_chunk)
+        if postgres:
+            # One array parameter instead of hundreds of scalars, and the distance
+            # computed in the server (PostgreSQL 14+ bit_count) so only matches travel.
+            probe = select(fingerprints.c.record_id, fingerprints.c.phash).where(
+                fingerprints.c[column] == any_(literal(values, ARRAY(Integer))),
+                _pg_distance(phash) <= radius,
+            )
+        else:
+            probe = select(fingerprints.c.record_id, fingerprints.c.phash).where(
+                fingerprints.c[column].in_(values)
+            )
+        probes.append(probe)
     found: dict[int, int] = {}
     for record_id, stored in conn.execute(union(*probes)):
+        # The exact re-check, the same on both engines.
         distance = hamming(phash, to_unsigned(int(stored)))
         if distance <= radius:
             found[int(record_id)] = distance
     return found
+
+
+def _pg_distance(phash: int) -> Any:
+    xor = fingerprints.c.phash.op("#")(literal(to_signed(phash), BigInteger))
+    return func.bit_count(cast(xor, BIT(64)))
 
 
 def within_radius_full_scan(conn: Connection, phash: int, radius: int) -> dict[int, int]:
