@@ -561,7 +561,8 @@ def test_sentinel_key_never_in_logs_errors_or_results(
     async def go() -> None:
         async with backend(fake) as b:
             texts.append(repr(b))
-            texts.append(repr(b.__dict__))
+            texts.append(repr(vars(b)))
+            texts.append(repr(vars(b._http)))  # what a debugger or error reporter would show
             ok = await b.generate_batch(
                 [
                     request_from_params("runware", task(), seed=1),

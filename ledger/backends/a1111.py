@@ -43,6 +43,7 @@ from ledger.backends.http import (
     CallStats,
     HttpClient,
     RetryPolicy,
+    Secret,
     safe_url,
 )
 from ledger.core.records import utcnow
@@ -233,11 +234,11 @@ class A1111Backend(AsyncBackend):
         self.name = name
         self.url = url.rstrip("/")
         self.max_download_bytes = max_download_bytes
-        self._auth_header: str | None = None
+        self._auth_header: Secret | None = None
         secrets: tuple[str, ...] = ()
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            self._auth_header = f"Basic {token}"
+            self._auth_header = Secret(f"Basic {token}")
             secrets = (auth[1], token)
         extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self._http = HttpClient(
@@ -285,7 +286,7 @@ class A1111Backend(AsyncBackend):
         stats = CallStats()
         endpoint, payload = self.build_payload(request)
         url = f"{self.url}/sdapi/v1/{endpoint}"
-        headers = {"Authorization": self._auth_header} if self._auth_header else None
+        headers = {"Authorization": self._auth_header.reveal()} if self._auth_header else None
         status, body = await self._http.request_json("POST", url, stats=stats, json=payload, headers=headers)
         if not 200 <= status < 300:
             raise self._error(status, body, endpoint, stats)

@@ -56,6 +56,7 @@ __all__ = [
     "PollPolicy",
     "RawResponse",
     "RetryPolicy",
+    "Secret",
     "describe_error",
     "parse_retry_after",
     "safe_url",
@@ -113,6 +114,26 @@ def describe_error(value: Any, secrets: tuple[str, ...] = (), limit: int = 200) 
         return ""
     text = " ".join(redact_text(text, secrets).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Secret:
+    """Holds a credential; repr, str and pickling never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a secret cannot be pickled")
 
 
 # -- policies --------------------------------------------------------------------------
@@ -312,7 +333,7 @@ class HttpClient:
         self.max_response_bytes = max_response_bytes
         self.max_redirects = max_redirects
         self.download_deadline = download_deadline
-        self._secrets = tuple(s for s in secrets if s)
+        self._secret_values = tuple(Secret(s) for s in secrets if s)
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._client = httpx.AsyncClient(
@@ -322,6 +343,10 @@ class HttpClient:
             limits=limits or httpx.Limits(max_connections=64, max_keepalive_connections=16),
             trust_env=False,
         )
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return tuple(s.reveal() for s in self._secret_values)
 
     def redact(self, text: str) -> str:
         return redact_text(text, self._secrets)

@@ -53,6 +53,7 @@ from ledger.backends.http import (
     HttpClient,
     PollPolicy,
     RetryPolicy,
+    Secret,
     safe_url,
 )
 from ledger.core.records import utcnow
@@ -112,26 +113,6 @@ class TaskDetails:
         return tasks[0] if len(tasks) == 1 else None
 
 
-class _Secret:
-    """Holds the API key; nothing that prints it shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("an API key cannot be pickled")
-
-
 def _is_loopback_host(host: str | None) -> bool:
     if not host:
         return False
@@ -178,7 +159,7 @@ class RunwareBackend(AsyncBackend):
             raise AuthenticationError(f"no Runware API key: set {ENV_API_KEY} or pass api_key")
         self.name = name
         self.url = url
-        self._key = _Secret(key) if key else None
+        self._key = Secret(key) if key else None
         self.output_type = output_type
         self.include_cost = include_cost
         self.delivery_method = delivery_method
