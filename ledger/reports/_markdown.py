@@ -162,7 +162,7 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
                             x.model,
                             x.scheduler,
                             _Raw("—" if x.seed is None else str(x.seed)),
-                            md(x.prompt, limit=80),
+                            _Raw(md(x.prompt, limit=80)),
                         )
                         for x in affected
                     ],

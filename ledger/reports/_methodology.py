@@ -4,36 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ledger.core.warnings import CATALOG
 from ledger.fingerprint import DEFAULT_THRESHOLDS, FINGERPRINT_VERSION
 from ledger.reports._model import Methodology
 
-# The warning catalog's own explanations win when it is importable; these are the
-# meanings from the auditor's specification, used until then and for unknown codes.
-_WARNINGS: dict[str, str] = {
-    "stochastic-scheduler": "The scheduler injects fresh noise at each step; a fixed seed may still drift.",
-    "seedless-model": "The model takes no seed: the output cannot be reproduced.",
-    "seed-not-captured": "No seed was recorded for the output.",
-    "scheduler-unresolved": "The scheduler was Default or omitted and could not be resolved.",
-    "model-unpinned": "The model identifier has no version; the provider may change it under the same name.",
-    "lossy-output": "The output was stored in a lossy format (JPG, WEBP); exact pixel matches are unlikely.",
-    "inputs-unavailable": "A seed image, mask or reference image cannot be fetched for a replay.",
-    "batch-seed-unknown": "The output came from a batch whose per-output seed is not known.",
-    "nondeterministic-settings": "Recorded settings (e.g. xformers, GPU RNG) make outputs nondeterministic.",
-}
-
 
 def warning_meaning(code: str) -> str:
-    try:
-        from ledger.core import warnings as catalog  # the auditor's catalog, when present
-
-        describe = getattr(catalog, "describe", None)
-        if callable(describe):
-            text = describe(code)
-            if isinstance(text, str) and text:
-                return text
-    except ImportError:
-        pass
-    return _WARNINGS.get(code, "No description in the warning catalog.")
+    kind = CATALOG.get(code)
+    return kind.explanation if kind else "Not in this version's warning catalog."
 
 
 VERDICTS = {
@@ -85,6 +63,6 @@ def methodology() -> Methodology:
         verdicts=VERDICTS,
         policy=POLICY,
         definitions=DEFINITIONS,
-        warnings={code: warning_meaning(code) for code in _WARNINGS},
+        warnings={code: f"{kind.severity}: {kind.explanation}" for code, kind in CATALOG.items()},
         known_limits=KNOWN_LIMITS,
     )
