@@ -25,7 +25,9 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -376,49 +378,65 @@ def _add(ledger: Ledger, conn: Any, new: list[NewRecord], fingerprints: list[Any
     return ledger.add(new, conn=conn, fingerprints=fingerprints)
 
 
-def import_one(
-    ledger: Ledger,
-    path: Path,
-    *,
-    fingerprinter: Fingerprinter | None,
-    tags: tuple[str, ...] = (),
-) -> FileOutcome:
+@dataclass(frozen=True)
+class Prepared:
+    """One file read, parsed and fingerprinted (no database involved yet)."""
+
+    path: str
+    parsed: Parsed
+    fingerprint: Any | None = None
+    fingerprint_error: str | None = None
+
+
+def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileOutcome:
+    """The database-free part of importing one file: a skip outcome or a Prepared."""
     shown = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        stat = path.stat()
+        if stat.st_size > MAX_FILE_BYTES:
             return FileOutcome(shown, "skipped", reason=f"larger than {MAX_FILE_BYTES >> 20} MiB")
         data = path.read_bytes()
     except OSError as exc:
         return FileOutcome(shown, "skipped", reason=f"cannot read: {exc.strerror or exc}")
     try:
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        parsed = parse_file(path.name, data, created_at=mtime)
+        parsed = parse_file(path.name, data, created_at=datetime.fromtimestamp(stat.st_mtime, UTC))
     except LedgerError as exc:
         return FileOutcome(shown, "skipped", reason=exc.message)
+    if parsed.image is None or fingerprinter is None:
+        return Prepared(shown, parsed)
+    try:
+        return Prepared(shown, parsed, fingerprinter(parsed.image))
+    except FingerprintError as exc:
+        return Prepared(shown, parsed, fingerprint_error=f"cannot fingerprint: {exc.message}")
+
+
+def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> FileOutcome:
+    """Store a prepared file in one transaction (or link it to its stamped record)."""
+    parsed, shown = prepared.parsed, prepared.path
     linked = _linked(ledger, parsed.stamp)
     if linked is not None:
         return FileOutcome(shown, "linked", parsed.kind, (linked,), 0)
+    if prepared.fingerprint_error is not None:
+        return FileOutcome(shown, "skipped", parsed.kind, reason=prepared.fingerprint_error)
     if tags:
-        parsed = dataclasses.replace(
-            parsed,
-            records=tuple(
-                dataclasses.replace(r, tags=tuple(dict.fromkeys((*r.tags, *tags)))) for r in parsed.records
-            ),
+        records = tuple(
+            dataclasses.replace(r, tags=tuple(dict.fromkeys((*r.tags, *tags)))) for r in parsed.records
         )
-    fingerprint = None
-    if parsed.image is not None and fingerprinter is not None:
-        try:
-            fingerprint = fingerprinter(parsed.image)
-        except FingerprintError as exc:
-            return FileOutcome(shown, "skipped", parsed.kind, reason=f"cannot fingerprint: {exc.message}")
+        parsed = dataclasses.replace(parsed, records=records)
     try:
-        ids, added = store_parsed(ledger, parsed, fingerprint)
+        ids, added = store_parsed(ledger, parsed, prepared.fingerprint)
     except LedgerError as exc:
         if exc.exit_code == 4:  # the database itself failed: stop, do not skip on
             raise
         return FileOutcome(shown, "skipped", parsed.kind, reason=exc.message)
     return FileOutcome(shown, "imported" if added else "unchanged", parsed.kind, tuple(ids), added)
+
+
+def import_one(
+    ledger: Ledger, path: Path, *, fingerprinter: Fingerprinter | None, tags: tuple[str, ...] = ()
+) -> FileOutcome:
+    prepared = prepare(path, fingerprinter)
+    return prepared if isinstance(prepared, FileOutcome) else finish(ledger, prepared, tags)
 
 
 def import_paths(
@@ -428,18 +446,53 @@ def import_paths(
     fingerprinter: Fingerprinter | None = None,
     tags: tuple[str, ...] = (),
     progress: Callable[[FileOutcome], None] | None = None,
+    workers: int | None = None,
 ) -> ImportSummary:
-    """Import every file under ``paths``; one transaction per file."""
+    """Import every file under ``paths``, in order; one transaction per file.
+
+    Reading, parsing and fingerprinting (pure, and mostly outside the GIL in the
+    decoder) run ahead in ``workers`` threads (default: up to 4, by CPU count) while
+    this thread stores the previous files, so the database work hides behind the
+    decoding. ``workers=0`` does everything on the calling thread.
+    """
     if not paths:
         raise InvalidInputError("nothing to import: give at least one file or folder")
     fp = fingerprinter if fingerprinter is not None else default_fingerprinter()
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
     outcomes: list[FileOutcome] = []
-    for path, problem in iter_files(paths):
-        if problem is not None:
-            outcome = FileOutcome(str(path), "skipped", reason=problem)
-        else:
-            outcome = import_one(ledger, path, fingerprinter=fp, tags=tags)
+
+    def settle(item: Prepared | FileOutcome) -> None:
+        outcome = item if isinstance(item, FileOutcome) else finish(ledger, item, tags)
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)
+
+    def missing(path: Path, problem: str) -> FileOutcome:
+        return FileOutcome(str(path), "skipped", reason=problem)
+
+    if workers <= 0:
+        for path, problem in iter_files(paths):
+            settle(missing(path, problem) if problem else prepare(path, fp))
+        return ImportSummary(tuple(outcomes))
+
+    # A bounded window of files in flight keeps memory flat for any folder size.
+    window: deque[Future[Prepared | FileOutcome]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedledger-import") as pool:
+        try:
+            for path, problem in iter_files(paths):
+                if problem:
+                    done: Future[Prepared | FileOutcome] = Future()
+                    done.set_result(missing(path, problem))
+                    window.append(done)
+                else:
+                    window.append(pool.submit(prepare, path, fp))
+                if len(window) > 2 * workers:
+                    settle(window.popleft().result())
+            while window:
+                settle(window.popleft().result())
+        except BaseException:
+            for pending in window:
+                pending.cancel()
+            raise
     return ImportSummary(tuple(outcomes))
