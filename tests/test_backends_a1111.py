@@ -27,7 +27,7 @@ from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from tests.conftest import SENTINEL_KEY
 from tests.fakes.a1111 import FakeA1111, a1111_image
 from tests.fakes.runware import tiny_png
-from tests.fakes.server import live_server
+from tests.fakes.server import SwappableApp, live_server
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
 
@@ -41,11 +41,19 @@ INFOTEXT = (
 )
 
 
+@pytest.fixture(scope="module")
+def _live() -> Iterator[tuple[SwappableApp, str]]:
+    app = SwappableApp()
+    with live_server(app) as base:
+        yield app, base
+
+
 @pytest.fixture
-def fake() -> Iterator[tuple[FakeA1111, str]]:
+def fake(_live: tuple[SwappableApp, str]) -> tuple[FakeA1111, str]:
+    app, base = _live
     server = FakeA1111()
-    with live_server(server.app()) as base:
-        yield server, base
+    app.target = server.app()
+    return server, base
 
 
 def run(coroutine: Any) -> Any:

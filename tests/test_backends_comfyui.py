@@ -25,7 +25,7 @@ from ledger.backends.comfyui import ComfyUIBackend, comfy_graph, graph_seeds
 from ledger.backends.http import PollPolicy
 from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from tests.fakes.comfyui import FakeComfyUI, comfy_image, default_graph
-from tests.fakes.server import live_server
+from tests.fakes.server import SwappableApp, live_server
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
 FAST_POLL = PollPolicy(initial=0.001, factor=1.5, max_interval=0.01, timeout=5.0)
@@ -33,11 +33,19 @@ TEXT = "a lighthouse at dusk | blurry"
 CKPT = "v1-5-pruned-emaonly.safetensors"
 
 
+@pytest.fixture(scope="module")
+def _live() -> Iterator[tuple[SwappableApp, str]]:
+    app = SwappableApp()
+    with live_server(app) as base:
+        yield app, base
+
+
 @pytest.fixture
-def fake() -> Iterator[tuple[FakeComfyUI, str]]:
+def fake(_live: tuple[SwappableApp, str]) -> tuple[FakeComfyUI, str]:
+    app, base = _live
     server = FakeComfyUI()
-    with live_server(server.app()) as base:
-        yield server, base
+    app.target = server.app()
+    return server, base
 
 
 def run(coroutine: Any) -> Any:

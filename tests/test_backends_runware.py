@@ -36,18 +36,25 @@ from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from ledger.errors import BackendError, UsageError
 from tests.conftest import SENTINEL_KEY
 from tests.fakes.runware import FakeRunware, tiny_png
-from tests.fakes.server import live_server
+from tests.fakes.server import SwappableApp, live_server
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
 FAST_POLL = PollPolicy(initial=0.001, factor=1.5, max_interval=0.01, timeout=5.0)
 
 
+@pytest.fixture(scope="module")
+def _live() -> Iterator[tuple[SwappableApp, str]]:
+    app = SwappableApp()
+    with live_server(app) as base:
+        yield app, base
+
+
 @pytest.fixture
-def fake() -> Iterator[FakeRunware]:
-    server = FakeRunware(api_key=SENTINEL_KEY)
-    with live_server(server.app()) as base:
-        server.base_url = base
-        yield server
+def fake(_live: tuple[SwappableApp, str]) -> FakeRunware:
+    app, base = _live
+    server = FakeRunware(api_key=SENTINEL_KEY, base_url=base)
+    app.target = server.app()
+    return server
 
 
 def backend(fake: FakeRunware, **options: Any) -> RunwareBackend:

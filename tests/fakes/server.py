@@ -34,3 +34,14 @@ def live_server(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+class SwappableApp:
+    """An ASGI app whose target can be replaced between tests, so one live server
+    (started once per module) serves a fresh fake per test."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.target(scope, receive, send)
