@@ -232,6 +232,24 @@ def test_folder_import_skips_bad_files_with_reasons_and_writes_nothing_for_them(
     assert ledger.count() == 5
 
 
+def test_nul_characters_and_nan_are_refused_or_kept_verbatim(ledger: Ledger, tmp_path: Path) -> None:
+    graph = comfy_graph()
+    graph["6"]["inputs"]["text"] = "a castle\x00"
+    comfy_png(tmp_path / "nul.png", graph)
+    nan_workflow = tmp_path / "nan.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(comfy_graph()))
+    info.add_text("workflow", '{"nodes": [], "links": [], "extra": NaN}')
+    image().save(nan_workflow, pnginfo=info)
+    summary = import_paths(ledger, [tmp_path])
+    by_name = {Path(o.path).name: o for o in summary.outcomes}
+    assert by_name["nul.png"].status == "skipped"
+    assert "NUL" in (by_name["nul.png"].reason or "")
+    assert by_name["nan.png"].status == "imported"
+    record = ledger.get(by_name["nan.png"].record_ids[0])
+    assert record.params["workflow"] == '{"nodes": [], "links": [], "extra": NaN}'
+
+
 def test_parse_file_refuses_binary_garbage() -> None:
     with pytest.raises(Exception, match="not a PNG/JPEG/WEBP image and not UTF-8"):
         parse_file("x.bin", b"\xff\xfe\x00garbage\x80")

@@ -140,12 +140,33 @@ def parse_file(
         if created_at is not None and parsed.kind != "seedledger-stamp":
             dated = tuple(dataclasses.replace(r, created_at=created_at) for r in parsed.records)
             parsed = dataclasses.replace(parsed, records=dated)
-        return parsed
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
-    return _parse_text(name, text, sha, source)
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
+        parsed = _parse_text(name, text, sha, source)
+    for record in parsed.records:
+        _check_storable(record)
+    return parsed
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _check_storable(record: NewRecord) -> None:
+    # PostgreSQL text and JSON cannot hold NUL; refuse the file rather than fail the
+    # database write (which would stop the whole import).
+    fields = (record.prompt, record.negative_prompt, record.model, record.scheduler, record.params)
+    if any(_has_nul(value) for value in fields):
+        raise InvalidInputError("metadata contains NUL characters, which the ledger cannot store")
 
 
 def _import_info(name: str, sha: str, fmt: str) -> dict[str, Any]:
@@ -198,7 +219,7 @@ def _comfy_png(name: str, text: dict[str, str], sha: str, key: str, source: Sour
     workflow: Any = None
     if "workflow" in text:
         try:
-            workflow = json.loads(text["workflow"])
+            workflow = json.loads(text["workflow"], parse_constant=_refuse_constant)
         except ValueError:
             workflow = text["workflow"]  # kept verbatim: it is provenance, not input
     outputs = comfy.outputs_of(graph)
@@ -214,6 +235,10 @@ def _comfy_png(name: str, text: dict[str, str], sha: str, key: str, source: Sour
         idempotency_key=key,
         extra_params=_import_info(name, sha, "png"),
     )
+
+
+def _refuse_constant(constant: str) -> Any:
+    raise ValueError(f"{constant} is not valid JSON")
 
 
 def _record_from_stamp(stamp: Stamp, name: str, sha: str, kind: str, source: Source) -> NewRecord:
@@ -286,7 +311,7 @@ def _stamp_time(value: Any) -> datetime:
 
 def _parse_text(name: str, text: str, sha: str, source: Source) -> Parsed:
     try:
-        whole = json.loads(text)
+        whole = json.loads(text, parse_constant=_refuse_constant)
     except ValueError:
         whole = None
     graph = None
