@@ -24,6 +24,7 @@ from ledger.backends import (
 )
 from ledger.backends.a1111 import A1111Backend, a1111_payload, parse_infotext, request_from_a1111
 from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
+from ledger.errors import UsageError
 from tests.conftest import SENTINEL_KEY
 from tests.fakes.a1111 import FakeA1111, a1111_image
 from tests.fakes.runware import tiny_png
@@ -306,6 +307,19 @@ def test_sync_wrapper(fake: tuple[FakeA1111, str]) -> None:
     _, url = fake
     with open_sync_backend("forge", url=url, retry=FAST_RETRY) as backend:
         result = backend.generate(request_from_a1111(payload(seed=77)))
-    assert result.backend == "a1111"
+    assert result.backend == "forge"
     assert result.outputs[0].seed == 77
     assert result.outputs[0].metadata["sd_model_name"] == "sdxl_base"
+
+
+def test_variation_seed_that_was_not_captured_is_not_replayed(fake: tuple[FakeA1111, str]) -> None:
+    server, url = fake
+    with pytest.raises(UnsupportedRequest, match="variation seed") as caught:
+        run(generate(url, request_from_a1111(payload(subseed=-1, subseed_strength=0.4))))
+    assert caught.value.code == "seed-not-captured"
+    assert server.payloads == []
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="colour"):
+        open_backend("runware", url="http://127.0.0.1:9/v1", api_key="k", colour="blue")

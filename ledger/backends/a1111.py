@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_URL",
     "A1111Backend",
     "a1111_payload",
+    "forge_backend",
     "parse_infotext",
     "request_from_a1111",
 ]
@@ -270,6 +271,13 @@ class A1111Backend(AsyncBackend):
             except InvalidSeedError as exc:
                 raise UnsupportedRequest(str(exc), code="seed-out-of-range") from None
             payload["seed"] = request.seed
+        strength = payload.get("subseed_strength")
+        if isinstance(strength, int | float) and strength > 0 and payload.get("subseed") in (None, -1, "-1"):
+            # A1111 would draw a fresh variation seed: the replay could not match.
+            raise UnsupportedRequest(
+                "the variation seed (subseed) was not captured; this output cannot be replayed",
+                code="seed-not-captured",
+            )
         payload["batch_size"] = request.number_results
         payload["n_iter"] = 1
         settings = dict(payload.get("override_settings") or {})
@@ -396,6 +404,12 @@ class A1111Backend(AsyncBackend):
             return TaskFailed(f"{where} rejected the request: {message}", code="validation", **counts)
         detail = self._http.describe(body)
         return BackendHTTPError(f"{where}: HTTP {status}{': ' + detail if detail else ''}", **counts)
+
+
+def forge_backend(url: str = DEFAULT_URL, **options: Any) -> A1111Backend:
+    """A Forge WebUI: the same API as AUTOMATIC1111."""
+    options.setdefault("name", "forge")
+    return A1111Backend(url, **options)
 
 
 def _int_list(value: Any) -> list[int]:

@@ -476,7 +476,7 @@ _REGISTRY: dict[str, str | Factory] = {
     "runware": "ledger.backends.runware:RunwareBackend",
     "reference": "ledger.backends.runware:reference_backend",
     "a1111": "ledger.backends.a1111:A1111Backend",
-    "forge": "ledger.backends.a1111:A1111Backend",
+    "forge": "ledger.backends.a1111:forge_backend",
     "comfyui": "ledger.backends.comfyui:ComfyUIBackend",
 }
 
@@ -512,7 +512,12 @@ def open_backend(name: str, url: str | None = None, **options: Any) -> AsyncBack
     factory = _factory(name)
     if url is not None:
         options["url"] = url
-    return factory(**options)
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise UsageError(f"backend {name!r}: {str(exc).split(': ', 1)[-1]}") from None
 
 
 def open_sync_backend(name: str, url: str | None = None, **options: Any) -> SyncBackend:
