@@ -130,7 +130,7 @@ class AsyncSpyTransport(httpx.AsyncBaseTransport):
 @contextlib.contextmanager
 def running_proxy(upstream: str, recorder: Recorder, **options: Any) -> Iterator[str]:
     """The recording proxy on an ephemeral loopback port, in a thread."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = RecordingProxy(upstream, recorder, owns_recorder=False, **options)

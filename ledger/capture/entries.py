@@ -102,10 +102,16 @@ def encode_entry(
             # that output is fingerprinted later from its bytes instead.
             if output.data is not None or (output.url and redact_url(output.url) == output.url)
         }
-    if known_secrets:
+    text = _dumps(body)
+    secrets = [s for s in known_secrets if s and s in text]
+    if secrets:
         # Belt and braces: a secret echoed anywhere (an error message, a URL) is cut out.
-        body["records"] = redact(body["records"], known_secrets)
-    return _dumps(body).encode("utf-8")
+        # Checked on the serialized entry so the common case (no secret) costs one scan.
+        body["records"] = redact(body["records"], tuple(secrets))
+        if any(s in _dumps(body.get("outputs") or {}) for s in secrets):
+            body.pop("outputs")
+        text = _dumps(body)
+    return text.encode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ _HOP = frozenset(
     }
 )
 _OFFLOAD_BYTES = 256 * 1024  # bigger bodies are parsed on a worker thread
+_SMALL_BODY = 1024 * 1024
 
 
 def _clean(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -198,12 +199,16 @@ class RecordingProxy:
                 if not message.get("more_body", False):
                     return
 
-        has_body = any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+        length = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), None)
+        chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
+        content: Any = None
+        if length is not None and length.isdigit() and int(length) <= _SMALL_BODY and not chunked:
+            # A small body (every Runware task request) is read whole: cheaper to send.
+            content = b"".join([chunk async for chunk in body()])
+        elif length is not None or chunked:
+            content = body()  # streamed through as it arrives
         request = self._client.build_request(
-            scope["method"],
-            self._target(scope),
-            headers=headers,
-            content=body() if has_body else None,
+            scope["method"], self._target(scope), headers=headers, content=content
         )
         try:
             response = await self._client.send(request, stream=True)
@@ -312,7 +317,9 @@ def serve(
 
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without
+    # it each response waits for a delayed ACK (~40 ms: headers and body are two writes).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -82,6 +82,7 @@ class SpoolWriter:
         *,
         batch_records: int = 5000,
         max_backoff: float = 5.0,
+        linger: float = 0.05,
         fingerprinter: Callable[[Ledger, list[tuple[int, Output]]], int] | None = None,
         sealer: Callable[[Ledger], int] | None = None,
         ledger: Ledger | None = None,
@@ -91,6 +92,7 @@ class SpoolWriter:
         self.counters = counters or Counters()
         self.batch_records = batch_records
         self.max_backoff = max_backoff
+        self.linger = linger
         self.fingerprinter = fingerprinter
         self.sealer = sealer
         self._ledger = ledger
@@ -137,10 +139,13 @@ class SpoolWriter:
             except Exception:  # the writer thread must survive anything
                 log.exception("spool writer step failed")
                 landed = -1
-            if landed > 0:
-                continue
-            wait = self._backoff if landed < 0 else 0.25
-            self._wake.wait(wait)
+            if landed >= self.batch_records:
+                continue  # a backlog: keep going
+            wait = self._backoff if landed < 0 else (self.linger if landed > 0 else 0.25)
+            if self._wake.wait(wait) and landed >= 0:
+                # Let a few more records arrive so one transaction lands them together
+                # (less CPU per record next to the caller; the spool already holds them).
+                self._stop.wait(self.linger)
             self._wake.clear()
 
     # -- draining ----------------------------------------------------------------
