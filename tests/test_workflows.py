@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -108,6 +109,25 @@ def test_diff_cli_text_and_json(sqlite_url: str) -> None:
     missing = cli("--db", sqlite_url, "diff", str(a), "999")
     assert missing.code == 3
     assert missing.err == "seedledger: error: no record with id 999\n"
+
+
+def test_diff_of_neighbouring_cfg_sweep_cells_names_only_cfg(sqlite_url: str, tmp_path: Path) -> None:
+    from ledger.backends.reference_server import ReferenceServer
+
+    with ReferenceServer.running() as server:
+        run = cli(
+            "--db", sqlite_url, "--json", "sweep", "--backend", "reference", "--backend-url", server.url,
+            "--model", "runware:101@1", "--prompt", "a lighthouse", "--width", "64", "--height", "64",
+            "--scheduler", "DPM++ 2M Karras", "--seed", "42", "--cfg", "6..8:1", "--out", str(tmp_path / "s"),
+        )  # fmt: skip
+    assert run.code == 0, run.err
+    with Ledger.open(sqlite_url) as ledger:
+        cells = sorted(ledger.query(), key=lambda r: r.cfg_scale or 0)
+    assert [r.cfg_scale for r in cells] == [6.0, 7.0, 8.0]
+    for a, b in itertools.pairwise(cells):
+        run = cli("--db", sqlite_url, "diff", str(a.id), str(b.id))
+        assert run.out == f"CFG scale: {a.cfg_scale} → {b.cfg_scale}  (also params.CFGScale)\n"
+        assert "not a controlled" not in run.err
 
 
 # -- lineage ------------------------------------------------------------------------
