@@ -48,6 +48,7 @@ from ledger.audit.policy import (
 )
 from ledger.audit.store import AuditResult, AuditRun
 from ledger.backends import AsyncBackend, GeneratedOutput, RetryPolicy, open_backend, request_from_record
+from ledger.backends.base import protocol_of
 from ledger.backends.http import safe_url
 from ledger.core.models import ModelCatalog
 from ledger.core.records import Record, Status
@@ -332,8 +333,17 @@ class _RateLimiter:
             await asyncio.sleep(slot - now)
 
 
-class _Interrupted(Exception):
-    pass
+class _Slot:
+    """One concurrency slot, released once (after the backend call, or when the
+    replay task ends, whichever comes first)."""
+
+    def __init__(self, gate: asyncio.Semaphore) -> None:
+        self._gate: asyncio.Semaphore | None = gate
+
+    def release(self, *_: object) -> None:
+        if self._gate is not None:
+            self._gate.release()
+            self._gate = None
 
 
 class _Runner:
@@ -411,10 +421,11 @@ class _Runner:
                         self.stop.set()
                         break
                     self.reserved += record.cost or 0.0
-                    task = asyncio.create_task(self._replay(record, warnings, fps[rid]))
+                    slot = _Slot(gate)
+                    task = asyncio.create_task(self._replay(record, warnings, fps[rid], slot))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
-                    task.add_done_callback(lambda _t: gate.release())
+                    task.add_done_callback(slot.release)
                 if self.stop.is_set():
                     break
             await self._drain(in_flight)
@@ -494,11 +505,11 @@ class _Runner:
         )
 
     async def _replay(
-        self, record: Record, warnings: Sequence[RecordWarning], stored_fp: Fingerprint
+        self, record: Record, warnings: Sequence[RecordWarning], stored_fp: Fingerprint, slot: _Slot
     ) -> None:
         warnings = list(warnings)
         try:
-            result = await self._replay_checked(record, warnings, stored_fp)
+            result = await self._replay_checked(record, warnings, stored_fp, slot)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never let one record end the run
@@ -512,7 +523,7 @@ class _Runner:
         await self.queue.put(result)
 
     async def _replay_checked(
-        self, record: Record, warnings: list[RecordWarning], stored_fp: Fingerprint
+        self, record: Record, warnings: list[RecordWarning], stored_fp: Fingerprint, slot: _Slot
     ) -> AuditResult:
         if self.inputs is not None and input_urls(record.params):
             missing = await self.inputs.warning_for(record.params)
@@ -549,6 +560,10 @@ class _Runner:
             )
         except BackendError as exc:
             return self._error(record, warnings, getattr(exc, "code", "backend-error"), str(exc))
+        finally:
+            # The slot bounds requests to the backend: the next replay starts while this
+            # one is fingerprinted and stored.
+            slot.release()
         duration = time.monotonic() - started
         output = _pick_output(generated.outputs, record)
         if output is None:
@@ -667,12 +682,25 @@ def _is_loopback(url: str | None) -> bool:
 
 def open_backend_for(name: str, options: AuditOptions) -> AsyncBackend:
     """Open backend ``name`` with the run's timeout, retries and URL."""
+    extra: dict[str, Any] = {}
+    if _protocol(name) == "runware":
+        # The auditor needs the bytes, not a URL: one round trip per replay, and no
+        # dependence on how long the provider keeps output URLs alive.
+        extra["output_type"] = "base64Data"
     return open_backend(
         name,
         options.backend_url,
         timeout=options.timeout,
         retry=RetryPolicy(max_attempts=options.attempts),
+        **extra,
     )
+
+
+def _protocol(name: str) -> str | None:
+    try:
+        return protocol_of(name)
+    except BackendError:
+        return None
 
 
 async def _close_all(backends: Mapping[str, AsyncBackend]) -> None:
