@@ -321,9 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     queries = real[: (25 if args.smoke else 100)] + lossy[: (25 if args.smoke else 100)] + near + probe
     order = rng.permutation(len(queries))
     queries = [queries[i] for i in order]
-    log(
-        f"prepared {rows} fingerprints ({len(real)} real) and {len(queries)} queries in {time.perf_counter() - t0:.1f}s"
-    )
+    took = time.perf_counter() - t0
+    log(f"prepared {rows} fingerprints ({len(real)} real) and {len(queries)} queries in {took:.1f}s")
 
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

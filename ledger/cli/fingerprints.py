@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ledger.cli.app import AppContext, app, emit_json, emit_mapping, emit_rows, info, main
 from ledger.errors import InvalidInputError
-from ledger.fingerprint import DEFAULT_MAX_PIXELS, Fingerprint, compare, fingerprint_file
-from ledger.store.fingerprints import MAX_RADIUS
+
+if TYPE_CHECKING:  # numpy, Pillow and scipy load only when a command runs
+    from ledger.fingerprint import Fingerprint
 
 _MAX_PIXELS = click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
-    default=DEFAULT_MAX_PIXELS,
+    default=8192 * 8192,
     show_default=True,
     help="Refuse images with more pixels than this (decompression-bomb guard).",
 )
@@ -35,6 +36,8 @@ def _fingerprint_dict(fp: Fingerprint) -> dict[str, Any]:
 @_MAX_PIXELS
 def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int) -> None:
     """Fingerprint FILE (the output image) and attach it to record RECORD_ID."""
+    from ledger.fingerprint import fingerprint_file
+
     ctx = app()
     fp = fingerprint_file(file, max_pixels=max_pixels)
     changed = ctx.ledger().attach_fingerprint(record_id, fp, replace=replace)
@@ -47,6 +50,8 @@ def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int) -> N
 
 def _resolve(ctx: AppContext, ref: str, max_pixels: int) -> Fingerprint:
     """An image file if the path exists, otherwise a record id."""
+    from ledger.fingerprint import fingerprint_file
+
     path = Path(ref)
     if path.exists():
         return fingerprint_file(path, max_pixels=max_pixels)
@@ -61,6 +66,8 @@ def _resolve(ctx: AppContext, ref: str, max_pixels: int) -> Fingerprint:
 @_MAX_PIXELS
 def compare_(a: str, b: str, max_pixels: int) -> None:
     """Compare two outputs, each an image FILE or a record ID: the verdict and every distance."""
+    from ledger.fingerprint import compare
+
     ctx = app()
     result = compare(_resolve(ctx, a, max_pixels), _resolve(ctx, b, max_pixels))
     emit_mapping(result.to_dict(), as_json=ctx.json)
@@ -72,15 +79,17 @@ def compare_(a: str, b: str, max_pixels: int) -> None:
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--radius",
-    type=click.IntRange(0, MAX_RADIUS),
-    default=8,
+    type=click.IntRange(min=0),
+    default=10,
     show_default=True,
-    help="Hamming radius on the 64-bit phash.",
+    help="Hamming radius on the 64-bit phash, at most 16 (10 covers the `similar` band).",
 )
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="0: no limit.")
 @_MAX_PIXELS
 def find(image: Path, radius: int, limit: int, max_pixels: int) -> None:
     """Find the records whose output matches IMAGE, best first, with their verdicts."""
+    from ledger.fingerprint import fingerprint_file
+
     ctx = app()
     fp = fingerprint_file(image, max_pixels=max_pixels)
     matches = ctx.ledger().find_image(fp, radius, limit=limit or None)

@@ -14,7 +14,6 @@ from typing import Any
 import imagehash
 import numpy as np
 import PIL
-import scipy.fftpack
 from PIL import Image
 
 from ledger.errors import FingerprintError
@@ -138,6 +137,8 @@ def _pixel_sha256(rgb: Image.Image) -> str:
 def _phash(gray: Image.Image) -> int:
     """imagehash.phash(gray), bit for bit (tests pin it), without its extra copy:
     LANCZOS to 32×32, 2-D DCT-II (scipy.fftpack), 8×8 low block vs its median."""
+    import scipy.fftpack  # as imagehash does: only when a hash is computed
+
     pixels = np.asarray(gray.resize((32, 32), Image.Resampling.LANCZOS))
     dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
     low = dct[:8, :8]

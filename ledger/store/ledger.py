@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,12 +14,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from ledger.core.records import Modality, NewRecord, Record, SeedOrigin, Source, Status, utcnow
 from ledger.errors import InvalidInputError, NotFoundError, SchemaOutdatedError, StoreError, UsageError
-from ledger.fingerprint import Fingerprint
 from ledger.store import engine as engines
-from ledger.store import fingerprints as fingerprint_store
 from ledger.store import migrate
 from ledger.store.filters import ORDERINGS, RecordFilter
 from ledger.store.schema import experiments, record_tags, records
+
+if TYPE_CHECKING:  # imported lazily below: numpy/Pillow stay out of plain record work
+    from ledger.fingerprint import Fingerprint
+    from ledger.store.fingerprints import Match
 
 _INSERT_CHUNK = 500
 
@@ -172,6 +174,8 @@ class Ledger:
         if tag_rows:
             conn.execute(self._insert_ignoring_duplicates(record_tags), tag_rows)
         if fingerprints is not None:
+            from ledger.store import fingerprints as fingerprint_store
+
             fp_rows = {
                 ids[key]: fingerprint_store.to_row(ids[key], fp, recorded_at)
                 for key, fp in zip(keys, fingerprints, strict=True)
@@ -271,6 +275,8 @@ class Ledger:
         Attaching the same image again is a no-op. A record that already has the
         fingerprint of other pixels keeps it unless ``replace`` is set.
         """
+        from ledger.store import fingerprints as fingerprint_store
+
         with self.writing() as conn:
             if conn.execute(select(records.c.id).where(records.c.id == record_id)).first() is None:
                 raise NotFoundError(f"no record with id {record_id}")
@@ -294,6 +300,8 @@ class Ledger:
             return True
 
     def fingerprint_of(self, record_id: int) -> Fingerprint:
+        from ledger.store import fingerprints as fingerprint_store
+
         with self.reading() as conn:
             fp = fingerprint_store.get(conn, record_id)
             if fp is None:
@@ -307,11 +315,11 @@ class Ledger:
             f"attach one with `seedledger fingerprint {record_id} FILE`"
         )
 
-    def find_image(
-        self, fp: Fingerprint, radius: int = 8, *, limit: int | None = None
-    ) -> list[fingerprint_store.Match]:
+    def find_image(self, fp: Fingerprint, radius: int = 8, *, limit: int | None = None) -> list[Match]:
         """Records whose output matches ``fp`` (equal pixels, or phash within
         ``radius`` bits), best first, each with its full comparison."""
+        from ledger.store import fingerprints as fingerprint_store
+
         fingerprint_store.check_radius(radius)
         with self.reading() as conn:
             return fingerprint_store.find(conn, fp, radius=radius, limit=limit)
