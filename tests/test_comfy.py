@@ -6,6 +6,8 @@ import copy
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.core import comfy
 from ledger.core.records import SeedOrigin
@@ -129,6 +131,17 @@ def test_bad_sampler_values() -> None:
         comfy.outputs_of(graph)
 
 
+def test_non_finite_and_absurd_numbers() -> None:
+    graph = comfy_graph()
+    graph["12"]["inputs"]["cfg"] = json.loads("1e400")  # JSON overflows to inf
+    with pytest.raises(InvalidInputError, match="finite"):
+        comfy.outputs_of(graph)
+    graph = comfy_graph()
+    graph["11"]["inputs"]["scale_by"] = 1e308
+    (output,) = comfy.outputs_of(graph)
+    assert (output.width, output.height) == (None, None)
+
+
 def test_cycles_and_dangling_links_do_not_hang() -> None:
     graph = copy.deepcopy(comfy_graph())
     graph["8"]["inputs"]["samples"] = ["99", 0]  # dangling
@@ -148,3 +161,40 @@ def test_no_save_node() -> None:
     assert comfy.outputs_of(graph) == []
     with pytest.raises(InvalidInputError, match="SaveImage"):
         comfy.match_output([], "x.png")
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.floats(allow_nan=False),
+    st.sampled_from([float("inf"), 1e308, 2**70, 0.0, -1]),
+    st.text(max_size=8),
+)
+_NODE_IDS = st.sampled_from(["1", "2", "3", "4", "9"])
+_INPUT_VALUES = st.one_of(_SCALARS, st.tuples(_NODE_IDS, st.integers(0, 2)).map(list))
+_CLASS = st.sampled_from(
+    ["KSampler", "KSamplerAdvanced", "SaveImage", "VAEDecode", "CheckpointLoaderSimple", "CLIPTextEncode",
+     "LoraLoader", "EmptyLatentImage", "LatentUpscaleBy", "PrimitiveInt", "Custom"]
+)  # fmt: skip
+_INPUT_NAMES = st.sampled_from(
+    ["seed", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "denoise", "model", "positive",
+     "negative", "latent_image", "samples", "images", "ckpt_name", "text", "width", "height", "scale_by",
+     "value", "filename_prefix", "lora_name"]
+)  # fmt: skip
+_GRAPHS = st.dictionaries(
+    _NODE_IDS,
+    st.fixed_dictionaries({"class_type": _CLASS, "inputs": st.dictionaries(_INPUT_NAMES, _INPUT_VALUES)}),
+    min_size=1,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_GRAPHS)
+def test_arbitrary_graphs_only_raise_input_errors(graph: dict) -> None:
+    try:
+        outputs = comfy.outputs_of(graph)
+    except (InvalidInputError, InvalidSeedError):
+        return
+    for output in outputs:
+        comfy.record_for_output(output, graph, all_outputs=outputs)

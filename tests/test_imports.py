@@ -241,8 +241,11 @@ def test_nul_characters_and_nan_are_refused_or_kept_verbatim(ledger: Ledger, tmp
     info.add_text("prompt", json.dumps(comfy_graph()))
     info.add_text("workflow", '{"nodes": [], "links": [], "extra": NaN}')
     image().save(nan_workflow, pnginfo=info)
+    a1111_png(tmp_path / "huge.png", "x\nSteps: 99999999999, Seed: 1, CFG scale: 7")
     summary = import_paths(ledger, [tmp_path])
     by_name = {Path(o.path).name: o for o in summary.outcomes}
+    assert by_name["huge.png"].status == "skipped"
+    assert by_name["huge.png"].reason == "steps 99999999999 is out of range"
     assert by_name["nul.png"].status == "skipped"
     assert "NUL" in (by_name["nul.png"].reason or "")
     assert by_name["nan.png"].status == "imported"

@@ -26,6 +26,7 @@ Everything here is pure and raises only :class:`InvalidInputError` (or
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,7 @@ _MODEL_KEYS: Final = ("ckpt_name", "unet_name", "model_name", "checkpoint")
 # Inputs followed from an image back to the sampler that made it, in preference order.
 _CHAIN_INPUTS: Final = ("images", "image", "samples", "latent", "latent_image", "pixels")
 _MAX_DEPTH: Final = 256
+_MAX_SCALE: Final = 64
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,8 @@ class _Graph:
                 )
             factor = self.value(inputs.get("scale_by"), ("scale_by",))
             if isinstance(factor, int | float) and not isinstance(factor, bool):
+                if not 0 < factor <= _MAX_SCALE:
+                    return None, None, None  # not a size we can state
                 scale *= float(factor)
             link = next(
                 (inputs[k] for k in ("samples", "latent", "latent_image", "pixels") if k in inputs), None
@@ -322,7 +326,13 @@ def _number(value: Any, where: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{where}: expected a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{where}: {value!r} is not a finite number")
+    return number
 
 
 def _str(value: Any) -> str | None:

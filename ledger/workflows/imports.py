@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,6 +51,7 @@ from ledger.workflows.stamp import Stamp, read_stamp
 #: always tried, whatever their name).
 SCANNED_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".json", ".jsonl", ".ndjson"})
 MAX_FILE_BYTES: Final = 256 * 1024 * 1024
+_INT32_MAX: Final = 2**31 - 1
 
 Fingerprinter = Callable[[bytes], Any]
 
@@ -167,6 +169,13 @@ def _check_storable(record: NewRecord) -> None:
     fields = (record.prompt, record.negative_prompt, record.model, record.scheduler, record.params)
     if any(_has_nul(value) for value in fields):
         raise InvalidInputError("metadata contains NUL characters, which the ledger cannot store")
+    # Integer columns are 32-bit on PostgreSQL: an absurd size or step count is bad input.
+    for name in ("width", "height", "steps", "output_index"):
+        value = getattr(record, name)
+        if value is not None and not 0 <= value <= _INT32_MAX:
+            raise InvalidInputError(f"{name} {value} is out of range")
+    if record.cfg_scale is not None and not math.isfinite(record.cfg_scale):
+        raise InvalidInputError(f"CFG scale {record.cfg_scale} is not a finite number")
 
 
 def _import_info(name: str, sha: str, fmt: str) -> dict[str, Any]:
