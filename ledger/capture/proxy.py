@@ -97,15 +97,14 @@ class RecordingProxy:
         self.webhook_token = webhook_token
         self.forward_webhooks = forward_webhooks
         self.drain_timeout = drain_timeout
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=30.0),
-            follow_redirects=False,
-            trust_env=False,
-            transport=transport,
+        # The proxy talks to the transport directly: no client-level defaults (User-Agent,
+        # Accept-Encoding, cookies, redirects) may change what is forwarded, and the
+        # per-request overhead stays small.
+        self._transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            trust_env=False,
         )
-        # No default headers (User-Agent, Accept-Encoding…): forward only what the client sent.
-        self._client.headers.clear()
+        self._timeout = {"connect": 30.0, "read": timeout, "write": timeout, "pool": timeout}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -132,7 +131,7 @@ class RecordingProxy:
                 return
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
         if self.owns_recorder:
             drained = await asyncio.to_thread(self.recorder.close, drain_timeout=self.drain_timeout)
             if not drained:
@@ -165,8 +164,17 @@ class RecordingProxy:
     async def _forward_webhook(self, scope: Scope, body: bytes) -> None:
         assert self.forward_webhooks is not None
         headers = [(k, v) for k, v in _clean(list(scope["headers"])) if k.lower() != b"content-length"]
+        request = httpx.Request(
+            "POST",
+            self.forward_webhooks,
+            content=body,
+            headers=headers,
+            extensions={"timeout": self._timeout},
+        )
         try:
-            await self._client.post(self.forward_webhooks, content=body, headers=headers)
+            response = await self._transport.handle_async_request(request)
+            await response.aread()
+            await response.aclose()
         except httpx.HTTPError as exc:
             log.warning(
                 "webhook forward to %s failed: %s", redact_url(self.forward_webhooks), type(exc).__name__
@@ -207,11 +215,15 @@ class RecordingProxy:
             content = b"".join([chunk async for chunk in body()])
         elif length is not None or chunked:
             content = body()  # streamed through as it arrives
-        request = self._client.build_request(
-            scope["method"], self._target(scope), headers=headers, content=content
+        request = httpx.Request(
+            scope["method"],
+            self._target(scope),
+            headers=headers,
+            content=content,
+            extensions={"timeout": self._timeout},
         )
         try:
-            response = await self._client.send(request, stream=True)
+            response = await self._transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             log.warning("upstream %s unreachable: %s", redact_url(self.upstream), type(exc).__name__)
             await _json(
@@ -237,7 +249,7 @@ class RecordingProxy:
             )
             captured: list[bytes] = []
             held: bytes | None = None
-            async for chunk in response.aiter_raw():
+            async for chunk in response.stream:  # type: ignore[union-attr]
                 if not chunk:
                     continue
                 if record:

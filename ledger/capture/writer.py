@@ -82,7 +82,7 @@ class SpoolWriter:
         *,
         batch_records: int = 5000,
         max_backoff: float = 5.0,
-        linger: float = 0.05,
+        linger: float = 0.2,
         fingerprinter: Callable[[Ledger, list[tuple[int, Output]]], int] | None = None,
         sealer: Callable[[Ledger], int] | None = None,
         ledger: Ledger | None = None,
