@@ -467,3 +467,39 @@ def test_in_process_api(sqlite_url: str, tmp_path: Path, reference: ReferenceSer
     assert records[0].params["api_key"] == "[redacted]"
     assert "CUDA out of memory" in (records[1].error or "")
     assert recorder.counters.snapshot()["fingerprinted"] == 3
+
+
+def test_proxy_relays_a_streamed_response_chunk_for_chunk(sqlite_url: str, tmp_path: Path) -> None:
+    task = image_task(seed=4)
+    payload = json.dumps(
+        {
+            "data": [
+                {"taskType": "imageInference", "taskUUID": task["taskUUID"], "imageUUID": "s-1", "seed": 4}
+            ]
+        }
+    ).encode()
+    parts = [payload[:7], payload[7:40], payload[40:]]
+
+    class Chunks(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            for part in parts:
+                yield part
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "application/json", "x-trace": "a"}, stream=Chunks()
+        )
+
+    recorder = make_recorder(tmp_path, sqlite_url, fingerprint=False, source=Source.PROXY)
+    with (
+        running_proxy("http://upstream.invalid", recorder, transport=httpx.MockTransport(upstream)) as proxy,
+        httpx.Client(base_url=proxy) as client,
+        client.stream("POST", "/v1", json=[task]) as response,
+    ):
+        assert response.headers["transfer-encoding"] == "chunked"  # no length invented
+        assert response.headers["x-trace"] == "a"
+        assert b"".join(response.iter_raw()) == payload
+    assert recorder.close(drain_timeout=10)
+    with Ledger.open(sqlite_url) as ledger:
+        (record,) = ledger.query()
+    assert (record.output_uuid, record.seed) == ("s-1", 4)

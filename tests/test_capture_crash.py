@@ -271,3 +271,47 @@ def test_postgresql_outage_loses_nothing(reference: ReferenceServer, pg_url: str
     assert stored == sorted(expected) and len(stored) == 40
     counters = recorder.counters.snapshot()
     assert counters["spooled"] == 40 and counters["failed"] == 0
+
+
+def test_sigterm_drains_the_proxy_spool_before_exit(
+    reference: ReferenceServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    with subprocess.Popen(
+        [
+            *COMMAND,
+            "--db",
+            sqlite_url,
+            "proxy",
+            "--upstream",
+            reference.base_url,
+            "--listen",
+            "127.0.0.1:0",
+            "--spool",
+            str(spool),
+            "--no-fingerprint",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proxy:
+        assert proxy.stderr is not None
+        match = re.search(r"listening on (http://\S+)", proxy.stderr.readline())
+        assert match
+        sent: list[str] = []
+        with httpx.Client(
+            base_url=match.group(1), headers={"Authorization": f"Bearer {SENTINEL_KEY}"}
+        ) as http:
+            for _ in range(5):
+                body = http.post("/v1", json=[image_task(numberResults=2)]).json()
+                sent.extend(item["imageUUID"] for item in body["data"])
+            assert http.get("/_seedledger/health").json()["spooled"] == 10
+        proxy.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after its graceful shutdown, for process managers.
+        assert proxy.wait(60) in (0, -signal.SIGTERM)
+        stderr = proxy.stderr.read()
+    assert SENTINEL_KEY not in stderr
+    with Ledger.open(sqlite_url) as ledger:  # landed by the shutdown drain, no `spool drain`
+        assert sorted(r.output_uuid or "" for r in ledger.query()) == sorted(sent)
+    status = seedledger("--json", "spool", "status", "--spool", str(spool))
+    assert status.json()["records"] == 0
