@@ -213,3 +213,37 @@ def test_cli_spool_status_and_drain(sqlite_url: str, tmp_path: Path) -> None:
         assert sorted(r.seed for r in ledger.query()) == [5, 6, 7]
     missing = seedledger("spool", "status", "--spool", str(tmp_path / "nope"))
     assert missing.code == 2 and "no spool directory" in missing.err
+
+
+def test_recorder_seals_when_a_signing_key_is_configured(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.capture import Recorder
+    from ledger.integrity.note import ENV_SIGNING_KEY, Signer
+    from ledger.integrity.seal import latest_checkpoint
+
+    monkeypatch.setenv(ENV_SIGNING_KEY, Signer.generate("capture-test").private_key_string())
+    recorder = Recorder(tmp_path / "spool", sqlite_url, fingerprint=False)
+    recorder.record([record(seed=1), record(seed=2)])
+    assert recorder.close(drain_timeout=10)
+    assert recorder.counters.sealed == 2
+    with Ledger.open(sqlite_url) as ledger, ledger.reading() as conn:
+        checkpoint = latest_checkpoint(conn)
+    assert checkpoint is not None and checkpoint.size == 2
+
+
+def test_proxy_refuses_bad_options(tmp_path: Path) -> None:
+    bad = seedledger(
+        "proxy",
+        "--upstream",
+        "ftp://example.invalid",
+        "--listen",
+        "127.0.0.1:0",
+        "--spool",
+        str(tmp_path / "s"),
+    )
+    assert bad.code == 2 and "--upstream must be an http(s) URL" in bad.err
+    listen = seedledger(
+        "proxy", "--upstream", "http://example.invalid", "--listen", "nowhere", "--spool", str(tmp_path / "s")
+    )
+    assert listen.code == 2 and "--listen must be HOST:PORT" in listen.err

@@ -99,15 +99,22 @@ def _download_all(
     return asyncio.run(fetch())
 
 
-def default_sealer(signer: Any, *, interval: float = 5.0) -> Callable[[Ledger], int]:
+def load_env_signer() -> Any:
+    """The signer from ``SEEDLEDGER_SIGNING_KEY``, or None when it is not set."""
+    from ledger.integrity.note import load_signer
+
+    return load_signer()
+
+
+def default_sealer(signer: Any, *, interval: float = 5.0) -> Callable[..., int]:
     """Seal what landed into the log, at most every ``interval`` seconds."""
     from ledger.integrity.seal import seal
 
     last = [0.0]
 
-    def run(ledger: Ledger) -> int:
+    def run(ledger: Ledger, force: bool = False) -> int:
         now = time.monotonic()
-        if now - last[0] < interval:
+        if not force and now - last[0] < interval:
             return 0
         last[0] = now
         return int(seal(ledger, signer).sealed)

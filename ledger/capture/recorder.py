@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.capture.entries import Output, encode_entry
-from ledger.capture.fingerprints import default_fingerprinter, default_sealer
+from ledger.capture.fingerprints import default_fingerprinter, default_sealer, load_env_signer
 from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks, decode_body, parse_tasks
 from ledger.capture.spool import Spool
 from ledger.capture.writer import Counters, SpoolWriter
@@ -33,7 +33,9 @@ class Recorder:
 
     ``db`` is the ledger URL (default: ``SEEDLEDGER_DATABASE_URL`` or ./seedledger.db).
     ``writer=False`` only spools (another process, or ``seedledger spool drain``, lands
-    the records). One Recorder owns its spool directory at a time.
+    the records). ``signer`` (default: the key in ``SEEDLEDGER_SIGNING_KEY`` if set)
+    seals landed records into the log every few seconds and once at close; None turns
+    sealing off. One Recorder owns its spool directory at a time.
     """
 
     def __init__(
@@ -48,11 +50,14 @@ class Recorder:
         fingerprint: bool = True,
         allow_private_downloads: bool = False,
         trusted_hosts: Sequence[str] = (),
-        signer: Any = None,
+        signer: Any = "env",
         batch_records: int = 5000,
         max_backoff: float = 5.0,
         sync: bool = False,
     ) -> None:
+        if signer == "env":
+            # Automatic sealing when a signing key is configured (SEEDLEDGER_SIGNING_KEY).
+            signer = load_env_signer()
         self.spool = Spool(resolve_spool(spool))
         self.counters = Counters()
         self.sync = sync

@@ -84,7 +84,7 @@ class SpoolWriter:
         max_backoff: float = 5.0,
         linger: float = 0.2,
         fingerprinter: Callable[[Ledger, list[tuple[int, Output]]], int] | None = None,
-        sealer: Callable[[Ledger], int] | None = None,
+        sealer: Callable[..., int] | None = None,
         ledger: Ledger | None = None,
     ) -> None:
         self.spool = spool
@@ -127,6 +127,11 @@ class SpoolWriter:
             self._thread.join()
             self._thread = None
         empty = self.drain(timeout=timeout) if drain else self.is_empty()
+        if self.sealer is not None and self._ledger is not None:
+            try:  # seal what landed since the last periodic seal
+                self.counters.add(sealed=self.sealer(self._ledger, force=True))
+            except LedgerError as exc:
+                log.warning("sealing failed (records are stored; seal later): %s", exc)
         if self._own_ledger and self._ledger is not None:
             self._ledger.close()
             self._ledger = None
