@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, LargeBinary, Table
+from sqlalchemy import LargeBinary, Table
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ledger.core.canonical import canonical_json
@@ -54,19 +54,10 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
 def _may_hold_integral_float(text: str) -> bool:
-    """repr() writes an integral float as "<digits>.0" below 1e16 and with "e+" above.
-    A match inside a string is a harmless false alarm (the exact path runs instead)."""
-    i = text.find(".0")
-    while i > 0:
-        if text[i - 1].isdigit() and not text[i + 2 : i + 3].isdigit():
-            return True
-        i = text.find(".0", i + 2)
-    i = text.find("e+")
-    while i > 0:
-        if text[i - 1].isdigit():
-            return True
-        i = text.find("e+", i + 2)
-    return False
+    """repr() writes an integral float as "<digits>.0" below 1e16 and with "e+" above;
+    in compact JSON a number is followed by ",", "}" or "]". A match inside a string is
+    a harmless false alarm (the exact path runs instead)."""
+    return ".0," in text or ".0}" in text or ".0]" in text or "e+" in text or text.endswith(".0")
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -90,9 +81,11 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 def format_time(value: datetime) -> str:
-    if value.tzinfo is not None:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (TIME_FORMAT), always 6 fraction digits."""
+    if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.strftime(TIME_FORMAT)
+    # isoformat pads the year to 4 digits on every platform (strftime's %Y may not).
+    return value.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def _seed(value: Any) -> Any:
@@ -107,11 +100,8 @@ def _binary(value: Any) -> Any:
     return None if value is None else base64.b64encode(bytes(value)).decode()
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _converter(type_: TypeEngine[Any]) -> Converter:
+def _converter(type_: TypeEngine[Any]) -> Converter | None:
+    """How a column's value is written in the leaf; None: as it is."""
     if isinstance(type_, SeedType):
         return _seed
     if isinstance(type_, UTCDateTime):
@@ -119,9 +109,7 @@ def _converter(type_: TypeEngine[Any]) -> Converter:
     impl = type_.impl if isinstance(type_, TypeDecorator) else type_
     if isinstance(impl, LargeBinary):
         return _binary
-    if isinstance(impl, JSON):
-        return _identity
-    return _identity
+    return None  # JSON values, integers, floats, strings: canonical JSON writes them
 
 
 @dataclass(frozen=True)
@@ -132,25 +120,41 @@ class EntryType:
     version: int
     table: Table
     id_column: str = "id"
-    _columns: tuple[tuple[str, Converter], ...] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _converted: tuple[tuple[str, Converter], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        columns = tuple((c.name, _converter(c.type)) for c in self.table.columns)
-        object.__setattr__(self, "_columns", columns)
+        names = tuple(c.name for c in self.table.columns)
+        converted = tuple(
+            (c.name, conv) for c in self.table.columns if (conv := _converter(c.type)) is not None
+        )
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_converted", converted)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return self._names
 
     def row_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Every column of ``row`` in its fixed leaf form."""
-        return {name: convert(row[name]) for name, convert in self._columns}
+        fields = {name: row[name] for name in self._names}
+        for name, convert in self._converted:
+            fields[name] = convert(fields[name])
+        return fields
+
+    def row_fields_from_values(self, values: Any) -> dict[str, Any]:
+        """:meth:`row_fields` for a row given as values in table column order."""
+        fields = dict(zip(self._names, values, strict=True))
+        for name, convert in self._converted:
+            fields[name] = convert(fields[name])
+        return fields
 
     def leaf_bytes(self, index: int, row: Mapping[str, Any]) -> bytes:
+        return self.leaf_bytes_from_fields(index, self.row_fields(row))
+
+    def leaf_bytes_from_fields(self, index: int, fields: dict[str, Any]) -> bytes:
         return canonical_bytes(
-            {
-                "format": LEAF_FORMAT,
-                "v": self.version,
-                "type": self.name,
-                "index": index,
-                "row": self.row_fields(row),
-            }
+            {"format": LEAF_FORMAT, "v": self.version, "type": self.name, "index": index, "row": fields}
         )
 
     def leaf_hash(self, index: int, row: Mapping[str, Any]) -> bytes:

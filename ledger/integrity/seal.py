@@ -35,7 +35,7 @@ from sqlalchemy import Connection, exists, insert, select, text, update
 from ledger.core.records import utcnow
 from ledger.errors import UsageError
 from ledger.integrity.leaves import ENTRY_TYPES, EntryType
-from ledger.integrity.merkle import CompactRange
+from ledger.integrity.merkle import CompactRange, leaf_hash
 from ledger.integrity.note import Checkpoint, Signer, load_signer, sign_checkpoint
 from ledger.store import Ledger
 from ledger.store.schema import checkpoints, log_entries, log_state
@@ -135,23 +135,23 @@ def _seal_batch(
             break
         # (2) unsealed rows, in id order
         rows = conn.execute(_unsealed(et, cursors.get(et.name), remaining)).all()
+        id_pos = et.column_names.index(et.id_column)
         for row in rows:
-            mapping = row._mapping
             # (3) gap-free index and the compact range
             index = start + len(entries)
-            digest = et.leaf_hash(index, mapping)
+            digest = leaf_hash(et.leaf_bytes_from_fields(index, et.row_fields_from_values(row)))
             compact.append(digest)
             entries.append(
                 {
                     "leaf_index": index,
                     "entry_type": et.name,
-                    "entry_id": int(mapping[et.id_column]),
+                    "entry_id": int(row[id_pos]),
                     "leaf_hash": digest,
                     "sealed_at": now,
                 }
             )
         if rows:
-            cursors[et.name] = int(rows[-1]._mapping[et.id_column])
+            cursors[et.name] = int(rows[-1][id_pos])
         remaining -= len(rows)
     if not entries and head is not None:
         return 0, head

@@ -109,21 +109,18 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
         log_entries.c.entry_id,
         log_entries.c.leaf_hash,
     ]
-    labels: list[list[tuple[str, str]]] = []
+    spans: list[tuple[int, int, int]] = []  # per type: first column, end, id position
     for i, alias in enumerate(aliases):
-        pairs = []
-        for col in alias.columns:
-            label = f"t{i}_{col.name}"
-            columns.append(col.label(label))
-            pairs.append((col.name, label))
-        labels.append(pairs)
+        first = len(columns)
+        columns.extend(col.label(f"t{i}_{col.name}") for col in alias.columns)
+        spans.append((first, len(columns), first + types[i].column_names.index(types[i].id_column)))
     joined: Any = log_entries
     for et, alias in zip(types, aliases, strict=True):
         joined = joined.outerjoin(
             alias,
             and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
         )
-    by_name = {et.name: (i, et) for i, et in enumerate(types)}
+    by_name = {et.name: (et, spans[i]) for i, et in enumerate(types)}
     last = -1
     while True:
         stmt = (
@@ -135,16 +132,15 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
         )
         rows = conn.execute(stmt).all()
         for row in rows:
-            mapping = row._mapping
-            found = by_name.get(mapping["entry_type"])
+            found = by_name.get(row[1])
             if found is None:
                 yield row, None, None
                 continue
-            i, et = found
-            if mapping[f"t{i}_{et.id_column}"] is None:
+            et, (first, end, id_pos) = found
+            if row[id_pos] is None:
                 yield row, et, None
                 continue
-            yield row, et, {name: mapping[label] for name, label in labels[i]}
+            yield row, et, et.row_fields_from_values(row[first:end])
         if len(rows) < _PAGE:
             return
         last = int(rows[-1].leaf_index)
@@ -269,7 +265,7 @@ def verify(
                             entry_id,
                         )
                     )
-                digest = et.leaf_hash(index, fields)
+                digest = merkle.leaf_hash(et.leaf_bytes_from_fields(index, fields))
                 if digest != bytes(row.leaf_hash):
                     raise _Found(
                         Divergence(

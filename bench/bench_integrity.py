@@ -1,0 +1,249 @@
+"""Sealing rate and `verify` time over 1,000,000 leaves on SQLite.
+
+Fills a fresh SQLite ledger with Runware-shaped records (Core executemany in big
+batches), seals them all in one ``seal()`` call, then runs the full ``verify()`` (every
+leaf recomputed from its row, the tree rebuilt, every checkpoint checked).
+
+Baselines, measured in the same run over the same rows:
+
+- ``sha256``: SHA-256 of the same canonical leaf bytes in one Python loop (the bytes
+  are prepared beforehand, chunk by chunk, outside the timing);
+- ``leaf+sha256``: building the canonical leaf bytes from rows already in memory, then
+  SHA-256, in one loop (what verify must do per leaf, without the database).
+
+    .venv/bin/python bench/bench_integrity.py [--smoke] [--rows N]
+
+Prints one JSON line per figure: verify vs sha256 (target <= 3x), verify vs
+leaf+sha256 (informational), and the sealing rate (target >= 20,000 leaves/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.integrity.leaves import RECORD
+from ledger.integrity.note import Signer
+from ledger.integrity.seal import seal
+from ledger.integrity.verify import verify
+from ledger.store import Ledger
+from ledger.store.schema import records
+
+SEAL_TARGET = 20_000.0
+RATIO_TARGET = 3.0
+SCHEDULERS = ("DPM++ 2M Karras", "Euler", "Euler a", "DDIM", "UniPC")
+
+
+def emit(
+    bench: str,
+    figure: float,
+    unit: str,
+    baseline: float | None,
+    baseline_name: str,
+    target: str,
+    passed: bool | None,
+    **extra: Any,
+) -> None:
+    ratio = None if not baseline else round(figure / baseline, 3)
+    line = {
+        "bench": bench,
+        "figure": round(figure, 3),
+        "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 3),
+        "baseline_name": baseline_name,
+        "ratio": ratio,
+        "target": target,
+        "pass": passed,
+        **extra,
+    }
+    print(json.dumps(line), flush=True)
+
+
+def make_rows(start: int, count: int, base: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for n in range(start, start + count):
+        task_uuid = str(uuid.UUID(int=n + 1))
+        seed = (n * 0x9E3779B97F4A7C15) % 2**64
+        scheduler = SCHEDULERS[n % len(SCHEDULERS)]
+        params = {
+            "taskType": "imageInference",
+            "taskUUID": task_uuid,
+            "model": "runware:101@1",
+            "positivePrompt": f"a lighthouse at dusk, variation {n}",
+            "negativePrompt": "blurry, low quality",
+            "width": 1024,
+            "height": 1024,
+            "steps": 30,
+            "CFGScale": 7.5,
+            "scheduler": scheduler,
+            "seed": seed,
+            "outputFormat": "PNG",
+            "numberResults": 1,
+        }
+        response = {
+            "taskType": "imageInference",
+            "taskUUID": task_uuid,
+            "imageUUID": str(uuid.UUID(int=n + 2**64)),
+            "imageURL": f"https://im.runware.example/image/{n}.png",
+            "seed": seed,
+            "cost": 0.0038,
+        }
+        created = base + timedelta(milliseconds=n)
+        rows.append(
+            {
+                "idempotency_key": f"runware:{task_uuid}:0",
+                "backend": "runware",
+                "task_type": "imageInference",
+                "modality": "image",
+                "model": "runware:101@1",
+                "scheduler_requested": scheduler,
+                "scheduler": scheduler,
+                "seed": seed,
+                "seed_origin": "request",
+                "prompt": params["positivePrompt"],
+                "negative_prompt": params["negativePrompt"],
+                "width": 1024,
+                "height": 1024,
+                "steps": 30,
+                "cfg_scale": 7.5,
+                "output_format": "PNG",
+                "params": params,
+                "response": response,
+                "task_uuid": task_uuid,
+                "output_uuid": response["imageUUID"],
+                "output_index": 0,
+                "cost": 0.0038,
+                "source": "api",
+                "experiment_id": None,
+                "parent_id": None,
+                "tags": ["bench"],
+                "status": "ok",
+                "error_code": None,
+                "error": None,
+                "created_at": created,
+                "recorded_at": created + timedelta(milliseconds=5),
+            }
+        )
+    return rows
+
+
+def fill(ledger: Ledger, total: int, chunk: int = 50_000) -> float:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    started = time.perf_counter()
+    for start in range(0, total, chunk):
+        rows = make_rows(start, min(chunk, total - start), base)
+        with ledger.writing() as conn:
+            conn.execute(insert(records), rows)
+    return time.perf_counter() - started
+
+
+def baselines(ledger: Ledger, chunk: int = 20_000) -> tuple[float, float]:
+    """(sha256 loop seconds, leaf-bytes + sha256 loop seconds) over every sealed row."""
+    sha_time = leaf_time = 0.0
+    last = 0
+    sha256 = hashlib.sha256
+    index = 0
+    while True:
+        with ledger.reading() as conn:
+            rows = conn.execute(
+                select(records).where(records.c.id > last).order_by(records.c.id).limit(chunk)
+            ).all()
+        if not rows:
+            break
+        mappings = [r._mapping for r in rows]
+        # leaf bytes + sha256 from rows in memory
+        t = time.perf_counter()
+        for i, m in enumerate(mappings):
+            sha256(b"\x00" + RECORD.leaf_bytes(index + i, m)).digest()
+        leaf_time += time.perf_counter() - t
+        prepared = [RECORD.leaf_bytes(index + i, m) for i, m in enumerate(mappings)]
+        # sha256 alone over the same bytes
+        t = time.perf_counter()
+        for data in prepared:
+            sha256(b"\x00" + data).digest()
+        sha_time += time.perf_counter() - t
+        index += len(rows)
+        last = int(rows[-1].id)
+    return sha_time, leaf_time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="about 20,000 records")
+    parser.add_argument("--rows", type=int, default=None)
+    args = parser.parse_args()
+    total = args.rows or (20_000 if args.smoke else 1_000_000)
+
+    with tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp:
+        ledger = Ledger.open(str(Path(tmp) / "ledger.db"))
+        signer = Signer.generate("bench.example/log")
+        fill_s = fill(ledger, total)
+        print(f"# filled {total} records in {fill_s:.1f} s", file=sys.stderr, flush=True)
+
+        started = time.perf_counter()
+        result = seal(ledger, signer, batch_size=10_000)
+        seal_s = time.perf_counter() - started
+        assert result.size == total, result
+        rate = total / seal_s
+        print(f"# sealed {total} leaves in {seal_s:.1f} s", file=sys.stderr, flush=True)
+
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        report = verify(ledger, [signer.verifier])
+        verify_s = time.perf_counter() - started
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert report.ok and report.size == total, report.divergence
+        print(f"# verified {total} leaves in {verify_s:.1f} s", file=sys.stderr, flush=True)
+
+        sha_s, leaf_s = baselines(ledger)
+        ledger.close()
+
+    emit(
+        "integrity.verify",
+        verify_s,
+        "s",
+        sha_s,
+        f"SHA-256 of the same {total} canonical leaves in one Python loop",
+        f"<= {RATIO_TARGET:g}x baseline",
+        verify_s <= RATIO_TARGET * sha_s,
+        leaves=total,
+        peak_rss_growth_mib=round((rss_after - rss_before) / 1024, 1),
+    )
+    emit(
+        "integrity.verify_vs_leaf_bytes",
+        verify_s,
+        "s",
+        leaf_s,
+        f"canonical leaf bytes + SHA-256 from {total} rows in memory, one Python loop",
+        "informational",
+        None,
+        leaves=total,
+    )
+    emit(
+        "integrity.seal",
+        rate,
+        "leaves/s",
+        total / leaf_s if leaf_s else None,
+        "leaf bytes + SHA-256 rate from rows in memory",
+        f">= {SEAL_TARGET:,.0f} leaves/s",
+        rate >= SEAL_TARGET,
+        leaves=total,
+        batch_size=10_000,
+    )
+
+
+if __name__ == "__main__":
+    main()
