@@ -18,7 +18,17 @@ from ledger.capture.spool import HEADER_SIZE, Spool, SpoolLockedError, list_segm
 from ledger.capture.writer import Counters, SpoolWriter
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source
 from ledger.store import Ledger
-from tests.cli import seedledger
+from tests.cli import Run
+
+
+def seedledger(*args: str) -> Run:
+    """The CLI in-process (click's runner): same parsing, error handler and output."""
+    from click.testing import CliRunner
+
+    from ledger.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return Run(result.exit_code, result.stdout, result.stderr)
 
 
 def record(seed: int | None = 1, **extra: object) -> NewRecord:
