@@ -150,6 +150,17 @@ def test_runware_json_lines(ledger: Ledger, tmp_path: Path) -> None:
     assert records[0].created_at.isoformat().startswith("2026-11-20T10:00:00")
     _only(import_paths(ledger, [path]), "unchanged")
     assert ledger.count() == 3
+    # A log that repeats an exchange stores it once (here: in a fresh ledger, then here).
+    twice = tmp_path / "twice.jsonl"
+    first_line = path.read_text().splitlines()[0]
+    twice.write_text(first_line + "\n" + first_line + "\n")
+    with Ledger.open(f"sqlite:///{tmp_path / 'fresh.db'}") as fresh:
+        fresh_outcome = _only(import_paths(fresh, [twice]))
+        assert fresh_outcome.added == 2 and fresh.count() == 2
+        assert fresh_outcome.record_ids[:2] == fresh_outcome.record_ids[2:]
+    repeated = _only(import_paths(ledger, [twice]), "unchanged")
+    assert repeated.record_ids == outcome.record_ids[:2] * 2
+    assert ledger.count() == 3
 
 
 def _png_with_chunks(chunks: list[tuple[bytes, bytes]]) -> bytes:

@@ -335,7 +335,8 @@ def _parse_text(name: str, text: str, sha: str, source: Source) -> Parsed:
             raise InvalidInputError("ComfyUI graph has no image-saving node (SaveImage)")
         workflow = None
         if isinstance(whole, dict) and isinstance(whole.get("extra_data"), dict):
-            workflow = (whole["extra_data"].get("extra_pnginfo") or {}).get("workflow")
+            extra = whole["extra_data"].get("extra_pnginfo")
+            workflow = extra.get("workflow") if isinstance(extra, dict) else None
         records = tuple(
             comfy.record_for_output(
                 output,
@@ -397,7 +398,11 @@ def store_parsed(ledger: Ledger, parsed: Parsed, fingerprint: Any | None) -> tup
     with ledger.writing() as conn:
         keys = [r.idempotency_key or "" for r in parsed.records]
         existing = _ids_by_key(conn, keys)
-        new = [r for r in parsed.records if r.idempotency_key not in existing]
+        # The same output twice in one file (a log that repeats an exchange) is one record.
+        unique: dict[str, NewRecord] = {}
+        for record in parsed.records:
+            unique.setdefault(record.idempotency_key or "", record)
+        new = [r for key, r in unique.items() if key not in existing]
         fingerprints = [fingerprint] * len(new) if fingerprint is not None else None
         new_ids = _add(ledger, conn, new, fingerprints)
         ids = {**existing, **{r.idempotency_key or "": rid for r, rid in zip(new, new_ids, strict=True)}}
