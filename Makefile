@@ -25,7 +25,7 @@ browser:
 	bash scripts/install-browser.sh
 
 demo: install
-	$(BIN)/seedledger demo --dir $(DEMO_DIR)
+	$(BIN)/seedledger demo --dir $(DEMO_DIR) --force
 
 test: install-test browser
 	$(BIN)/ruff check ledger tests bench scripts

@@ -26,6 +26,7 @@ from ledger.store import ENV_DATABASE_URL, Ledger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_GLOBAL_FLAGS = frozenset({"--json", "--debug"})
 _EXIT_HELP = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
 
 
@@ -53,6 +54,14 @@ class LedgerGroup(click.Group):
     """
 
     lazy_commands: Mapping[str, str] = MappingProxyType({})
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # People type `seedledger list --json` as often as `seedledger --json list`:
+        # the global flags are accepted after the command too (not after `--`).
+        end = args.index("--") if "--" in args else len(args)
+        head, tail = args[:end], args[end:]
+        moved = [a for a in head if a in _GLOBAL_FLAGS]
+        return super().parse_args(ctx, moved + [a for a in head if a not in _GLOBAL_FLAGS] + tail)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
