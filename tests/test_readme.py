@@ -69,8 +69,9 @@ def _script(server_base: str, pg_url: str | None) -> str:
     ports = {"8931": str(_free_port()), "8787": str(_free_port())}
     lines = [
         "set -euo pipefail",
-        'wait_for_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; '
-        'sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }',
+        "wait_for_port() { for _ in $(seq 1 300); do "
+        '(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; '
+        'echo "port $1 never opened" >&2; return 1; }',
         "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
     ]
     for lang, body in _blocks():
@@ -82,7 +83,7 @@ def _script(server_base: str, pg_url: str | None) -> str:
         elif PG_EXAMPLE in body:
             continue  # no PostgreSQL outside CI: that block cannot run here
         if lang == "python":
-            lines += [f"echo '+ python <<README'", "python - <<'README_PY'", body.rstrip(), "README_PY"]
+            lines += ["echo '+ python <<README'", "python - <<'README_PY'", body.rstrip(), "README_PY"]
             continue
         for line in body.splitlines():
             command = line.strip()
