@@ -282,12 +282,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=None, help="requests per variant")
     parser.add_argument("--records", type=int, default=None, help="records to drain")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--only", choices=("requests", "drain"), help="run one part")
     args = parser.parse_args()
     n_requests = args.requests or (10 if args.smoke else 200)
     n_records = args.records or (2000 if args.smoke else 100_000)
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
         workdir = Path(tmp)
-        bench_requests(n_requests, workdir)
+        if args.only != "drain":
+            bench_requests(n_requests, workdir)
+        if args.only == "requests":
+            return
         bench_drain(n_records, "sqlite", workdir, 20_000)
         if not args.skip_postgres:
             bench_drain(n_records, "postgresql", workdir, 10_000)

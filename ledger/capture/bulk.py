@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -26,8 +27,6 @@ from ledger.store.types import to_seed_key
 
 #: Columns written, in order (``id`` is assigned by the database).
 COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns if c.name != "id")
-_JSON_COLUMNS = frozenset({"params", "response", "tags"})
-_TIME_COLUMNS = frozenset({"created_at", "recorded_at"})
 
 
 def _sql(dialect: str, table: str, columns: Sequence[str]) -> str:
@@ -37,29 +36,23 @@ def _sql(dialect: str, table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
 
 
-def _sqlite_time(value: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds always).
+def storage_time(value: datetime) -> str:
+    """UTC time as ``YYYY-MM-DD HH:MM:SS.ffffff+00:00``: its first 26 characters are
+    SQLAlchemy's SQLite DATETIME storage format; PostgreSQL casts the whole string to
+    ``timestamptz``. Entries carry times in this form so the writer only slices."""
     v = value.astimezone(UTC)
     return (
         f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}+00:00"
     )
 
 
-def _converters(dialect: str) -> list[Any]:
-    sqlite = dialect == "sqlite"
-    out: list[Any] = []
-    for name in COLUMNS:
-        if name == "seed":
-            out.append(lambda v: None if v is None else to_seed_key(v))
-        elif name in _TIME_COLUMNS:
-            if sqlite:
-                out.append(lambda v: _sqlite_time(datetime.fromisoformat(v) if isinstance(v, str) else v))
-            else:
-                out.append(lambda v: datetime.fromisoformat(v) if isinstance(v, str) else v)
-        else:
-            out.append(None)
-    return out
+def _storage_time_of(value: Any) -> str:
+    if isinstance(value, str):
+        if len(value) == 32 and value[10] == " " and value.endswith("+00:00"):
+            return value
+        value = datetime.fromisoformat(value)
+    return storage_time(value)
 
 
 class BulkInserter:
@@ -69,16 +62,25 @@ class BulkInserter:
         self.dialect = dialect
         self._sql = _sql(dialect, records.name, COLUMNS)
         self._tag_sql = _sql(dialect, record_tags.name, ("record_id", "tag"))
-        self._convert = list(zip(COLUMNS, _converters(dialect), strict=True))
+        self._get = itemgetter(*COLUMNS)
+        self._seed = COLUMNS.index("seed")
+        self._created = COLUMNS.index("created_at")
+        self._sqlite = dialect == "sqlite"
 
     def rows(self, items: Sequence[dict[str, Any]], recorded_at: datetime) -> list[tuple[Any, ...]]:
-        recorded = recorded_at.isoformat()
+        recorded = storage_time(recorded_at)
+        if self._sqlite:
+            recorded = recorded[:26]
+        seed_i, created_i, sqlite, get = self._seed, self._created, self._sqlite, self._get
         out = []
         for item in items:
-            row = []
-            for name, convert in self._convert:
-                value = recorded if name == "recorded_at" else item.get(name)
-                row.append(value if convert is None or value is None else convert(value))
+            item["recorded_at"] = recorded
+            row = list(get(item))
+            seed = row[seed_i]
+            if seed is not None:
+                row[seed_i] = to_seed_key(seed)
+            created = _storage_time_of(row[created_i])
+            row[created_i] = created[:26] if sqlite else created
             out.append(tuple(row))
         return out
 

@@ -14,9 +14,9 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from ledger.capture.bulk import storage_time
 from ledger.core.records import NewRecord
 from ledger.core.redaction import redact, redact_url
 
@@ -71,7 +71,7 @@ def record_to_json(record: NewRecord, key: str) -> dict[str, Any]:
     out["params"] = _dumps(dict(record.params))
     out["response"] = _dumps(dict(record.response))
     out["tags"] = _dumps(list(record.tags))
-    out["created_at"] = record.created_at.astimezone(UTC).isoformat()
+    out["created_at"] = storage_time(record.created_at)
     return out
 
 
@@ -120,9 +120,28 @@ class DecodedEntry:
     outputs: dict[str, Output]
 
 
+def decode_entries(payloads: Sequence[bytes]) -> list[DecodedEntry | ValueError]:
+    """Parse many payloads with one JSON call (far cheaper than one call each); an
+    unreadable payload yields its ValueError in place, the others still decode."""
+    try:
+        bodies = json.loads(b"[" + b",".join(payloads) + b"]")
+    except ValueError:
+        bodies = None
+    out: list[DecodedEntry | ValueError] = []
+    for index, payload in enumerate(payloads):
+        try:
+            out.append(_decoded(bodies[index] if bodies is not None else json.loads(payload)))
+        except (ValueError, KeyError, TypeError) as exc:
+            out.append(exc if isinstance(exc, ValueError) else ValueError(type(exc).__name__))
+    return out
+
+
 def decode_entry(payload: bytes) -> DecodedEntry:
     """Parse a spool payload. Raises ValueError for a payload this code cannot read."""
-    body = json.loads(payload)
+    return _decoded(json.loads(payload))
+
+
+def _decoded(body: Any) -> DecodedEntry:
     if not isinstance(body, dict) or body.get("v") != ENTRY_VERSION:
         raise ValueError(f"unknown spool entry version {body.get('v') if isinstance(body, dict) else None!r}")
     outputs: dict[str, Output] = {}
@@ -132,10 +151,6 @@ def decode_entry(payload: bytes) -> DecodedEntry:
         elif item.get("url"):
             outputs[key] = Output(url=item["url"])
     return DecodedEntry(records=body["records"], outputs=outputs)
-
-
-def parse_created(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 def safe_url(url: str) -> str:

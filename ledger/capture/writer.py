@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
 from ledger.capture.bulk import BulkInserter
-from ledger.capture.entries import DecodedEntry, Output, decode_entry
+from ledger.capture.entries import DecodedEntry, Output, decode_entries
 from ledger.capture.spool import Entry, Position, Spool
 from ledger.core.records import utcnow
 from ledger.errors import LedgerError, StoreError
@@ -186,12 +186,12 @@ class SpoolWriter:
                 self.spool.release(self._cursor, rotate=rotate or idle)
                 return 0
             decoded: list[tuple[Entry, DecodedEntry]] = []
-            for entry in entries:
-                try:
-                    decoded.append((entry, decode_entry(entry.payload)))
-                except (ValueError, KeyError, TypeError) as exc:
-                    self.spool.dead_letter(entry.payload, f"unreadable entry: {exc.__class__.__name__}")
+            for entry, result in zip(entries, decode_entries([e.payload for e in entries]), strict=True):
+                if isinstance(result, ValueError):
+                    self.spool.dead_letter(entry.payload, f"unreadable entry: {result.__class__.__name__}")
                     self.counters.add(failed=1)
+                else:
+                    decoded.append((entry, result))
             landed = self._land(decoded)
             if landed < 0:
                 return -1
@@ -213,8 +213,9 @@ class SpoolWriter:
         outputs = {key: out for _, d in decoded for key, out in d.outputs.items()}
         if not items:
             return 0
+        want = list(outputs) if self.fingerprinter is not None else []
         try:
-            ids = self._insert(items, list(outputs))
+            ids = self._insert(items, want)
         except (StoreError, *_TRANSIENT) as exc:
             self._unreachable(exc, len(items))
             return -1
@@ -232,7 +233,7 @@ class SpoolWriter:
         landed = 0
         for entry, d in decoded:
             try:
-                ids = self._insert(d.records, list(d.outputs))
+                ids = self._insert(d.records, list(d.outputs) if self.fingerprinter is not None else [])
             except (StoreError, *_TRANSIENT) as exc:
                 self._unreachable(exc, len(d.records))
                 return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
