@@ -167,6 +167,16 @@ def test_node_errors_are_a_clear_task_failure(fake: tuple[FakeComfyUI, str]) -> 
     assert "node 3 (KSampler): Value not in list (sampler_name: 'bogus' not in" in str(caught.value)
 
 
+def test_partially_valid_graph_is_taken_off_the_queue_and_fails(fake: tuple[FakeComfyUI, str]) -> None:
+    server, url = fake
+    server.partial_validation = True
+    with pytest.raises(TaskFailed, match="part of the graph was rejected") as caught:
+        run(generate(url, request_from_params("comfyui", default_graph(seed=1, sampler="bogus"))))
+    assert caught.value.code == "node-errors"
+    assert server.deleted == [caught.value.task_uuid]
+    assert server.queue == {}
+
+
 def test_unknown_node_class(fake: tuple[FakeComfyUI, str]) -> None:
     _, url = fake
     graph = default_graph(seed=1)

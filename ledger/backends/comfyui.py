@@ -14,6 +14,7 @@ seeded sampler), and every sampler's seed is in the output's metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -46,7 +47,7 @@ from ledger.backends.http import (
 )
 from ledger.core.records import utcnow
 from ledger.core.seeds import SEED_MAX, parse_seed
-from ledger.errors import InvalidSeedError, UsageError
+from ledger.errors import BackendError, InvalidSeedError, UsageError
 
 __all__ = ["DEFAULT_URL", "ComfyUIBackend", "comfy_graph", "graph_seeds"]
 
@@ -252,8 +253,16 @@ class ComfyUIBackend(AsyncBackend):
         if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
             raise MalformedResponse(f"{self.name}: /prompt answered without a prompt_id", status=status)
         if answer.get("node_errors"):
+            # ComfyUI queues the outputs that validated and reports the others; a
+            # partial replay is not a replay, so take it off the queue and fail.
+            with contextlib.suppress(BackendError):
+                await self._http.exchange(
+                    "POST", f"{self.url}/queue", stats=stats, json={"delete": [answer["prompt_id"]]}
+                )
             raise TaskFailed(
-                f"{self.name}: the graph was rejected: {_node_errors(answer)}", code="node-errors"
+                f"{self.name}: part of the graph was rejected: {_node_errors(answer)}",
+                code="node-errors",
+                task_uuid=str(answer["prompt_id"]),
             )
         return str(answer["prompt_id"])
 

@@ -83,6 +83,10 @@ class FakeComfyUI:
     pending: dict[str, int] = field(default_factory=dict)
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     history_polls: int = 0
+    #: Queue prompts whose other outputs validated, reporting node_errors (as ComfyUI does).
+    partial_validation: bool = False
+    queue: dict[str, Any] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
     counter: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,6 +96,7 @@ class FakeComfyUI:
                 Route("/prompt", self.post_prompt, methods=["POST"]),
                 Route("/history/{prompt_id}", self.get_history, methods=["GET"]),
                 Route("/view", self.view, methods=["GET"]),
+                Route("/queue", self.post_queue, methods=["POST"]),
             ]
         )
 
@@ -138,7 +143,8 @@ class FakeComfyUI:
                 node_errors[node_id] = {"errors": errors, "dependent_outputs": ["9"], "class_type": kind}
         if not any(n.get("class_type") in OUTPUT_NODES for n in graph.values()):
             return _invalid("prompt_no_outputs", "Prompt has no outputs", {})
-        if node_errors:
+        partial = bool(node_errors) and self.partial_validation
+        if node_errors and not partial:
             return _invalid(
                 "prompt_outputs_failed_validation", "Prompt outputs failed validation", node_errors
             )
@@ -147,8 +153,18 @@ class FakeComfyUI:
             self.counter += 1
             number = self.counter
         self.pending[prompt_id] = self.runs_after
+        if partial:
+            self.queue[prompt_id] = graph
+            return JSONResponse({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
         self.history_entry(prompt_id, number, graph)
         return JSONResponse({"prompt_id": prompt_id, "number": number, "node_errors": {}})
+
+    async def post_queue(self, request: Request) -> Response:
+        body = await request.json()
+        for prompt_id in body.get("delete", []):
+            self.queue.pop(prompt_id, None)
+            self.deleted.append(prompt_id)
+        return Response(status_code=200)
 
     def history_entry(self, prompt_id: str, number: int, graph: dict[str, Any]) -> None:
         sampler = next(n for n in graph.values() if n["class_type"] in ("KSampler", "KSamplerAdvanced"))
