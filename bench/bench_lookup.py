@@ -39,6 +39,7 @@ from ledger.fingerprint import Fingerprint, fingerprint_bytes
 from ledger.store import Ledger, migrate
 from ledger.store import engine as engines
 from ledger.store import fingerprints as fp_store
+from ledger.store.schema import fingerprints as fingerprints_table
 
 RADIUS = 8
 TARGET_MS = 20.0
@@ -206,6 +207,12 @@ def record_rows(n: int) -> Iterator[tuple[Any, ...]]:
 def load_sqlite(url: str, synthetic: np.ndarray, real: list[Fingerprint]) -> None:
     engine = engines.create(url)
     n = len(synthetic) + len(real)
+    # Bulk load without the fingerprint indexes, then build them (same names and
+    # columns, from the schema): minutes faster than maintaining them row by row.
+    indexes = list(fingerprints_table.indexes)
+    with engine.begin() as conn:
+        for index in indexes:
+            index.drop(conn)
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -216,16 +223,23 @@ def load_sqlite(url: str, synthetic: np.ndarray, real: list[Fingerprint]) -> Non
             fingerprint_rows(synthetic, real),
         )
         cur.execute("COMMIT")
-        cur.execute("ANALYZE")
         raw.commit()
     finally:
         raw.close()
-        engine.dispose()
+    with engine.begin() as conn:
+        for index in indexes:
+            index.create(conn)
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
 
 
 def load_postgres(url: str, synthetic: np.ndarray, real: list[Fingerprint]) -> None:
     engine = engines.create(url)
     n = len(synthetic) + len(real)
+    indexes = list(fingerprints_table.indexes)
+    with engine.begin() as conn:
+        for index in indexes:
+            index.drop(conn)
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -238,6 +252,9 @@ def load_postgres(url: str, synthetic: np.ndarray, real: list[Fingerprint]) -> N
         raw.commit()
     finally:
         raw.close()
+    with engine.begin() as conn:
+        for index in indexes:
+            index.create(conn)
     # VACUUM sets the visibility map so chunk probes are index-only scans (what
     # autovacuum does on a live database); ANALYZE gives the planner statistics.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

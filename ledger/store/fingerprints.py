@@ -35,8 +35,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
-    union,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -147,10 +148,10 @@ def get_many(conn: Connection, record_ids: Iterable[int]) -> dict[int, Fingerpri
     return found
 
 
-def flips(value: int, max_bits: int, width: int = 16) -> list[int]:
-    """``value`` and every value that differs from it in at most ``max_bits`` bits."""
-    out = [value]
-    for k in range(1, max_bits + 1):
+def flips(value: int, max_bits: int, width: int = 16, *, min_bits: int = 0) -> list[int]:
+    """Every value that differs from ``value`` in ``min_bits`` … ``max_bits`` bits."""
+    out = []
+    for k in range(min_bits, max_bits + 1):
         for positions in combinations(range(width), k):
             flipped = value
             for p in positions:
@@ -165,32 +166,55 @@ def check_radius(radius: int) -> None:
 
 
 def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
-    """record_id -> phash distance for every stored phash within ``radius`` (exact)."""
+    """record_id -> phash distance for every stored phash within ``radius`` (exact).
+
+    With s = radius // 4, any match has a chunk within s bits of the query's (the
+    distances of the four chunks add up to at most radius). When radius = 4s that
+    splits further: either some chunk is within s − 1 bits, or all four chunks are
+    exactly s bits away. The second case is probed through one chunk index and checked
+    on the other three chunks computed from ``phash``, which the index also holds, so
+    at radius 8 the probes touch ~8× fewer rows than plain ≤ s-bit probes.
+    """
     check_radius(radius)
-    per_chunk = radius // 4
+    chunks = phash_chunks(phash)
+    per_chunk, rest = divmod(radius, 4)
     postgres = conn.dialect.name == "postgresql"
-    probes = []
-    for column, chunk in zip(_CHUNKS, phash_chunks(phash), strict=True):
-        values = flips(chunk, per_chunk)
-        if postgres:
-            # One array parameter instead of hundreds of scalars, and the distance
-            # computed in the server (PostgreSQL 14+ bit_count) so only matches travel.
-            probe = select(fingerprints.c.record_id, fingerprints.c.phash).where(
-                fingerprints.c[column] == any_(literal(values, ARRAY(Integer))),
-                _pg_distance(phash) <= radius,
-            )
-        else:
-            probe = select(fingerprints.c.record_id, fingerprints.c.phash).where(
-                fingerprints.c[column].in_(values)
-            )
-        probes.append(probe)
+    columns = [fingerprints.c[name] for name in _CHUNKS]
+    probes: list[Any] = []
+    if rest == 0 and per_chunk > 0:
+        for column, chunk in zip(columns, chunks, strict=True):
+            probes.append(_probe(postgres, phash, radius, [(column, flips(chunk, per_chunk - 1))]))
+        ring = [flips(chunk, per_chunk, min_bits=per_chunk) for chunk in chunks]
+        derived = [columns[0], *(_chunk_of_phash(i) for i in (1, 2, 3))]
+        probes.append(_probe(postgres, phash, radius, list(zip(derived, ring, strict=True))))
+    else:
+        for column, chunk in zip(columns, chunks, strict=True):
+            probes.append(_probe(postgres, phash, radius, [(column, flips(chunk, per_chunk))]))
     found: dict[int, int] = {}
-    for record_id, stored in conn.execute(union(*probes)):
-        # The exact re-check, the same on both engines.
+    for record_id, stored in conn.execute(union_all(*probes)):
+        # The exact re-check, the same on both engines (and it drops duplicates).
         distance = hamming(phash, to_unsigned(int(stored)))
         if distance <= radius:
             found[int(record_id)] = distance
     return found
+
+
+def _probe(postgres: bool, phash: int, radius: int, conditions: list[tuple[Any, list[int]]]) -> Any:
+    if postgres:
+        # One array parameter per condition instead of hundreds of scalars, and the
+        # distance computed in the server (PostgreSQL 14+ bit_count): only matches travel.
+        where = [expr == any_(literal(values, ARRAY(Integer))) for expr, values in conditions]
+        where.append(_pg_distance(phash) <= radius)
+    else:
+        where = [expr.in_(values) for expr, values in conditions]
+    return select(fingerprints.c.record_id, fingerprints.c.phash).where(*where)
+
+
+def _chunk_of_phash(i: int) -> Any:
+    """Chunk i computed from the stored (signed) phash; the mask drops sign fill."""
+    # An inline shift count: PostgreSQL has bigint >> integer but no bigint >> bigint.
+    shift = literal_column(str(48 - 16 * i), Integer)
+    return fingerprints.c.phash.bitwise_rshift(shift).bitwise_and(0xFFFF)
 
 
 def _pg_distance(phash: int) -> Any:
