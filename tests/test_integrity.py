@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,26 @@ def test_key_strings_round_trip_and_sources(signer: Signer, tmp_path: Path, monk
 )
 def test_fast_canonical_bytes_equal_canonical_json(value: Any) -> None:
     assert canonical_bytes(value) == canonical_json(value)
+
+
+def test_leaf_from_driver_values_equals_leaf_from_processed_row(ledger: Ledger) -> None:
+    # Sealing and verify read driver values (no SQLAlchemy processing); the documented
+    # form is defined on the processed values. Both must give the same leaf.
+    ledger.add(
+        [
+            new_record(seed=2**64 - 1, cfg_scale=7.0, params={"a": 1.0, "b": [0.5, 2e20]}, cost=0.0038),
+            new_record(seed=None, prompt="café \U0001f600 ☃", tags=("x", "y"), response={"\ue000": 1}),
+            new_record(seed=0, width=None, prompt=None, created_at=datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)),
+        ]
+    )
+    with ledger.reading() as conn:
+        processed = conn.execute(select(records).order_by(records.c.id)).all()
+        raw = conn.execute(select(*RECORD.raw_columns()).order_by(records.c.id)).all()
+    assert len(raw) == 3
+    for p, r in zip(processed, raw, strict=True):
+        assert RECORD.row_fields_from_raw(r, ledger.engine.dialect) == RECORD.row_fields(p._mapping)
+    assert RECORD.row_fields(processed[0]._mapping)["seed"] == str(2**64 - 1)
+    assert RECORD.row_fields(processed[2]._mapping)["created_at"] == "2001-02-03T04:05:06.000000Z"
 
 
 # -- sealing --------------------------------------------------------------------------------
@@ -354,7 +375,7 @@ def test_resigning_with_another_key_is_found(ledger: Ledger, signer: Signer) -> 
     forged = sign_note(note.partition("\n\n")[0] + "\n", [attacker])
     _sql(ledger, "UPDATE checkpoints SET note = :n WHERE size = 4", n=forged)
     div = _verify(ledger, signer).divergence
-    assert div is not None and div.kind == "bad-signature" and div.leaf_index == 4
+    assert div is not None and div.kind == "bad-signature" and div.leaf_index == 3
     assert "checkpoint at size 4" in div.message()
     # The attacker's own key would accept it: the failure is the key, not the format.
     assert _verify(ledger, attacker).divergence is not None

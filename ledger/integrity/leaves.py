@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, Table
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy import Dialect, Float, LargeBinary, Table, type_coerce
+from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from ledger.core.canonical import canonical_json
 from ledger.integrity.merkle import leaf_hash
@@ -45,6 +45,7 @@ from ledger.store.types import SeedType, UTCDateTime
 
 LEAF_FORMAT = "seedledger/leaf"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SEED_OFFSET = 2**63  # SeedType stores seed − 2^63
 
 Converter = Callable[[Any], Any]
 
@@ -55,9 +56,14 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 def _may_hold_integral_float(text: str) -> bool:
     """repr() writes an integral float as "<digits>.0" below 1e16 and with "e+" above;
-    in compact JSON a number is followed by ",", "}" or "]". A match inside a string is
-    a harmless false alarm (the exact path runs instead)."""
-    return ".0," in text or ".0}" in text or ".0]" in text or "e+" in text or text.endswith(".0")
+    in compact JSON a number ends at ",", "}", "]" or the end. A match inside a string
+    is a harmless false alarm (the exact path runs instead). Two scans of the text."""
+    i = text.find(".0")
+    while i != -1:
+        if text[i + 2 : i + 3] in (",", "}", "]", ""):
+            return True
+        i = text.find(".0", i + 2)
+    return "e+" in text
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -112,6 +118,51 @@ def _converter(type_: TypeEngine[Any]) -> Converter | None:
     return None  # JSON values, integers, floats, strings: canonical JSON writes them
 
 
+def _sqlite_time(processor: Converter | None) -> Converter:
+    """SQLite keeps UTCDateTime as ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy's storage
+    format, always six digits): rewrite it in place, the same string format_time gives
+    for the parsed value. Anything else is parsed the SQLAlchemy way first."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+            return value[:10] + "T" + value[11:] + "Z"
+        return format_time(processor(value) if processor else value)
+
+    return convert
+
+
+def _raw_converter(column: Any, dialect: Dialect) -> Converter | None:
+    """The leaf form straight from the driver's value: SQLAlchemy's own result
+    processing for the column type, then :func:`_converter`, with fast paths for the
+    hot types. Gives exactly what :func:`_converter` gives for the processed value."""
+    type_ = column.type
+    if isinstance(type_, SeedType):
+        return _raw_seed
+    if isinstance(type_, Float) and not type_.asdecimal:
+        # Both drivers return float for REAL / double precision (PostgreSQL's processor
+        # would need the column's type OID, which a plain select does not give here).
+        return _raw_float
+    processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
+        return _sqlite_time(processor)
+    parsed = _converter(type_)
+    if processor is None:
+        return parsed
+    if parsed is None:
+        return processor
+    return lambda value, _p=processor, _c=parsed: _c(_p(value))
+
+
+def _raw_float(value: Any) -> Any:
+    return None if value is None else float(value)
+
+
+def _raw_seed(value: Any) -> Any:
+    return None if value is None else str(int(value) + _SEED_OFFSET)
+
+
 @dataclass(frozen=True)
 class EntryType:
     """A kind of log entry: one append-only table whose rows are sealed as leaves."""
@@ -122,6 +173,9 @@ class EntryType:
     id_column: str = "id"
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _converted: tuple[tuple[str, Converter], ...] = field(init=False, repr=False, compare=False)
+    _raw: dict[str, tuple[tuple[str, Converter], ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         names = tuple(c.name for c in self.table.columns)
@@ -146,6 +200,27 @@ class EntryType:
         """:meth:`row_fields` for a row given as values in table column order."""
         fields = dict(zip(self._names, values, strict=True))
         for name, convert in self._converted:
+            fields[name] = convert(fields[name])
+        return fields
+
+    # -- the fast path: values as the driver returns them, no SQLAlchemy processing --
+
+    def raw_columns(self, source: Any = None, *, prefix: str = "") -> list[Any]:
+        """Columns of ``source`` (the table or an alias of it), in table order, selected
+        without SQLAlchemy's result processing; read them with :meth:`row_fields_from_raw`."""
+        source = self.table if source is None else source
+        return [type_coerce(source.c[name], NullType()).label(prefix + name) for name in self._names]
+
+    def row_fields_from_raw(self, values: Any, dialect: Dialect) -> dict[str, Any]:
+        """:meth:`row_fields` for driver values (see :meth:`raw_columns`)."""
+        converted = self._raw.get(dialect.name)
+        if converted is None:
+            converted = tuple(
+                (c.name, conv) for c in self.table.columns if (conv := _raw_converter(c, dialect)) is not None
+            )
+            self._raw[dialect.name] = converted
+        fields = dict(zip(self._names, values, strict=True))
+        for name, convert in converted:
             fields[name] = convert(fields[name])
         return fields
 

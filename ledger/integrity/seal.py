@@ -113,7 +113,7 @@ def _unsealed(et: EntryType, after: int | None, limit: int) -> Any:
     table = et.table
     id_col = table.c[et.id_column]
     sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
-    stmt = select(table).where(~sealed)
+    stmt = select(*et.raw_columns(table)).where(~sealed)
     if after is not None:
         stmt = stmt.where(id_col > after)
     return stmt.order_by(id_col).limit(limit)
@@ -139,7 +139,8 @@ def _seal_batch(
         for row in rows:
             # (3) gap-free index and the compact range
             index = start + len(entries)
-            digest = leaf_hash(et.leaf_bytes_from_fields(index, et.row_fields_from_values(row)))
+            fields = et.row_fields_from_raw(row, conn.dialect)
+            digest = leaf_hash(et.leaf_bytes_from_fields(index, fields))
             compact.append(digest)
             entries.append(
                 {

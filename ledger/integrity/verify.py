@@ -61,14 +61,11 @@ class Divergence:
     entry_id: int | None = None
 
     def message(self) -> str:
-        where = []
-        if self.leaf_index is not None:
-            where.append(f"leaf {self.leaf_index}")
+        where = f"leaf {self.leaf_index}" if self.leaf_index is not None else ""
         if self.entry_type is not None:
-            where.append(f"{self.entry_type} {self.entry_id}")
-        prefix = f"{' '.join(where[:1])}{' (' + where[1] + ')' if len(where) > 1 else ''}"
-        head = f"{prefix}: " if prefix else ""
-        return f"log does not verify: {head}{self.kind}: {self.detail}"
+            entry = f"{self.entry_type} {self.entry_id}"
+            where = f"{where} ({entry})" if where else entry
+        return f"log does not verify: {where + ': ' if where else ''}{self.kind}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
     spans: list[tuple[int, int, int]] = []  # per type: first column, end, id position
     for i, alias in enumerate(aliases):
         first = len(columns)
-        columns.extend(col.label(f"t{i}_{col.name}") for col in alias.columns)
+        columns.extend(types[i].raw_columns(alias, prefix=f"t{i}_"))
         spans.append((first, len(columns), first + types[i].column_names.index(types[i].id_column)))
     joined: Any = log_entries
     for et, alias in zip(types, aliases, strict=True):
@@ -121,6 +118,7 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
             and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
         )
     by_name = {et.name: (et, spans[i]) for i, et in enumerate(types)}
+    dialect = conn.dialect
     last = -1
     while True:
         stmt = (
@@ -140,7 +138,7 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
             if row[id_pos] is None:
                 yield row, et, None
                 continue
-            yield row, et, et.row_fields_from_values(row[first:end])
+            yield row, et, et.row_fields_from_raw(row[first:end], dialect)
         if len(rows) < _PAGE:
             return
         last = int(rows[-1].leaf_index)
@@ -185,13 +183,14 @@ def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Ver
         body, _ = open_checkpoint(cp.note, verifiers)
     except NoteError as exc:
         raise _Found(
-            Divergence("bad-signature", f"checkpoint at size {cp.size}: {exc}", cp.size or None)
+            Divergence("bad-signature", f"checkpoint at size {cp.size}: {exc}", _last_leaf(cp.size))
         ) from None
     if (body.origin, body.size, body.root) != (cp.origin, cp.size, cp.root):
         raise _Found(
             Divergence(
                 "bad-checkpoint",
                 f"checkpoint at size {cp.size}: the signed body does not match the stored columns",
+                _last_leaf(cp.size),
             )
         )
     if body.root != root:
@@ -200,9 +199,14 @@ def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Ver
                 "root-mismatch",
                 f"checkpoint at size {cp.size} signed root {body.root.hex()[:16]}…, the stored rows "
                 f"give {root.hex()[:16]}… (entries before leaf {cp.size} were changed, moved or removed)",
-                max(cp.size - 1, 0),
+                _last_leaf(cp.size),
             )
         )
+
+
+def _last_leaf(size: int) -> int | None:
+    """The last leaf a checkpoint of ``size`` covers (None for the empty tree)."""
+    return size - 1 if size > 0 else None
 
 
 def verify(
@@ -447,10 +451,10 @@ def prove(ledger: Ledger, entry_id: int, *, entry_type: str = "record") -> dict[
             raise NotFoundError(
                 f"{entry_type} {entry_id} was sealed after the latest checkpoint; run `seedledger seal`"
             )
-        row = conn.execute(select(et.table).where(et.table.c[et.id_column] == entry_id)).first()
+        row = conn.execute(select(*et.raw_columns()).where(et.table.c[et.id_column] == entry_id)).first()
         if row is None:
             raise IntegrityError(f"leaf {index} ({entry_type} {entry_id}): the sealed row is gone")
-        leaf = et.leaf_bytes(index, row._mapping)
+        leaf = et.leaf_bytes_from_fields(index, et.row_fields_from_raw(row, conn.dialect))
         digest = merkle.leaf_hash(leaf)
         if digest != bytes(entry.leaf_hash):
             raise IntegrityError(
