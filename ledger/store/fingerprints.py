@@ -19,6 +19,7 @@ phash and dhash are stored as signed BIGINT: the unsigned 64 bits reinterpreted
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,11 +31,11 @@ from sqlalchemy import (
     Connection,
     Integer,
     any_,
+    bindparam,
     cast,
     delete,
     func,
     insert,
-    literal,
     literal_column,
     select,
     union_all,
@@ -150,14 +151,16 @@ def get_many(conn: Connection, record_ids: Iterable[int]) -> dict[int, Fingerpri
 
 def flips(value: int, max_bits: int, width: int = 16, *, min_bits: int = 0) -> list[int]:
     """Every value that differs from ``value`` in ``min_bits`` … ``max_bits`` bits."""
-    out = []
-    for k in range(min_bits, max_bits + 1):
-        for positions in combinations(range(width), k):
-            flipped = value
-            for p in positions:
-                flipped ^= 1 << p
-            out.append(flipped)
-    return out
+    return [value ^ mask for mask in _masks(min_bits, max_bits, width)]
+
+
+@functools.cache
+def _masks(min_bits: int, max_bits: int, width: int = 16) -> tuple[int, ...]:
+    return tuple(
+        sum(1 << p for p in positions)
+        for k in range(min_bits, max_bits + 1)
+        for positions in combinations(range(width), k)
+    )
 
 
 def check_radius(radius: int) -> None:
@@ -176,49 +179,71 @@ def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
     at radius 8 the probes touch ~8× fewer rows than plain ≤ s-bit probes.
     """
     check_radius(radius)
-    chunks = phash_chunks(phash)
-    per_chunk, rest = divmod(radius, 4)
     postgres = conn.dialect.name == "postgresql"
-    columns = [fingerprints.c[name] for name in _CHUNKS]
-    probes: list[Any] = []
-    if rest == 0 and per_chunk > 0:
-        for column, chunk in zip(columns, chunks, strict=True):
-            probes.append(_probe(postgres, phash, radius, [(column, flips(chunk, per_chunk - 1))]))
-        ring = [flips(chunk, per_chunk, min_bits=per_chunk) for chunk in chunks]
-        derived = [columns[0], *(_chunk_of_phash(i) for i in (1, 2, 3))]
-        probes.append(_probe(postgres, phash, radius, list(zip(derived, ring, strict=True))))
-    else:
-        for column, chunk in zip(columns, chunks, strict=True):
-            probes.append(_probe(postgres, phash, radius, [(column, flips(chunk, per_chunk))]))
+    statement, conditions = _lookup_statement(postgres, radius)
+    chunks = phash_chunks(phash)
+    params: dict[str, Any] = {"q": to_signed(phash)} if postgres else {}
+    for name, chunk, low, high in conditions:
+        values = flips(chunks[chunk], high, min_bits=low)
+        if postgres:
+            params[name] = values
+        else:
+            params.update({f"{name}_{k}": v for k, v in enumerate(values)})
     found: dict[int, int] = {}
-    for record_id, stored in conn.execute(union_all(*probes)):
+    for record_id, stored in conn.execute(statement, params).all():
         # The exact re-check, the same on both engines (and it drops duplicates).
-        distance = hamming(phash, to_unsigned(int(stored)))
+        distance = hamming(phash, to_unsigned(stored))
         if distance <= radius:
-            found[int(record_id)] = distance
+            found[record_id] = distance
     return found
 
 
-def _probe(postgres: bool, phash: int, radius: int, conditions: list[tuple[Any, list[int]]]) -> Any:
-    if postgres:
-        # One array parameter per condition instead of hundreds of scalars, and the
-        # distance computed in the server (PostgreSQL 14+ bit_count): only matches travel.
-        where = [expr == any_(literal(values, ARRAY(Integer))) for expr, values in conditions]
-        where.append(_pg_distance(phash) <= radius)
+_Condition = tuple[str, int, int, int]  # parameter name, chunk index, min bits, max bits
+
+
+@functools.cache
+def _lookup_statement(postgres: bool, radius: int) -> tuple[Any, list[_Condition]]:
+    """The probe statement for one radius, built once with fixed bound parameters
+    (the number of flipped values depends only on the radius), so SQLAlchemy compiles
+    it once and every lookup only binds values."""
+    per_chunk, rest = divmod(radius, 4)
+    columns = [fingerprints.c[name] for name in _CHUNKS]
+    probes: list[list[tuple[Any, int, int, int]]] = []
+    if rest == 0 and per_chunk > 0:
+        probes += [[(columns[i], i, 0, per_chunk - 1)] for i in range(4)]
+        derived = [columns[0], *(_chunk_of_phash(i) for i in (1, 2, 3))]
+        probes.append([(derived[i], i, per_chunk, per_chunk) for i in range(4)])
     else:
-        where = [expr.in_(values) for expr, values in conditions]
-    return select(fingerprints.c.record_id, fingerprints.c.phash).where(*where)
+        probes += [[(columns[i], i, 0, per_chunk)] for i in range(4)]
+    conditions: list[_Condition] = []
+    selects = []
+    for p, probe in enumerate(probes):
+        where = []
+        for c, (expr, chunk, low, high) in enumerate(probe):
+            name = f"v{p}_{c}"
+            conditions.append((name, chunk, low, high))
+            if postgres:
+                # One array parameter instead of hundreds of scalars.
+                where.append(expr == any_(bindparam(name, type_=ARRAY(Integer))))
+            else:
+                count = len(_masks(low, high))
+                where.append(expr.in_([bindparam(f"{name}_{k}", type_=Integer) for k in range(count)]))
+        if postgres:
+            # The distance computed in the server (PostgreSQL 14+): only matches travel.
+            where.append(_pg_distance() <= radius)
+        selects.append(select(fingerprints.c.record_id, fingerprints.c.phash).where(*where))
+    return union_all(*selects), conditions
 
 
 def _chunk_of_phash(i: int) -> Any:
     """Chunk i computed from the stored (signed) phash; the mask drops sign fill."""
     # An inline shift count: PostgreSQL has bigint >> integer but no bigint >> bigint.
     shift = literal_column(str(48 - 16 * i), Integer)
-    return fingerprints.c.phash.bitwise_rshift(shift).bitwise_and(0xFFFF)
+    return fingerprints.c.phash.bitwise_rshift(shift).bitwise_and(literal_column("65535", Integer))
 
 
-def _pg_distance(phash: int) -> Any:
-    xor = fingerprints.c.phash.op("#")(literal(to_signed(phash), BigInteger))
+def _pg_distance() -> Any:
+    xor = fingerprints.c.phash.op("#")(bindparam("q", type_=BigInteger))
     return func.bit_count(cast(xor, BIT(64)))
 
 
