@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ledger.audit import AuditOptions, Policy, Selection, plan_audit, results_of, run_audit
+from ledger.audit import AuditOptions, Policy, Selection, plan_audit, results_of, resume_audit, run_audit
 from ledger.audit.originals import generate_originals, store_originals
 from ledger.audit.store import get_run, list_runs
 from ledger.backends import GenerationRequest, open_backend, request_from_params
@@ -291,13 +291,14 @@ def test_selection_filters_and_ids(sqlite_url: str, server: ReferenceServer) -> 
         assert list_runs(ledger)[0].selection["filters"] == {"ids": [ids[0], ids[2]]}
 
 
-def test_missing_reference_url_is_a_usage_error_and_writes_nothing(
+def test_a_backend_that_cannot_open_is_one_error_and_writes_nothing(
     sqlite_url: str, server: ReferenceServer
 ) -> None:
     with Ledger.open(sqlite_url) as ledger:
         make_originals(ledger, server.url, [image_request()])
-    out = seedledger("--db", sqlite_url, "audit")
-    assert out.code == 2 and "reference" in out.err
+    # Replaying on Runware itself needs an API key, and none is configured.
+    out = seedledger("--db", sqlite_url, "audit", "--replay-backend", "runware")
+    assert out.code == 6 and "API key" in out.err
     with Ledger.open(sqlite_url) as ledger, ledger.reading() as conn:
         assert conn.execute(select(func.count()).select_from(audit_runs)).scalar_one() == 0
 
@@ -325,3 +326,29 @@ def test_unfetchable_input_image_is_skipped_with_inputs_unavailable(
         assert "does-not-exist.png" in got[img2img].warnings[-1].detail
         checked = get_run(ledger, outcome.run.id[:8])
         assert checked.id == outcome.run.id
+
+
+def test_max_cost_stops_launching_mid_run_and_resume_finishes(
+    sqlite_url: str, server: ReferenceServer
+) -> None:
+    def cheap(record: NewRecord) -> NewRecord:
+        # The recorded cost understates what the replays really cost (x10).
+        return dataclasses.replace(record, cost=(record.cost or 0.0) / 10)
+
+    with Ledger.open(sqlite_url) as ledger:
+        ids = make_originals(
+            ledger, server.url, [image_request(seed=s, width=32, height=32) for s in range(1, 11)], edit=cheap
+        )
+        plan = plan_audit(ledger, Selection(), AuditOptions(backend_url=server.url))
+        limit = plan.estimated_cost * 3  # room for about three real replays
+        outcome = audit(ledger, server.url, concurrency=1, max_cost=limit)
+        run = outcome.run
+        assert outcome.interrupted and run.status == "interrupted"
+        assert run.summary["stopped"] == "max-cost"
+        done = run.summary["results"]
+        assert 1 <= done < len(ids) and run.summary["pending"] == len(ids) - done
+        assert run.summary["cost"] <= limit + 1e-9
+        finished = asyncio.run(resume_audit(ledger, run.id, overrides={"max_cost": limit * 100}))
+        assert finished.run.status == "finished"
+        assert finished.run.summary["outcomes"] == {"pass": len(ids)}
+        assert sorted(by_record(ledger, run.id)) == ids
