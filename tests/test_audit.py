@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from ledger.audit import AuditOptions, Policy, Selection, plan_audit, results_of, resume_audit, run_audit
@@ -16,11 +17,19 @@ from ledger.audit.originals import generate_originals, store_originals
 from ledger.audit.store import get_run, list_runs
 from ledger.backends import GenerationRequest, open_backend, request_from_params
 from ledger.backends.reference_server import ReferenceServer
+from ledger.cli import main
 from ledger.core.records import NewRecord, SeedOrigin
 from ledger.errors import UsageError
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_run_records, audit_runs, record_warnings
-from tests.cli import seedledger
+from tests.cli import Run
+
+
+def cli(*args: str) -> Run:
+    """The CLI in process (click's CliRunner): faster than a subprocess per call."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
 
 REVISED_MODEL = "civitai:4384@128713"
 
@@ -145,25 +154,25 @@ def test_cli_exit_code_follows_the_policy(sqlite_url: str) -> None:
     with Ledger.open(sqlite_url) as ledger, ReferenceServer.running() as srv:
         make_originals(ledger, srv.url, [image_request(), image_request(scheduler="Euler a")])
         base = ("--db", sqlite_url, "audit", "--backend-url", srv.url)
-        default = seedledger(*base)
+        default = cli(*base)
         assert default.code == 0, default.err  # pass + expected drift hold under fail,error
-        strict = seedledger(*base, "--fail-on", "fail,error,drift")
+        strict = cli(*base, "--fail-on", "fail,error,drift")
         assert strict.code == 8, strict.err
         assert "fail the policy" in strict.err
         # A revised model: the default policy now fails, --fail-on error does not.
     with ReferenceServer.running(model_revision=3) as revised:
-        failing = seedledger("--db", sqlite_url, "--json", "audit", "--backend-url", revised.url)
+        failing = cli("--db", sqlite_url, "--json", "audit", "--backend-url", revised.url)
         assert failing.code == 8, failing.err
         run = failing.json()
         assert run["status"] == "finished" and run["summary"]["outcomes"] == {"fail": 2}
-        lenient = seedledger("--db", sqlite_url, "audit", "--backend-url", revised.url, "--fail-on", "error")
+        lenient = cli("--db", sqlite_url, "audit", "--backend-url", revised.url, "--fail-on", "error")
         assert lenient.code == 0, lenient.err
-    listed = seedledger("--db", sqlite_url, "--json", "audit", "list").json_lines()
+    listed = cli("--db", sqlite_url, "--json", "audit", "list").json_lines()
     assert len(listed) == 4 and {r["status"] for r in listed} == {"finished"}
-    shown = seedledger("--db", sqlite_url, "audit", "show", run["id"], "--json").json()
+    shown = cli("--db", sqlite_url, "audit", "show", run["id"], "--json").json()
     assert shown["run"]["id"] == run["id"]
     assert [r["outcome"] for r in shown["results"]] == ["fail", "fail"]
-    text = seedledger("--db", sqlite_url, "audit", "show", run["id"][:8])
+    text = cli("--db", sqlite_url, "audit", "show", run["id"][:8])
     assert text.code == 0 and run["id"] in text.out and "fail" in text.out
 
 
@@ -238,17 +247,17 @@ def test_dry_run_lists_replays_and_cost_and_writes_nothing(sqlite_url: str, serv
         cost = plan.estimated_cost
     assert [p.action for p in plan.records] == ["replay", "replay", "skip"]
     assert cost > 0
-    dry = seedledger("--db", sqlite_url, "--json", "audit", "--dry-run", "--backend-url", server.url)
+    dry = cli("--db", sqlite_url, "--json", "audit", "--dry-run", "--backend-url", server.url)
     assert dry.code == 0, dry.err
     rows = dry.json_lines()
     assert [r["action"] for r in rows] == ["replay", "replay", "skip"]
     assert rows[2]["reason"] == "seedless-model"
     assert f"estimated cost {cost:g}" in dry.err
-    over = seedledger("--db", sqlite_url, "audit", "--backend-url", server.url, "--max-cost", str(cost / 3))
+    over = cli("--db", sqlite_url, "audit", "--backend-url", server.url, "--max-cost", str(cost / 3))
     assert over.code == 2 and "--max-cost" in over.err
     with Ledger.open(sqlite_url) as ledger, ledger.reading() as conn:
         assert conn.execute(select(func.count()).select_from(audit_runs)).scalar_one() == 0
-    enough = seedledger("--db", sqlite_url, "audit", "--backend-url", server.url, "--max-cost", str(cost * 2))
+    enough = cli("--db", sqlite_url, "audit", "--backend-url", server.url, "--max-cost", str(cost * 2))
     assert enough.code == 0, enough.err
 
 
@@ -279,12 +288,12 @@ def test_selection_filters_and_ids(sqlite_url: str, server: ReferenceServer) -> 
         ids = make_originals(
             ledger, server.url, [image_request(seed=s, width=32, height=32) for s in (1, 2, 3)]
         )
-        out = seedledger(
+        out = cli(
             "--db", sqlite_url, "--json", "audit", "--backend-url", server.url, "--ids", f"{ids[0]},{ids[2]}"
         )
         assert out.code == 0, out.err
         assert out.json()["selected_count"] == 2
-        none = seedledger("--db", sqlite_url, "audit", "--backend-url", server.url, "--model", "nosuch:*")
+        none = cli("--db", sqlite_url, "audit", "--backend-url", server.url, "--model", "nosuch:*")
         assert none.code == 2 and "no records match" in none.err
         with pytest.raises(UsageError):
             Selection(sample=0)
@@ -297,7 +306,7 @@ def test_a_backend_that_cannot_open_is_one_error_and_writes_nothing(
     with Ledger.open(sqlite_url) as ledger:
         make_originals(ledger, server.url, [image_request()])
     # Replaying on Runware itself needs an API key, and none is configured.
-    out = seedledger("--db", sqlite_url, "audit", "--replay-backend", "runware")
+    out = cli("--db", sqlite_url, "audit", "--replay-backend", "runware")
     assert out.code == 6 and "API key" in out.err
     with Ledger.open(sqlite_url) as ledger, ledger.reading() as conn:
         assert conn.execute(select(func.count()).select_from(audit_runs)).scalar_one() == 0

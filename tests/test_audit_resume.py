@@ -16,7 +16,7 @@ from ledger.backends.reference_server import ReferenceServer
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_run_records
 from tests.cli import COMMAND, seedledger
-from tests.test_audit import image_request, make_originals
+from tests.test_audit import cli, image_request, make_originals
 
 RECORDS = 24
 
@@ -107,6 +107,6 @@ def test_interrupted_run_resumes_to_one_result_per_record(sqlite_url: str, how: 
     _one_result_per_selected_record(ledger, run.id)
     assert len(results_of(ledger, run.id)) == RECORDS
     # A finished run is not resumed again.
-    again = seedledger("--db", sqlite_url, "audit", "--resume", run.id)
+    again = cli("--db", sqlite_url, "audit", "--resume", run.id)
     assert again.code == 2 and "already finished" in again.err
     ledger.close()
