@@ -342,6 +342,31 @@ def test_inserting_a_log_entry_in_the_middle_is_found(ledger: Ledger, signer: Si
     assert (div.kind, div.leaf_index, div.entry_id) == ("changed-row", 3, ids[2])
 
 
+def test_removed_or_extra_log_entries_are_found(ledger: Ledger, signer: Signer) -> None:
+    ids = _add(ledger, 5)
+    seal(ledger, signer)
+    # An entry appended behind the sealer's back (not in the head, not signed).
+    extra = _add(ledger, 1, start=5)[0]
+    with ledger.reading() as conn:
+        row = conn.execute(select(records).where(records.c.id == extra)).one()
+        leaf = RECORD.leaf_hash(5, row._mapping)
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            log_entries.insert().values(
+                leaf_index=5, entry_type="record", entry_id=extra, leaf_hash=leaf, sealed_at=datetime.now(UTC)
+            )
+        )
+    div = _verify(ledger, signer).divergence
+    assert div is not None and (div.kind, div.leaf_index, div.entry_id) == ("extra-leaf", 5, extra)
+    # A sealed entry removed from the log (its row kept).
+    _sql(ledger, "DELETE FROM log_entries WHERE leaf_index >= 5")
+    _sql(ledger, "DELETE FROM log_entries WHERE leaf_index = 2")
+    div = _verify(ledger, signer).divergence
+    # Leaf 2 is gone: named first (its record, now unsealed in the middle, would be next).
+    assert div is not None and (div.kind, div.leaf_index) == ("missing-leaf", 2)
+    assert len(ids) == 5
+
+
 def test_swapping_two_sealed_entries_is_found(ledger: Ledger, signer: Signer) -> None:
     ids = _add(ledger, 6)
     seal(ledger, signer)
