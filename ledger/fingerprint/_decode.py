@@ -78,8 +78,10 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's limit applies too: the effective limit is the smaller of the two.
+        limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
         raise FingerprintError(
-            f"image dimensions exceed the decompression-bomb limit ({max_pixels} pixels); refusing to decode"
+            f"image dimensions exceed the decompression-bomb limit ({limit} pixels); refusing to decode"
         ) from None
     except UnidentifiedImageError:
         raise FingerprintError(
