@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.capture.entries import encode_entry
+from ledger.capture.entries import ENTRY_COLUMNS, encode_entry
 from ledger.capture.spool import HEADER_SIZE, Spool, SpoolLockedError, list_segments, lock_owner, segment_path
 from ledger.capture.writer import Counters, SpoolWriter
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source
@@ -166,7 +166,7 @@ def test_bulk_path_stores_what_ledger_add_stores(db_url: str, tmp_path: Path) ->
 def test_rejected_entry_goes_to_dead_letters_and_the_rest_land(sqlite_url: str, tmp_path: Path) -> None:
     good = [record(seed=1), record(seed=2)]
     bad = json.loads(encode_entry([record(seed=3)]))
-    bad["records"][0]["backend"] = None  # NOT NULL: the database refuses it for good
+    bad["records"][0][ENTRY_COLUMNS.index("backend")] = None  # NOT NULL: refused for good
     with Spool(tmp_path) as spool:
         spool.append(encode_entry(good[:1]))
         spool.append(json.dumps(bad).encode())

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from operator import itemgetter
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from ledger.capture.entries import ENTRY_COLUMNS, KEY_INDEX, TAGS_INDEX, storage_time
 from ledger.store.schema import record_tags, records
 from ledger.store.types import to_seed_key
 
-#: Columns written, in order (``id`` is assigned by the database).
-COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns if c.name != "id")
+#: Columns written, in order: an entry's values, then ``recorded_at`` (``id`` is
+#: assigned by the database). Every name must be a column of the records table.
+COLUMNS: tuple[str, ...] = (*ENTRY_COLUMNS, "recorded_at")
+assert set(COLUMNS) <= set(records.columns.keys()), "spool entry columns out of step with the schema"
 
 
 def _sql(dialect: str, table: str, columns: Sequence[str]) -> str:
@@ -34,17 +36,6 @@ def _sql(dialect: str, table: str, columns: Sequence[str]) -> str:
     names = ", ".join(columns)
     marks = ", ".join(mark for _ in columns)
     return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-
-
-def storage_time(value: datetime) -> str:
-    """UTC time as ``YYYY-MM-DD HH:MM:SS.ffffff+00:00``: its first 26 characters are
-    SQLAlchemy's SQLite DATETIME storage format; PostgreSQL casts the whole string to
-    ``timestamptz``. Entries carry times in this form so the writer only slices."""
-    v = value.astimezone(UTC)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}+00:00"
-    )
 
 
 def _storage_time_of(value: Any) -> str:
@@ -56,26 +47,24 @@ def _storage_time_of(value: Any) -> str:
 
 
 class BulkInserter:
-    """Insert spooled record rows (dicts from :mod:`ledger.capture.entries`)."""
+    """Insert spooled records (positional arrays from :mod:`ledger.capture.entries`)."""
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._sql = _sql(dialect, records.name, COLUMNS)
         self._tag_sql = _sql(dialect, record_tags.name, ("record_id", "tag"))
-        self._get = itemgetter(*COLUMNS)
         self._seed = COLUMNS.index("seed")
         self._created = COLUMNS.index("created_at")
         self._sqlite = dialect == "sqlite"
 
-    def rows(self, items: Sequence[dict[str, Any]], recorded_at: datetime) -> list[tuple[Any, ...]]:
+    def rows(self, items: Sequence[list[Any]], recorded_at: datetime) -> list[tuple[Any, ...]]:
         recorded = storage_time(recorded_at)
         if self._sqlite:
             recorded = recorded[:26]
-        seed_i, created_i, sqlite, get = self._seed, self._created, self._sqlite, self._get
+        seed_i, created_i, sqlite = self._seed, self._created, self._sqlite
         out = []
-        for item in items:
-            item["recorded_at"] = recorded
-            row = list(get(item))
+        for values in items:
+            row = [*values, recorded]
             seed = row[seed_i]
             if seed is not None:
                 row[seed_i] = to_seed_key(seed)
@@ -87,7 +76,7 @@ class BulkInserter:
     def insert(
         self,
         conn: Connection,
-        items: Sequence[dict[str, Any]],
+        items: Sequence[list[Any]],
         recorded_at: datetime,
         *,
         want_ids: Sequence[str] = (),
@@ -97,9 +86,7 @@ class BulkInserter:
         if not items:
             return {}
         conn.exec_driver_sql(self._sql, self.rows(items, recorded_at))
-        tagged = {
-            item["idempotency_key"]: item["tags"] for item in items if item.get("tags") not in ("[]", None)
-        }
+        tagged = {item[KEY_INDEX]: item[TAGS_INDEX] for item in items if item[TAGS_INDEX] not in ("[]", None)}
         keys = list(dict.fromkeys([*want_ids, *tagged]))
         ids: dict[str, int] = {}
         for start in range(0, len(keys), 500):

@@ -14,22 +14,27 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from ledger.capture.bulk import storage_time
 from ledger.core.records import NewRecord
 from ledger.core.redaction import redact, redact_url
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 
-#: Record fields that become columns verbatim (everything but the JSON ones).
-_PLAIN_FIELDS = (
+#: The columns an entry carries, in order: each record is a JSON array of these values
+#: (positional arrays decode much faster than objects with 33 keys). The order is part
+#: of the entry version; ``recorded_at`` is set by the writer when the batch lands.
+ENTRY_COLUMNS: tuple[str, ...] = (
+    "idempotency_key",
     "backend",
     "task_type",
+    "modality",
     "model",
     "scheduler_requested",
     "scheduler",
     "seed",
+    "seed_origin",
     "prompt",
     "negative_prompt",
     "width",
@@ -37,15 +42,36 @@ _PLAIN_FIELDS = (
     "steps",
     "cfg_scale",
     "output_format",
+    "params",
+    "response",
     "task_uuid",
     "output_uuid",
     "output_index",
     "cost",
+    "source",
     "experiment_id",
     "parent_id",
+    "tags",
+    "status",
     "error_code",
     "error",
+    "created_at",
 )
+KEY_INDEX = ENTRY_COLUMNS.index("idempotency_key")
+TAGS_INDEX = ENTRY_COLUMNS.index("tags")
+_JSON_FIELDS = {"params", "response"}
+_STR_FIELDS = {"modality", "seed_origin", "source", "status"}
+
+
+def storage_time(value: datetime) -> str:
+    """UTC time as ``YYYY-MM-DD HH:MM:SS.ffffff+00:00``: its first 26 characters are
+    SQLAlchemy's SQLite DATETIME storage format; PostgreSQL casts the whole string to
+    ``timestamptz``. Entries carry times in this form so the writer only slices."""
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}+00:00"
+    )
 
 
 @dataclass(frozen=True)
@@ -61,18 +87,28 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def record_to_json(record: NewRecord, key: str) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(record, name) for name in _PLAIN_FIELDS}
-    out["idempotency_key"] = key
-    out["modality"] = str(record.modality)
-    out["seed_origin"] = str(record.seed_origin)
-    out["source"] = str(record.source)
-    out["status"] = str(record.status)
-    out["params"] = _dumps(dict(record.params))
-    out["response"] = _dumps(dict(record.response))
-    out["tags"] = _dumps(list(record.tags))
-    out["created_at"] = storage_time(record.created_at)
+def record_values(record: NewRecord, key: str) -> list[Any]:
+    """One record as the positional array an entry holds (see ENTRY_COLUMNS)."""
+    out: list[Any] = []
+    for name in ENTRY_COLUMNS:
+        if name == "idempotency_key":
+            out.append(key)
+        elif name in _JSON_FIELDS:
+            out.append(_dumps(dict(getattr(record, name))))
+        elif name == "tags":
+            out.append(_dumps(list(record.tags)))
+        elif name == "created_at":
+            out.append(storage_time(record.created_at))
+        elif name in _STR_FIELDS:
+            out.append(str(getattr(record, name)))
+        else:
+            out.append(getattr(record, name))
     return out
+
+
+def as_dict(values: Sequence[Any]) -> dict[str, Any]:
+    """A spooled record by column name (for status output, debugging and tests)."""
+    return dict(zip(ENTRY_COLUMNS, values, strict=True))
 
 
 def encode_entry(
@@ -89,7 +125,7 @@ def encode_entry(
     for record in records:
         if not record.idempotency_key:
             raise ValueError("spooled records need an idempotency_key (exactly-once replay)")
-        body["records"].append(record_to_json(record, record.idempotency_key))
+        body["records"].append(record_values(record, record.idempotency_key))
     if outputs:
         body["outputs"] = {
             key: (
@@ -116,7 +152,7 @@ def encode_entry(
 
 @dataclass(frozen=True)
 class DecodedEntry:
-    records: list[dict[str, Any]]
+    records: list[list[Any]]  # positional, in ENTRY_COLUMNS order
     outputs: dict[str, Output]
 
 
@@ -150,7 +186,12 @@ def _decoded(body: Any) -> DecodedEntry:
             outputs[key] = Output(data=base64.b64decode(item["b64"]))
         elif item.get("url"):
             outputs[key] = Output(url=item["url"])
-    return DecodedEntry(records=body["records"], outputs=outputs)
+    records = body["records"]
+    if not isinstance(records, list) or not all(
+        isinstance(r, list) and len(r) == len(ENTRY_COLUMNS) for r in records
+    ):
+        raise ValueError("malformed records in spool entry")
+    return DecodedEntry(records=records, outputs=outputs)
 
 
 def safe_url(url: str) -> str:

@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ledger.errors import LedgerError, UsageError
 
@@ -68,11 +69,19 @@ class Position:
     offset: int
 
 
-@dataclass(frozen=True)
-class Entry:
-    position: Position  # where the entry starts
-    end: Position  # where the next entry starts
+class Entry(NamedTuple):
+    segment: int
+    offset: int  # where the entry starts
+    stop: int  # where the next entry starts
     payload: bytes
+
+    @property
+    def position(self) -> Position:
+        return Position(self.segment, self.offset)
+
+    @property
+    def end(self) -> Position:
+        return Position(self.segment, self.stop)
 
 
 @dataclass(frozen=True)
@@ -100,14 +109,18 @@ def list_segments(directory: Path) -> list[int]:
     return sorted(out)
 
 
+_READ_CHUNK = 8 * 1024 * 1024
+
+
 def read_segment(path: Path, start: int = 0, limit: int | None = None) -> Iterator[tuple[int, int, bytes]]:
     """Yield (offset, end, payload) for each intact entry from ``start``.
 
     ``limit`` bounds the bytes considered (the active segment's written end). A torn or
-    damaged entry stops the scan with a warning; it is never yielded.
+    damaged entry stops the scan with a warning; it is never yielded. The file is read
+    in large chunks and frames are cut from memory.
     """
     try:
-        handle = path.open("rb")
+        handle = path.open("rb", buffering=0)
     except FileNotFoundError:
         return
     with handle:
@@ -115,23 +128,43 @@ def read_segment(path: Path, start: int = 0, limit: int | None = None) -> Iterat
         end_of_data = size if limit is None else min(size, limit)
         offset = start
         handle.seek(offset)
+        buf = b""
+        buf_start = offset  # file offset of buf[0]
+        read_to = offset  # file offset just past buf
+
+        def refill(need: int) -> bool:
+            nonlocal buf, buf_start, read_to
+            keep = buf[offset - buf_start :]
+            want = min(max(_READ_CHUNK, need - len(keep)), end_of_data - read_to)
+            more = handle.read(want) if want > 0 else b""
+            buf, buf_start = keep + more, offset
+            read_to += len(more)
+            return len(buf) >= need
+
         while offset < end_of_data:
-            header = handle.read(HEADER_SIZE)
-            if len(header) < HEADER_SIZE or offset + HEADER_SIZE > end_of_data:
-                _warn_torn(path, offset, end_of_data, "truncated header")
-                return
-            magic, version, _flags, length, crc = _HEADER.unpack(header)
+            rel = offset - buf_start
+            if len(buf) - rel < HEADER_SIZE:
+                if not refill(HEADER_SIZE):
+                    _warn_torn(path, offset, end_of_data, "truncated header")
+                    return
+                rel = 0
+            magic, version, _flags, length, crc = _HEADER.unpack_from(buf, rel)
             if magic != MAGIC or version != FORMAT_VERSION or length > MAX_ENTRY:
                 _warn_torn(path, offset, end_of_data, "bad entry header")
                 return
-            if offset + HEADER_SIZE + length > end_of_data:
+            end = offset + HEADER_SIZE + length
+            if end > end_of_data:
                 _warn_torn(path, offset, end_of_data, "truncated entry")
                 return
-            payload = handle.read(length)
-            if len(payload) != length or zlib.crc32(payload) != crc:
+            if rel + HEADER_SIZE + length > len(buf):
+                if not refill(HEADER_SIZE + length):
+                    _warn_torn(path, offset, end_of_data, "truncated entry")
+                    return
+                rel = 0
+            payload = buf[rel + HEADER_SIZE : rel + HEADER_SIZE + length]
+            if zlib.crc32(payload) != crc:
                 _warn_torn(path, offset, end_of_data, "checksum mismatch")
                 return
-            end = offset + HEADER_SIZE + length
             yield offset, end, payload
             offset = end
 
@@ -340,7 +373,7 @@ class Spool:
             start = after.offset if seq == after.segment else 0
             limit = end.offset if seq == active else None
             for offset, stop, payload in read_segment(segment_path(self.directory, seq), start, limit):
-                out.append(Entry(Position(seq, offset), Position(seq, stop), payload))
+                out.append(Entry(seq, offset, stop, payload))
                 size += len(payload)
                 if len(out) >= max_entries or size >= max_bytes:
                     return out

@@ -67,6 +67,8 @@ class Counters:
             return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
+# Connection trouble, and anything that is not the database refusing the data (a bug,
+# a misconfiguration): the batch stays in the spool and is retried with backoff.
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
 
 
@@ -219,8 +221,12 @@ class SpoolWriter:
         except (StoreError, *_TRANSIENT) as exc:
             self._unreachable(exc, len(items))
             return -1
-        except (DBAPIError, SQLAlchemyError) as exc:
-            # Not a connection problem: find the entries the database refuses.
+        except SQLAlchemyError as exc:
+            if not isinstance(exc, DBAPIError):
+                log.error("landing failed, records stay in the spool: %s", _short(exc))
+                self._unreachable(exc, len(items))
+                return -1
+            # The database refused the data: find the entries it refuses.
             log.warning("batch of %d records rejected (%s); retrying entry by entry", len(items), _short(exc))
             return self._land_one_by_one(decoded)
         self._backoff = 0.0
@@ -237,7 +243,7 @@ class SpoolWriter:
             except (StoreError, *_TRANSIENT) as exc:
                 self._unreachable(exc, len(d.records))
                 return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
-            except (DBAPIError, SQLAlchemyError) as exc:
+            except DBAPIError as exc:
                 self.spool.dead_letter(entry.payload, f"rejected by the database: {_short(exc)}")
                 self.counters.add(failed=len(d.records))
                 continue
