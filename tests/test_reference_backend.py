@@ -12,6 +12,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +25,8 @@ from PIL import Image
 
 from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
 from ledger.backends.reference_server import ReferenceServer
-from ledger.errors import InvalidInputError
+from ledger.core.models import ModelCatalog
+from ledger.errors import BackendError, InvalidInputError
 from tests.conftest import SENTINEL_KEY
 
 MODEL = "runware:101@1"
@@ -84,6 +86,15 @@ def generate(client: httpx.Client, server: ReferenceServer, **fields: Any) -> di
     assert resp.status_code == 200, resp.text
     (result,) = resp.json()["data"]
     return result
+
+
+def poll_until_done(client: httpx.Client, server: ReferenceServer, poll: list[dict[str, Any]]) -> list[Any]:
+    """getResponse until the task is no longer processing (pytest's timeout bounds it)."""
+    while True:
+        items = call(client, server, poll).json()["data"]
+        if items[0].get("status") != "processing":
+            return items
+        time.sleep(0.01)
 
 
 def image_bytes(result: dict[str, Any]) -> bytes:
@@ -385,11 +396,7 @@ def test_video_is_async_by_default_and_polled_with_get_response(client, server) 
     poll = [{"taskType": "getResponse", "taskUUID": task_uuid}]
     first = call(client, server, poll).json()["data"]
     assert first == [{"taskType": "videoInference", "taskUUID": task_uuid, "status": "processing"}]
-    for _ in range(200):
-        items = call(client, server, poll).json()["data"]
-        if items[0]["status"] == "success":
-            break
-    (done,) = items
+    (done,) = poll_until_done(client, server, poll)
     assert done["status"] == "success" and done["seed"] == 8 and done["taskUUID"] == task_uuid
     video = client.get(done["videoURL"])
     assert video.headers["content-type"] == "image/gif"
@@ -418,10 +425,7 @@ def test_audio_is_sync_by_default_and_async_on_request(client, server) -> None:
     task2 = dict(task, taskUUID=str(uuid.uuid4()), deliveryMethod="async")
     assert "audioBase64Data" not in call(client, server, [task2]).json()["data"][0]
     poll = [{"taskType": "getResponse", "taskUUID": task2["taskUUID"]}]
-    for _ in range(200):
-        (item,) = call(client, server, poll).json()["data"]
-        if item["status"] == "success":
-            break
+    (item,) = poll_until_done(client, server, poll)
     assert base64.b64decode(item["audioBase64Data"]) == data
 
 
@@ -523,6 +527,21 @@ def test_running_twice_gives_separate_ports() -> None:
         assert a.url != b.url and a.url.endswith("/v1") and a.url.startswith("http://127.0.0.1:")
     with pytest.raises(Exception, match="not running"):
         _ = a.url
+
+
+def test_a_busy_port_is_a_backend_error() -> None:
+    with ReferenceServer.running() as srv:
+        port = int(srv.base_url.rsplit(":", 1)[1])
+        with pytest.raises(BackendError, match="cannot listen"), ReferenceServer.running(port=port):
+            pass
+
+
+def test_a_catalog_override_admits_more_models() -> None:
+    task = image_task(model="acme:1@1")
+    catalog = ModelCatalog().with_overrides({"models": {"acme:*": {"seed": False}}})
+    with ReferenceServer.running(catalog=catalog) as srv, httpx.Client(timeout=30) as c:
+        (result,) = c.post(srv.url, json=[task]).json()["data"]
+    assert "seed" not in result  # seedless per the override
 
 
 def test_cli_reference_server_serves_until_terminated() -> None:

@@ -18,6 +18,10 @@ auditor cares about:
   visibly yet stay similar;
 - seedless models (per :mod:`ledger.core.models`) ignore the seed entirely.
 
+"Bit-exactly" means on the same numpy/Pillow build and CPU family: numpy's vectorised
+float32 ``sin``/``exp`` may round differently on another instruction set, just as GPU
+kernels do for real models.
+
 A 1024×1024 image takes well under a second: the structure is rendered at low
 resolution, upscaled, and detailed at full resolution with vectorised numpy.
 """

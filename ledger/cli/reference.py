@@ -70,6 +70,13 @@ from ledger.cli.app import fail, info, main
     help="Require the API key held in environment variable VAR (default: accept any non-empty key).",
 )
 @click.option(
+    "--models",
+    "models_config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Model catalog overrides (TOML [models] table or JSON), e.g. to accept more providers.",
+)
+@click.option(
     "--public-url", default=None, help="Base URL written into imageURL (default: from the Host header)."
 )
 def reference_server(
@@ -87,6 +94,7 @@ def reference_server(
     async_error_rate: float,
     knob_seed: int | None,
     api_key_env: str | None,
+    models_config: str | None,
     public_url: str | None,
 ) -> None:
     """Run the reference backend: procedural test images behind Runware's API.
@@ -95,6 +103,9 @@ def reference_server(
     (or `--backend reference --url`) at http://HOST:PORT/v1.
     """
     from ledger.backends.reference_server import serve_forever
+    from ledger.core.models import ModelCatalog
+
+    catalog = ModelCatalog().with_overrides(models_config) if models_config else None
 
     revision: str | dict[str, str] | None = None
     for item in model_revisions:
@@ -122,6 +133,7 @@ def reference_server(
         port,
         announce=announce,
         api_key=api_key,
+        catalog=catalog,
         public_url=public_url,
         latency_ms=latency_ms,
         error_rate=error_rate,
