@@ -154,6 +154,10 @@ def test_model_revision_changes_the_output() -> None:
         updated.set_model_revision(None)
         c2 = pixels(image_bytes(c.post(updated.url, json=[task]).json()["data"][0]))
         assert np.array_equal(a, c2)
+        # Changing the knob directly works too.
+        updated.knobs.model_revision = 2
+        assert np.array_equal(b, pixels(image_bytes(c.post(updated.url, json=[task]).json()["data"][0])))
+        updated.knobs.model_revision = None
         # A per-model revision leaves other models alone.
         updated.set_model_revision({"runware:100@1": 5})
         assert np.array_equal(a, pixels(image_bytes(c.post(updated.url, json=[task]).json()["data"][0])))

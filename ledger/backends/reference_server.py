@@ -426,6 +426,8 @@ class ReferenceServer:
                 _envelope_error("internalServerError", "injected failure (error_rate knob)"), 500
             )
 
+        # knobs.model_revision may have been changed directly while running.
+        self.generator.model_revision = knobs.model_revision
         base = self.public_url or str(request.base_url).rstrip("/")
         outcomes = await asyncio.gather(*(self._run_task(task, base) for task in tasks))
         data: list[dict[str, Any]] = [
