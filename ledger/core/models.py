@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -236,9 +237,16 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
     return tuple(out)
 
 
+#: A TOML or JSON file of user overrides (the format above), applied everywhere the
+#: catalog is consulted: warnings, audit planning, reports.
+ENV_MODELS = "SEEDLEDGER_MODELS"
+
+
 @cache
 def default_catalog() -> ModelCatalog:
-    return ModelCatalog()
+    """The built-in catalog plus the overrides file named by ``SEEDLEDGER_MODELS``."""
+    path = os.environ.get(ENV_MODELS, "").strip()
+    return ModelCatalog().with_overrides(Path(path)) if path else ModelCatalog()
 
 
 def supports_seed(model: str, catalog: ModelCatalog | None = None) -> bool | None:
