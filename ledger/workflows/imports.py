@@ -45,7 +45,7 @@ from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotF
 from ledger.store import Ledger
 from ledger.store.schema import records as records_table
 from ledger.workflows import _media
-from ledger.workflows.stamp import Stamp, read_stamp
+from ledger.workflows.stamp import Stamp, stamp_in_png_text, stamp_in_xmp
 
 #: File name endings picked up when a folder is imported (files named explicitly are
 #: always tried, whatever their name).
@@ -188,7 +188,7 @@ def _parse_image(name: str, data: bytes, kind: str, sha: str, source: Source) ->
     output_format = "JPG" if kind == "jpeg" else kind.upper()
     if kind == "png":
         text = _media.png_text(data)
-        stamp = read_stamp(data)
+        stamp = stamp_in_png_text(text)
         if "parameters" in text:
             record = record_from_infotext(
                 text["parameters"],
@@ -208,7 +208,7 @@ def _parse_image(name: str, data: bytes, kind: str, sha: str, source: Source) ->
             "PNG has no generation metadata (no 'parameters', 'prompt' or seedledger chunk)"
         )
     meta = _media.pillow_meta(data)
-    stamp = read_stamp(data)
+    stamp = stamp_in_xmp(meta.xmp)
     if meta.user_comment and meta.user_comment.strip():
         record = record_from_infotext(
             meta.user_comment,

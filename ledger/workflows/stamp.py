@@ -215,21 +215,25 @@ def stamp_bytes(data: bytes, stamp: Stamp) -> tuple[bytes, str]:
 def read_stamp(data: bytes) -> Stamp | None:
     """The seedledger stamp in an image (PNG iTXt, else XMP), or None."""
     kind = _media.sniff(data)
-    xmp: str | None = None
     if kind == "png":
-        text = _media.png_text(data)
-        if STAMP_KEYWORD in text:
-            return Stamp.from_json(text[STAMP_KEYWORD])
-        xmp = text.get(_media.XMP_KEYWORD)
-    elif kind == "jpeg":
-        xmp = _media.jpeg_xmp(data)
-    elif kind == "webp":
-        xmp = _media.pillow_meta(data).xmp
-    if xmp:
-        match = _STAMP_ATTR.search(xmp)
-        if match:
-            return Stamp.from_json(html.unescape(match.group(1)))
+        return stamp_in_png_text(_media.png_text(data))
+    if kind == "jpeg":
+        return stamp_in_xmp(_media.jpeg_xmp(data))
+    if kind == "webp":
+        return stamp_in_xmp(_media.pillow_meta(data).xmp)
     return None
+
+
+def stamp_in_png_text(text: Mapping[str, str]) -> Stamp | None:
+    """The stamp among a PNG's text chunks (the ``seedledger`` chunk, else the XMP)."""
+    if STAMP_KEYWORD in text:
+        return Stamp.from_json(text[STAMP_KEYWORD])
+    return stamp_in_xmp(text.get(_media.XMP_KEYWORD))
+
+
+def stamp_in_xmp(xmp: str | None) -> Stamp | None:
+    match = _STAMP_ATTR.search(xmp) if xmp else None
+    return Stamp.from_json(html.unescape(match.group(1))) if match else None
 
 
 def latest_checkpoint(ledger: Ledger, record_id: int | None = None) -> dict[str, Any] | None:
