@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -28,7 +29,7 @@ from ledger.workflows import (
     read_stamp,
     stamp_file,
 )
-from ledger.workflows.stamp import STAMP_KEYWORD
+from ledger.workflows.stamp import IPTC_EXT_NS, SEEDLEDGER_NS, STAMP_KEYWORD
 from tests.cli import Run, seedledger
 from tests.factories import exchange
 from tests.workflow_fixtures import a1111_png, comfy_png, exif_image, image
@@ -249,6 +250,11 @@ def test_stamp_png_keeps_every_other_byte(ledger: Ledger, tmp_path: Path) -> Non
     xmp = text[_media.XMP_KEYWORD]
     assert f'Iptc4xmpExt:DigitalSourceType="{TRAINED_ALGORITHMIC_MEDIA}"' in xmp
     assert f'seedledger:RecordId="{record_id}"' in xmp
+    # Well-formed RDF/XML, with the IPTC property in its namespace.
+    root = ElementTree.fromstring(xmp)
+    (description,) = root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description")
+    assert description.get(f"{{{IPTC_EXT_NS}}}DigitalSourceType") == TRAINED_ALGORITHMIC_MEDIA
+    assert json.loads(description.get(f"{{{SEEDLEDGER_NS}}}Stamp") or "")["record_id"] == record_id
     stamp = read_stamp(stamped)
     assert stamp is not None and stamp.record_id == record_id
     assert stamp.record["seed"] == 4012345678
@@ -278,6 +284,10 @@ def test_stamp_merges_into_existing_xmp(ledger: Ledger, tmp_path: Path) -> None:
     assert 'dc:format="image/png"' in xmp
     assert xmp.count("seedledger:RecordId") == 1
     assert xmp.count("<rdf:Description") == 2
+    descriptions = list(
+        ElementTree.fromstring(xmp).iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description")
+    )
+    assert len(descriptions) == 2
 
 
 def test_stamp_jpeg_via_xmp_app1_with_checkpoint(ledger: Ledger, tmp_path: Path) -> None:
