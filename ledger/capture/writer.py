@@ -252,7 +252,7 @@ class SpoolWriter:
             self._after_commit(ids, d.outputs)
         return landed
 
-    def _insert(self, items: list[dict[str, Any]], want_ids: list[str]) -> dict[str, int]:
+    def _insert(self, items: list[list[Any]], want_ids: list[str]) -> dict[str, int]:
         ledger = self._open()
         assert self._inserter is not None
         with ledger.engine.connect() as conn:
