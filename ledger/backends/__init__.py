@@ -1,5 +1,6 @@
 """Generation backends: one protocol, the Runware/A1111/ComfyUI adapters, the reference backend."""
 
+from ledger.backends.a1111 import A1111Backend, request_from_a1111
 from ledger.backends.base import (
     AsyncBackend,
     AuthenticationError,
@@ -23,27 +24,33 @@ from ledger.backends.base import (
     request_from_params,
     request_from_record,
 )
-from ledger.backends.http import HostPolicy, RetryPolicy
+from ledger.backends.comfyui import ComfyUIBackend
+from ledger.backends.http import HostPolicy, PollPolicy, RetryPolicy
 from ledger.backends.reference_generator import ReferenceGenerator
 from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.runware import RunwareBackend
 
 __all__ = [
+    "A1111Backend",
     "AsyncBackend",
     "AuthenticationError",
     "Backend",
     "BackendHTTPError",
     "BackendTimeout",
     "BackendUnavailable",
+    "ComfyUIBackend",
     "DownloadError",
     "GeneratedOutput",
     "GenerationRequest",
     "GenerationResult",
     "HostPolicy",
     "MalformedResponse",
+    "PollPolicy",
     "RateLimited",
     "ReferenceGenerator",
     "ReferenceServer",
     "RetryPolicy",
+    "RunwareBackend",
     "SyncBackend",
     "TaskFailed",
     "UnsupportedRequest",
@@ -51,6 +58,7 @@ __all__ = [
     "open_backend",
     "open_sync_backend",
     "register_backend",
+    "request_from_a1111",
     "request_from_params",
     "request_from_record",
 ]
