@@ -9,6 +9,10 @@ Figure (one JSON line):
   fingerprint each replay, compare, store each result, mark the run finished.
   Baseline: the ideal ``1000 × 0.2 / 16`` s (latency-bound, zero overhead).
   Target: ratio ≤ 1.25.
+- ``audit_{n}_replays_engine_only_c16``: the same run against an in-process stand-in
+  backend that sleeps 200 ms and returns the original bytes: everything but HTTP and
+  the server. Same baseline and target. Shows how much of the first figure is the
+  engine and how much the server and the machine.
 
 The server runs in its own process (``seedledger reference-server``) so its image
 rendering does not share the auditor's interpreter. ``--smoke``: 64 replays.
@@ -37,7 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ledger.audit import AuditOptions, Policy, Selection, run_audit
 from ledger.audit.originals import generate_originals, store_originals
-from ledger.backends import open_backend, request_from_params
+from ledger.backends import (
+    AsyncBackend,
+    GeneratedOutput,
+    GenerationRequest,
+    GenerationResult,
+    open_backend,
+    register_backend,
+    request_from_params,
+)
 from ledger.store import Ledger
 
 LATENCY_S = 0.2
@@ -104,7 +116,32 @@ def reference_server(latency_ms: float) -> Iterator[str]:
             proc.kill()
 
 
-def make_originals(ledger: Ledger, url: str, count: int) -> None:
+class _Sleeper(AsyncBackend):
+    """Answers every replay after exactly LATENCY_S with the original's bytes."""
+
+    name = "sleeper"
+
+    def __init__(self, outputs: dict[int, bytes]) -> None:
+        self.outputs = outputs
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await asyncio.sleep(LATENCY_S)
+        data = self.outputs[request.seed or 0]
+        output = GeneratedOutput(data=data, seed=request.seed, media_type="image/png")
+        return GenerationResult(backend=self.name, request=request, task_uuid=None, outputs=(output,))
+
+
+def timed_audit(ledger: Ledger, options: AuditOptions, count: int) -> float:
+    started = time.perf_counter()
+    outcome = asyncio.run(run_audit(ledger, Selection(), options, Policy()))
+    elapsed = time.perf_counter() - started
+    summary = outcome.run.summary or {}
+    if summary.get("results") != count or summary.get("outcomes") != {"pass": count}:
+        raise SystemExit(f"bench_audit: unexpected results {summary}")
+    return elapsed
+
+
+def make_originals(ledger: Ledger, url: str, count: int) -> dict[int, bytes]:
     requests = [
         request_from_params(
             "reference",
@@ -129,7 +166,9 @@ def make_originals(ledger: Ledger, url: str, count: int) -> None:
         finally:
             await backend.aclose()
 
-    store_originals(ledger, asyncio.run(generate()))
+    generated = asyncio.run(generate())
+    store_originals(ledger, generated)
+    return {g.record.seed or 0: g.data for g in generated}
 
 
 def main() -> None:
@@ -137,30 +176,38 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="64 replays instead of 1,000")
     args = parser.parse_args()
     count = 64 if args.smoke else 1000
+    ideal = count * LATENCY_S / CONCURRENCY
+    target = f"ratio <= {TARGET_RATIO}"
+    baseline_name = f"ideal {count} x {LATENCY_S} / {CONCURRENCY} s"
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger.open(f"sqlite:///{tmp}/bench.db")
         with reference_server(0) as url:
-            make_originals(ledger, url, count)
+            outputs = make_originals(ledger, url, count)
         with reference_server(LATENCY_S * 1000) as url:
             options = AuditOptions(backend_url=url, concurrency=CONCURRENCY, check_inputs=False)
-            started = time.perf_counter()
-            outcome = asyncio.run(run_audit(ledger, Selection(), options, Policy()))
-            elapsed = time.perf_counter() - started
+            elapsed = timed_audit(ledger, options, count)
+        emit(
+            f"audit_{count}_replays_200ms_c{CONCURRENCY}",
+            elapsed,
+            "s",
+            ideal,
+            baseline_name,
+            target,
+            elapsed / ideal <= TARGET_RATIO,
+        )
+        register_backend("sleeper", lambda **_options: _Sleeper(outputs))
+        options = AuditOptions(backend="sleeper", concurrency=CONCURRENCY, check_inputs=False)
+        engine_only = timed_audit(ledger, options, count)
+        emit(
+            f"audit_{count}_replays_engine_only_c{CONCURRENCY}",
+            engine_only,
+            "s",
+            ideal,
+            baseline_name,
+            target,
+            engine_only / ideal <= TARGET_RATIO,
+        )
         ledger.close()
-    summary = outcome.run.summary or {}
-    if summary.get("results") != count or summary.get("outcomes") != {"pass": count}:
-        raise SystemExit(f"bench_audit: unexpected results {summary}")
-    ideal = count * LATENCY_S / CONCURRENCY
-    ratio = elapsed / ideal
-    emit(
-        f"audit_{count}_replays_200ms_c{CONCURRENCY}",
-        elapsed,
-        "s",
-        ideal,
-        f"ideal {count} x {LATENCY_S} / {CONCURRENCY} s",
-        f"ratio <= {TARGET_RATIO}",
-        ratio <= TARGET_RATIO,
-    )
 
 
 if __name__ == "__main__":

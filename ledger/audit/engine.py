@@ -36,6 +36,8 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
+
 from ledger.audit import store
 from ledger.audit.inputs import InputChecker, input_urls
 from ledger.audit.policy import (
@@ -77,6 +79,9 @@ _CHUNK: Final = 200
 #: Outputs this small are fingerprinted on the event loop (about a millisecond): a
 #: thread hand-off would cost more than it saves. Larger ones go to a worker thread.
 _INLINE_FINGERPRINT_BYTES: Final = 64 * 1024
+#: Results arriving within this many seconds of each other share one transaction.
+_WRITE_WINDOW: Final = 0.1
+_WRITE_BATCH: Final = 256
 _REPLAY: Final = "replay"
 _SKIP: Final = "skip"
 _ERROR: Final = "error"
@@ -185,9 +190,7 @@ Progress = Callable[[int, int, Mapping[str, int]], None]
 def select_ids(ledger: Ledger, selection: Selection) -> tuple[list[int], Selection, int]:
     """The selected record ids (id order), the selection with its sample seed filled
     in, and the size of the population sampled from."""
-    from sqlalchemy import select as sql_select
-
-    stmt = sql_select(records_table.c.id).where(selection.where.where()).order_by(records_table.c.id)
+    stmt = select(records_table.c.id).where(selection.where.where()).order_by(records_table.c.id)
     with ledger.reading() as conn:
         ids = [int(r) for (r,) in conn.execute(stmt)]
     population = len(ids)
@@ -287,7 +290,7 @@ def plan_audit(
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         by_id = _records_by_id(ledger, chunk)
-        fps = store.load_fingerprints(ledger, chunk)
+        fps = store.fingerprinted_ids(ledger, chunk)
         for rid in chunk:
             record = by_id[rid]
             planned.append(
@@ -643,8 +646,12 @@ class _Runner:
 
     # -- the writer ------------------------------------------------------------------
     async def _writer(self) -> None:
-        """Store results as they come: whatever is queued goes in one short transaction
-        per batch, each result inserted at most once."""
+        """Store results as they come, in short transactions: a batch is what arrives
+        within ``_WRITE_WINDOW`` seconds of its first result (at most ``_WRITE_BATCH``),
+        so a result is committed a fraction of a second after it is known while the
+        event loop is not handing a thread one row at a time. Each result is inserted
+        at most once."""
+        loop = asyncio.get_running_loop()
         finished = False
         while not finished:
             batch: list[AuditResult] = []
@@ -653,8 +660,15 @@ class _Runner:
                 finished = True
             else:
                 batch.append(item)
-            while not self.queue.empty():
-                more = self.queue.get_nowait()
+            deadline = loop.time() + _WRITE_WINDOW
+            while not finished and len(batch) < _WRITE_BATCH:
+                remaining = deadline - loop.time()
+                if remaining <= 0 and self.queue.empty():
+                    break
+                try:
+                    more = await asyncio.wait_for(self.queue.get(), timeout=max(remaining, 0))
+                except TimeoutError:
+                    break
                 if more is None:
                     finished = True
                 else:

@@ -25,12 +25,13 @@ from ledger.errors import NotFoundError, UsageError
 from ledger.fingerprint import Fingerprint
 from ledger.store import Ledger
 from ledger.store import fingerprints as fingerprint_store
-from ledger.store.schema import audit_results, audit_run_records, audit_runs, record_warnings
+from ledger.store.schema import audit_results, audit_run_records, audit_runs, fingerprints, record_warnings
 
 __all__ = [
     "AuditResult",
     "AuditRun",
     "create_run",
+    "fingerprinted_ids",
     "finish_run",
     "get_run",
     "insert_result",
@@ -349,3 +350,15 @@ def load_fingerprints(ledger: Ledger, record_ids: Iterable[int]) -> dict[int, Fi
         for start in range(0, len(ids), _CHUNK):
             out.update(fingerprint_store.get_many(conn, ids[start : start + _CHUNK]))
     return out
+
+
+def fingerprinted_ids(ledger: Ledger, record_ids: Iterable[int]) -> set[int]:
+    """Which of ``record_ids`` have a stored fingerprint (without loading them)."""
+    ids = list(record_ids)
+    found: set[int] = set()
+    rid = fingerprints.c.record_id
+    with ledger.reading() as conn:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            found.update(int(r) for (r,) in conn.execute(select(rid).where(rid.in_(chunk))))
+    return found
