@@ -20,6 +20,7 @@ from ledger.backends.reference_server import ReferenceServer
 from ledger.cli import main
 from ledger.core.records import NewRecord, SeedOrigin
 from ledger.errors import UsageError
+from ledger.integrity import Signer, verify
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_run_records, audit_runs, record_warnings
 from tests.cli import Run
@@ -361,3 +362,17 @@ def test_max_cost_stops_launching_mid_run_and_resume_finishes(
         assert finished.run.status == "finished"
         assert finished.run.summary["outcomes"] == {"pass": len(ids)}
         assert sorted(by_record(ledger, run.id)) == ids
+
+
+def test_finished_run_is_sealed_into_the_log_when_a_key_is_configured(
+    sqlite_url: str, server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signer = Signer.generate("audit.test/log")
+    monkeypatch.setenv("SEEDLEDGER_SIGNING_KEY", signer.private_key_string())
+    with Ledger.open(sqlite_url) as ledger:
+        ids = make_originals(ledger, server.url, [image_request(seed=s, width=32, height=32) for s in (1, 2)])
+        outcome = audit(ledger, server.url)
+        assert outcome.run.summary["sealed"] == 2 * len(ids)  # the records and their results
+        report = verify(ledger, [signer.verifier])
+        assert report.divergence is None
+        assert report.entries == {"record": 2, "audit-result": 2}
