@@ -28,6 +28,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,6 +205,18 @@ def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Ver
         )
 
 
+@contextmanager
+def _snapshot(ledger: Ledger) -> Iterator[Connection]:
+    """One read transaction that sees one state of the log throughout, so a seal that
+    commits meanwhile cannot look like tampering. SQLite's read transaction already
+    does (WAL snapshot); PostgreSQL needs REPEATABLE READ."""
+    with ledger.translate_errors(), ledger.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
 def _last_leaf(size: int) -> int | None:
     """The last leaf a checkpoint of ``size`` covers (None for the empty tree)."""
     return size - 1 if size > 0 else None
@@ -220,7 +233,7 @@ def verify(
     the report carries it (``report.raise_for_divergence()``)."""
     types = list(ENTRY_TYPES.values())
     counts = {et.name: 0 for et in types}
-    with ledger.reading() as conn:
+    with _snapshot(ledger) as conn:
         # (1) head and checkpoints
         head = read_head(conn)
         cps = [_stored(r) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size))]
@@ -432,7 +445,7 @@ def prove(ledger: Ledger, entry_id: int, *, entry_type: str = "record") -> dict[
     et = ENTRY_TYPES.get(entry_type)
     if et is None:
         raise NotFoundError(f"no entry type {entry_type!r}")
-    with ledger.reading() as conn:
+    with _snapshot(ledger) as conn:
         entry = conn.execute(
             select(log_entries.c.leaf_index, log_entries.c.leaf_hash).where(
                 log_entries.c.entry_type == entry_type, log_entries.c.entry_id == entry_id
