@@ -55,7 +55,7 @@ from ledger.backends.http import safe_url
 from ledger.core.models import ModelCatalog
 from ledger.core.records import Record, Status
 from ledger.core.warnings import RecordWarning, warnings_for
-from ledger.errors import BackendError, FingerprintError, LedgerError, UsageError
+from ledger.errors import BackendError, FingerprintError, LedgerError, StoreError, UsageError
 from ledger.fingerprint import Fingerprint, compare, fingerprint_bytes
 from ledger.store import Ledger, RecordFilter
 from ledger.store.schema import records as records_table
@@ -674,12 +674,25 @@ class _Runner:
                 else:
                     batch.append(more)
             if batch:
-                stored = await asyncio.to_thread(self._write, batch)
+                stored = await self._write_with_retries(batch)
                 self.stored += stored
                 for result in batch:
                     self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1
                 if self.progress is not None:
                     self.progress(self.done_before + self.stored, self.run.selected_count, dict(self.counts))
+
+    async def _write_with_retries(self, batch: Sequence[AuditResult]) -> int:
+        """A busy or briefly unreachable database does not end the run at once; if it
+        stays unusable the run ends interrupted and can be resumed."""
+        for attempt in range(1, 4):
+            try:
+                return await asyncio.to_thread(self._write, batch)
+            except StoreError as exc:
+                if attempt == 3:
+                    raise
+                log.warning("audit: storing %d result(s) failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(0.5 * attempt)
+        return 0  # pragma: no cover - the loop returns or raises
 
     def _write(self, batch: Sequence[AuditResult]) -> int:
         stored = 0

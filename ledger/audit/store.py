@@ -338,8 +338,10 @@ def store_record_warnings(
         for rid, warnings in items
         for w in {w.code: w for w in warnings}.values()
     ]
+    # Ignoring duplicates: a concurrent check of the same record wrote the same codes.
+    statement = _insert_ignoring(ledger, record_warnings)
     for start in range(0, len(rows), _CHUNK):
-        conn.execute(insert(record_warnings), rows[start : start + _CHUNK])
+        conn.execute(statement, rows[start : start + _CHUNK])
     return len(rows)
 
 
