@@ -57,6 +57,7 @@ from ledger.core.records import Record, Status
 from ledger.core.warnings import RecordWarning, warnings_for
 from ledger.errors import BackendError, FingerprintError, LedgerError, StoreError, UsageError
 from ledger.fingerprint import Fingerprint, compare, fingerprint_bytes
+from ledger.integrity import seal_if_configured
 from ledger.store import Ledger, RecordFilter
 from ledger.store.schema import records as records_table
 
@@ -778,14 +779,14 @@ async def _run(
         backends=backends,
     )
     started = time.monotonic()
-    interrupted = True
     try:
         await runner.execute()
-        interrupted = runner.stop.is_set() or runner.abort.is_set()
     finally:
         await _close_all(backends)
+        # Interrupted means records are left, whatever the reason (signal, cost limit,
+        # an error that ended the run); a stop that came after the last result is not.
         remaining = await asyncio.to_thread(store.pending_record_ids, ledger, run.id)
-        interrupted = interrupted or bool(remaining)
+        interrupted = bool(remaining)
         counts = await asyncio.to_thread(store.result_counts, ledger, run.id)
         previous = dict(run.summary or {})
         summary: dict[str, Any] = {
@@ -810,15 +811,11 @@ async def _run(
 def _seal(ledger: Ledger) -> int | None:
     """Seal new entries (audit results among them) when a signing key is configured."""
     try:
-        from ledger.integrity.seal import seal_if_configured
-    except ImportError:  # pragma: no cover - the integrity layer is optional here
-        return None
-    try:
         sealed = seal_if_configured(ledger)
     except LedgerError as exc:
         log.warning("audit: sealing the log failed: %s", exc)
         return None
-    return None if sealed is None else int(getattr(sealed, "sealed", 0))
+    return None if sealed is None else sealed.sealed
 
 
 async def run_audit(
