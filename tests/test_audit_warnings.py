@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any
@@ -197,3 +198,25 @@ def test_check_command_stores_and_counts_warnings(sqlite_url: str) -> None:
     assert "seedless-model" in strict.out and "stochastic-scheduler" in strict.out
     fine = cli("--db", sqlite_url, "check", "--id", str(clean), "--fail-on", "info")
     assert fine.code == 0, fine.err
+
+
+def test_rate_limiter_gives_each_start_the_next_free_slot() -> None:
+    from ledger.audit.engine import _RateLimiter
+
+    async def starts() -> list[float]:
+        limiter = _RateLimiter(rate=1000.0)  # one start per millisecond
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        slots: list[float] = []
+
+        async def one() -> None:
+            await limiter.wait()
+            slots.append(limiter._next - begin)
+
+        await asyncio.gather(*(one() for _ in range(20)))
+        return slots
+
+    slots = asyncio.run(starts())
+    # Twenty starts reserve twenty consecutive 1 ms slots: the last ends >= 20 ms on.
+    assert max(slots) >= 0.020
+    assert _RateLimiter(None).interval == 0.0
