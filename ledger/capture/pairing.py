@@ -34,8 +34,8 @@ from ledger.capture.entries import Output
 from ledger.core.records import Modality, NewRecord, Source
 from ledger.core.redaction import redact, redact_text
 from ledger.core.runware import (
-    INFERENCE_TASKS,
     is_delivered,
+    is_inference_task,
     output_url_of,
     records_for_task,
     split_envelope,
@@ -222,18 +222,12 @@ class Pairer:
         for task in tasks:
             if task.get("taskType") == "authentication" and isinstance(task.get("apiKey"), str):
                 secrets.append(task["apiKey"])
-        relevant = [
-            t for t in tasks if t.get("taskType") in INFERENCE_TASKS or t.get("taskType") == "getResponse"
-        ]
+        relevant = [t for t in tasks if is_inference_task(t) or t.get("taskType") == "getResponse"]
         if not relevant:
             return None
         data, errors = self._envelope(response_body, tuple(secrets))
         captured = Captured(known_secrets=tuple(secrets))
-        inference = {
-            str(t.get("taskUUID")): t
-            for t in tasks
-            if t.get("taskType") in INFERENCE_TASKS and t.get("taskUUID")
-        }
+        inference = {str(t.get("taskUUID")): t for t in tasks if is_inference_task(t) and t.get("taskUUID")}
         unscoped = [e for e in errors if not e.get("taskUUID")]
         self._pair(data, [e for e in errors if e.get("taskUUID")], inference, captured, unscoped)
         return captured

@@ -69,7 +69,8 @@ def _seed(value: Any, where: str) -> int | None:
 
 
 def is_inference_task(task: Mapping[str, Any]) -> bool:
-    return task.get("taskType") in INFERENCE_TASKS
+    task_type = task.get("taskType")
+    return isinstance(task_type, str) and task_type in INFERENCE_TASKS  # a list is unhashable
 
 
 def strip_payloads(result: Mapping[str, Any]) -> dict[str, Any]:
