@@ -27,8 +27,7 @@ from PIL import PngImagePlugin
 from ledger.cli import main
 from ledger.errors import LedgerError
 from ledger.store import Ledger
-from ledger.workflows import import_paths, parse_file, stamp_file
-from ledger.workflows import _media
+from ledger.workflows import _media, import_paths, parse_file, stamp_file
 from tests.workflow_fixtures import a1111_png, comfy_graph, comfy_png, exif_image, image, runware_jsonl
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=400)
@@ -220,7 +219,9 @@ def test_import_cli_on_hostile_files_never_tracebacks_or_half_writes(
             old.unlink()
         (folder / name).write_bytes(blob)
         before = _snapshot(url)
-        result = CliRunner().invoke(main, ["--db", url, "--json", "import", str(folder)], catch_exceptions=True)
+        result = CliRunner().invoke(
+            main, ["--db", url, "--json", "import", str(folder)], catch_exceptions=True
+        )
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         assert result.exit_code == 0, result.output
         (row,) = [json.loads(line) for line in result.stdout.splitlines()]
