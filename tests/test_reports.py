@@ -14,14 +14,14 @@ from typing import Any
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 
 from ledger.cli import main
 from ledger.integrity import Signer, seal
 from ledger.reports import FORMATS, ReportOptions, build_report, json_schema, write_report
 from ledger.reports._markup import el, escape
 from ledger.store import Ledger, RecordFilter
-from ledger.store.schema import records
+from ledger.store.schema import log_entries, records
 from tests.cli import seedledger
 from tests.conftest import SENTINEL_KEY
 from tests.reports_data import HOSTILE_PROMPT, PAYLOAD_B64, populate
@@ -175,6 +175,7 @@ def test_numbers_agree_across_formats_and_with_sql(populated: Ledger, tmp_path: 
     assert len(report["evidence"]) == evidence == a["evidence_count"]
     assert report["integrity"]["sealed_records"] == sealed == total
     assert report["integrity"]["verification"]["ok"] is True
+    assert report["integrity"]["verification"]["mode"] == "checkpoint"
     assert len(report["records"]) == total
 
     # CSV == SQL (one row per record)
@@ -385,12 +386,28 @@ def test_previous_checkpoint_consistency(ledger: Ledger, tmp_path: Path) -> None
 def test_tampered_log_fails_verification(populated: Ledger, tmp_path: Path) -> None:
     with populated.writing() as conn:
         conn.execute(update(records).where(records.c.id == 5).values(prompt="changed after sealing"))
-    paths = write_all(populated, tmp_path)
+    # The default check (signature, root over the stored leaf hashes) cannot see a row
+    # change; --verify full re-hashes every row and names it.
+    assert build_report(populated).integrity.verification.ok  # type: ignore[union-attr]
+    paths = write_all(populated, tmp_path, verify="full")
     report = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert report["integrity"]["verification"]["ok"] is False
+    assert report["integrity"]["verification"]["mode"] == "full"
     assert "changed-row" in report["integrity"]["verification"]["detail"]
     assert html_metrics(paths["html"]).metrics["integrity.verified"] == "false"
-    assert "**Verification:** FAILED" in paths["md"].read_text(encoding="utf-8")
+    assert "**Verification (full):** FAILED" in paths["md"].read_text(encoding="utf-8")
+
+
+def test_rewritten_leaf_fails_the_checkpoint_check(populated: Ledger, tmp_path: Path) -> None:
+    with populated.writing() as conn:
+        conn.execute(update(log_entries).where(log_entries.c.leaf_index == 3).values(leaf_hash=b"\x00" * 32))
+    verification = build_report(populated).integrity.verification
+    assert verification is not None and verification.mode == "checkpoint" and not verification.ok
+    assert "do not hash to the signed root" in verification.detail
+    with populated.writing() as conn:
+        conn.execute(delete(log_entries).where(log_entries.c.leaf_index == 7))
+    verification = build_report(populated).integrity.verification
+    assert verification is not None and not verification.ok and "only leaves 0…6" in verification.detail
 
 
 # -- writing --------------------------------------------------------------------------------

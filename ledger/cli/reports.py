@@ -49,7 +49,15 @@ from ledger.store import RecordFilter
     help="Public (verifier) key, or a file of them, to check checkpoint signatures with "
     "[env SEEDLEDGER_VERIFIER_KEY; default: the key stored in the ledger].",
 )
-@click.option("--no-verify", is_flag=True, help="Skip `verify` of the log (faster on large ledgers).")
+@click.option(
+    "--verify",
+    "verify",
+    type=click.Choice(["checkpoint", "full", "none"]),
+    default="checkpoint",
+    show_default=True,
+    help="checkpoint: its signature and root over the stored leaf hashes; full: `seedledger verify` "
+    "(every sealed row re-hashed; slow on large ledgers); none: skip.",
+)
 def report(
     where: RecordFilter,
     fmt: str,
@@ -58,7 +66,7 @@ def report(
     html_limit: int,
     evidence_limit: int,
     keys: tuple[str, ...],
-    no_verify: bool,
+    verify: str,
 ) -> None:
     """Write a compliance report on the selected records to --out."""
     ctx = app()
@@ -66,7 +74,7 @@ def report(
         html_limit=html_limit,
         evidence_limit=evidence_limit,
         previous_checkpoint=previous_checkpoint,
-        verify=not no_verify,
+        verify=verify,
         keys=keys,
     )
     result = write_report(ctx.ledger(), where, fmt, out, options)

@@ -62,6 +62,10 @@ def _snapshot(ledger: Ledger) -> Iterator[Connection]:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # Many small keyset-page queries: JIT compilation (triggered by high cost
+                # estimates, e.g. before statistics exist) costs more than it saves.
+                conn.exec_driver_sql("SET LOCAL jit = off")
             yield conn
 
 

@@ -42,6 +42,7 @@ from ledger.store import Ledger
 from ledger.store.filters import RecordFilter
 
 NO_SCHEDULER = "(default)"
+VERIFY_MODES = ("checkpoint", "full", "none")
 
 
 @lru_cache(maxsize=8192)
@@ -65,7 +66,11 @@ class ReportOptions:
     html_limit: int = 25
     evidence_limit: int = 50
     previous_checkpoint: Path | None = None
-    verify: bool = True
+    #: "checkpoint" (default): the latest checkpoint's signature, and the stored leaf
+    #: hashes recomputed into its root: fast, finds a rewritten or truncated log.
+    #: "full": ``seedledger verify`` (every leaf recomputed from its row): finds any
+    #: changed row too, at the cost of canonicalizing every sealed row. "none": skip.
+    verify: str = "checkpoint"
     #: Public keys to check signatures with (plus SEEDLEDGER_VERIFIER_KEY); when none
     #: is given, the key stored beside the checkpoint is used and the report says so.
     keys: tuple[str, ...] = ()
@@ -226,7 +231,13 @@ class ReportSource:
                 created_at=row["created_at"],
             )
         sealed = q.sealed_record_count(self.conn, self.where)
-        verification = self._verify(checkpoint) if (checkpoint and self.options.verify) else None
+        if self.options.verify not in VERIFY_MODES:
+            raise InvalidInputError(f"--verify must be one of {', '.join(VERIFY_MODES)}")
+        verification = None
+        if checkpoint is not None and self.options.verify == "full":
+            verification = self._verify_full(checkpoint)
+        elif checkpoint is not None and self.options.verify == "checkpoint":
+            verification = self._verify_checkpoint(checkpoint)
         previous = None
         if self.options.previous_checkpoint is not None:
             previous = self._previous(self.options.previous_checkpoint, checkpoint)
@@ -247,7 +258,42 @@ class ReportSource:
             return given, True
         return ([Verifier.parse(cp.verifier)] if cp else []), False
 
-    def _verify(self, cp: CheckpointInfo) -> VerificationInfo:
+    def _verify_checkpoint(self, cp: CheckpointInfo) -> VerificationInfo:
+        """The latest checkpoint's signature, and its root recomputed from the stored
+        leaf hashes (rows are not re-hashed: that is ``--verify full``)."""
+        ran_at = datetime.now(UTC)
+        verifiers, pinned = self._verifiers(cp)
+        key_note = "" if pinned else "; signature checked with the public key stored in the ledger"
+
+        def failed(detail: str, leaves: int = 0) -> VerificationInfo:
+            return VerificationInfo(
+                ok=False, mode="checkpoint", ran_at=ran_at, detail=detail, leaves_checked=leaves
+            )
+
+        try:
+            parsed, _ = open_checkpoint(cp.note, verifiers)
+        except NoteError as exc:
+            return failed(f"checkpoint at size {cp.size}: {exc}")
+        if parsed.size != cp.size or parsed.root.hex() != cp.root_hex or parsed.origin != cp.origin:
+            return failed("the signed note disagrees with the stored checkpoint columns")
+        tree = CompactRange()
+        tree.extend(q.iter_leaf_hashes(self.conn, cp.size))
+        if tree.size != cp.size:
+            return failed(
+                f"only leaves 0…{tree.size - 1} of the checkpoint's {cp.size} are stored", tree.size
+            )
+        if tree.root().hex() != cp.root_hex:
+            return failed("the stored leaf hashes do not hash to the signed root", tree.size)
+        return VerificationInfo(
+            ok=True,
+            mode="checkpoint",
+            ran_at=ran_at,
+            detail=f"signature valid; the {cp.size} stored leaf hashes hash to the signed root{key_note} "
+            "(rows not re-hashed: use --verify full)",
+            leaves_checked=tree.size,
+        )
+
+    def _verify_full(self, cp: CheckpointInfo) -> VerificationInfo:
         """``seedledger verify``: every leaf recomputed from its row, every checkpoint
         root and signature checked."""
         ran_at = datetime.now(UTC)
@@ -258,15 +304,22 @@ class ReportSource:
             else " (signatures checked with the public key stored in the ledger; pin one with --key)"
         )
         if self.ledger is None:
-            return VerificationInfo(ok=False, ran_at=ran_at, detail="no ledger to verify", leaves_checked=0)
+            return VerificationInfo(
+                ok=False, mode="full", ran_at=ran_at, detail="no ledger to verify", leaves_checked=0
+            )
         result = verify_log(self.ledger, verifiers)
         leaves = sum(result.entries.values())
         if result.divergence is not None:
             return VerificationInfo(
-                ok=False, ran_at=ran_at, detail=result.divergence.message() + key_note, leaves_checked=leaves
+                ok=False,
+                mode="full",
+                ran_at=ran_at,
+                detail=result.divergence.message() + key_note,
+                leaves_checked=leaves,
             )
         return VerificationInfo(
             ok=True,
+            mode="full",
             ran_at=ran_at,
             detail=f"{leaves} leaves recomputed from their rows, {result.checkpoints} checkpoint(s) and "
             f"their signatures check; log size {result.size}{key_note}",
@@ -338,6 +391,9 @@ class ReportSource:
                 prompt=row["prompt"],
                 detail=row["detail"],
             )
+
+    def iter_affected_ids(self, code: str) -> Iterator[int]:
+        return q.iter_warning_ids(self.conn, self.where, code)
 
     def iter_evidence(self, *, limit: int | None = None, thumbnails: bool = True) -> Iterator[EvidenceItem]:
         if not self.has_audits:

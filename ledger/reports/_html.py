@@ -584,7 +584,7 @@ def _integrity(report: Report) -> Safe:
         parts.append(
             el(
                 "p",
-                el("strong", "Verification: "),
+                el("strong", f"Verification ({v.mode}): "),
                 el(
                     "span",
                     "passed" if v.ok else "FAILED",

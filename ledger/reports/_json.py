@@ -123,7 +123,13 @@ def integrity_json(i: IntegritySection) -> dict[str, Any]:
         "unsealed_records": i.unsealed_records,
         "verification": None
         if v is None
-        else {"ok": v.ok, "ran_at": _time(v.ran_at), "detail": v.detail, "leaves_checked": v.leaves_checked},
+        else {
+            "ok": v.ok,
+            "mode": v.mode,
+            "ran_at": _time(v.ran_at),
+            "detail": v.detail,
+            "leaves_checked": v.leaves_checked,
+        },
         "previous_checkpoint": None
         if p is None
         else {
@@ -230,8 +236,8 @@ def render_json(report: Report, source: ReportSource, out: TextIO) -> None:
         out.write("\n      " if n == 0 else ",\n      ")
         fixed = {"code": item.code, "severity": item.severity, "count": item.count, "meaning": item.meaning}
         out.write(_dump(fixed)[:-1] + ', "records": [')
-        for k, rec in enumerate(source.iter_affected(item.code)):
-            out.write(("" if k == 0 else ", ") + str(rec.id))
+        for k, record_id in enumerate(source.iter_affected_ids(item.code)):
+            out.write(("" if k == 0 else ", ") + str(record_id))
         out.write("]}")
     out.write("\n    ]\n  },\n" if report.risks.items else "]\n  },\n")
     out.write('  "evidence": ')

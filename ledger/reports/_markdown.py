@@ -221,7 +221,8 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
         )
         v = i.verification
         if v is not None:
-            w(f"**Verification:** {'passed' if v.ok else 'FAILED'} at {_when(v.ran_at)}: {md(v.detail)}.\n\n")
+            verdict = "passed" if v.ok else "FAILED"
+            w(f"**Verification ({v.mode}):** {verdict} at {_when(v.ran_at)}: {md(v.detail)}.\n\n")
         p = i.previous
         if p is not None:
             w(

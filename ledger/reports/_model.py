@@ -143,6 +143,7 @@ class CheckpointInfo:
 @dataclass(frozen=True, kw_only=True)
 class VerificationInfo:
     ok: bool
+    mode: str  # checkpoint | full
     ran_at: datetime
     detail: str
     leaves_checked: int

@@ -8,9 +8,22 @@ the ledger. The latest audit result of a record is the one with the highest id.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, case, func, inspect, literal, select
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    String,
+    and_,
+    case,
+    func,
+    inspect,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.types import TypeDecorator
 
 from ledger.store.filters import RecordFilter
 from ledger.store.schema import (
@@ -24,7 +37,27 @@ from ledger.store.schema import (
     records,
 )
 
-PAGE_SIZE = 1000
+PAGE_SIZE = 2000
+
+
+class _Time(TypeDecorator[datetime]):
+    """UTC times read without SQLAlchemy's regex parse of SQLite's text form (the hot
+    spot of a 100,000-row report); PostgreSQL's driver already returns datetimes."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _time(column: Any, name: str) -> Any:
+    return type_coerce(column, _Time()).label(name)
+
 
 r = records.c
 ar = audit_results.c
@@ -33,7 +66,7 @@ ar = audit_results.c
 #: hold base64 output payloads).
 RECORD_COLUMNS = (
     r.id,
-    r.created_at,
+    _time(r.created_at, "created_at"),
     r.modality,
     r.model,
     r.scheduler,
@@ -61,8 +94,13 @@ _ar2 = audit_results.alias("ar_latest")
 
 
 def _latest_result_id() -> Any:
-    """Correlated: the id of a record's latest audit result (index on record_id)."""
-    return select(func.max(_ar2.c.id)).where(_ar2.c.record_id == r.id).correlate(records).scalar_subquery()
+    """Correlated: the id of a record's latest audit result (index on record_id).
+
+    ``max(id + 0)``, not ``max(id)``: planners turn a bare max(id) into a backward walk
+    of the primary key filtered on record_id, which reads every newer result for each
+    record when statistics are missing (e.g. right after a bulk load)."""
+    latest = func.max(_ar2.c.id + 0)
+    return select(latest).where(_ar2.c.record_id == r.id).correlate(records).scalar_subquery()
 
 
 def _latest_per_record() -> Any:
@@ -164,14 +202,52 @@ def warned_count(conn: Connection, where: RecordFilter) -> int:
 def iter_warning_records(
     conn: Connection, where: RecordFilter, code: str, *, limit: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Records of the selection carrying ``code``, in id order, keyset-paged."""
+    """Records of the selection carrying ``code``, in id order, keyset-paged.
+
+    Pages walk the (record_id, code) primary key from the last id: ``code || ''``
+    keeps planners off the code index, whose use would sort every page."""
     w = record_warnings.c
-    base = (
-        select(*RECORD_COLUMNS, w.detail)
-        .join(record_warnings, and_(w.record_id == r.id, w.code == code))
-        .where(where.where())
-    )
-    yield from _pages(conn, base, limit)
+    last_id: int | None = None
+    left = limit
+    while left is None or left > 0:
+        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
+        stmt = (
+            select(*RECORD_COLUMNS, w.detail)
+            .select_from(record_warnings.join(records, r.id == w.record_id))
+            .where((w.code + "") == code, where.where())
+        )
+        if last_id is not None:
+            stmt = stmt.where(w.record_id > last_id)
+        page = _dicts(conn.execute(stmt.order_by(w.record_id).limit(size)))
+        yield from page
+        if len(page) < size:
+            return
+        last_id = page[-1]["id"]
+        if left is not None:
+            left -= len(page)
+
+
+def iter_warning_ids(conn: Connection, where: RecordFilter, code: str) -> Iterator[int]:
+    """Only the ids of :func:`iter_warning_records` (the JSON risk register lists them all)."""
+    w = record_warnings.c
+    clauses = where.clauses()
+    last_id: int | None = None
+    while True:
+        stmt = select(w.record_id).where((w.code + "") == code)
+        if clauses:
+            stmt = stmt.join(records, r.id == w.record_id).where(*clauses)
+        if last_id is not None:
+            stmt = stmt.where(w.record_id > last_id)
+        page = conn.execute(stmt.order_by(w.record_id).limit(10 * PAGE_SIZE)).scalars().all()
+        yield from page
+        if len(page) < 10 * PAGE_SIZE:
+            return
+        last_id = page[-1]
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def warnings_for(conn: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
@@ -188,47 +264,81 @@ def warnings_for(conn: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
 # -- per-record rows ------------------------------------------------------------------------
 
 
+def _record_pages(
+    conn: Connection, where: RecordFilter, *, audits: bool, size: int = PAGE_SIZE
+) -> Iterator[list[dict[str, Any]]]:
+    """Keyset pages of selected records, each with the id of its latest audit result.
+
+    The pages' related rows are then fetched by primary key (``IN`` the page's ids),
+    one simple query per table: plans that stay index lookups on both engines, with
+    or without planner statistics, where one big join per page did not."""
+    latest = _latest_result_id() if audits else literal(None)
+    last_id: int | None = None
+    while True:
+        stmt = select(*RECORD_COLUMNS, latest.label("latest_id")).where(where.where())
+        if last_id is not None:
+            stmt = stmt.where(r.id > last_id)
+        page = _dicts(conn.execute(stmt.order_by(r.id).limit(size)))
+        if not page:
+            return
+        yield page
+        if len(page) < size:
+            return
+        last_id = page[-1]["id"]
+
+
+def _by_key(conn: Connection, stmt: Any) -> dict[Any, dict[str, Any]]:
+    """Rows keyed by their first column."""
+    return {row["key"]: row for row in _dicts(conn.execute(stmt))}
+
+
+def _results(conn: Connection, ids: list[int], columns: Sequence[Any], *, evidence: bool = False) -> Any:
+    stmt = select(ar.id.label("key"), *columns).where(ar.id.in_(ids))
+    if evidence:
+        stmt = stmt.where(ar.outcome.in_(EVIDENCE_OUTCOMES))
+    return _by_key(conn, stmt)
+
+
 def iter_record_rows(
     conn: Connection, where: RecordFilter, *, audits: bool, sealed: bool
 ) -> Iterator[list[dict[str, Any]]]:
     """Pages of record rows with fingerprint, latest audit result and leaf index."""
     f = fingerprints.c
-    columns: list[Any] = [
-        *RECORD_COLUMNS,
-        f.pixel_sha256,
-        f.file_sha256,
-        f.version.label("fingerprint_version"),
-    ]
-    joined: Any = records.outerjoin(fingerprints, f.record_id == r.id)
-    if sealed:
-        le = log_entries.c
-        joined = joined.outerjoin(log_entries, and_(le.entry_type == "record", le.entry_id == r.id))
-        columns.append(le.leaf_index)
-    else:
-        columns.append(literal(None).label("leaf_index"))
-    if audits:
-        latest_id = _latest_result_id()
-        joined = joined.outerjoin(audit_results, ar.id == latest_id)
-        columns += [
-            ar.run_id.label("audit_run_id"),
-            ar.verdict,
-            ar.outcome,
-            ar.created_at.label("audited_at"),
-        ]
-    base = select(*columns).select_from(joined).where(where.where())
-    last_id: int | None = None
-    while True:
-        stmt = base if last_id is None else base.where(r.id > last_id)
-        page = [dict(row._mapping) for row in conn.execute(stmt.order_by(r.id).limit(PAGE_SIZE))]
-        if not page:
-            return
+    for page in _record_pages(conn, where, audits=audits):
+        ids = [row["id"] for row in page]
+        fps = _by_key(
+            conn,
+            select(f.record_id.label("key"), f.pixel_sha256, f.file_sha256).where(f.record_id.in_(ids)),
+        )
+        leaves: dict[Any, dict[str, Any]] = {}
+        if sealed:
+            le = log_entries.c
+            leaves = _by_key(
+                conn,
+                select(le.entry_id.label("key"), le.leaf_index).where(
+                    le.entry_type == "record", le.entry_id.in_(ids)
+                ),
+            )
+        results: dict[Any, dict[str, Any]] = {}
+        if audits:
+            wanted = [row["latest_id"] for row in page if row["latest_id"] is not None]
+            columns = (
+                ar.run_id.label("audit_run_id"),
+                ar.verdict,
+                ar.outcome,
+                _time(ar.created_at, "audited_at"),
+            )
+            results = _results(conn, wanted, columns)
+        for row in page:
+            fp = fps.get(row["id"], {})
+            result = results.get(row["latest_id"], {})
+            row["pixel_sha256"] = fp.get("pixel_sha256")
+            row["file_sha256"] = fp.get("file_sha256")
+            row["leaf_index"] = leaves.get(row["id"], {}).get("leaf_index")
+            for key in ("audit_run_id", "verdict", "outcome", "audited_at"):
+                row[key] = result.get(key)
         yield page
-        if len(page) < PAGE_SIZE:
-            return
-        last_id = page[-1]["id"]
 
-
-# -- evidence -------------------------------------------------------------------------------
 
 EVIDENCE_OUTCOMES = ("fail", "expected-drift")
 
@@ -250,39 +360,41 @@ def iter_evidence(
 ) -> Iterator[dict[str, Any]]:
     """Failures and expected drift (latest result), with both thumbnails when asked."""
     f = fingerprints.c
-    columns: list[Any] = [
-        *RECORD_COLUMNS,
-        ar.id.label("result_id"),
-        ar.run_id,
-        ar.verdict,
-        ar.outcome,
-        ar.distances,
-        ar.error_code,
-        ar.replay_pixel_sha256,
-        f.pixel_sha256,
-    ]
-    if thumbnails:
-        columns += [f.thumbnail, ar.replay_thumbnail]
-    joined = records.join(audit_results, ar.id == _latest_result_id()).outerjoin(
-        fingerprints, f.record_id == r.id
-    )
-    base = select(*columns).select_from(joined).where(where.where(), ar.outcome.in_(EVIDENCE_OUTCOMES))
-    yield from _pages(conn, base, limit)
-
-
-def _pages(conn: Connection, base: Select[Any], limit: int | None) -> Iterator[dict[str, Any]]:
-    last_id: int | None = None
     left = limit
-    while left is None or left > 0:
-        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
-        stmt = base if last_id is None else base.where(r.id > last_id)
-        page = [dict(row._mapping) for row in conn.execute(stmt.order_by(r.id).limit(size))]
-        yield from page
-        if len(page) < size:
+    for page in _record_pages(conn, where, audits=True):
+        if left is not None and left <= 0:
             return
-        last_id = page[-1]["id"]
+        wanted = [row["latest_id"] for row in page if row["latest_id"] is not None]
+        columns: list[Any] = [
+            ar.run_id,
+            ar.verdict,
+            ar.outcome,
+            ar.distances,
+            ar.error_code,
+            ar.replay_pixel_sha256,
+        ]
+        if thumbnails:
+            columns.append(ar.replay_thumbnail)
+        results = _results(conn, wanted, columns, evidence=True)
+        if not results:
+            continue
+        rows = [row for row in page if row["latest_id"] in results]
         if left is not None:
-            left -= len(page)
+            rows = rows[:left]
+            left -= len(rows)
+        fp_columns: list[Any] = [f.record_id.label("key"), f.pixel_sha256]
+        if thumbnails:
+            fp_columns.append(f.thumbnail)
+        fps = _by_key(conn, select(*fp_columns).where(f.record_id.in_([row["id"] for row in rows])))
+        for row in rows:
+            fp = fps.get(row["id"], {})
+            yield {
+                **row,
+                **results[row["latest_id"]],
+                "result_id": row["latest_id"],
+                "pixel_sha256": fp.get("pixel_sha256"),
+                "thumbnail": fp.get("thumbnail"),
+            }
 
 
 # -- integrity ------------------------------------------------------------------------------
