@@ -240,6 +240,7 @@ class Spool:
         # never fsyncs a descriptor number that was closed (and maybe reused).
         self._fd_mutex = threading.Lock()
         self._closed = False
+        self._dir_dirty = False
         self._error: OSError | None = None
         self.appended = 0
         self._flusher = threading.Thread(target=self._flush_loop, name="seedledger-spool-fsync", daemon=True)
@@ -301,13 +302,15 @@ class Spool:
         path = segment_path(self.directory, seq)
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
-            _fsync_dir(self.directory)
         except OSError as exc:
             raise SpoolError(f"cannot create spool segment {path}: {exc.strerror}") from None
         self._active = seq
         self._end = Position(seq, 0)
         if self._synced < self._end:
             self._synced = self._end
+        # The new file's directory entry is fsync'd by the flusher with its first entry,
+        # off the caller's path.
+        self._dir_dirty = True
 
     def _flush_loop(self) -> None:
         while True:
@@ -317,11 +320,14 @@ class Spool:
                 if self._closed and self._synced >= self._end:
                     return
                 fd, target = self._fd, self._end
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
             try:
                 with self._fd_mutex:
                     # A segment closed meanwhile was fsync'd by _close_fd.
                     if fd is not None and fd == self._fd:
                         os.fsync(fd)
+                if dir_dirty:
+                    _fsync_dir(self.directory)
             except OSError as exc:
                 log.error("spool fsync failed: %s", exc.strerror)
                 with self._mutex:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Rotate the active segment once this much of it has landed (keeps files bounded
 #: without creating a file per batch on the caller's path).
 ROTATE_AFTER_BYTES = 4 * 1024 * 1024
-IDLE_ROTATE_S = 1.0
+IDLE_ROTATE_S = 30.0
 
 
 @dataclass
