@@ -503,3 +503,26 @@ def test_proxy_relays_a_streamed_response_chunk_for_chunk(sqlite_url: str, tmp_p
     with Ledger.open(sqlite_url) as ledger:
         (record,) = ledger.query()
     assert (record.output_uuid, record.seed) == ("s-1", 4)
+
+
+def test_recording_client_owns_its_recorder(sqlite_url: str, tmp_path: Path) -> None:
+    from ledger.capture import recording_client
+    from ledger.capture.spool import lock_owner
+
+    task = image_task(seed=8)
+    payload = {
+        "data": [{"taskType": "imageInference", "taskUUID": task["taskUUID"], "imageUUID": "o-1", "seed": 8}]
+    }
+    mock = httpx.MockTransport(
+        lambda request: httpx.Response(200, stream=httpx.ByteStream(json.dumps(payload).encode()))
+    )
+    spool = tmp_path / "spool"
+    client = recording_client(
+        spool=str(spool), db=sqlite_url, transport=mock, recorder_options={"fingerprint": False}
+    )
+    assert client.post("http://upstream.invalid/v1", json=[task]).json() == payload
+    assert lock_owner(spool) is not None
+    client.close()  # drains and releases the spool
+    assert lock_owner(spool) is None
+    with Ledger.open(sqlite_url) as ledger:
+        assert [(r.output_uuid, r.seed) for r in ledger.query()] == [("o-1", 8)]

@@ -227,12 +227,9 @@ def recording_client(
     base_url="https://api.runware.ai")``. Closing the client drains the spool into the
     ledger (bounded wait; anything left lands on the next start).
     """
-    if recorder is None:
-        recorder = Recorder(spool, db, **(recorder_options or {}))
-        owned = RecordingTransport(transport, recorder=recorder)
-        owned._owns_recorder = True
-    else:
-        owned = RecordingTransport(transport, recorder=recorder)
+    # Without a recorder, the transport makes one and owns it (closed with the client).
+    options = {} if recorder is not None else {"spool": spool, "db": db, **(recorder_options or {})}
+    owned = RecordingTransport(transport, recorder=recorder, **options)
     return httpx.Client(transport=owned, **client_options)
 
 
@@ -246,10 +243,7 @@ def async_recording_client(
     **client_options: Any,
 ) -> httpx.AsyncClient:
     """The async twin of :func:`recording_client`."""
-    if recorder is None:
-        recorder = Recorder(spool, db, **(recorder_options or {}))
-        owned = AsyncRecordingTransport(transport, recorder=recorder)
-        owned._owns_recorder = True
-    else:
-        owned = AsyncRecordingTransport(transport, recorder=recorder)
+    # Without a recorder, the transport makes one and owns it (closed with the client).
+    options = {} if recorder is not None else {"spool": spool, "db": db, **(recorder_options or {})}
+    owned = AsyncRecordingTransport(transport, recorder=recorder, **options)
     return httpx.AsyncClient(transport=owned, **client_options)
