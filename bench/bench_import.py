@@ -8,7 +8,8 @@ transaction) should cost little on top. Two figures: the importer on one thread
 (``workers=0``: its pure overhead) and as it runs by default (reading, parsing and
 fingerprinting in worker threads ahead of the writes). Target for both: import throughput ≥ 0.7× the
 throughput of reading + fingerprinting the same files in a loop (measured in the same
-run, same files, page cache warm for both).
+run, same files, page cache warm for both; the three are measured block by block in
+rotating order so load drift on a shared machine does not favour one).
 
 The files are 512×512 PNGs at Pillow's default compression, each with its own
 ``parameters`` chunk (own seed, so every file is a distinct record). Their pixels come
@@ -88,15 +89,13 @@ def baseline(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def run_import(folder: Path, db: Path, workers: int | None) -> tuple[float, int]:
-    with Ledger.open(f"sqlite:///{db}") as ledger:
-        started = time.perf_counter()
-        summary = import_paths(ledger, [folder], workers=workers)
-        elapsed = time.perf_counter() - started
-        added = summary.records_added
-        if summary.count("skipped"):
-            raise SystemExit(f"bench: {summary.count('skipped')} file(s) skipped")
-    return elapsed, added
+def run_import(ledger: Ledger, paths: list[Path], workers: int | None) -> tuple[float, int]:
+    started = time.perf_counter()
+    summary = import_paths(ledger, paths, workers=workers)
+    elapsed = time.perf_counter() - started
+    if summary.count("skipped"):
+        raise SystemExit(f"bench: {summary.count('skipped')} file(s) skipped")
+    return elapsed, summary.records_added
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,16 +111,35 @@ def main(argv: list[str] | None = None) -> int:
         paths = make_files(folder, files, pool_size)
         warm = paths[: min(20, len(paths))]
         baseline(warm)  # warm up imports, caches, allocator
-        base_seconds = baseline(paths)
-        runs = {}
-        for name, workers in (("sequential", 0), ("pipelined", None)):
-            seconds, added = run_import(folder, Path(tmp) / f"{name}.db", workers)
-            if added != files:
-                raise SystemExit(f"bench: expected {files} new records, got {added}")
-            runs[name] = seconds
+        # The machine's load drifts; measuring the three ways block by block, in a
+        # rotating order, keeps drift from favouring whichever ran first.
+        modes = [("baseline", -1), ("sequential", 0), ("pipelined", None)]
+        seconds = {name: 0.0 for name, _ in modes}
+        added = {name: 0 for name, _ in modes}
+        ledgers = {name: Ledger.open(f"sqlite:///{Path(tmp) / name}.db") for name, _ in modes[1:]}
+        try:
+            block_size = max(25, files // 40)
+            for number, start in enumerate(range(0, files, block_size)):
+                block = paths[start : start + block_size]
+                rotation = modes[number % 3 :] + modes[: number % 3]
+                for name, workers in rotation:
+                    if name == "baseline":
+                        seconds[name] += baseline(block)
+                    else:
+                        elapsed, count = run_import(ledgers[name], block, workers)
+                        seconds[name] += elapsed
+                        added[name] += count
+        finally:
+            for ledger in ledgers.values():
+                ledger.close()
+        for name in ("sequential", "pipelined"):
+            if added[name] != files:
+                raise SystemExit(f"bench: expected {files} new records, got {added[name]}")
+        base_seconds = seconds["baseline"]
+        runs = {"sequential": seconds["sequential"], "pipelined": seconds["pipelined"]}
     base_rate = files / base_seconds
-    for name, seconds in runs.items():
-        rate = files / seconds
+    for name, elapsed in runs.items():
+        rate = files / elapsed
         ratio = rate / base_rate
         how = "worker threads read/parse/fingerprint ahead" if name == "pipelined" else "one thread"
         print(
