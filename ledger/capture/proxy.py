@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ledger.capture.pairing import secrets_from_headers
+from ledger.capture.pairing import CaptureParseError, secrets_from_headers
 from ledger.capture.recorder import Recorder
+from ledger.capture.transport import MAX_CAPTURE_BYTES
 from ledger.core.records import Source
 from ledger.core.redaction import redact_url
 from ledger.errors import UsageError
@@ -248,12 +249,21 @@ class RecordingProxy:
                 }
             )
             captured: list[bytes] = []
+            size = 0
             held: bytes | None = None
             async for chunk in response.stream:  # type: ignore[union-attr]
                 if not chunk:
                     continue
                 if record:
-                    captured.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_CAPTURE_BYTES:  # relayed, but too big to record
+                        record = False
+                        captured.clear()
+                        self.recorder.note_failure(
+                            CaptureParseError(f"body larger than {MAX_CAPTURE_BYTES} bytes")
+                        )
+                    else:
+                        captured.append(chunk)
                 if held is not None:
                     await send({"type": "http.response.body", "body": held, "more_body": True})
                 held = chunk
