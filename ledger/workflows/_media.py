@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Final
@@ -249,11 +250,29 @@ class PillowMeta:
 def pillow_meta(data: bytes) -> PillowMeta:
     """EXIF UserComment and XMP of a JPEG/WEBP, read from headers (no pixel decode)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            exif = im.getexif()
-            raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT) or exif.get(_USER_COMMENT)
-            xmp = im.info.get("xmp")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        # Pillow only warns about corrupt EXIF and returns what it could read; metadata
+        # we cannot read whole is not provenance, so a warning refuses the file.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with Image.open(io.BytesIO(data)) as im:
+                exif = im.getexif()
+                raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT) or exif.get(_USER_COMMENT)
+                xmp = im.info.get("xmp")
+    except Warning as warning:
+        detail = str(warning).strip().splitlines()[0] if str(warning).strip() else type(warning).__name__
+        raise InvalidInputError(f"corrupt image metadata: {detail}") from None
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        EOFError,
+        SyntaxError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        struct.error,
+    ) as exc:
         raise InvalidInputError(f"unreadable image header: {exc}") from None
     if isinstance(xmp, bytes):
         xmp = xmp.decode("utf-8", errors="replace")
