@@ -150,8 +150,14 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+# json.dumps escapes C0 but prints DEL and C1 (e.g. U+009B, a one-byte CSI) raw; they can
+# only occur inside strings, where a \u escape is the same JSON value.
+_JSON_RAW_CONTROL = re.compile(r"[\x7f-\x9f]")
+
+
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=False))
+    text = json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=False)
+    click.echo(_JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def emit_rows(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, as_json: bool) -> int:
