@@ -6,7 +6,7 @@ decode, hashes, thumbnail) is the work that cannot be avoided; everything the
 importer adds (hashing the file, walking the chunks, parsing the infotext, the SQLite
 transaction) should cost little on top. Two figures: the importer on one thread
 (``workers=0``: its pure overhead) and as it runs by default (reading, parsing and
-fingerprinting in worker threads ahead of the writes). Target for both: import throughput ≥ 0.7× the
+fingerprinting in a worker thread ahead of the writes). Target for both: import throughput ≥ 0.7× the
 throughput of reading + fingerprinting the same files in a loop (measured in the same
 run, same files, page cache warm for both; the three are measured block by block in
 rotating order so load drift on a shared machine does not favour one).
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, elapsed in runs.items():
         rate = files / elapsed
         ratio = rate / base_rate
-        how = "worker threads read/parse/fingerprint ahead" if name == "pipelined" else "one thread"
+        how = "a worker thread reads/parses/fingerprints ahead" if name == "pipelined" else "one thread"
         print(
             json.dumps(
                 {

@@ -7,14 +7,10 @@ metadata never decodes pixels.
 
 from __future__ import annotations
 
-import io
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Final
-
-from PIL import Image, UnidentifiedImageError
 
 from ledger.errors import InvalidInputError
 
@@ -242,39 +238,100 @@ def encode_user_comment(text: str, *, unicode: bool = True) -> bytes:
 
 
 @dataclass(frozen=True)
-class PillowMeta:
+class ImageMeta:
     user_comment: str | None
     xmp: str | None
 
 
-def pillow_meta(data: bytes) -> PillowMeta:
-    """EXIF UserComment and XMP of a JPEG/WEBP, read from headers (no pixel decode)."""
-    try:
-        # Pillow only warns about corrupt EXIF and returns what it could read; metadata
-        # we cannot read whole is not provenance, so a warning refuses the file.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            with Image.open(io.BytesIO(data)) as im:
-                exif = im.getexif()
-                raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT) or exif.get(_USER_COMMENT)
-                xmp = im.info.get("xmp")
-    except Warning as warning:
-        detail = str(warning).strip().splitlines()[0] if str(warning).strip() else type(warning).__name__
-        raise InvalidInputError(f"corrupt image metadata: {detail}") from None
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        OSError,
-        EOFError,
-        SyntaxError,
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        struct.error,
-    ) as exc:
-        raise InvalidInputError(f"unreadable image header: {exc}") from None
-    if isinstance(xmp, bytes):
-        xmp = xmp.decode("utf-8", errors="replace")
+# Byte sizes of TIFF field types (TIFF 6.0 + IFD type 13).
+_TIFF_TYPE_SIZES: Final = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_MAX_IFD_ENTRIES: Final = 4096
+_EXIF_PREFIX: Final = b"Exif\x00\x00"
+
+
+def _ifd(tiff: bytes, offset: int, order: str) -> dict[int, tuple[int, int, bytes]]:
+    """One IFD: tag -> (type, count, value bytes), every offset bounds-checked."""
+    if not 8 <= offset <= len(tiff) - 2:
+        raise InvalidInputError("corrupt EXIF: IFD offset out of range")
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    if count > _MAX_IFD_ENTRIES or offset + 2 + 12 * count > len(tiff):
+        raise InvalidInputError("corrupt EXIF: IFD runs past the end of the data")
+    entries: dict[int, tuple[int, int, bytes]] = {}
+    for index in range(count):
+        at = offset + 2 + 12 * index
+        tag, kind, n = struct.unpack(order + "HHI", tiff[at : at + 8])
+        size = _TIFF_TYPE_SIZES.get(kind, 1) * n
+        if size <= 4:
+            value = tiff[at + 8 : at + 8 + size]
+        else:
+            (pointer,) = struct.unpack(order + "I", tiff[at + 8 : at + 12])
+            if pointer + size > len(tiff):
+                raise InvalidInputError(f"corrupt EXIF: tag 0x{tag:04x} points past the end of the data")
+            value = tiff[pointer : pointer + size]
+        entries.setdefault(tag, (kind, n, value))
+    return entries
+
+
+def exif_user_comment(exif: bytes) -> bytes | None:
+    """The raw UserComment (0x9286) of EXIF data (a TIFF structure, optionally after the
+    ``Exif\\0\\0`` prefix), from the Exif IFD or, as some writers put it, IFD0."""
+    tiff = exif[len(_EXIF_PREFIX) :] if exif.startswith(_EXIF_PREFIX) else exif
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        raise InvalidInputError("corrupt EXIF: no TIFF header")
+    order = "<" if tiff[:2] == b"II" else ">"
+    magic, first = struct.unpack(order + "HI", tiff[2:8])
+    if magic != 42:
+        raise InvalidInputError("corrupt EXIF: bad TIFF magic number")
+    ifd0 = _ifd(tiff, first, order)
+    pointer = ifd0.get(_EXIF_IFD)
+    if pointer is not None:
+        kind, n, value = pointer
+        if kind not in (4, 13) or n != 1 or len(value) != 4:
+            raise InvalidInputError("corrupt EXIF: bad Exif IFD pointer")
+        sub = _ifd(tiff, struct.unpack(order + "I", value)[0], order)
+        if _USER_COMMENT in sub:
+            return sub[_USER_COMMENT][2]
+    if _USER_COMMENT in ifd0:
+        return ifd0[_USER_COMMENT][2]
+    return None
+
+
+def _riff_chunks(data: bytes) -> dict[bytes, bytes]:
+    """Top-level chunks of a WEBP (RIFF) file by FourCC (first one wins)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise InvalidInputError("not a WEBP file")
+    end = min(len(data), 8 + struct.unpack("<I", data[4:8])[0])
+    chunks: dict[bytes, bytes] = {}
+    pos = 12
+    while pos + 8 <= end:
+        fourcc, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if pos + 8 + size > end:
+            raise InvalidInputError(f"truncated WEBP: {fourcc.decode('latin-1')!r} chunk cut off")
+        chunks.setdefault(fourcc, data[pos + 8 : pos + 8 + size])
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def image_meta(data: bytes) -> ImageMeta:
+    """EXIF UserComment and XMP of a JPEG or WEBP, read from the container's own
+    structure (no pixel decode, no Pillow: its EXIF reader only warns on corrupt data,
+    and catching warnings is not thread-safe)."""
+    kind = sniff(data)
+    exif: bytes | None = None
+    xmp_raw: bytes | None = None
+    if kind == "jpeg":
+        for marker, start, end in jpeg_segments(data):
+            body = data[start + 4 : end]
+            if marker == 0xE1 and body.startswith(_EXIF_PREFIX) and exif is None:
+                exif = body
+            elif marker == 0xE1 and body.startswith(JPEG_XMP_HEADER) and xmp_raw is None:
+                xmp_raw = body[len(JPEG_XMP_HEADER) :]
+    elif kind == "webp":
+        chunks = _riff_chunks(data)
+        exif, xmp_raw = chunks.get(b"EXIF"), chunks.get(b"XMP ")
+    else:
+        raise InvalidInputError("not a JPEG or WEBP file")
+    raw = exif_user_comment(exif) if exif else None
     comment = decode_user_comment(raw) if raw else None
-    return PillowMeta(comment.rstrip("\x00") if comment else None, xmp)
+    xmp = xmp_raw.decode("utf-8", errors="replace") if xmp_raw else None
+    return ImageMeta(comment.rstrip("\x00") if comment else None, xmp)

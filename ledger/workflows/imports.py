@@ -52,6 +52,8 @@ from ledger.workflows.stamp import Stamp, stamp_in_png_text, stamp_in_xmp
 SCANNED_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".json", ".jsonl", ".ndjson"})
 MAX_FILE_BYTES: Final = 256 * 1024 * 1024
 _INT32_MAX: Final = 2**31 - 1
+#: Threads reading/parsing/fingerprinting ahead of the writer (see import_paths).
+DEFAULT_WORKERS: Final = 1
 
 Fingerprinter = Callable[[bytes], Any]
 
@@ -207,7 +209,7 @@ def _parse_image(name: str, data: bytes, kind: str, sha: str, source: Source) ->
         raise InvalidInputError(
             "PNG has no generation metadata (no 'parameters', 'prompt' or seedledger chunk)"
         )
-    meta = _media.pillow_meta(data)
+    meta = _media.image_meta(data)
     stamp = stamp_in_xmp(meta.xmp)
     if meta.user_comment and meta.user_comment.strip():
         record = record_from_infotext(
@@ -490,15 +492,17 @@ def import_paths(
     """Import every file under ``paths``, in order; one transaction per file.
 
     Reading, parsing and fingerprinting (pure, and mostly outside the GIL in the
-    decoder) run ahead in ``workers`` threads (default: up to 4, by CPU count) while
-    this thread stores the previous files, so the database work hides behind the
-    decoding. ``workers=0`` does everything on the calling thread.
+    decoder) run ahead in a worker thread while this thread stores the previous files,
+    so the database work hides behind the decoding. One worker by default: the
+    fingerprint decoder uses ``warnings.catch_warnings``, which is not thread-safe, so
+    two decodes must not overlap (and the decoder already spreads its hashing over
+    threads). ``workers=0`` does everything on the calling thread.
     """
     if not paths:
         raise InvalidInputError("nothing to import: give at least one file or folder")
     fp = fingerprinter if fingerprinter is not None else default_fingerprinter()
     if workers is None:
-        workers = min(4, os.cpu_count() or 1)
+        workers = DEFAULT_WORKERS
     outcomes: list[FileOutcome] = []
 
     def settle(item: Prepared | FileOutcome) -> None:

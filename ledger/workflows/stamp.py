@@ -220,7 +220,7 @@ def read_stamp(data: bytes) -> Stamp | None:
     if kind == "jpeg":
         return stamp_in_xmp(_media.jpeg_xmp(data))
     if kind == "webp":
-        return stamp_in_xmp(_media.pillow_meta(data).xmp)
+        return stamp_in_xmp(_media.image_meta(data).xmp)
     return None
 
 
