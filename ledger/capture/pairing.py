@@ -211,10 +211,13 @@ class Pairer:
         request_body: bytes,
         response_body: bytes,
         *,
+        content_encoding: str | None = None,
         known_secrets: tuple[str, ...] = (),
     ) -> Captured | None:
         """Records for one request/response pair; None when the request is not a
-        Runware task request. Raises CaptureParseError for an unreadable response."""
+        Runware task request (nothing is parsed beyond that). ``response_body`` is as
+        sent; its ``content_encoding`` is undone here. Raises CaptureParseError for an
+        unreadable response."""
         tasks = parse_tasks(request_body)
         if tasks is None:
             return None
@@ -225,7 +228,7 @@ class Pairer:
         relevant = [t for t in tasks if is_inference_task(t) or t.get("taskType") == "getResponse"]
         if not relevant:
             return None
-        data, errors = self._envelope(response_body, tuple(secrets))
+        data, errors = self._envelope(decode_body(response_body, content_encoding), tuple(secrets))
         captured = Captured(known_secrets=tuple(secrets))
         inference = {str(t.get("taskUUID")): t for t in tasks if is_inference_task(t) and t.get("taskUUID")}
         unscoped = [e for e in errors if not e.get("taskUUID")]

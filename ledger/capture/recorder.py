@@ -12,7 +12,7 @@ from typing import Any
 
 from ledger.capture.entries import Output, encode_entry
 from ledger.capture.fingerprints import default_fingerprinter, default_sealer, load_env_signer
-from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks, decode_body, parse_tasks
+from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks
 from ledger.capture.spool import Spool
 from ledger.capture.writer import Counters, SpoolWriter
 from ledger.core.records import NewRecord, Source
@@ -95,10 +95,9 @@ class Recorder:
         records were spooled. ``response_body`` is as sent (``content_encoding`` is
         undone here). Never raises: failures are logged and counted."""
         try:
-            if parse_tasks(request_body) is None:
-                return 0  # not a Runware task request: nothing to record, nothing to warn
-            body = decode_body(response_body, content_encoding)
-            captured = self.pairer.exchange(request_body, body, known_secrets=known_secrets)
+            captured = self.pairer.exchange(
+                request_body, response_body, content_encoding=content_encoding, known_secrets=known_secrets
+            )
         except CaptureParseError as exc:
             self.note_failure(exc, known_secrets)
             return 0
