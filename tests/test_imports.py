@@ -11,8 +11,9 @@ import pytest
 from PIL import PngImagePlugin
 
 from ledger.core.records import SeedOrigin, Source
+from ledger.errors import InvalidInputError
 from ledger.store import Ledger, RecordFilter
-from ledger.workflows import import_paths, parse_file
+from ledger.workflows import _media, import_paths, parse_file
 from tests.cli import seedledger
 from tests.workflow_fixtures import (
     A1111_INFOTEXT,
@@ -328,3 +329,45 @@ def test_import_cli_needs_a_path(sqlite_url: str) -> None:
     run = seedledger("--db", sqlite_url, "import")
     assert run.code == 2
     assert "Missing argument" in run.err
+
+
+def _tiff(order: str, comment: bytes, *, in_ifd0: bool = False) -> bytes:
+    """A minimal EXIF TIFF: IFD0 -> Exif IFD -> UserComment (or UserComment in IFD0)."""
+    head = (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8)
+    if in_ifd0:
+        ifd0 = struct.pack(order + "H", 1) + struct.pack(order + "HHII", 0x9286, 7, len(comment), 26)
+        return head + ifd0 + struct.pack(order + "I", 0) + comment
+    ifd0 = (
+        struct.pack(order + "H", 1)
+        + struct.pack(order + "HHII", 0x8769, 4, 1, 26)
+        + struct.pack(order + "I", 0)
+    )
+    sub = struct.pack(order + "H", 1) + struct.pack(order + "HHII", 0x9286, 7, len(comment), 44)
+    return head + ifd0 + sub + struct.pack(order + "I", 0) + comment
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("in_ifd0", [False, True])
+def test_exif_user_comment_reader(order: str, in_ifd0: bool) -> None:
+    comment = b"UNICODE\x00" + "a fox\nSteps: 2, Seed: 3, CFG scale: 4".encode("utf-16-be")
+    tiff = _tiff(order, comment, in_ifd0=in_ifd0)
+    assert _media.exif_user_comment(tiff) == comment
+    assert _media.exif_user_comment(b"Exif\x00\x00" + tiff) == comment
+    assert _media.decode_user_comment(comment) == "a fox\nSteps: 2, Seed: 3, CFG scale: 4"
+    le = b"UNICODE\x00" + "a fox".encode("utf-16-le")
+    assert _media.decode_user_comment(le) == "a fox"
+
+
+@pytest.mark.parametrize(
+    "tiff",
+    [
+        b"II*\x00",  # short
+        b"XX*\x00\x08\x00\x00\x00",  # no byte order
+        b"II+\x00\x08\x00\x00\x00",  # bad magic
+        b"II*\x00\xff\x00\x00\x00",  # IFD past the end
+        _tiff("<", b"UNICODE\x00" + b"x" * 40)[:-10],  # value past the end
+    ],
+)
+def test_corrupt_exif_is_refused(tiff: bytes) -> None:
+    with pytest.raises(InvalidInputError, match="EXIF"):
+        _media.exif_user_comment(tiff)
