@@ -26,7 +26,7 @@ from tests.cli import seedledger
 from tests.conftest import SENTINEL_KEY
 from tests.reports_data import HOSTILE_PROMPT, PAYLOAD_B64, populate
 
-N = 240
+N = 150
 
 
 # -- reading the four formats back ------------------------------------------------------

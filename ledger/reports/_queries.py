@@ -247,7 +247,8 @@ def iter_warning_ids(conn: Connection, where: RecordFilter, code: str) -> Iterat
 
 def _dicts(result: Any) -> list[dict[str, Any]]:
     keys = list(result.keys())
-    return [dict(zip(keys, row, strict=True)) for row in result]
+    # .all() fetches the page in one DBAPI call; iterating would call fetchone per row.
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def warnings_for(conn: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
@@ -358,43 +359,53 @@ def evidence_count(conn: Connection, where: RecordFilter) -> int:
 def iter_evidence(
     conn: Connection, where: RecordFilter, *, limit: int | None = None, thumbnails: bool = True
 ) -> Iterator[dict[str, Any]]:
-    """Failures and expected drift (latest result), with both thumbnails when asked."""
+    """Failures and expected drift among the latest results, in result-id order.
+
+    Keyset pages walk the results' primary key once; only failed or drifted results
+    are checked for being their record's latest (one index lookup each), and only
+    their records are read."""
     f = fingerprints.c
+    x = audit_results.alias("ar_newer")
+    is_latest = ar.id == select(func.max(x.c.id + 0)).where(x.c.record_id == ar.record_id).scalar_subquery()
+    columns: list[Any] = [
+        *RECORD_COLUMNS,
+        ar.id.label("result_id"),
+        ar.run_id,
+        ar.verdict,
+        ar.outcome,
+        ar.distances,
+        ar.error_code,
+        ar.replay_pixel_sha256,
+    ]
+    if thumbnails:
+        columns.append(ar.replay_thumbnail)
+    base = (
+        select(*columns)
+        .select_from(audit_results.join(records, r.id == ar.record_id))
+        .where((ar.outcome + "").in_(EVIDENCE_OUTCOMES), is_latest, where.where())
+    )
+    last: int | None = None
     left = limit
-    for page in _record_pages(conn, where, audits=True):
-        if left is not None and left <= 0:
+    while left is None or left > 0:
+        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
+        stmt = base if last is None else base.where(ar.id > last)
+        rows = _dicts(conn.execute(stmt.order_by(ar.id).limit(size)))
+        if not rows:
             return
-        wanted = [row["latest_id"] for row in page if row["latest_id"] is not None]
-        columns: list[Any] = [
-            ar.run_id,
-            ar.verdict,
-            ar.outcome,
-            ar.distances,
-            ar.error_code,
-            ar.replay_pixel_sha256,
-        ]
-        if thumbnails:
-            columns.append(ar.replay_thumbnail)
-        results = _results(conn, wanted, columns, evidence=True)
-        if not results:
-            continue
-        rows = [row for row in page if row["latest_id"] in results]
-        if left is not None:
-            rows = rows[:left]
-            left -= len(rows)
         fp_columns: list[Any] = [f.record_id.label("key"), f.pixel_sha256]
         if thumbnails:
             fp_columns.append(f.thumbnail)
         fps = _by_key(conn, select(*fp_columns).where(f.record_id.in_([row["id"] for row in rows])))
         for row in rows:
             fp = fps.get(row["id"], {})
-            yield {
-                **row,
-                **results[row["latest_id"]],
-                "result_id": row["latest_id"],
-                "pixel_sha256": fp.get("pixel_sha256"),
-                "thumbnail": fp.get("thumbnail"),
-            }
+            row["pixel_sha256"] = fp.get("pixel_sha256")
+            row["thumbnail"] = fp.get("thumbnail")
+            yield row
+        if len(rows) < size:
+            return
+        last = rows[-1]["result_id"]
+        if left is not None:
+            left -= len(rows)
 
 
 # -- integrity ------------------------------------------------------------------------------
