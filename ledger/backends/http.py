@@ -600,6 +600,14 @@ class HttpClient:
                     attempts=stats.attempts,
                     retries=stats.retries,
                 )
+            if not raw.body:  # a 200 with nothing in it is no output
+                raise DownloadError(
+                    f"{self.backend}: download from {safe_url(current)} returned an empty body",
+                    code="download-failed",
+                    status=raw.status,
+                    attempts=stats.attempts,
+                    retries=stats.retries,
+                )
             stats.bytes_downloaded += len(raw.body)
             media = raw.media_type or sniff_media_type(raw.body)
             if media == "application/octet-stream":
