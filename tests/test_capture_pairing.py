@@ -85,7 +85,7 @@ def test_task_error_is_a_failed_record_without_secrets(tmp_path: Path) -> None:
 
 
 def test_async_task_is_pending_until_polling_delivers_it_and_survives_restart(tmp_path: Path) -> None:
-    path = tmp_path / "pending.json"
+    path = tmp_path / "pending.jsonl"
     video = task(taskType="videoInference", numberResults=2)
     first = Pairer(PendingTasks(path)).exchange(
         body([video]), body({"data": [{"taskType": "videoInference", "taskUUID": video["taskUUID"]}]})
@@ -143,3 +143,20 @@ def test_helpers() -> None:
     assert secrets_from_headers([("Authorization", f"Bearer {SENTINEL_KEY}"), ("X-Other", "x")]) == (
         SENTINEL_KEY,
     )
+
+
+def test_pending_journal_compacts_and_survives_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "pending.jsonl"
+    pending = PendingTasks(path)
+    tasks = [task(taskType="videoInference") for _ in range(1500)]
+    for t in tasks:
+        pending.add(t)
+    for t in tasks[:1400]:
+        pending.delivered(t["taskUUID"], 1, False)
+    assert len(pending) == 100
+    assert len(path.read_text().splitlines()) < 1500  # compacted, not 2,900 lines
+    with path.open("a") as handle:
+        handle.write('{"k": "torn", "v": {"ta')  # a kill mid-append
+    reloaded = PendingTasks(path)
+    assert len(reloaded) == 100
+    assert reloaded.get(tasks[-1]["taskUUID"]) == tasks[-1]

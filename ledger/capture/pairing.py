@@ -7,7 +7,7 @@ here and get back the records (redacted) and the outputs to fingerprint.
 * A task whose response carries no output yet (an async acknowledgement, a webhook
   request, ``status: processing``) is remembered as *pending*; a later response that
   delivers its results (``getResponse`` polling, a webhook POST, any envelope naming
-  that taskUUID) is paired with it. Pending tasks survive a restart (``pending.json``
+  that taskUUID) is paired with it. Pending tasks survive a restart (``pending.jsonl``
   in the spool directory).
 * Errors that name no task (HTTP 401, 429 or 5xx for the whole request) are not
   task failures: nothing ran and the caller usually retries the same taskUUID, so
@@ -130,18 +130,37 @@ def _output_of(result: Mapping[str, Any]) -> Output | None:
 
 
 class PendingTasks:
-    """Tasks acknowledged but not yet delivered, by taskUUID, kept in a small file so
-    an async task submitted before a restart is still recorded when it is delivered."""
+    """Tasks acknowledged but not yet delivered, by taskUUID, journaled to a small
+    append-only file (one JSON line per change, compacted now and then) so an async task
+    submitted before a restart or a kill is still recorded when it is delivered. Each
+    change costs one short append on the caller's path, whatever the number pending."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}
+        self._lines = 0
         if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("pending tasks file %s unreadable (%s); starting empty", path, exc)
+            return
+        for number, line in enumerate(text.splitlines(), 1):
             try:
-                self._tasks = json.loads(path.read_text("utf-8"))
-            except (OSError, ValueError) as exc:
-                log.warning("pending tasks file %s unreadable (%s); starting empty", path, exc)
+                change = json.loads(line)
+                key, value = change["k"], change["v"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("pending tasks file %s: line %d unreadable (torn write?); skipped", path, number)
+                continue
+            if value is None:
+                self._tasks.pop(key, None)
+            else:
+                self._tasks[key] = value
+            self._lines += 1
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -156,8 +175,9 @@ class PendingTasks:
             now = time.time()
             if len(self._tasks) >= MAX_PENDING:
                 self._expire(now)
-            self._tasks[str(task["taskUUID"])] = {"task": dict(task), "delivered": delivered, "at": now}
-            self._save()
+            key = str(task["taskUUID"])
+            self._tasks[key] = {"task": dict(task), "delivered": delivered, "at": now}
+            self._journal(key)
 
     def delivered(self, task_uuid: str, outputs: int, failed: bool) -> None:
         with self._lock:
@@ -168,7 +188,7 @@ class PendingTasks:
             wanted = item["task"].get("numberResults") or 1
             if failed or not isinstance(wanted, int) or item["delivered"] >= wanted:
                 del self._tasks[task_uuid]
-            self._save()
+            self._journal(task_uuid)
 
     def _expire(self, now: float) -> None:
         old = [k for k, v in self._tasks.items() if now - v["at"] > PENDING_TTL_S]
@@ -176,16 +196,36 @@ class PendingTasks:
             del self._tasks[key]
         while len(self._tasks) >= MAX_PENDING:
             self._tasks.pop(next(iter(self._tasks)))
+        self._compact()
 
-    def _save(self) -> None:
+    def _journal(self, key: str) -> None:
+        if self.path is None:
+            return
+        if self._lines > 1000 and self._lines > 4 * len(self._tasks):
+            self._compact()
+            return
+        line = json.dumps({"k": key, "v": self._tasks.get(key)}, separators=(",", ":")) + "\n"
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+            self._lines += 1
+        except OSError as exc:
+            log.warning("cannot journal pending task to %s: %s", self.path, exc.strerror)
+
+    def _compact(self) -> None:
         if self.path is None:
             return
         tmp = self.path.with_suffix(".tmp")
+        lines = [json.dumps({"k": k, "v": v}, separators=(",", ":")) + "\n" for k, v in self._tasks.items()]
         try:
-            tmp.write_text(json.dumps(self._tasks, separators=(",", ":")), "utf-8")
+            tmp.write_text("".join(lines), "utf-8")
             os.replace(tmp, self.path)
+            self._lines = len(lines)
         except OSError as exc:
-            log.warning("cannot save pending tasks to %s: %s", self.path, exc.strerror)
+            log.warning("cannot compact pending tasks in %s: %s", self.path, exc.strerror)
 
 
 class Pairer:

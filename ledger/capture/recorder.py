@@ -61,7 +61,7 @@ class Recorder:
         self.spool = Spool(resolve_spool(spool))
         self.counters = Counters()
         self.sync = sync
-        pending = PendingTasks(self.spool.directory / "pending.json")
+        pending = PendingTasks(self.spool.directory / "pending.jsonl")
         self.pairer = Pairer(pending, source=source, tags=tuple(tags), experiment_id=experiment_id)
         self.writer = SpoolWriter(
             self.spool,

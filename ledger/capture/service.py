@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from ledger.capture.entries import decode_entry
 from ledger.capture.fingerprints import default_fingerprinter
+from ledger.capture.pairing import PendingTasks
 from ledger.capture.recorder import resolve_spool
 from ledger.capture.spool import Spool, count_dead, list_segments, lock_owner, read_segment, segment_path
 from ledger.capture.writer import Counters, SpoolWriter
@@ -41,13 +41,7 @@ def spool_status(directory: str | os.PathLike[str] | None) -> dict[str, Any]:
         size += stat.st_size
         torn += stat.st_size > last_end
         oldest = stat.st_mtime if oldest is None else min(oldest, stat.st_mtime)
-    pending_tasks = 0
-    pending_file = path / "pending.json"
-    if pending_file.exists():
-        try:
-            pending_tasks = len(json.loads(pending_file.read_text("utf-8")))
-        except (OSError, ValueError):
-            pending_tasks = -1
+    pending_tasks = len(PendingTasks(path / "pending.jsonl"))
     owner = lock_owner(path)
     return {
         "spool": str(path),
