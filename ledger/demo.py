@@ -12,6 +12,7 @@ generation API, made for demos and tests; it is not a model.
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import signal
 import socket
@@ -54,6 +55,7 @@ class DemoResult:
     report_html: Path
     report_json: Path
     checkpoint_file: Path
+    asset: Path
     contact_sheets: list[Path] = field(default_factory=list)
     records: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -123,6 +125,7 @@ def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None]
         report_html=directory / "report.html",
         report_json=directory / "report.json",
         checkpoint_file=directory / "checkpoint-before-audit.txt",
+        asset=directory / "approved-asset.png",
     )
 
     def step(n: int, text: str) -> None:
@@ -131,6 +134,7 @@ def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None]
     step(1, f"new ledger {db}, signing key {key_file.name}")
     signer = Signer.generate("seedledger-demo")
     write_private_key(key_file, signer)
+    key_file.with_name(key_file.name + ".pub").write_text(f"{signer.verifier}\n")
     Ledger.open(url).close()
 
     with ReferenceServer.running() as server:
@@ -153,6 +157,9 @@ def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None]
         ) as client:
             response = client.post(server.url, json=hook_tasks)
             body = response.json()
+            # The first output becomes the "approved asset" a reviewer later asks about.
+            first = next(item for item in body["data"] if item.get("imageBase64Data"))
+            result.asset.write_bytes(base64.b64decode(first["imageBase64Data"]))
             say(
                 f"      {len(hook_tasks)} tasks -> HTTP {response.status_code}, "
                 f"{len(body.get('data', []))} outputs, {len(body.get('errors', []))} error"

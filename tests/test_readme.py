@@ -136,9 +136,18 @@ def test_makefile_targets_run_what_the_readme_promises() -> None:
 
 
 def _mentions() -> list[list[str]]:
+    """Every `seedledger …` in inline code and in shell blocks (prose is not a command)."""
+    code = [m.group(1) for m in re.finditer(r"`(seedledger [^`]*)`", README)]
+    code += [
+        line.strip()
+        for lang, body in _blocks()
+        if lang == "sh"
+        for line in body.splitlines()
+        if line.strip().startswith("seedledger ")
+    ]
     found: list[list[str]] = []
-    for match in re.finditer(r"seedledger(?: [^`\n|&]*)", README):
-        words = shlex.split(match.group(0).replace("…", ""), posix=True)
+    for text_ in code:
+        words = shlex.split(re.split(r"\s(?:\|\||&&|\||&)(?:\s|$)", text_)[0].replace("…", ""))
         found.append(words[1:])
     return found
 

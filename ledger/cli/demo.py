@@ -38,6 +38,7 @@ def demo(directory: Path, force: bool) -> None:
         "report_json": str(result.report_json),
         "contact_sheets": [str(p) for p in result.contact_sheets],
         "signing_key": str(result.key_file),
+        "approved_asset": str(result.asset),
         "saved_checkpoint": str(result.checkpoint_file),
         "seconds": round(result.seconds, 1),
     }
@@ -50,11 +51,12 @@ def demo(directory: Path, force: bool) -> None:
         f"  report (HTML)   {result.report_html}\n"
         f"  report (JSON)   {result.report_json}\n"
         f"  contact sheets  {', '.join(str(p) for p in result.contact_sheets)}\n"
-        f"  signing key     {result.key_file}\n"
+        f"  signing key     {result.key_file} (public key: {result.key_file}.pub)\n"
+        f"  an output file  {result.asset}\n"
         f"  checkpoint      {result.checkpoint_file}\n"
         "\nNext, try:\n"
         f"  seedledger --db {rel} audit show {result.run_id}\n"
-        f"  seedledger --db {rel} list --scheduler 'Euler a'\n"
+        f"  seedledger --db {rel} find {result.asset}\n"
         f"  seedledger --db {rel} verify --key-file {result.key_file} "
         f"--against {result.checkpoint_file}"
     )
