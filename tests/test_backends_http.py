@@ -195,6 +195,10 @@ def test_parse_retry_after() -> None:
         ("http://127.0.0.1/x.png", HostPolicy(), False),
         ("http://127.0.0.1/x.png", HostPolicy(allow_loopback=True), True),
         ("http://[::1]:8080/x.png", HostPolicy(), False),
+        ("http://[::ffff:127.0.0.1]/x.png", HostPolicy(allow_loopback=True), False),
+        ("http://2130706433/x.png", HostPolicy(), False),  # 127.0.0.1 as one number
+        ("http://127.1/x.png", HostPolicy(), False),
+        ("http://0x7f.0.0.1/x.png", HostPolicy(), False),
         ("http://localhost/x.png", HostPolicy(), False),
         ("http://localhost/x.png", HostPolicy(allowed_hosts=frozenset({"localhost"})), True),
         ("http://10.0.0.7/x.png", HostPolicy(allow_loopback=True), False),
