@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,8 @@ def _pg_url(database: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
 
 
-@pytest.fixture(scope="session")
-def _pg_template() -> Iterator[str]:
+def _pg_admin_or_skip():  # type: ignore[no-untyped-def]
+    """An AUTOCOMMIT admin engine; skip without PostgreSQL, but fail in CI."""
     admin = _pg_admin_engine()
     try:
         with admin.connect() as conn:
@@ -72,54 +73,46 @@ def _pg_template() -> Iterator[str]:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI and unreachable at {PG_ADMIN_URL}: {exc}")
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}")
-    name = f"sl_tpl_{uuid.uuid4().hex[:10]}"
+    return admin
+
+
+@contextmanager
+def _pg_database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template`` when given), dropped on exit."""
+    admin = _pg_admin_or_skip()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = engines.create(_pg_url(name))
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    with _pg_database("sl_tpl") as name:
+        engine = engines.create(_pg_url(name))
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield name
 
 
 @pytest.fixture
 def pg_url(_pg_template: str) -> Iterator[str]:
     """A fresh PostgreSQL database at head, dropped after the test."""
-    admin = _pg_admin_engine()
-    name = f"sl_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"'))
-    try:
+    with _pg_database("sl_test", template=_pg_template) as name:
         yield _pg_url(name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
 def pg_empty_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (no schema), dropped after the test."""
-    admin = _pg_admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # pragma: no cover
-        admin.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required in CI and unreachable: {exc}")
-        pytest.skip("PostgreSQL unreachable")
-    name = f"sl_empty_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    with _pg_database("sl_empty") as name:
         yield _pg_url(name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # -- either engine ---------------------------------------------------------------------
