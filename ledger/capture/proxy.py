@@ -101,8 +101,11 @@ class RecordingProxy:
         # The proxy talks to the transport directly: no client-level defaults (User-Agent,
         # Accept-Encoding, cookies, redirects) may change what is forwarded, and the
         # per-request overhead stays small.
+        # Idle upstream connections are dropped after 2 s, before common server keep-alive
+        # timeouts (uvicorn and Node: 5 s; httpx's default is also 5 s): reusing one the
+        # server is closing at that moment failed a relayed request with a 502.
         self._transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=2.0),
             trust_env=False,
         )
         self._timeout = {"connect": 30.0, "read": timeout, "write": timeout, "pool": timeout}
