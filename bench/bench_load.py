@@ -342,7 +342,7 @@ async def _client_loop(base: str, stop_at: float, traffic: Traffic, number: int)
                 continue
             traffic.requests += 1
             if response.status_code != 200:
-                traffic.failed(f"HTTP {response.status_code}: {response.text[:80]}")
+                traffic.failed(f"HTTP {response.status_code}: {response.text[:160]}")
                 continue
             for item in body.get("data", []):
                 if item.get("imageUUID"):
