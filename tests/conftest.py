@@ -148,3 +148,19 @@ settings.register_profile(
 )
 settings.register_profile("deep", max_examples=5000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# -- the demo, run once per session ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`seedledger --json demo` run once as a subprocess: its summary plus stderr."""
+    import json
+
+    from tests.cli import seedledger
+
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    done = seedledger("--json", "demo", "--dir", str(out), timeout=300)
+    assert done.code == 0, done.err
+    return {**json.loads(done.out), "stderr": done.err, "dir": str(out)}

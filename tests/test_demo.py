@@ -12,11 +12,9 @@ from tests.cli import seedledger
 
 
 @pytest.mark.slow
-def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    done = seedledger("--json", "demo", "--dir", str(out), timeout=300)
-    assert done.code == 0, done.err
-    summary = json.loads(done.out)
+def test_demo_tells_the_whole_story(demo_run: dict) -> None:
+    summary = demo_run
+    out = Path(summary["dir"])
     assert summary["verified"] is True
     outcomes = summary["outcomes"]
     # identical replays, expected drift, a seedless skip, and the detected model change
@@ -27,7 +25,8 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     for key in ("report_html", "report_json", "signing_key", "saved_checkpoint"):
         assert Path(summary[key]).is_file(), key
     assert all(Path(p).is_file() for p in summary["contact_sheets"])
-    assert "[9/9]" in done.err  # progress went to stderr, data to stdout
+    assert "[9/9]" in summary["stderr"]  # progress went to stderr, data to stdout
+    assert Path(summary["approved_asset"]).is_file()
 
     with sqlite3.connect(summary["database"]) as conn:
         rows = dict(
@@ -51,3 +50,10 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
 
     again = seedledger("demo", "--dir", str(out), timeout=60)
     assert again.code == 2 and "--force" in again.err
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    done = seedledger("demo", "--dir", str(tmp_path), "--force", timeout=60)
+    assert done.code == 2 and "not a demo directory" in done.err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

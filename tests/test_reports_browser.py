@@ -270,3 +270,21 @@ def test_html_report_renders_without_errors(browser: WebSocket, sqlite_url: str,
     )
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     assert page.errors == []
+
+
+@pytest.mark.slow
+def test_demo_report_and_contact_sheets_open_in_chromium(browser: WebSocket, demo_run: dict) -> None:
+    """The README's first command produces an HTML report that renders in a real browser."""
+    pages = [Path(demo_run["report_html"]), *(Path(p) for p in demo_run["contact_sheets"])]
+    for path in pages:
+        page = open_page(browser)
+        page.load(path.as_uri())
+        assert page.errors == [], (path.name, page.errors)
+        images = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
+        assert images and all(images), path.name
+        pixels = _pixels(page.call("Page.captureScreenshot", format="png")["data"])
+        assert float(pixels.std()) > 20, f"{path.name} rendered blank"
+    report = open_page(browser)
+    report.load(pages[0].as_uri())
+    text = report.evaluate("document.body.innerText")
+    assert "Audit outcomes" in text and "expected drift" in text.lower()
