@@ -9,12 +9,11 @@ recording transport and proxy use, so a record looks the same however it arrived
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ledger.backends.base import GeneratedOutput, GenerationRequest, GenerationResult
-from ledger.core.records import NewRecord, SeedOrigin, Source, Status, utcnow
+from ledger.core.records import NewRecord, Source
 from ledger.core.runware import records_for_task
 from ledger.errors import BackendError
 
@@ -94,31 +93,18 @@ def failed_record(
     parent_id: int | None = None,
     tags: tuple[str, ...] = (),
 ) -> NewRecord:
-    """A failed record for a request the backend did not fulfil."""
+    """A failed record for a request the backend did not fulfil (same mapping as a
+    task-level error in captured traffic)."""
     task = sent_task(request, getattr(error, "task_uuid", None))
-    params: Mapping[str, Any] = task
-    return NewRecord(
+    reported = {"code": getattr(error, "code", "backend-error"), "message": str(error)}
+    (record,) = records_for_task(
+        task,
+        [],
+        [{**reported, "taskUUID": task["taskUUID"]}],
         backend=backend,
-        task_type=request.task_type,
-        modality=request.modality,
-        model=str(request.model or task.get("model") or "unknown"),
-        seed=request.seed,
-        seed_origin=SeedOrigin.REQUEST if request.seed is not None else SeedOrigin.UNKNOWN,
-        scheduler_requested=task.get("scheduler"),
-        scheduler=task.get("scheduler"),
-        prompt=task.get("positivePrompt"),
-        width=task.get("width"),
-        height=task.get("height"),
-        steps=task.get("steps"),
-        params=params,
-        task_uuid=task["taskUUID"],
         source=source,
         experiment_id=experiment_id,
         parent_id=parent_id,
         tags=tags,
-        status=Status.FAILED,
-        error_code=getattr(error, "code", "backend-error"),
-        error=str(error),
-        created_at=utcnow(),
-        idempotency_key=f"{backend}:{task['taskUUID']}:error",
     )
+    return record

@@ -14,15 +14,17 @@ import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ledger.backends.base import AsyncBackend, GenerationRequest, request_from_params
+from ledger.backends.base import AsyncBackend, GenerationRequest, open_backend, request_from_params
 from ledger.backends.records import Generated, failed_record, records_from_result
 from ledger.core.records import Modality, Source
 from ledger.core.seeds import FULL_RANGE, SEED_RANGES, check_seed_for_backend, parse_seed, random_seed
 from ledger.errors import BackendError, FingerprintError, InvalidInputError, UsageError
 from ledger.fingerprint import Fingerprint, fingerprint_bytes
 from ledger.store import Ledger
+from ledger.workflows.contact import ContactCell, write_contact_sheet
 
 __all__ = [
     "SweepCell",
@@ -303,8 +305,8 @@ async def run_sweep(
 @dataclass(frozen=True)
 class SweepReport:
     outcome: SweepOutcome
-    contact_png: Any
-    contact_html: Any
+    contact_png: Path
+    contact_html: Path
 
 
 def sweep(
@@ -314,7 +316,7 @@ def sweep(
     backend_name: str,
     backend_url: str | None = None,
     backend_options: Mapping[str, Any] | None = None,
-    out_dir: Any = None,
+    out_dir: Path | str | None = None,
     name: str | None = None,
     parent_id: int | None = None,
     concurrency: int = 4,
@@ -323,10 +325,6 @@ def sweep(
     on_cell: Callable[[int, int], None] | None = None,
 ) -> SweepReport:
     """Run a sweep on a named backend and write its contact sheet (PNG and HTML)."""
-    from pathlib import Path
-
-    from ledger.backends.base import open_backend
-    from ledger.workflows.contact import ContactCell, write_contact_sheet
 
     async def go() -> tuple[SweepOutcome, list[tuple[SweepCell, Generated | None]]]:
         async with open_backend(backend_name, backend_url, **dict(backend_options or {})) as backend:
