@@ -80,3 +80,11 @@ def test_backend_range_check() -> None:
     with pytest.raises(InvalidSeedError, match="a1111"):
         check_seed_for_backend(2**32, "a1111")
     check_seed_for_backend(2**64 - 1, "comfyui")
+
+
+def test_a_refused_seed_never_echoes_text_that_is_not_number_like() -> None:
+    with pytest.raises(InvalidSeedError) as info:
+        parse_seed("sk-live-0123456789abcdef")
+    assert "sk-live" not in str(info.value) and "24 character" in str(info.value)
+    with pytest.raises(InvalidSeedError, match="'-5'"):
+        parse_seed("-5")

@@ -57,8 +57,7 @@ def parse_seed(value: object) -> int:
     elif isinstance(value, str):
         text = value.strip()
         if not _DECIMAL.fullmatch(text):
-            shown = value if len(value) <= 40 else value[:37] + "..."
-            raise InvalidSeedError(f"seed must be a decimal integer, got {shown!r}")
+            raise InvalidSeedError(f"seed must be a decimal integer, got {_describe(value)}")
         seed = int(text)
     elif isinstance(value, float):
         raise InvalidSeedError(
@@ -71,6 +70,17 @@ def parse_seed(value: object) -> int:
     if seed > SEED_MAX:
         raise InvalidSeedError(f"seed {seed} is ≥ 2^64; seeds are 0 … 2^64−1")
     return seed
+
+
+_NUMERIC_LOOKING = re.compile(r"[-+0-9.eExX_ ,]{1,24}")
+
+
+def _describe(text: str) -> str:
+    """Echo short number-like input (helps fix a typo); describe anything else, so a
+    secret pasted into a seed field never reaches a message or a log."""
+    if _NUMERIC_LOOKING.fullmatch(text):
+        return repr(text)
+    return f"text of {len(text)} character(s)" if text else "an empty string"
 
 
 def random_seed(seed_range: SeedRange | str = FULL_RANGE) -> int:
