@@ -164,3 +164,18 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     done = seedledger("--json", "demo", "--dir", str(out), timeout=300)
     assert done.code == 0, done.err
     return {**json.loads(done.out), "stderr": done.err, "dir": str(out)}
+
+
+# -- proof in the CI log that the PostgreSQL tests ran ----------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "postgres" in getattr(report, "keywords", {}) and report.when in ("call", "setup"):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                counts[outcome] = counts.get(outcome, 0) + 1
+    shown = ", ".join(f"{n} {o}" for o, n in counts.items()) or "none collected"
+    terminalreporter.write_line(f"PostgreSQL tests (marker 'postgres'): {shown}")
