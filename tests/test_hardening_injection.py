@@ -154,7 +154,10 @@ def test_reports_escape_hostile_text(hostile: Hostile, tmp_path: Path) -> None:
         page = pages[fmt]
         for raw in ("<script>alert", "<img src=x", 'onerror="alert'):
             assert raw not in page, (fmt, raw)
-    assert SQL in json.loads(pages["json"]) or True  # JSON is data; its parser escapes
+        # `cat report.md` in a terminal runs no escape sequence.
+        assert not TERMINAL_CONTROL.search(page), fmt
+    # JSON is data: it parses, and covers every hostile record.
+    assert json.loads(pages["json"])["summary"]["total"] == len(ledger.ids)
     for line in pages["csv"].splitlines()[1:]:
         for cell in line.split(","):
             assert not cell.startswith(("=", "+", "@")), cell

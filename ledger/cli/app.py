@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ledger import __version__
+from ledger.core.text import strip_controls
 from ledger.errors import EXIT_CODES, LedgerError
 from ledger.store import ENV_DATABASE_URL, Ledger
 
@@ -127,13 +128,10 @@ def app(ctx: click.Context | None = None) -> AppContext:
 
 # -- output ------------------------------------------------------------------------
 
-# C0/C1 control characters (terminal escapes) except tab and newline.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 
 def sanitize(text: str) -> str:
     """Make outside text safe to print on a terminal (no escape sequences)."""
-    return _CONTROL.sub("\ufffd", text)
+    return strip_controls(text)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """The Markdown report: GitHub-flavoured tables that paste into a ticket.
 
 Outside text is escaped so it stays text: HTML angle brackets become entities, table
-pipes and Markdown punctuation are backslash-escaped, and newlines become spaces.
+pipes and Markdown punctuation are backslash-escaped, newlines become spaces, and
+control characters (terminal escapes) become U+FFFD.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ledger.core.text import strip_controls
 from ledger.reports._build import ReportSource
 from ledger.reports._model import OUTCOMES, VERDICTS, Report
 
@@ -20,7 +22,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 def md(value: Any, *, limit: int | None = None) -> str:
     if value is None:
         return "—"
-    text = " ".join(str(value).split())
+    text = " ".join(strip_controls(str(value)).split())
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

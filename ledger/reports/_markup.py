@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ledger.core.text import strip_controls
+
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*$")
 _VOID = frozenset({"meta", "img", "br", "hr", "link", "col"})
 
@@ -26,7 +28,8 @@ class Safe(str):
 def escape(value: Any) -> Safe:
     if isinstance(value, Safe):
         return value
-    return Safe(html.escape("" if value is None else str(value), quote=True))
+    # Control characters are replaced too: a report `cat` in a terminal runs nothing.
+    return Safe(html.escape(strip_controls("" if value is None else str(value)), quote=True))
 
 
 def _attrs(attrs: dict[str, Any]) -> str:
