@@ -9,6 +9,7 @@ recording transport and proxy use, so a record looks the same however it arrived
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,8 @@ class Generated:
 
 
 def sent_task(request: GenerationRequest, task_uuid: str | None) -> dict[str, Any]:
-    """The Runware task as the adapter sends it for ``request``."""
+    """The Runware task for ``request``, for adapters that do not report the task they
+    sent (the Runware adapter does, in ``GenerationResult.metadata["task"]``)."""
     task = dict(request.params)
     task["taskType"] = request.task_type
     task["taskUUID"] = task_uuid or str(uuid.uuid4())
@@ -68,7 +70,8 @@ def records_from_result(
     """One record per output of ``result``, each with its bytes."""
     if result.request.protocol != "runware":
         raise BackendError(f"storing {result.request.protocol} results as records is not supported yet")
-    task = sent_task(result.request, result.task_uuid)
+    sent = result.metadata.get("task")
+    task = dict(sent) if isinstance(sent, Mapping) else sent_task(result.request, result.task_uuid)
     results = [_result_of(o, str(result.request.modality), task["taskUUID"]) for o in result.outputs]
     records = records_for_task(
         task,

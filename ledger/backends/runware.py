@@ -372,7 +372,8 @@ class RunwareBackend(AsyncBackend):
             polls=stats.polls,
             elapsed_s=stats.elapsed,
             started_at=started_at,
-            metadata={"url": safe_url(self.url), "taskType": task["taskType"]},
+            # The task as sent (redacted): records of this result store exactly it.
+            metadata={"url": safe_url(self.url), "taskType": task["taskType"], "task": self._redact(task)},
         )
 
     async def _poll(
