@@ -94,8 +94,11 @@ def _prepare(directory: Path, force: bool) -> None:
         if not force:
             raise UsageError(f"{directory} holds an earlier demo; pass --force to replace it")
         shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MARKER).write_text("made by `seedledger demo`; --force may delete this directory\n")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MARKER).write_text("made by `seedledger demo`; --force may delete this directory\n")
+    except OSError as exc:
+        raise UsageError(f"cannot use {directory} for the demo: {exc.strerror or exc}") from None
 
 
 def _wait_for(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:

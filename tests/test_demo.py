@@ -57,3 +57,6 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     done = seedledger("demo", "--dir", str(tmp_path), "--force", timeout=60)
     assert done.code == 2 and "not a demo directory" in done.err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+    unusable = seedledger("demo", "--dir", str(tmp_path / "precious.txt" / "sub"), timeout=60)
+    assert unusable.code == 2 and "Traceback" not in unusable.err
+    assert len(unusable.err.strip().splitlines()) == 1

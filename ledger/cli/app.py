@@ -81,6 +81,12 @@ class LedgerGroup(click.Group):
             if debug:
                 raise
             fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            # A file the user named cannot be read or written: one line, not a traceback.
+            if isinstance(ctx.obj, AppContext) and ctx.obj.debug:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}", 1)
         except KeyboardInterrupt:
             click.echo("seedledger: interrupted", err=True)
             sys.exit(130)
