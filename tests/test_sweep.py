@@ -153,6 +153,8 @@ def test_plan_parsing() -> None:
         parse_number_range("5..1")
     with pytest.raises(InvalidInputError):
         parse_vary("seed=1,2")
+    assert plan_sweep({"model": "m"}, seed=9).kind == "seed-sweep"
+    assert plan_sweep({"model": "m", "seed": 9}).cells[0].seed == 9
     with pytest.raises(UsageError):
         plan_sweep({"model": "m"}, seeds=[1], count=3, seed=1)
     with pytest.raises(UsageError, match="range"):

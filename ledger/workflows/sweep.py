@@ -199,6 +199,8 @@ def plan_sweep(
         kind = "cfg-sweep" if keys == ["CFGScale"] else "grid"
     elif axes:
         kind = "grid"
+    elif kind == "grid":
+        kind = "seed-sweep"  # one fixed seed and nothing varied: a sweep of one cell
     combos = list(itertools.product(*(values for _, values in axes))) if axes else [()]
     cells = tuple(SweepCell(s, dict(zip(keys, combo, strict=True))) for s in seed_list for combo in combos)
     if len(cells) > MAX_CELLS:
