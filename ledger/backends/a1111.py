@@ -19,12 +19,10 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ledger.backends.base import (
-    AsyncBackend,
     AuthenticationError,
     BackendHTTPError,
     DownloadError,
@@ -41,6 +39,7 @@ from ledger.backends.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
     CallStats,
+    HttpBackend,
     HttpClient,
     RetryPolicy,
     Secret,
@@ -48,7 +47,7 @@ from ledger.backends.http import (
 )
 from ledger.core.records import utcnow
 from ledger.core.seeds import check_seed_for_backend, parse_seed
-from ledger.errors import InvalidSeedError, UsageError
+from ledger.errors import InvalidSeedError
 
 __all__ = [
     "DEFAULT_URL",
@@ -209,7 +208,7 @@ def request_from_a1111(
     )
 
 
-class A1111Backend(AsyncBackend):
+class A1111Backend(HttpBackend):
     """An AUTOMATIC1111 or Forge WebUI started with ``--api``."""
 
     protocol = "a1111"
@@ -229,9 +228,7 @@ class A1111Backend(AsyncBackend):
         limits: httpx.Limits | None = None,
         **_ignored: Any,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"{name}: the WebUI URL must be http(s)://host:port, got {safe_url(url)!r}")
+        self.check_url(url, name, "WebUI URL")
         self.name = name
         self.url = url.rstrip("/")
         self.max_download_bytes = max_download_bytes
@@ -253,12 +250,6 @@ class A1111Backend(AsyncBackend):
             limits=limits,
             **extra,
         )
-
-    def __repr__(self) -> str:
-        return f"A1111Backend(name={self.name!r}, url={safe_url(self.url)!r})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def build_payload(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         """(endpoint, payload) this request posts."""

@@ -20,12 +20,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ledger.backends.base import (
-    AsyncBackend,
     AuthenticationError,
     BackendHTTPError,
     BackendTimeout,
@@ -40,6 +38,7 @@ from ledger.backends.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     CallStats,
     HostPolicy,
+    HttpBackend,
     HttpClient,
     PollPolicy,
     RetryPolicy,
@@ -47,7 +46,7 @@ from ledger.backends.http import (
 )
 from ledger.core.records import utcnow
 from ledger.core.seeds import SEED_MAX, parse_seed
-from ledger.errors import BackendError, InvalidSeedError, UsageError
+from ledger.errors import BackendError, InvalidSeedError
 
 __all__ = ["DEFAULT_URL", "ComfyUIBackend", "comfy_graph", "graph_seeds"]
 
@@ -112,7 +111,7 @@ def graph_seeds(graph: Mapping[str, Any]) -> dict[str, int]:
     return seeds
 
 
-class ComfyUIBackend(AsyncBackend):
+class ComfyUIBackend(HttpBackend):
     """A ComfyUI server."""
 
     protocol = "comfyui"
@@ -134,9 +133,7 @@ class ComfyUIBackend(AsyncBackend):
         limits: httpx.Limits | None = None,
         **_ignored: Any,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"{name}: the ComfyUI URL must be http(s)://host:port, got {safe_url(url)!r}")
+        parts = self.check_url(url, name, "ComfyUI URL")
         self.name = name
         self.url = url.rstrip("/")
         self.poll = poll or PollPolicy(initial=0.25, factor=1.5, max_interval=5.0, timeout=1800.0)
@@ -156,12 +153,6 @@ class ComfyUIBackend(AsyncBackend):
             sleep=self._sleep,
             limits=limits,
         )
-
-    def __repr__(self) -> str:
-        return f"ComfyUIBackend(name={self.name!r}, url={safe_url(self.url)!r})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def build_graph(self, request: GenerationRequest) -> dict[str, Any]:
         """The graph this request queues: stored seeds, or ``request.seed`` when the

@@ -28,11 +28,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from ledger.backends.base import (
+    AsyncBackend,
     BackendHTTPError,
     BackendTimeout,
     BackendUnavailable,
@@ -52,6 +53,7 @@ __all__ = [
     "CallStats",
     "Downloaded",
     "HostPolicy",
+    "HttpBackend",
     "HttpClient",
     "PollPolicy",
     "RawResponse",
@@ -619,3 +621,25 @@ class HttpClient:
             attempts=stats.attempts,
             retries=stats.retries,
         )
+
+
+class HttpBackend(AsyncBackend):
+    """What the HTTP adapters share: a checked endpoint URL, an :class:`HttpClient`
+    (``self._http``, built by the adapter), a redacted repr and closing."""
+
+    url: str
+    _http: HttpClient
+
+    @staticmethod
+    def check_url(url: str, name: str, what: str) -> SplitResult:
+        """The parts of an http(s) endpoint URL, or a UsageError naming ``what``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"{name}: the {what} must be http(s)://host…, got {safe_url(url)!r}")
+        return parts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, url={safe_url(self.url)!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from ledger.backends.base import (
-    AsyncBackend,
     AuthenticationError,
     BackendHTTPError,
     BackendTimeout,
@@ -50,6 +49,7 @@ from ledger.backends.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     CallStats,
     HostPolicy,
+    HttpBackend,
     HttpClient,
     PollPolicy,
     RetryPolicy,
@@ -124,7 +124,7 @@ def _is_loopback_host(host: str | None) -> bool:
         return False
 
 
-class RunwareBackend(AsyncBackend):
+class RunwareBackend(HttpBackend):
     """Runware's REST API (or any server speaking it, such as the reference server)."""
 
     protocol = "runware"
@@ -151,9 +151,7 @@ class RunwareBackend(AsyncBackend):
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         limits: httpx.Limits | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"{name}: the API URL must be http(s)://host/…, got {safe_url(url)!r}")
+        parts = self.check_url(url, name, "API URL")
         key = api_key if api_key is not None else (os.environ.get(ENV_API_KEY) if read_env else None)
         if not key and require_key:
             raise AuthenticationError(f"no Runware API key: set {ENV_API_KEY} or pass api_key")
@@ -181,12 +179,6 @@ class RunwareBackend(AsyncBackend):
             sleep=self._sleep,
             limits=limits,
         )
-
-    def __repr__(self) -> str:
-        return f"RunwareBackend(name={self.name!r}, url={safe_url(self.url)!r})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- helpers -------------------------------------------------------------------
 
