@@ -9,17 +9,21 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test install install-test browser lint bench clean
+.PHONY: demo test install install-test build-deps browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+install: $(BIN)/python build-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 
-install-test: $(BIN)/python
+install-test: $(BIN)/python build-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+
+# headers for the optional native verify walker (ledger/integrity/_leafwalk.c)
+build-deps:
+	bash scripts/install-build-deps.sh
 
 browser:
 	bash scripts/install-browser.sh
@@ -39,4 +43,4 @@ bench: install-test
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(DEMO_DIR)
+	rm -rf $(VENV) build dist *.egg-info $(DEMO_DIR) ledger/integrity/*.so

@@ -57,7 +57,11 @@ def _add(ledger: Ledger, n: int, *, start: int = 0) -> list[int]:
 
 
 def _verify(ledger: Ledger, signer: Signer) -> VerifyReport:
-    return verify(ledger, [signer.verifier])
+    """verify, checked to report the same with the native walker (SQLite, where it is
+    built) and on the Python path alone."""
+    report = verify(ledger, [signer.verifier])
+    assert verify(ledger, [signer.verifier], native=False) == report
+    return report
 
 
 def _sql(ledger: Ledger, statement: str, **params: Any) -> None:
@@ -314,6 +318,24 @@ def test_inserting_a_record_in_the_middle_is_found(ledger: Ledger, signer: Signe
     div = _verify(ledger, signer).divergence
     assert div is not None
     assert (div.kind, div.entry_id, div.leaf_index) == ("unsealed-in-the-middle", 50, 5)
+
+
+def test_a_deleted_row_and_a_row_slipped_in_are_named_in_leaf_order(ledger: Ledger, signer: Signer) -> None:
+    """Counting rows against sealed entries cannot tell a deletion paired with an
+    insertion; the walk then finds the deletion, and the first of the two is named."""
+    ids = _add(ledger, 5)
+    _sql(ledger, _copy_record_sql(ledger.dialect, 100, ids[0]), new=100)
+    seal(ledger, signer)
+    _sql(ledger, "CREATE TABLE kept AS SELECT * FROM records WHERE id = :id", id=ids[2])
+    _sql(ledger, "DELETE FROM records WHERE id = :id", id=ids[2])
+    _sql(ledger, _copy_record_sql(ledger.dialect, 50, ids[0]), new=50)
+    div = _verify(ledger, signer).divergence
+    assert div is not None and (div.kind, div.leaf_index, div.entry_id) == ("missing-row", 2, ids[2])
+    # Restore the deleted row, delete the last one instead: the slipped-in row comes first.
+    _sql(ledger, "INSERT INTO records SELECT * FROM kept")
+    _sql(ledger, "DELETE FROM records WHERE id = 100")
+    div = _verify(ledger, signer).divergence
+    assert div is not None and (div.kind, div.leaf_index, div.entry_id) == ("unsealed-in-the-middle", 5, 50)
 
 
 def test_inserting_a_log_entry_in_the_middle_is_found(ledger: Ledger, signer: Signer) -> None:

@@ -1,5 +1,5 @@
-"""The built wheel carries its migrations: an installed package creates and
-upgrades a database in a directory outside the repository."""
+"""The built wheel carries its migrations and the native verify walker: an installed
+package creates and upgrades a database in a directory outside the repository."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from ledger.integrity import _native
+from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,3 +60,20 @@ def test_wheel_installs_and_migrates_outside_the_repo(tmp_path: Path) -> None:
     )
     assert str(ROOT) not in where.stdout
     assert (work / "fresh.db").exists()
+    # The wheel carries the native verify walker when the build machine has its headers
+    # (this one must: scripts/install-build-deps.sh), and it runs against that database.
+    native = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from ledger.integrity import _native; from ledger.store import Ledger; "
+            "led = Ledger.open('fresh.db'); conn = led.engine.connect(); "
+            "print(_native.available(), _native.open_walker(conn, []) is not None)",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if IN_CI or _native.available():
+        assert native.stdout.split() == ["True", "True"], native.stdout + native.stderr

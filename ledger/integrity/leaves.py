@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Float, LargeBinary, Table, type_coerce
+from sqlalchemy import JSON, Boolean, Dialect, Float, Integer, LargeBinary, String, Table, type_coerce
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from ledger.core.canonical import canonical_json
@@ -155,6 +155,27 @@ def _raw_converter(column: Any, dialect: Dialect) -> Converter | None:
     return lambda value, _p=processor, _c=parsed: _c(_p(value))
 
 
+def _native_kind(column: Any, dialect: Dialect) -> str | None:
+    """The native walker's form of a column (``_leafwalk.c``: v, f, S, t, j, b), the
+    same leaf form :func:`_raw_converter` gives; None when the walker has no such form."""
+    type_ = column.type
+    if isinstance(type_, SeedType):
+        return "S"
+    if isinstance(type_, Float):
+        return None if type_.asdecimal else "f"
+    if isinstance(type_, UTCDateTime):
+        return "t"
+    impl = type_.impl if isinstance(type_, TypeDecorator) else type_
+    if isinstance(impl, LargeBinary):
+        return "b"
+    processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if isinstance(type_, JSON):
+        return "j"
+    if isinstance(type_, Integer | String) and not isinstance(type_, Boolean) and processor is None:
+        return "v"  # the driver's value as it is, like the Python path
+    return None
+
+
 def _raw_float(value: Any) -> Any:
     return None if value is None else float(value)
 
@@ -223,6 +244,23 @@ class EntryType:
         for name, convert in converted:
             fields[name] = convert(fields[name])
         return fields
+
+    def native_kinds(self, dialect: Dialect) -> tuple[str, ...] | None:
+        """Each column's form for the native walker, in table column order; None when
+        some column has no native form (verify then takes the Python path)."""
+        kinds = tuple(_native_kind(c, dialect) for c in self.table.columns)
+        return None if None in kinds else kinds  # type: ignore[return-value]
+
+    def leaf_pieces(self) -> tuple[bytes, bytes, bytes, tuple[tuple[bytes, str], ...]]:
+        """The fixed bytes of this type's leaves around the index and the row columns:
+        ``prefix INDEX middle ("name":VALUE, in key order) suffix``, with each column's
+        key bytes (a comma before all but the first). Mirrors :meth:`leaf_bytes_from_fields`."""
+        prefix = b'{"format":' + canonical_json(LEAF_FORMAT) + b',"index":'
+        middle = b',"row":{'
+        suffix = b'},"type":' + canonical_json(self.name) + b',"v":' + canonical_json(self.version) + b"}"
+        names = sorted(self._names, key=lambda n: n.encode("utf-16-be"))
+        keys = tuple(((b"," if i else b"") + canonical_json(n) + b":", n) for i, n in enumerate(names))
+        return prefix, middle, suffix, keys
 
     def leaf_bytes(self, index: int, row: Mapping[str, Any]) -> bytes:
         return self.leaf_bytes_from_fields(index, self.row_fields(row))

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy.exc import DBAPIError
 
 from ledger.core.canonical import canonical_json
 from ledger.errors import IntegrityError, InvalidInputError, NotFoundError
-from ledger.integrity import merkle
+from ledger.integrity import _native, merkle
 from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT, EntryType
 from ledger.integrity.merkle import EMPTY_ROOT, CompactRange, ProofError
 from ledger.integrity.note import Checkpoint, NoteError, Verifier, open_checkpoint
@@ -78,6 +79,8 @@ class VerifyReport:
     entries: dict[str, int]
     divergence: Divergence | None = None
     against: dict[str, Any] | None = None
+    #: Leaves the native walker recomputed and matched (the rest took the Python path).
+    native_leaves: int = field(default=0, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -98,8 +101,42 @@ class _Found(Exception):
         self.divergence = divergence
 
 
-def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any, EntryType | None, Any]]:
-    """Every log entry in leaf order with its row (None when missing), keyset-paged."""
+class _Undecodable(bytes):
+    """A TEXT value whose bytes are not UTF-8: the row was changed at the byte level."""
+
+
+def _text_or_bytes(data: bytes) -> str | _Undecodable:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(data)
+
+
+def _fetch(conn: Connection, stmt: Any) -> Sequence[Any]:
+    """The rows of ``stmt``. On SQLite a TEXT value that is not UTF-8 makes the driver
+    refuse the whole result; then the rows are read again with such values kept as
+    :class:`_Undecodable`, which no leaf form accepts, so the row is named as changed."""
+    try:
+        return conn.execute(stmt).all()
+    except DBAPIError as exc:
+        if conn.dialect.name != "sqlite" or "decode" not in str(exc.orig).lower():
+            raise
+    raw = conn.connection.dbapi_connection
+    factory = raw.text_factory  # type: ignore[union-attr]
+    raw.text_factory = _text_or_bytes  # type: ignore[union-attr]
+    try:
+        return conn.execute(stmt).all()
+    finally:
+        raw.text_factory = factory  # type: ignore[union-attr]
+
+
+def _stream(
+    conn: Connection, types: Sequence[EntryType], start: int = 0, page: int = _PAGE
+) -> Iterator[tuple[Any, EntryType | None, Any]]:
+    """Every log entry from leaf ``start`` on in leaf order with its row (None when
+    missing), keyset-paged. ``fields`` is an exception instance when the row cannot be
+    read in its leaf form at all (it was changed into something the column type cannot
+    hold)."""
     aliases = [et.table.alias(f"t{i}") for i, et in enumerate(types)]
     columns: list[Any] = [
         log_entries.c.leaf_index,
@@ -120,16 +157,16 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
         )
     by_name = {et.name: (et, spans[i]) for i, et in enumerate(types)}
     dialect = conn.dialect
-    last = -1
+    last = start - 1
     while True:
         stmt = (
             select(*columns)
             .select_from(joined)
             .where(log_entries.c.leaf_index > last)
             .order_by(log_entries.c.leaf_index)
-            .limit(_PAGE)
+            .limit(page)
         )
-        rows = conn.execute(stmt).all()
+        rows = _fetch(conn, stmt)
         for row in rows:
             found = by_name.get(row[1])
             if found is None:
@@ -139,21 +176,48 @@ def _stream(conn: Connection, types: Sequence[EntryType]) -> Iterator[tuple[Any,
             if row[id_pos] is None:
                 yield row, et, None
                 continue
-            yield row, et, et.row_fields_from_raw(row[first:end], dialect)
-        if len(rows) < _PAGE:
+            try:
+                fields: Any = et.row_fields_from_raw(row[first:end], dialect)
+            except (TypeError, ValueError, OverflowError) as exc:  # e.g. a JSON column that is not JSON
+                fields = exc
+            yield row, et, fields
+        if len(rows) < page:
             return
         last = int(rows[-1].leaf_index)
 
 
-def _unsealed_in_middle(conn: Connection, types: Sequence[EntryType]) -> Divergence | None:
-    """(2) The unsealed entry that has sealed entries of its type after it, first in leaf order."""
+def _all_sealed_by_count(conn: Connection, et: EntryType, top: int) -> bool:
+    """Whether every row of ``et`` up to id ``top`` is sealed, judged by counting: as
+    many rows as sealed entries. Two index scans instead of an anti-join (a seek per
+    row). Conclusive only together with a walk that finds no missing row (then every
+    sealed entry has its row, and equal counts leave no row unsealed); ``verify``
+    runs the exact search whenever the walk finds anything."""
+    id_col = et.table.c[et.id_column]
+    sealed = conn.execute(
+        select(func.count()).select_from(log_entries).where(log_entries.c.entry_type == et.name)
+    ).scalar_one()
+    # "id + 0": count from the smallest index, not by walking the table's rows
+    stored = conn.execute(select(func.count()).select_from(et.table).where(id_col + 0 <= top)).scalar_one()
+    return int(sealed) == int(stored)
+
+
+def _unsealed_in_middle(
+    conn: Connection, types: Sequence[EntryType], *, count_first: bool = False
+) -> tuple[Divergence | None, list[EntryType]]:
+    """(2) The unsealed entry that has sealed entries of its type after it, first in
+    leaf order. With ``count_first``, types whose counts match are not searched; they
+    come back in the list, to be searched if the walk finds a divergence."""
     first: Divergence | None = None
+    counted: list[EntryType] = []
     for et in types:
         id_col = et.table.c[et.id_column]
         top = conn.execute(
             select(func.max(log_entries.c.entry_id)).where(log_entries.c.entry_type == et.name)
         ).scalar()
         if top is None:
+            continue
+        if count_first and _all_sealed_by_count(conn, et, int(top)):
+            counted.append(et)
             continue
         sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
         missing = conn.execute(select(func.min(id_col)).where(~sealed).where(id_col < top)).scalar()
@@ -175,7 +239,21 @@ def _unsealed_in_middle(conn: Connection, types: Sequence[EntryType]) -> Diverge
         )
         if first is None or (candidate.leaf_index or 0) < (first.leaf_index or 0):
             first = candidate
-    return first
+    return first, counted
+
+
+def _first(conn: Connection, found: Divergence, counted: Sequence[EntryType], walked: bool) -> Divergence:
+    """The divergence to report once the walk found ``found``: an entry inserted in the
+    middle of a type that was only counted comes first if it lies at or before it (the
+    walk would have stopped there), or if the walk had finished (``walked``)."""
+    if not counted or found.kind == "unsealed-in-the-middle":
+        return found
+    middle, _ = _unsealed_in_middle(conn, counted)
+    if middle is None or middle.leaf_index is None:
+        return found
+    if walked or found.leaf_index is None or middle.leaf_index <= found.leaf_index:
+        return middle
+    return found
 
 
 def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Verifier]) -> None:
@@ -222,15 +300,172 @@ def _last_leaf(size: int) -> int | None:
     return size - 1 if size > 0 else None
 
 
+class _Walk:
+    """Steps (3) and (4) as the leaves arrive in order: the recomputed tree, the count
+    per entry type, and the checkpoints still to check. Both the Python path
+    (:meth:`leaf`, one row at a time) and the native walker (:meth:`confirmed`, leaves
+    it recomputed and matched itself) advance it."""
+
+    def __init__(
+        self,
+        head_size: int,
+        cps: Sequence[StoredCheckpoint],
+        verifiers: Sequence[Verifier],
+        middle: Divergence | None,
+        counts: dict[str, int],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.head_size = head_size
+        self.verifiers = verifiers
+        self.middle = middle
+        self.counts = counts
+        self.progress = progress
+        self.compact = CompactRange()
+        self.native_leaves = 0
+        self._pending = iter(cps)
+        self.next_cp = next(self._pending, None)
+        self._reached()  # a size-0 checkpoint is checked before any leaf
+
+    def stop(self) -> int:
+        """Where the next pause is due: the head, the next checkpoint, or the place of
+        an entry inserted in the middle."""
+        stop = self.head_size
+        if self.next_cp is not None:
+            stop = min(stop, self.next_cp.size)
+        if self.middle is not None and self.middle.leaf_index is not None:
+            stop = min(stop, self.middle.leaf_index)
+        return max(stop, self.compact.size)
+
+    def leaf(self, row: Any, et: EntryType | None, fields: Any) -> None:
+        """(3) for the next leaf, recomputed here from its row."""
+        index = self.compact.size
+        if self.middle is not None and self.middle.leaf_index is not None and self.middle.leaf_index <= index:
+            raise _Found(self.middle)
+        if int(row.leaf_index) != index:
+            raise _Found(
+                Divergence(
+                    "missing-leaf",
+                    f"leaf {index} is absent; the next stored leaf is {row.leaf_index}",
+                    index,
+                )
+            )
+        name, entry_id = row.entry_type, int(row.entry_id)
+        if et is None:
+            raise _Found(
+                Divergence("unknown-entry-type", f"entry type {name!r} is not known", index, name, entry_id)
+            )
+        if fields is None:
+            raise _Found(
+                Divergence("missing-row", f"the sealed {name} row is gone (deleted)", index, name, entry_id)
+            )
+        changed = (
+            f"the {name} row no longer hashes to its sealed leaf: a column was "
+            "changed, or the entry was moved from another leaf position"
+        )
+        if isinstance(fields, Exception):
+            raise _Found(
+                Divergence(
+                    "changed-row",
+                    f"{changed} (a column no longer holds a value of its type: {type(fields).__name__})",
+                    index,
+                    name,
+                    entry_id,
+                )
+            )
+        try:
+            digest = merkle.leaf_hash(et.leaf_bytes_from_fields(index, fields))
+        except (InvalidInputError, TypeError, ValueError) as exc:  # not JSON-encodable any more
+            raise _Found(
+                Divergence("changed-row", f"{changed} ({type(exc).__name__})", index, name, entry_id)
+            ) from None
+        if digest != bytes(row.leaf_hash):
+            raise _Found(Divergence("changed-row", changed, index, name, entry_id))
+        self.compact.append(digest)
+        self.counts[name] += 1
+        if index >= self.head_size:
+            raise _Found(
+                Divergence(
+                    "extra-leaf",
+                    f"the log head has {self.head_size} leaves; this entry lies beyond it",
+                    index,
+                    name,
+                    entry_id,
+                )
+            )
+        self._reached(index)
+
+    def confirmed(self, compact: CompactRange, counts: dict[str, int]) -> None:
+        """Leaves the native walker recomputed and matched, up to ``compact.size``
+        (never past :meth:`stop`)."""
+        before = self.compact.size
+        self.compact = compact
+        self.native_leaves += compact.size - before
+        for name, n in counts.items():
+            self.counts[name] += n
+        self._reached(before)
+
+    def _reached(self, before: int | None = None) -> None:
+        """(4) checkpoints at the current size; progress every 100,000 leaves."""
+        while self.next_cp is not None and self.next_cp.size == self.compact.size:
+            _check_checkpoint(self.next_cp, self.compact.root(), self.verifiers)
+            self.next_cp = next(self._pending, None)
+        if self.progress is None or before is None:
+            return
+        if self.compact.size // 100_000 > before // 100_000:
+            self.progress(self.compact.size)
+
+
+#: Leaves per native call: bounds the walker's memory (32 bytes a leaf) and how long
+#: an interrupt waits.
+_NATIVE_CHUNK = 1 << 17
+#: After this many leaves the walker could not confirm, verify stops asking it.
+_NATIVE_GIVE_UP = 256
+
+
+def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> None:
+    """(3) with the native walker while it is available: it confirms runs of leaves;
+    each leaf it stops at goes through :meth:`_Walk.leaf` (the Python path), which
+    names any divergence. Returns when the head is reached or the walker is not used."""
+    walker = _native.open_walker(conn, types)
+    if walker is None:
+        return
+    names = [et.name for et in types]
+    refused = 0
+    try:
+        while walk.compact.size < walk.head_size:
+            stop = walk.stop()
+            if walk.compact.size == stop:
+                # a pause with nothing confirmed: an entry inserted in the middle
+                # belongs here, so the Python path reports it
+                return
+            size, hashes, counts, problem = walker.walk(
+                walk.compact.size, list(walk.compact.hashes), min(stop, walk.compact.size + _NATIVE_CHUNK)
+            )
+            walk.confirmed(CompactRange(size, hashes), dict(zip(names, counts, strict=True)))
+            if problem is None:
+                continue
+            refused += 1
+            if refused > _NATIVE_GIVE_UP:
+                return
+            row = next(_stream(conn, types, start=problem, page=1), None)
+            if row is None:
+                return  # nothing stored from here on: the end of verify names it
+            walk.leaf(*row)
+    finally:
+        walker.close()
+
+
 def verify(
     ledger: Ledger,
     verifiers: Sequence[Verifier],
     *,
     against: str | None = None,
     progress: Callable[[int], None] | None = None,
+    native: bool = True,
 ) -> VerifyReport:
     """Verify the whole log; see the module docstring. Never raises for a divergence:
-    the report carries it (``report.raise_for_divergence()``)."""
+    the report carries it (``report.raise_for_divergence()``). ``native=False`` keeps
+    to the Python path (the native walker only changes the speed; ``_native``)."""
     types = list(ENTRY_TYPES.values())
     counts = {et.name: 0 for et in types}
     with _snapshot(ledger) as conn:
@@ -239,79 +474,24 @@ def verify(
         cps = [_stored(r) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size))]
         head_size = head.size if head else 0
         latest = cps[-1].size if cps else None
-        compact = CompactRange()
+        walk: _Walk | None = None
         saved: Checkpoint | None = None
+        counted: list[EntryType] = []
+        walked = False
         try:
             if against is not None:
                 saved = _open_saved(against, verifiers)
             # (2) entries inserted in the middle, to be reported where they belong
-            middle = _unsealed_in_middle(conn, types)
-            pending = iter(cps)
-            next_cp = next(pending, None)
-            # A size-0 checkpoint is checked before any leaf.
-            while next_cp is not None and next_cp.size == 0:
-                _check_checkpoint(next_cp, EMPTY_ROOT, verifiers)
-                next_cp = next(pending, None)
-            # (3) every leaf, recomputed from its row
-            for row, et, fields in _stream(conn, types):
-                index = compact.size
-                if middle is not None and middle.leaf_index is not None and middle.leaf_index <= index:
-                    raise _Found(middle)
-                if int(row.leaf_index) != index:
-                    raise _Found(
-                        Divergence(
-                            "missing-leaf",
-                            f"leaf {index} is absent; the next stored leaf is {row.leaf_index}",
-                            index,
-                        )
-                    )
-                name, entry_id = row.entry_type, int(row.entry_id)
-                if et is None:
-                    raise _Found(
-                        Divergence(
-                            "unknown-entry-type", f"entry type {name!r} is not known", index, name, entry_id
-                        )
-                    )
-                if fields is None:
-                    raise _Found(
-                        Divergence(
-                            "missing-row",
-                            f"the sealed {name} row is gone (deleted)",
-                            index,
-                            name,
-                            entry_id,
-                        )
-                    )
-                digest = merkle.leaf_hash(et.leaf_bytes_from_fields(index, fields))
-                if digest != bytes(row.leaf_hash):
-                    raise _Found(
-                        Divergence(
-                            "changed-row",
-                            f"the {name} row no longer hashes to its sealed leaf: a column was "
-                            "changed, or the entry was moved from another leaf position",
-                            index,
-                            name,
-                            entry_id,
-                        )
-                    )
-                compact.append(digest)
-                counts[name] += 1
-                if index >= head_size:
-                    raise _Found(
-                        Divergence(
-                            "extra-leaf",
-                            f"the log head has {head_size} leaves; this entry lies beyond it",
-                            index,
-                            name,
-                            entry_id,
-                        )
-                    )
-                # (4) checkpoints at this size
-                while next_cp is not None and next_cp.size == compact.size:
-                    _check_checkpoint(next_cp, compact.root(), verifiers)
-                    next_cp = next(pending, None)
-                if progress is not None and compact.size % 100_000 == 0:
-                    progress(compact.size)
+            middle, counted = _unsealed_in_middle(conn, types, count_first=True)
+            walk = _Walk(head_size, cps, verifiers, middle, counts, progress)
+            # (3) every leaf, recomputed from its row: natively where it can, then the
+            # rest (and anything stored beyond the head) on the Python path
+            if native:
+                _walk_native(conn, walk, types)
+            for row, et, fields in _stream(conn, types, start=walk.compact.size):
+                walk.leaf(row, et, fields)
+            walked = True
+            compact = walk.compact
             if middle is not None:
                 raise _Found(middle)
             # (5) the head and checkpoints beyond the leaves
@@ -323,11 +503,12 @@ def verify(
                         compact.size,
                     )
                 )
-            if next_cp is not None:
+            if walk.next_cp is not None:
                 raise _Found(
                     Divergence(
                         "missing-leaf",
-                        f"checkpoint at size {next_cp.size} lies beyond the {compact.size} stored leaves",
+                        f"checkpoint at size {walk.next_cp.size} lies beyond the "
+                        f"{compact.size} stored leaves",
                         compact.size,
                     )
                 )
@@ -340,10 +521,27 @@ def verify(
             if saved is not None:
                 against_report = _check_against(conn, saved, cps[-1] if cps else None)
         except _Found as found:
+            divergence = _first(conn, found.divergence, counted, walked)
+            root = walk.compact.root() if walk is not None else EMPTY_ROOT
+            native_leaves = walk.native_leaves if walk is not None else 0
             return VerifyReport(
-                head_size, compact.root(), len(cps), latest, counts, divergence=found.divergence
+                head_size,
+                root,
+                len(cps),
+                latest,
+                counts,
+                divergence=divergence,
+                native_leaves=native_leaves,
             )
-    return VerifyReport(head_size, compact.root(), len(cps), latest, counts, against=against_report)
+    return VerifyReport(
+        head_size,
+        compact.root(),
+        len(cps),
+        latest,
+        counts,
+        against=against_report,
+        native_leaves=walk.native_leaves,
+    )
 
 
 def _open_saved(note: str, verifiers: Sequence[Verifier]) -> Checkpoint:

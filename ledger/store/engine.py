@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,19 @@ def display_url(url: str) -> str:
         return "<invalid database URL>"
 
 
+def sqlite_json(value: Any) -> str:
+    """How JSON columns are written on SQLite: compact, keys sorted, UTF-8 as it is.
+
+    The values read back are the same as with ``json.dumps``' defaults; the text is the
+    canonical form (``ledger.core.canonical``) for all but integral floats and keys
+    outside the BMP, so ``verify``'s native walker copies it instead of re-encoding it
+    (``ledger/integrity/_leafwalk.c``). PostgreSQL keeps JSONB in its own form."""
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    except TypeError:  # keys of mixed types cannot be sorted; json.dumps' defaults can write them
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control from pysqlite so BEGIN IMMEDIATE works (the
     # SQLAlchemy recipe for SQLite transactions); see _on_sqlite_begin.
@@ -72,6 +86,7 @@ def create(url: str | None = None, **options: Any) -> Engine:
                 parent = Path(database).expanduser().resolve().parent
                 if not parent.is_dir():
                     raise StoreError(f"directory for the SQLite ledger does not exist: {parent}")
+            options.setdefault("json_serializer", sqlite_json)
             engine = create_engine(
                 resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options
             )

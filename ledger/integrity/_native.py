@@ -1,0 +1,129 @@
+"""The bridge to the native leaf walker (``_leafwalk.c``) that ``verify`` uses on SQLite.
+
+The walker recomputes leaves from the stored rows in C, on several threads, and only
+*confirms* them: a leaf it cannot render exactly as the Python path does stops the walk,
+and ``verify`` handles that leaf itself. So the walker changes how fast ``verify`` is,
+never what it finds.
+
+It is used when all of these hold, and silently not otherwise:
+
+- the extension was built (it needs the SQLite and OpenSSL headers at install time);
+- the ledger is a SQLite file (not ``:memory:``, not a ``file:`` URI);
+- Python's ``_sqlite3`` module uses the same copy of SQLite as the extension (two
+  copies in one process break each other's POSIX locks);
+- every entry type's columns have a native form (:meth:`EntryType.native_kinds`);
+- ``SEEDLEDGER_NATIVE`` is not ``0``.
+
+``SEEDLEDGER_VERIFY_THREADS`` sets the number of threads (default: the CPU count, at
+most 8).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, and_, literal_column, select
+
+from ledger.integrity.leaves import EntryType
+from ledger.store.schema import log_entries
+
+ENV_NATIVE = "SEEDLEDGER_NATIVE"
+ENV_THREADS = "SEEDLEDGER_VERIFY_THREADS"
+
+try:
+    from ledger.integrity import _leafwalk  # type: ignore[attr-defined]
+except ImportError:  # built without the extension
+    _leafwalk = None
+
+
+class Walker(Protocol):
+    def walk(
+        self, size: int, hashes: list[bytes], stop: int
+    ) -> tuple[int, list[bytes], tuple[int, ...], int | None]: ...
+
+    def close(self) -> None: ...
+
+
+def available() -> bool:
+    """Whether the extension is built and shares the process's copy of SQLite."""
+    if _leafwalk is None:
+        return False
+    try:
+        import _sqlite3
+    except ImportError:
+        return False
+    path = getattr(_sqlite3, "__file__", None)
+    return bool(path) and bool(_leafwalk.same_sqlite(path))
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_NATIVE, "1").strip() != "0"
+
+
+def _threads() -> int:
+    raw = os.environ.get(ENV_THREADS, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return min(int(raw), 16)
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _database_path(conn: Connection) -> str | None:
+    url = conn.engine.url
+    database = url.database or ""
+    if conn.dialect.name != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    if url.query.get("uri") or url.query.get("mode"):
+        return None
+    path = Path(database).expanduser().resolve()
+    return str(path) if path.is_file() else None
+
+
+def walk_sql(types: Sequence[EntryType], conn: Connection) -> tuple[str, list[tuple[Any, ...]]]:
+    """The walker's statement (log entries in ``[?1, ?2)`` in leaf order, each joined to
+    its row) and each type's spec for ``_leafwalk.Walker``."""
+    columns: list[Any] = [log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash]
+    joined: Any = log_entries
+    specs: list[tuple[Any, ...]] = []
+    for i, et in enumerate(types):
+        kinds = et.native_kinds(conn.dialect)
+        if kinds is None:
+            raise ValueError(f"entry type {et.name!r} has a column without a native form")
+        alias = et.table.alias(f"t{i}")
+        first = len(columns)
+        columns.extend(et.raw_columns(alias, prefix=f"t{i}_"))
+        joined = joined.outerjoin(
+            alias,
+            and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
+        )
+        position = {name: first + k for k, name in enumerate(et.column_names)}
+        kind = dict(zip(et.column_names, kinds, strict=True))
+        prefix, middle, suffix, keys = et.leaf_pieces()
+        spec_columns = tuple((key, kind[name], position[name]) for key, name in keys)
+        specs.append((et.name.encode(), position[et.id_column], prefix, middle, suffix, spec_columns))
+    stmt = (
+        select(*columns)
+        .select_from(joined)
+        .where(log_entries.c.leaf_index >= literal_column("?1"))
+        .where(log_entries.c.leaf_index < literal_column("?2"))
+        .order_by(log_entries.c.leaf_index)
+    )
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    return sql, specs
+
+
+def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:
+    """A native walker over the ledger behind ``conn``, or None (module docstring)."""
+    if not enabled() or not available():
+        return None
+    path = _database_path(conn)
+    if path is None or any(et.native_kinds(conn.dialect) is None for et in types):
+        return None
+    sql, specs = walk_sql(types, conn)
+    try:
+        walker: Walker = _leafwalk.Walker(path, sql, tuple(specs), _threads())
+    except RuntimeError:
+        return None  # e.g. the file cannot be opened read-only: the Python path reads it
+    return walker
