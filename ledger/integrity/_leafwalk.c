@@ -1169,6 +1169,7 @@ static int leaf_hash(Worker *w, const TypeSpec *t, long long index, unsigned cha
 }
 
 static void *worker_run(void *arg);
+static int worker_open(Worker *w, const char *path, const char *sql, char *message, size_t size);
 
 typedef struct {
     Worker *worker;
@@ -1323,6 +1324,10 @@ static int Walker_init(WalkerObject *self, PyObject *args, PyObject *kwargs) {
     int threads;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ssO!i", names, &path, &sql, &PyTuple_Type, &types, &threads))
         return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the walker is walking");
+        return -1;
+    }
     walker_release(self);
     self->closed = 0;
     if (threads < 1) threads = 1;
@@ -1346,26 +1351,10 @@ static int Walker_init(WalkerObject *self, PyObject *args, PyObject *kwargs) {
     for (int k = 0; k < threads && ok; k++) {
         Worker *w = &self->workers[k];
         self->nworkers = k + 1;
-        if (sqlite3_open_v2(path, &w->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-            snprintf(message, sizeof message, "cannot open the ledger: %s", w->db ? sqlite3_errmsg(w->db) : "?");
-            ok = 0;
-            break;
-        }
-        sqlite3_busy_timeout(w->db, 30000);
-#ifdef LEAFWALK_MMAP
-        sqlite3_exec(w->db, "PRAGMA mmap_size = 1099511627776", NULL, NULL, NULL);
-#endif
+        ok = worker_open(w, path, sql, message, sizeof message);
         /* One read transaction per connection: each sees one state of the log. */
-        if (sqlite3_exec(w->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(w->db, sql, -1, &w->stmt, NULL) != SQLITE_OK) {
-            snprintf(message, sizeof message, "cannot prepare the walk: %s", sqlite3_errmsg(w->db));
-            ok = 0;
-            break;
-        }
-        w->md = EVP_MD_CTX_new();
-        w->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-        if (!w->md || !w->sha256) {
-            snprintf(message, sizeof message, "cannot create a SHA-256 context");
+        if (ok && sqlite3_exec(w->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(message, sizeof message, "cannot begin a read: %s", sqlite3_errmsg(w->db));
             ok = 0;
         }
     }
@@ -1561,6 +1550,148 @@ static PyTypeObject WalkerType = {
 
 /* -- module functions ------------------------------------------------------------------------ */
 
+/* -- hashing rows for the sealer -------------------------------------------------------------- */
+
+typedef struct {
+    Worker worker;
+    const TypeSpec *type;
+    const long long *ids;
+    size_t from, to;   /* this thread's share of ids */
+    long long start;   /* the leaf index of ids[0] */
+    unsigned char *out;
+    unsigned char *done; /* 1: out holds the leaf hash of ids[k] */
+    const char *path, *sql;
+    int failed;
+} HashJob;
+
+static int worker_open(Worker *w, const char *path, const char *sql, char *message, size_t size) {
+    if (sqlite3_open_v2(path, &w->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf(message, size, "cannot open the ledger: %s", w->db ? sqlite3_errmsg(w->db) : "?");
+        return 0;
+    }
+    sqlite3_busy_timeout(w->db, 30000);
+    if (sqlite3_prepare_v2(w->db, sql, -1, &w->stmt, NULL) != SQLITE_OK) {
+        snprintf(message, size, "cannot prepare: %s", sqlite3_errmsg(w->db));
+        return 0;
+    }
+    w->md = EVP_MD_CTX_new();
+    w->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!w->md || !w->sha256) {
+        snprintf(message, size, "cannot create a SHA-256 context");
+        return 0;
+    }
+    return 1;
+}
+
+static void *hash_job_run(void *arg) {
+    HashJob *job = arg;
+    Worker *w = &job->worker;
+    char message[256];
+    if (!worker_open(w, job->path, job->sql, message, sizeof message)) {
+        job->failed = 1;
+        return NULL;
+    }
+    for (size_t k = job->from; k < job->to; k++) {
+        sqlite3_stmt *st = w->stmt;
+        sqlite3_reset(st);
+        if (sqlite3_bind_int64(st, 1, job->ids[k]) != SQLITE_OK) continue;
+        if (sqlite3_step(st) != SQLITE_ROW) continue; /* gone: the Python path decides */
+        if (sqlite3_column_type(st, job->type->id_column) != SQLITE_INTEGER ||
+            sqlite3_column_int64(st, job->type->id_column) != job->ids[k])
+            continue;
+        if (leaf_hash(w, job->type, job->start + (long long)k, job->out + k * HASH_SIZE)) job->done[k] = 1;
+    }
+    sqlite3_reset(w->stmt);
+    return NULL;
+}
+
+/* hash_rows(path, sql, type, ids, start, threads) -> list[bytes | None]
+ * The leaf hash of each row ids[k] at leaf index start + k, read with sql (one row
+ * for ?1 = the id; the type's column positions refer to its columns), each thread on
+ * its own read-only connection, fresh, so it sees every committed row. None where the
+ * Python path must compute the leaf. */
+static PyObject *hash_rows(PyObject *Py_UNUSED(module), PyObject *args) {
+    const char *path, *sql;
+    PyObject *spec, *ids_list;
+    long long start;
+    int threads;
+    if (!PyArg_ParseTuple(args, "ssO!O!Li", &path, &sql, &PyTuple_Type, &spec, &PyList_Type, &ids_list, &start,
+                          &threads))
+        return NULL;
+    TypeSpec type;
+    memset(&type, 0, sizeof type);
+    if (!parse_type(spec, &type)) {
+        free(type.columns);
+        Py_XDECREF(type.keep);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(ids_list);
+    long long *ids = malloc((size_t)(n ? n : 1) * sizeof(long long));
+    unsigned char *out = malloc((size_t)(n ? n : 1) * HASH_SIZE);
+    unsigned char *done = calloc((size_t)(n ? n : 1), 1);
+    HashJob *jobs = calloc(MAX_THREADS, sizeof(HashJob));
+    PyObject *result = NULL;
+    if (!ids || !out || !done || !jobs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        ids[k] = PyLong_AsLongLong(PyList_GET_ITEM(ids_list, k));
+        if (ids[k] == -1 && PyErr_Occurred()) goto done;
+    }
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (n < 1024 * threads) threads = 1;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    size_t share = ((size_t)n + (size_t)threads - 1) / (size_t)threads;
+    pthread_t tids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int k = 0; k < threads; k++) {
+        HashJob *job = &jobs[k];
+        job->type = &type;
+        job->ids = ids;
+        job->from = share * (size_t)k < (size_t)n ? share * (size_t)k : (size_t)n;
+        job->to = job->from + share < (size_t)n ? job->from + share : (size_t)n;
+        job->start = start;
+        job->out = out;
+        job->done = done;
+        job->path = path;
+        job->sql = sql;
+        if (k > 0 && pthread_create(&tids[k], NULL, hash_job_run, job) == 0) started[k] = 1;
+    }
+    hash_job_run(&jobs[0]);
+    for (int k = 1; k < threads; k++) {
+        if (started[k]) pthread_join(tids[k], NULL);
+        else hash_job_run(&jobs[k]);
+    }
+    for (int k = 0; k < threads; k++) {
+        failed |= jobs[k].failed;
+        worker_close(&jobs[k].worker);
+    }
+    Py_END_ALLOW_THREADS;
+    (void)failed; /* rows a failed thread did not hash stay None: the Python path computes them */
+    result = PyList_New(n);
+    if (!result) goto done;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *item = done[k] ? PyBytes_FromStringAndSize((const char *)out + k * HASH_SIZE, HASH_SIZE)
+                                 : Py_NewRef(Py_None);
+        if (!item) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, k, item);
+    }
+done:
+    free(ids);
+    free(out);
+    free(done);
+    free(jobs);
+    free(type.columns);
+    Py_XDECREF(type.keep);
+    return result;
+}
+
 static PyObject *same_sqlite(PyObject *Py_UNUSED(module), PyObject *args) {
     const char *path;
     if (!PyArg_ParseTuple(args, "s", &path)) return NULL;
@@ -1605,6 +1736,8 @@ static PyObject *canonical_float_text(PyObject *Py_UNUSED(module), PyObject *arg
 }
 
 static PyMethodDef module_methods[] = {
+    {"hash_rows", hash_rows, METH_VARARGS,
+     "hash_rows(path, sql, type, ids, start, threads) -> list[bytes | None]: leaf hashes for the sealer"},
     {"same_sqlite", same_sqlite, METH_VARARGS,
      "same_sqlite(path) -> bool: the module at path uses this process's copy of SQLite"},
     {"canonical_json_text", canonical_json_text, METH_VARARGS,

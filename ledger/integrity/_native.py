@@ -1,4 +1,5 @@
-"""The bridge to the native leaf walker (``_leafwalk.c``) that ``verify`` uses on SQLite.
+"""The bridge to the native leaf walker (``_leafwalk.c``) that ``verify`` and ``seal``
+use on SQLite.
 
 The walker recomputes leaves from the stored rows in C, on several threads, and only
 *confirms* them: a leaf it cannot render exactly as the Python path does stops the walk,
@@ -21,7 +22,7 @@ most 8).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,6 +82,18 @@ def _database_path(conn: Connection) -> str | None:
     return str(path) if path.is_file() else None
 
 
+def _spec(et: EntryType, dialect: Any, first: int) -> tuple[Any, ...]:
+    """``et`` for ``_leafwalk`` when its columns sit at result positions ``first`` on."""
+    kinds = et.native_kinds(dialect)
+    if kinds is None:
+        raise ValueError(f"entry type {et.name!r} has a column without a native form")
+    position = {name: first + k for k, name in enumerate(et.column_names)}
+    kind = dict(zip(et.column_names, kinds, strict=True))
+    prefix, middle, suffix, keys = et.leaf_pieces()
+    columns = tuple((key, kind[name], position[name]) for key, name in keys)
+    return (et.name.encode(), position[et.id_column], prefix, middle, suffix, columns)
+
+
 def walk_sql(types: Sequence[EntryType], conn: Connection) -> tuple[str, list[tuple[Any, ...]]]:
     """The walker's statement (log entries in ``[?1, ?2)`` in leaf order, each joined to
     its row) and each type's spec for ``_leafwalk.Walker``."""
@@ -88,21 +101,13 @@ def walk_sql(types: Sequence[EntryType], conn: Connection) -> tuple[str, list[tu
     joined: Any = log_entries
     specs: list[tuple[Any, ...]] = []
     for i, et in enumerate(types):
-        kinds = et.native_kinds(conn.dialect)
-        if kinds is None:
-            raise ValueError(f"entry type {et.name!r} has a column without a native form")
         alias = et.table.alias(f"t{i}")
-        first = len(columns)
+        specs.append(_spec(et, conn.dialect, len(columns)))
         columns.extend(et.raw_columns(alias, prefix=f"t{i}_"))
         joined = joined.outerjoin(
             alias,
             and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
         )
-        position = {name: first + k for k, name in enumerate(et.column_names)}
-        kind = dict(zip(et.column_names, kinds, strict=True))
-        prefix, middle, suffix, keys = et.leaf_pieces()
-        spec_columns = tuple((key, kind[name], position[name]) for key, name in keys)
-        specs.append((et.name.encode(), position[et.id_column], prefix, middle, suffix, spec_columns))
     stmt = (
         select(*columns)
         .select_from(joined)
@@ -110,16 +115,46 @@ def walk_sql(types: Sequence[EntryType], conn: Connection) -> tuple[str, list[tu
         .where(log_entries.c.leaf_index < literal_column("?2"))
         .order_by(log_entries.c.leaf_index)
     )
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    return sql, specs
+    return _compiled(stmt, conn), specs
 
 
-def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:
-    """A native walker over the ledger behind ``conn``, or None (module docstring)."""
+def _compiled(stmt: Any, conn: Connection) -> str:
+    return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _usable(conn: Connection, types: Sequence[EntryType]) -> str | None:
+    """The ledger file's path when the walker can serve ``conn`` for ``types``."""
     if not enabled() or not available():
         return None
     path = _database_path(conn)
     if path is None or any(et.native_kinds(conn.dialect) is None for et in types):
+        return None
+    return path
+
+
+def row_hasher(conn: Connection, et: EntryType) -> Callable[[list[int], int], list[bytes | None]] | None:
+    """For the sealer: a function giving the leaf hashes of rows ``ids`` of ``et`` at
+    leaf indexes ``first``, ``first + 1``, … (None for a row it leaves to the Python
+    path), computed natively on fresh read-only connections; None where the walker
+    cannot serve ``conn``. The rows must be committed (the sealer holds the write lock,
+    so no row it selected can change meanwhile)."""
+    path = _usable(conn, [et])
+    if path is None:
+        return None
+    stmt = select(*et.raw_columns()).where(et.table.c[et.id_column] == literal_column("?1"))
+    sql, spec, threads = _compiled(stmt, conn), _spec(et, conn.dialect, 0), _threads()
+
+    def hashes(ids: list[int], first: int) -> list[bytes | None]:
+        result: list[bytes | None] = _leafwalk.hash_rows(path, sql, spec, ids, first, threads)
+        return result
+
+    return hashes
+
+
+def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:
+    """A native walker over the ledger behind ``conn``, or None (module docstring)."""
+    path = _usable(conn, types)
+    if path is None:
         return None
     sql, specs = walk_sql(types, conn)
     try:

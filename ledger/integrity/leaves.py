@@ -210,6 +210,11 @@ class EntryType:
     def column_names(self) -> tuple[str, ...]:
         return self._names
 
+    @property
+    def id_position(self) -> int:
+        """The id column's position among :attr:`column_names`."""
+        return self._names.index(self.id_column)
+
     def row_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Every column of ``row`` in its fixed leaf form."""
         fields = {name: row[name] for name in self._names}

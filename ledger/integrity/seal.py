@@ -33,7 +33,8 @@ from typing import Any
 from sqlalchemy import Connection, exists, insert, select, text, update
 
 from ledger.core.records import utcnow
-from ledger.errors import UsageError
+from ledger.errors import IntegrityError, InvalidInputError, UsageError
+from ledger.integrity import _native
 from ledger.integrity.leaves import ENTRY_TYPES, EntryType
 from ledger.integrity.merkle import CompactRange, leaf_hash
 from ledger.integrity.note import Checkpoint, Signer, load_signer, sign_checkpoint
@@ -109,14 +110,73 @@ def _stored(row: Any) -> StoredCheckpoint:
     )
 
 
-def _unsealed(et: EntryType, after: int | None, limit: int) -> Any:
+def _unsealed(et: EntryType, after: int | None, limit: int, *, ids_only: bool = False) -> Any:
     table = et.table
     id_col = table.c[et.id_column]
     sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
-    stmt = select(*et.raw_columns(table)).where(~sealed)
+    stmt = select(id_col) if ids_only else select(*et.raw_columns(table))
+    stmt = stmt.where(~sealed)
     if after is not None:
         stmt = stmt.where(id_col > after)
     return stmt.order_by(id_col).limit(limit)
+
+
+def _leaf_hashes(
+    conn: Connection, et: EntryType, after: int | None, limit: int, first: int
+) -> list[tuple[int, bytes]]:
+    """(2) and the leaf hashes of (3): up to ``limit`` unsealed rows of ``et`` after id
+    ``after``, in id order, as (id, leaf hash at index first, first + 1, …). On SQLite
+    the native walker hashes the rows (``_native.row_hasher``); any row it leaves out,
+    and every row elsewhere, is hashed here."""
+    hasher = _native.row_hasher(conn, et)
+    if hasher is None:
+        rows = conn.execute(_unsealed(et, after, limit)).all()
+        return [
+            (int(row[et.id_position]), _python_leaf_hash(conn, et, first + k, row))
+            for k, row in enumerate(rows)
+        ]
+    ids = [int(i) for i in conn.execute(_unsealed(et, after, limit, ids_only=True)).scalars()]
+    hashes = hasher(ids, first)
+    left = {ids[k]: k for k, h in enumerate(hashes) if h is None}
+    if left:
+        id_col = et.table.c[et.id_column]
+        for row in conn.execute(select(*et.raw_columns()).where(id_col.in_(list(left)))):
+            k = left[int(row[et.id_position])]
+            hashes[k] = _python_leaf_hash(conn, et, first + k, row)
+    done: list[tuple[int, bytes]] = []
+    for entry_id, digest in zip(ids, hashes, strict=True):
+        if digest is None:  # the row went away: seal up to it, so indexes stay gap-free
+            break
+        done.append((entry_id, digest))
+    return done
+
+
+def _insert_entries(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    """Insert the batch's log entries. On SQLite straight through the driver, with the
+    one shared ``sealed_at`` converted once: SQLAlchemy's per-row parameter processing
+    would cost more than hashing the rows did."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(log_entries), entries)
+        return
+    sealed_at = log_entries.c.sealed_at.type.bind_processor(conn.dialect)(entries[0]["sealed_at"])
+    names = ("leaf_index", "entry_type", "entry_id", "leaf_hash")
+    conn.exec_driver_sql(
+        "INSERT INTO log_entries (leaf_index, entry_type, entry_id, leaf_hash, sealed_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(*(e[n] for n in names), sealed_at) for e in entries],
+    )
+
+
+def _python_leaf_hash(conn: Connection, et: EntryType, index: int, row: Any) -> bytes:
+    try:
+        return leaf_hash(et.leaf_bytes_from_fields(index, et.row_fields_from_raw(row, conn.dialect)))
+    except (InvalidInputError, TypeError, ValueError, OverflowError) as exc:
+        # Only a row changed behind seedledger's back holds such values: refuse to
+        # commit to it rather than stop with a traceback.
+        raise IntegrityError(
+            f"{et.name} {row[et.id_position]} cannot be sealed: a column no longer holds a value "
+            f"of its type ({type(exc).__name__})"
+        ) from None
 
 
 def _seal_batch(
@@ -133,32 +193,27 @@ def _seal_batch(
     for et in types:
         if remaining <= 0:
             break
-        # (2) unsealed rows, in id order
-        rows = conn.execute(_unsealed(et, cursors.get(et.name), remaining)).all()
-        id_pos = et.column_names.index(et.id_column)
-        for row in rows:
-            # (3) gap-free index and the compact range
-            index = start + len(entries)
-            fields = et.row_fields_from_raw(row, conn.dialect)
-            digest = leaf_hash(et.leaf_bytes_from_fields(index, fields))
+        # (2) unsealed rows, in id order, and (3) their leaves at gap-free indexes
+        hashed = _leaf_hashes(conn, et, cursors.get(et.name), remaining, start + len(entries))
+        for entry_id, digest in hashed:
             compact.append(digest)
             entries.append(
                 {
-                    "leaf_index": index,
+                    "leaf_index": start + len(entries),
                     "entry_type": et.name,
-                    "entry_id": int(row[id_pos]),
+                    "entry_id": entry_id,
                     "leaf_hash": digest,
                     "sealed_at": now,
                 }
             )
-        if rows:
-            cursors[et.name] = int(rows[-1][id_pos])
-        remaining -= len(rows)
+        if hashed:
+            cursors[et.name] = hashed[-1][0]
+        remaining -= len(hashed)
     if not entries and head is not None:
         return 0, head
     # (4) entries and head
     if entries:
-        conn.execute(insert(log_entries), entries)
+        _insert_entries(conn, entries)
     state = {
         "size": compact.size,
         "compact_range": compact.to_bytes(),
