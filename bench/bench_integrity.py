@@ -207,7 +207,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     total = args.rows or (20_000 if args.smoke else 1_000_000)
-    threads = _native._threads()
+    threads = _native.threads()
 
     with tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp:
         path = str(Path(tmp) / "ledger.db")
@@ -270,28 +270,21 @@ def main() -> None:
         peak_rss_growth_mib=round(rss_growth, 1),
         load_average=load,
     )
-    emit(
-        "integrity.verify_one_thread",
-        one_s,
-        "s",
-        sha_s,
-        f"SHA-256 of the same {total} canonical leaves in one Python loop",
-        "informational",
-        None,
-        leaves=total,
-        verify_cpu_s=round(one_cpu, 3),
-    )
-    emit(
-        "integrity.verify_python_path",
-        python_s,
-        "s",
-        sha_s,
-        f"SHA-256 of the same {total} canonical leaves in one Python loop",
-        "informational",
-        None,
-        leaves=total,
-        verify_cpu_s=round(python_cpu, 3),
-    )
+    for name, seconds, cpu_s in (
+        ("integrity.verify_one_thread", one_s, one_cpu),
+        ("integrity.verify_python_path", python_s, python_cpu),
+    ):
+        emit(
+            name,
+            seconds,
+            "s",
+            sha_s,
+            f"SHA-256 of the same {total} canonical leaves in one Python loop",
+            "informational",
+            None,
+            leaves=total,
+            verify_cpu_s=round(cpu_s, 3),
+        )
     emit(
         "integrity.seal",
         rate,

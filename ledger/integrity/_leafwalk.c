@@ -835,6 +835,41 @@ static int json_write(Json *j, size_t index, Buf *out) {
     return 0;
 }
 
+/* Where the string whose text starts at s[k] ends (its closing quote), when it is
+ * valid and canonical: strict UTF-8, no raw controls, and only the escapes canonical
+ * JSON writes (none at all unless escapes is set); 0 otherwise. */
+static size_t canonical_string_end(const unsigned char *s, size_t n, size_t k, int escapes) {
+    for (;;) {
+        if (k >= n) return 0;
+        unsigned char d = s[k];
+        if (!SPECIAL[d]) {
+            k++;
+            continue;
+        }
+        if (d == '"') return k;
+        if (d < 0x20) return 0; /* raw controls are invalid */
+        if (d >= 0x80) {
+            size_t len = utf8_sequence(s + k, n - k);
+            if (!len) return 0;
+            k += len;
+            continue;
+        }
+        /* a backslash */
+        if (!escapes || k + 1 >= n) return 0;
+        unsigned char e = s[k + 1];
+        if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+            k += 2;
+            continue;
+        }
+        if (e != 'u' || k + 6 > n || s[k + 2] != '0' || s[k + 3] != '0') return 0;
+        int hi = hexval(s[k + 4]), lo = hexval(s[k + 5]);
+        if (hi < 0 || hi > 1 || lo < 0 || (s[k + 5] >= 'A' && s[k + 5] <= 'F')) return 0;
+        int unit = hi * 16 + lo;
+        if (unit == '\b' || unit == '\f' || unit == '\n' || unit == '\r' || unit == '\t') return 0;
+        k += 6;
+    }
+}
+
 /* Whether s[0:n] is valid JSON already in canonical form, checked in one pass that
  * builds nothing: the common case for JSON columns written by seedledger itself. A 0
  * means only "not proven here": put_json_column then parses and decides. */
@@ -866,37 +901,9 @@ static int json_is_canonical(const unsigned char *s, size_t n) {
             goto key;
         }
         if (c == '"') {
-            size_t k = i + 1;
-            for (;;) {
-                if (k >= n) return 0;
-                unsigned char d = s[k];
-                if (!SPECIAL[d]) {
-                    k++;
-                    continue;
-                }
-                if (d == '"') break;
-                if (d < 0x20) return 0;
-                if (d >= 0x80) {
-                    size_t len = utf8_sequence(s + k, n - k);
-                    if (!len) return 0;
-                    k += len;
-                    continue;
-                }
-                /* a backslash: only the canonical escapes */
-                if (k + 1 >= n) return 0;
-                unsigned char e = s[k + 1];
-                if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
-                    k += 2;
-                    continue;
-                }
-                if (e != 'u' || k + 6 > n || s[k + 2] != '0' || s[k + 3] != '0') return 0;
-                int hi = hexval(s[k + 4]), lo = hexval(s[k + 5]);
-                if (hi < 0 || hi > 1 || lo < 0 || (s[k + 5] >= 'A' && s[k + 5] <= 'F')) return 0;
-                int unit = hi * 16 + lo;
-                if (unit == '\b' || unit == '\f' || unit == '\n' || unit == '\r' || unit == '\t') return 0;
-                k += 6;
-            }
-            i = k + 1;
+            size_t end = canonical_string_end(s, n, i + 1, 1);
+            if (!end) return 0;
+            i = end + 1;
             goto after_value;
         }
         if (c == 't' || c == 'f' || c == 'n') {
@@ -945,20 +952,8 @@ static int json_is_canonical(const unsigned char *s, size_t n) {
     key: {
         /* an object key with no escapes, greater than the one before it */
         if (i >= n || s[i] != '"') return 0;
-        size_t k = i + 1;
-        for (;;) {
-            if (k >= n) return 0;
-            unsigned char d = s[k];
-            if (!SPECIAL[d]) {
-                k++;
-                continue;
-            }
-            if (d == '"') break;
-            if (d < 0x80) return 0; /* a control (invalid) or an escape (decided by the parser) */
-            size_t len = utf8_sequence(s + k, n - k);
-            if (!len) return 0;
-            k += len;
-        }
+        size_t k = canonical_string_end(s, n, i + 1, 0);
+        if (!k) return 0;
         const unsigned char *key = s + i + 1;
         size_t key_len = k - i - 1;
         if (stack[depth - 1].key && utf16_cmp(stack[depth - 1].key, stack[depth - 1].key_len, key, key_len) >= 0)

@@ -3,8 +3,8 @@ use on SQLite.
 
 The walker recomputes leaves from the stored rows in C, on several threads, and only
 *confirms* them: a leaf it cannot render exactly as the Python path does stops the walk,
-and ``verify`` handles that leaf itself. So the walker changes how fast ``verify`` is,
-never what it finds.
+and ``verify`` handles that leaf itself (``seal`` hashes such a row in Python). So the
+walker changes how fast they are, never what they find or write.
 
 It is used when all of these hold, and silently not otherwise:
 
@@ -15,12 +15,13 @@ It is used when all of these hold, and silently not otherwise:
 - every entry type's columns have a native form (:meth:`EntryType.native_kinds`);
 - ``SEEDLEDGER_NATIVE`` is not ``0``.
 
-``SEEDLEDGER_VERIFY_THREADS`` sets the number of threads (default: the CPU count, at
+``SEEDLEDGER_NATIVE_THREADS`` sets the number of threads (default: the CPU count, at
 most 8).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from ledger.integrity.leaves import EntryType
 from ledger.store.schema import log_entries
 
 ENV_NATIVE = "SEEDLEDGER_NATIVE"
-ENV_THREADS = "SEEDLEDGER_VERIFY_THREADS"
+ENV_THREADS = "SEEDLEDGER_NATIVE_THREADS"
 
 try:
     from ledger.integrity import _leafwalk  # type: ignore[attr-defined]
@@ -48,6 +49,7 @@ class Walker(Protocol):
     def close(self) -> None: ...
 
 
+@functools.cache
 def available() -> bool:
     """Whether the extension is built and shares the process's copy of SQLite."""
     if _leafwalk is None:
@@ -64,7 +66,7 @@ def enabled() -> bool:
     return os.environ.get(ENV_NATIVE, "1").strip() != "0"
 
 
-def _threads() -> int:
+def threads() -> int:
     raw = os.environ.get(ENV_THREADS, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return min(int(raw), 16)
@@ -142,10 +144,10 @@ def row_hasher(conn: Connection, et: EntryType) -> Callable[[list[int], int], li
     if path is None:
         return None
     stmt = select(*et.raw_columns()).where(et.table.c[et.id_column] == literal_column("?1"))
-    sql, spec, threads = _compiled(stmt, conn), _spec(et, conn.dialect, 0), _threads()
+    sql, spec, workers = _compiled(stmt, conn), _spec(et, conn.dialect, 0), threads()
 
     def hashes(ids: list[int], first: int) -> list[bytes | None]:
-        result: list[bytes | None] = _leafwalk.hash_rows(path, sql, spec, ids, first, threads)
+        result: list[bytes | None] = _leafwalk.hash_rows(path, sql, spec, ids, first, workers)
         return result
 
     return hashes
@@ -158,7 +160,7 @@ def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:
         return None
     sql, specs = walk_sql(types, conn)
     try:
-        walker: Walker = _leafwalk.Walker(path, sql, tuple(specs), _threads())
+        walker: Walker = _leafwalk.Walker(path, sql, tuple(specs), threads())
     except RuntimeError:
         return None  # e.g. the file cannot be opened read-only: the Python path reads it
     return walker

@@ -6,10 +6,14 @@ against. Its steps (marked ``# (n)`` in the code):
 1. Read the log head and every checkpoint.
 2. Find entries that are not sealed but have sealed entries of the same type after
    them (inserted in the middle); remember the leaf position where the first belongs.
+   Types whose row count matches their sealed entries are settled by the walk of step 3
+   finding every sealed row; if it finds anything, they are searched exactly.
 3. Stream every log entry in leaf order joined to its stored row (flat memory). For
    each leaf: the index must be the next one (no gap), the row must exist, and the leaf
    recomputed from the row must hash to the sealed leaf hash. The recomputed hashes, not
-   the stored ones, extend a compact range.
+   the stored ones, extend a compact range. On SQLite the native walker (``_native``)
+   confirms runs of leaves; each leaf it does not confirm goes through this module's
+   Python path, which names any divergence.
 4. Whenever the recomputed tree reaches a checkpoint's size: the checkpoint's signature
    must verify with a known key, its body must match its columns, and its root must
    equal the recomputed root.
