@@ -554,3 +554,105 @@ def test_sealing_refuses_a_row_that_holds_no_value_of_its_type(sqlite_ledger: Le
     with pytest.raises(IntegrityError, match=r"record 2 cannot be sealed"):
         seal(sqlite_ledger, signer)
     assert _log(sqlite_ledger) == []  # nothing of the batch was written
+
+
+# -- misuse and odd environments -------------------------------------------------------------
+
+
+def test_walker_refuses_use_before_init_and_oversized_ranges(sqlite_ledger: Ledger) -> None:
+    bare = _leafwalk.Walker.__new__(_leafwalk.Walker)
+    with pytest.raises(RuntimeError, match="closed"):
+        bare.walk(0, [], 10)  # never "reached the stop" without walking
+    with sqlite_ledger.reading() as conn:
+        walker = _native.open_walker(conn, [RECORD])
+        assert walker is not None
+        try:
+            with pytest.raises(ValueError, match="at most"):
+                walker.walk(0, [], 1 << 40)
+        finally:
+            walker.close()
+
+
+def test_walker_refuses_a_spec_naming_columns_the_statement_lacks(sqlite_ledger: Ledger) -> None:
+    with sqlite_ledger.reading() as conn:
+        sql, specs = _native.walk_sql([RECORD], conn)
+    path = sqlite_ledger.engine.url.database
+    name, id_column, prefix, middle, suffix, columns = specs[0]
+    broken = (name, id_column, prefix, middle, suffix, ((*columns[0][:2], 999), *columns[1:]))
+    with pytest.raises(RuntimeError, match="column"):
+        _leafwalk.Walker(path, sql, (broken,), 1)
+    with pytest.raises(ValueError, match="kind"):
+        bad_kind = (name, id_column, prefix, middle, suffix, ((columns[0][0], "x", columns[0][2]),))
+        _leafwalk.Walker(path, sql, (bad_kind,), 1)
+
+
+def test_hash_rows_takes_int_ids_only(sqlite_ledger: Ledger) -> None:
+    _fill(sqlite_ledger, 2, audit=False)
+    with sqlite_ledger.reading() as conn:
+        hasher = _native.row_hasher(conn, RECORD)
+    assert hasher is not None
+    assert all(h is not None for h in hasher([1, 2], 0))
+    assert hasher([1, 99], 0)[1] is None  # no such row: left to the Python path
+    with pytest.raises(TypeError, match="ints"):
+        hasher([1, "2"], 0)  # type: ignore[list-item]
+
+
+def test_large_objects_sort_like_python() -> None:
+    value = {f"k{n:05d}": n for n in range(5000)}
+    stored = json.dumps(dict(reversed(list(value.items()))))
+    assert _leafwalk.canonical_json_text(stored.encode()) == canonical_json(value)
+    duplicated = "{" + ",".join(f'"k{n % 2000}": {n}' for n in range(4000)) + "}"
+    assert _leafwalk.canonical_json_text(duplicated.encode()) is None
+
+
+def test_columns_without_an_exact_native_form_are_left_to_python() -> None:
+    from sqlalchemy import Column, LargeBinary, MetaData, Table
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.types import JSON, TypeDecorator
+
+    from ledger.integrity.leaves import EntryType
+
+    class Packed(TypeDecorator[bytes]):
+        impl = LargeBinary
+        cache_ok = True
+
+        def process_result_value(self, value: Any, dialect: Any) -> Any:
+            return value[::-1] if value is not None else None
+
+    table = Table("odd", MetaData(), Column("id", LargeBinary), Column("blob", Packed()))
+    assert EntryType("odd", 1, table).native_kinds(sqlite.dialect()) is None
+    plain = Table("plain", MetaData(), Column("blob", LargeBinary), Column("doc", JSON))
+    assert EntryType("plain", 1, plain).native_kinds(sqlite.dialect()) == ("b", "j")
+    custom = sqlite.dialect(json_deserializer=lambda text: json.loads(text, parse_float=str))
+    assert EntryType("plain", 1, plain).native_kinds(custom) is None
+
+
+def test_renderings_ignore_a_comma_decimal_locale(tmp_path: Path) -> None:
+    """printf and strtod follow LC_NUMERIC; the walker renders in the C locale on every
+    thread, so a process set to a comma-decimal locale gets the same bytes."""
+    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/de_DE").exists():
+        pytest.skip("no localedef or de_DE locale source to build a comma-decimal locale")
+    import subprocess
+    import sys
+
+    built = subprocess.run(
+        ["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")],
+        capture_output=True,
+        check=False,
+    )
+    if built.returncode not in (0, 1) or not (tmp_path / "de_DE.UTF-8").exists():
+        pytest.skip(f"localedef failed: {built.stderr[-200:]!r}")
+    script = (
+        "import locale; locale.setlocale(locale.LC_ALL, '');"
+        "assert locale.localeconv()['decimal_point'] == ',';"
+        "from ledger.integrity import _leafwalk;"
+        "f = _leafwalk.canonical_float_text;"
+        "print(f(7.25).decode(), f(0.1 + 0.2).decode(),"
+        " _leafwalk.canonical_json_text(b'[7.25, 1e-7, 2.5e300, 7.0]').decode())"
+    )
+    env = {"LOCPATH": str(tmp_path), "LC_ALL": "de_DE.UTF-8", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7.25", "0.30000000000000004", "[7.25,1e-07,2.5e+300,7]"]

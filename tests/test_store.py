@@ -132,3 +132,20 @@ def test_unreachable_postgres_is_a_store_error_without_password() -> None:
     with pytest.raises(StoreError) as info:
         Ledger.open("postgresql://postgres:hunter2@127.0.0.1:1/nothing")
     assert "hunter2" not in str(info.value)
+
+
+def test_json_columns_read_back_unchanged_and_sqlite_stores_them_canonically(ledger: Ledger) -> None:
+    params = {"z": [1.0, 2, "é", None], "a": {"y": True, "b": "\n"}, "CFGScale": 7.5, "😀": 0}
+    record_id = ledger.add([new_record(params=params)])[0]
+    assert ledger.get(record_id).params == params
+    assert isinstance(ledger.get(record_id).params["z"][0], float)  # 1.0 is not written as 1
+    if ledger.dialect == "sqlite":
+        with ledger.reading() as conn:
+            query = text("SELECT params FROM records WHERE id = :i")
+            stored = conn.execute(query, {"i": record_id}).scalar_one()
+        assert stored == '{"CFGScale":7.5,"a":{"b":"\\n","y":true},"z":[1.0,2,"é",null],"😀":0}'
+
+
+def test_sqlite_json_writes_keys_that_cannot_be_sorted() -> None:
+    assert engines.sqlite_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+    assert engines.sqlite_json({1: "x", "a": 2}) == '{"1":"x","a":2}'  # as json.dumps would

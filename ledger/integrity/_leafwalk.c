@@ -12,9 +12,15 @@
  * It is an accelerator, not an authority: it only *confirms* leaves. Whatever it cannot
  * render exactly the way the Python path does (a stored value of an unexpected storage
  * class, invalid UTF-8, a non-finite float, duplicate JSON keys, ...) stops the walk at
- * that leaf, and Python's exact path decides and names the divergence. Every rendering
- * here is faithful: bytes it produces parse to the very value the Python path reads
- * from the row, so bytes that hash to the sealed leaf prove that the row is unchanged.
+ * that leaf, and Python's exact path decides and names the divergence.
+ *
+ * Two properties, both tested against the Python path (tests/test_native_walk.py):
+ * - faithful: bytes it produces parse to the very value the Python path reads from the
+ *   row, so bytes that hash to the sealed leaf prove that the row is unchanged;
+ * - exact: they are the Python path's bytes, not merely equivalent ones. verify would
+ *   survive a difference (the hash would not match and Python would decide), but the
+ *   sealer stores the hashes hash_rows() computes, and a leaf only this file could
+ *   write could not be proven or verified in Python (seal.py checks one row a batch).
  *
  * Python API (used by ledger/integrity/_native.py only):
  *
@@ -46,6 +52,7 @@
 
 #include <dlfcn.h>
 #include <float.h>
+#include <locale.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -60,6 +67,7 @@
 #define MAX_JSON_DEPTH 256
 #define MAX_INT_DIGITS 640   /* Python refuses int strings above 4300 digits; stay well below */
 #define MAX_FLOAT_TOKEN 400
+#define MAX_WALK (1LL << 24) /* leaves per walk() call: bounds its hash buffer (512 MiB) */
 
 /* -- growable byte buffer ------------------------------------------------------------ */
 
@@ -91,7 +99,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline void buf_put(Buf *b, const void *data, size_t n) {
-    if (!buf_reserve(b, n)) return;
+    if (n == 0 || !buf_reserve(b, n)) return;
     memcpy(b->p + b->len, data, n);
     b->len += n;
 }
@@ -146,6 +154,23 @@ static int utf16_cmp(const unsigned char *a, size_t an, const unsigned char *b, 
     if (i < an) return 1;
     if (j < bn) return -1;
     return 0;
+}
+
+/* Number conversions (snprintf, strtod) run in the "C" locale on every thread that
+ * renders, whatever LC_NUMERIC the process has: uselocale() is per thread. */
+static locale_t C_LOCALE;
+
+typedef struct {
+    locale_t previous;
+} LocaleScope;
+
+static LocaleScope locale_enter(void) {
+    LocaleScope scope = {C_LOCALE ? uselocale(C_LOCALE) : (locale_t)0};
+    return scope;
+}
+
+static void locale_leave(LocaleScope scope) {
+    if (C_LOCALE && scope.previous) uselocale(scope.previous);
 }
 
 /* Bytes a string scan must stop at: controls, '"', '\\' and the start of UTF-8 sequences. */
@@ -305,10 +330,12 @@ static int decimal_step(char *t, size_t size, int step) {
  * as Python's repr (shortest round-trip digits; exponent form when the decimal point
  * position is <= -4 or > 16). The digits come from the first of "%.14e", "%.15e",
  * "%.16e" that strtod reads back as the same double: when 15 digits do, they are the
- * shortest (DBL_DIG), else the nearest 16 or 17 (subnormals, with fewer bits, try
- * every length from one). So the text is faithful even where
- * repr would pick other digits of the same length (then the hash differs and the
- * Python path decides). 0 for values JSON cannot hold. */
+ * shortest (DBL_DIG: no two 15-digit decimals read as one double), else the nearest 16
+ * or 17 (subnormals, with fewer bits, try every length from one). At each length the
+ * nearest decimal, or failing it the neighbour on the wide side of a lopsided interval
+ * (next to a power of two), is the closest one that reads back, ties going to even as
+ * in printf: the shortest-then-closest digits of David Gay's dtoa mode 0, which repr
+ * uses. 0 for values JSON cannot hold. */
 static int put_float(Buf *b, double x) {
     if (!isfinite(x)) return 0;
     if (x == floor(x) && fabs(x) < 9007199254740992.0) {
@@ -759,6 +786,39 @@ static int member_cmp(const Json *j, const Member *a, const Member *b) {
     return utf16_cmp(j->strings.p + x->off, x->len, j->strings.p + y->off, y->len);
 }
 
+/* Sorts members by key: insertion sort for the usual handful, a bottom-up merge sort
+ * (O(k log k), stable) for large objects. 0 when out of memory. */
+static int sort_members(const Json *j, Member *members, size_t count) {
+    if (count <= 32) {
+        for (size_t k = 1; k < count; k++) {
+            Member m = members[k];
+            size_t h = k;
+            while (h > 0 && member_cmp(j, &members[h - 1], &m) > 0) {
+                members[h] = members[h - 1];
+                h--;
+            }
+            members[h] = m;
+        }
+        return 1;
+    }
+    Member *tmp = malloc(count * sizeof(Member));
+    if (!tmp) return 0;
+    for (size_t width = 1; width < count; width *= 2) {
+        for (size_t lo = 0; lo < count; lo += 2 * width) {
+            size_t mid = lo + width < count ? lo + width : count;
+            size_t hi = lo + 2 * width < count ? lo + 2 * width : count;
+            size_t a = lo, b = mid, o = lo;
+            while (a < mid && b < hi)
+                tmp[o++] = member_cmp(j, &members[b], &members[a]) < 0 ? members[b++] : members[a++];
+            while (a < mid) tmp[o++] = members[a++];
+            while (b < hi) tmp[o++] = members[b++];
+        }
+        memcpy(members, tmp, count * sizeof(Member));
+    }
+    free(tmp);
+    return 1;
+}
+
 static int json_write(Json *j, size_t index, Buf *out);
 
 static int json_write_object(Json *j, size_t index, Buf *out) {
@@ -772,15 +832,9 @@ static int json_write_object(Json *j, size_t index, Buf *out) {
         members[k].value = at + 1;
         at = j->nodes[at + 1].end;
     }
-    /* insertion sort: objects are small, and often nearly sorted */
-    for (size_t k = 1; k < count; k++) {
-        Member m = members[k];
-        size_t h = k;
-        while (h > 0 && member_cmp(j, &members[h - 1], &m) > 0) {
-            members[h] = members[h - 1];
-            h--;
-        }
-        members[h] = m;
+    if (!sort_members(j, members, count)) {
+        free(members);
+        return 0;
     }
     int ok = 1;
     buf_byte(out, '{');
@@ -981,6 +1035,8 @@ static int put_json_column(Json *j, Buf *out, const unsigned char *s, size_t n) 
     j->depth = 0;
     j->nn = 0;
     j->strings.len = 0;
+    j->strings.failed = 0;
+    j->scratch.failed = 0;
     size_t root;
     json_ws(j);
     if (!json_value(j, &root)) return 0;
@@ -1144,6 +1200,7 @@ static int put_column(Worker *w, const ColumnSpec *c) {
 static int leaf_hash(Worker *w, const TypeSpec *t, long long index, unsigned char *digest) {
     Buf *b = &w->leaf;
     b->len = 0;
+    b->failed = 0; /* one row too large to hold must not refuse every row after it */
     buf_byte(b, 0x00); /* RFC 6962 leaf prefix */
     buf_put(b, t->prefix, t->prefix_len);
     put_i64(b, index);
@@ -1189,8 +1246,7 @@ static void walk_range(Worker *w, const WalkerObject *walker) {
             w->problem = expected;
             break;
         }
-        long long index = (long long)sqlite3_column_int64(st, 0);
-        if (index != expected || sqlite3_column_type(st, 0) != SQLITE_INTEGER) {
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER || (long long)sqlite3_column_int64(st, 0) != expected) {
             w->problem = expected; /* a gap: Python names the missing leaf */
             break;
         }
@@ -1204,14 +1260,13 @@ static void walk_range(Worker *w, const WalkerObject *walker) {
                 break;
             }
         }
-        unsigned char *digest = w->out + (size_t)(index - w->lo) * HASH_SIZE;
-        if (!t || sqlite3_column_type(st, t->id_column) == SQLITE_NULL || !leaf_hash(w, t, index, digest)) {
+        unsigned char *digest = w->out + (size_t)(expected - w->lo) * HASH_SIZE;
+        if (!t || sqlite3_column_type(st, t->id_column) == SQLITE_NULL || !leaf_hash(w, t, expected, digest)) {
             w->problem = expected;
             break;
         }
-        const void *sealed = sqlite3_column_blob(st, 2);
         if (sqlite3_column_type(st, 2) != SQLITE_BLOB || sqlite3_column_bytes(st, 2) != HASH_SIZE ||
-            memcmp(sealed, digest, HASH_SIZE) != 0) {
+            memcmp(sqlite3_column_blob(st, 2), digest, HASH_SIZE) != 0) {
             w->problem = expected;
             break;
         }
@@ -1225,7 +1280,9 @@ static void walk_range(Worker *w, const WalkerObject *walker) {
 
 static void *worker_run(void *arg) {
     Job *job = arg;
+    LocaleScope scope = locale_enter();
     walk_range(job->worker, job->walker);
+    locale_leave(scope);
     return NULL;
 }
 
@@ -1302,12 +1359,35 @@ static int parse_type(PyObject *spec, TypeSpec *t) {
         unsigned char *data;
         if (!bytes_field(key, &data, &t->columns[k].key_len)) return 0;
         t->columns[k].key = data;
-        if (!strchr("vfStjb", kind)) {
+        if (kind <= 0 || kind >= 128 || !strchr("vfStjb", kind)) {
             PyErr_Format(PyExc_ValueError, "unknown column kind %c", kind);
             return 0;
         }
         t->columns[k].kind = (char)kind;
         t->columns[k].column = column;
+    }
+    return 1;
+}
+
+/* Every position a spec names must be a column of the statement. */
+static int spec_fits(const TypeSpec *t, int ncolumns) {
+    if (t->id_column < 0 || t->id_column >= ncolumns) return 0;
+    for (int k = 0; k < t->ncolumns; k++)
+        if (t->columns[k].column < 0 || t->columns[k].column >= ncolumns) return 0;
+    return 1;
+}
+
+static int check_columns(WalkerObject *self, char *message, size_t size) {
+    int ncolumns = sqlite3_column_count(self->workers[0].stmt);
+    if (ncolumns < 3) {
+        snprintf(message, size, "the walk statement needs leaf_index, entry_type and leaf_hash first");
+        return 0;
+    }
+    for (int k = 0; k < self->ntypes; k++) {
+        if (!spec_fits(&self->types[k], ncolumns)) {
+            snprintf(message, size, "entry type %d names a column the statement does not have", k);
+            return 0;
+        }
     }
     return 1;
 }
@@ -1324,7 +1404,6 @@ static int Walker_init(WalkerObject *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     walker_release(self);
-    self->closed = 0;
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     Py_ssize_t ntypes = PyTuple_GET_SIZE(types);
@@ -1342,23 +1421,30 @@ static int Walker_init(WalkerObject *self, PyObject *args, PyObject *kwargs) {
     }
     int ok = 1;
     char message[512] = "";
+    self->busy = 1; /* no walk() or close() while the connections open without the GIL */
     Py_BEGIN_ALLOW_THREADS;
     for (int k = 0; k < threads && ok; k++) {
         Worker *w = &self->workers[k];
         self->nworkers = k + 1;
         ok = worker_open(w, path, sql, message, sizeof message);
-        /* One read transaction per connection: each sees one state of the log. */
-        if (ok && sqlite3_exec(w->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        /* One read transaction per connection, its snapshot taken now (a deferred BEGIN
+         * alone would take it at the first step of the first walk): every later walk
+         * reads that same state. Sealed leaves are append-only and verify never walks
+         * past the head it read in its own, earlier snapshot. */
+        if (ok && sqlite3_exec(w->db, "BEGIN; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
             snprintf(message, sizeof message, "cannot begin a read: %s", sqlite3_errmsg(w->db));
             ok = 0;
         }
     }
     Py_END_ALLOW_THREADS;
+    self->busy = 0;
+    if (ok) ok = check_columns(self, message, sizeof message);
     if (!ok) {
         walker_release(self);
         PyErr_SetString(PyExc_RuntimeError, message);
         return -1;
     }
+    self->closed = 0;
     return 0;
 }
 
@@ -1376,7 +1462,7 @@ static PyObject *Walker_walk(WalkerObject *self, PyObject *args) {
     long long size, stop;
     PyObject *hashes;
     if (!PyArg_ParseTuple(args, "LO!L", &size, &PyList_Type, &hashes, &stop)) return NULL;
-    if (self->closed) {
+    if (self->closed || self->nworkers < 1) {
         PyErr_SetString(PyExc_RuntimeError, "the walker is closed");
         return NULL;
     }
@@ -1386,6 +1472,10 @@ static PyObject *Walker_walk(WalkerObject *self, PyObject *args) {
     }
     if (size < 0 || stop < size) {
         PyErr_SetString(PyExc_ValueError, "need 0 <= size <= stop");
+        return NULL;
+    }
+    if (stop - size > MAX_WALK) {
+        PyErr_SetString(PyExc_ValueError, "walk at most 2^24 leaves a call");
         return NULL;
     }
     Py_ssize_t nh = PyList_GET_SIZE(hashes);
@@ -1440,10 +1530,10 @@ static PyObject *Walker_walk(WalkerObject *self, PyObject *args) {
         jobs[k].walker = self;
         if (k > 0 && pthread_create(&tids[k], NULL, worker_run, &jobs[k]) == 0) started[k] = 1;
     }
-    walk_range(&self->workers[0], self);
+    worker_run(&jobs[0]);
     for (int k = 1; k < nthreads; k++) {
         if (started[k]) pthread_join(tids[k], NULL);
-        else walk_range(&self->workers[k], self); /* no thread: walk it here */
+        else worker_run(&jobs[k]); /* no thread: walk it here */
     }
     /* Leaves are confirmed in order up to the first worker that stopped early. */
     for (int k = 0; k < nthreads; k++) {
@@ -1582,10 +1672,12 @@ static void *hash_job_run(void *arg) {
     HashJob *job = arg;
     Worker *w = &job->worker;
     char message[256];
-    if (!worker_open(w, job->path, job->sql, message, sizeof message)) {
-        job->failed = 1;
+    if (!worker_open(w, job->path, job->sql, message, sizeof message) ||
+        !spec_fits(job->type, sqlite3_column_count(w->stmt))) {
+        job->failed = 1; /* every id of this share stays None: the Python path hashes it */
         return NULL;
     }
+    LocaleScope scope = locale_enter();
     for (size_t k = job->from; k < job->to; k++) {
         sqlite3_stmt *st = w->stmt;
         sqlite3_reset(st);
@@ -1597,6 +1689,7 @@ static void *hash_job_run(void *arg) {
         if (leaf_hash(w, job->type, job->start + (long long)k, job->out + k * HASH_SIZE)) job->done[k] = 1;
     }
     sqlite3_reset(w->stmt);
+    locale_leave(scope);
     return NULL;
 }
 
@@ -1631,7 +1724,12 @@ static PyObject *hash_rows(PyObject *Py_UNUSED(module), PyObject *args) {
         goto done;
     }
     for (Py_ssize_t k = 0; k < n; k++) {
-        ids[k] = PyLong_AsLongLong(PyList_GET_ITEM(ids_list, k));
+        PyObject *item = PyList_GET_ITEM(ids_list, k);
+        if (!PyLong_Check(item)) { /* no __index__ callback that could change the list */
+            PyErr_SetString(PyExc_TypeError, "ids must be ints");
+            goto done;
+        }
+        ids[k] = PyLong_AsLongLong(item);
         if (ids[k] == -1 && PyErr_Occurred()) goto done;
     }
     if (threads < 1) threads = 1;
@@ -1709,7 +1807,9 @@ static PyObject *canonical_json_text(PyObject *Py_UNUSED(module), PyObject *args
     Buf out;
     memset(&j, 0, sizeof j);
     memset(&out, 0, sizeof out);
+    LocaleScope scope = locale_enter();
     int ok = put_json_column(&j, &out, (const unsigned char *)text, (size_t)n);
+    locale_leave(scope);
     PyObject *result = ok ? PyBytes_FromStringAndSize((const char *)out.p, (Py_ssize_t)out.len) : Py_NewRef(Py_None);
     free(j.nodes);
     buf_free(&j.strings);
@@ -1724,7 +1824,9 @@ static PyObject *canonical_float_text(PyObject *Py_UNUSED(module), PyObject *arg
     if (!PyArg_ParseTuple(args, "d", &x)) return NULL;
     Buf out;
     memset(&out, 0, sizeof out);
+    LocaleScope scope = locale_enter();
     int ok = put_float(&out, x);
+    locale_leave(scope);
     PyObject *result = ok ? PyBytes_FromStringAndSize((const char *)out.p, (Py_ssize_t)out.len) : Py_NewRef(Py_None);
     buf_free(&out);
     return result;
@@ -1748,6 +1850,7 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__leafwalk(void) {
     special_init();
+    if (!C_LOCALE) C_LOCALE = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (PyType_Ready(&WalkerType) < 0) return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (!module) return NULL;

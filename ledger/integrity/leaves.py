@@ -156,22 +156,29 @@ def _raw_converter(column: Any, dialect: Dialect) -> Converter | None:
 
 
 def _native_kind(column: Any, dialect: Dialect) -> str | None:
-    """The native walker's form of a column (``_leafwalk.c``: v, f, S, t, j, b), the
-    same leaf form :func:`_raw_converter` gives; None when the walker has no such form."""
+    """The native walker's form of a column (``_leafwalk.c``: v, f, S, t, j, b): the
+    very leaf form :func:`_raw_converter` gives, byte for byte (the sealer stores the
+    walker's hashes as they are). None when the walker has no such form: any other
+    TypeDecorator (its own result processing), a JSON deserializer other than
+    ``json.loads``, a Boolean, Numeric, Enum and the like."""
     type_ = column.type
     if isinstance(type_, SeedType):
         return "S"
-    if isinstance(type_, Float):
-        return None if type_.asdecimal else "f"
     if isinstance(type_, UTCDateTime):
         return "t"
-    impl = type_.impl if isinstance(type_, TypeDecorator) else type_
-    if isinstance(impl, LargeBinary):
-        return "b"
-    processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if isinstance(type_, TypeDecorator):
+        return None
+    if isinstance(type_, Float):
+        return None if type_.asdecimal else "f"
     if isinstance(type_, JSON):
-        return "j"
-    if isinstance(type_, Integer | String) and not isinstance(type_, Boolean) and processor is None:
+        deserializer = getattr(dialect, "_json_deserializer", None)
+        return "j" if deserializer in (None, json.loads) else None
+    processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if processor is not None:
+        return None
+    if type(type_) is LargeBinary:
+        return "b"
+    if isinstance(type_, Integer | String) and not isinstance(type_, Boolean):
         return "v"  # the driver's value as it is, like the Python path
     return None
 

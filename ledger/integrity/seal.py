@@ -26,6 +26,7 @@ sequence and commits can land out of order) is sealed by the next call.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ from ledger.integrity.merkle import CompactRange, leaf_hash
 from ledger.integrity.note import Checkpoint, Signer, load_signer, sign_checkpoint
 from ledger.store import Ledger
 from ledger.store.schema import checkpoints, log_entries, log_state
+
+log = logging.getLogger(__name__)
 
 #: The advisory lock key every sealer takes on PostgreSQL ("seedlog" in ASCII).
 SEAL_LOCK_KEY = 0x7365_6564_6C6F_67
@@ -127,28 +130,54 @@ def _leaf_hashes(
     """(2) and the leaf hashes of (3): up to ``limit`` unsealed rows of ``et`` after id
     ``after``, in id order, as (id, leaf hash at index first, first + 1, …). On SQLite
     the native walker hashes the rows (``_native.row_hasher``); any row it leaves out,
-    and every row elsewhere, is hashed here."""
+    and every row elsewhere, is hashed here. The walker's hashes are stored as they
+    are, so each batch also hashes one of the walker's rows here: if the two ever
+    differ, the whole batch is hashed here instead (a safety net; the tests find no
+    difference)."""
     hasher = _native.row_hasher(conn, et)
     if hasher is None:
-        rows = conn.execute(_unsealed(et, after, limit)).all()
-        return [
-            (int(row[et.id_position]), _python_leaf_hash(conn, et, first + k, row))
-            for k, row in enumerate(rows)
-        ]
+        return _python_hashes(conn, et, after, limit, first)
     ids = [int(i) for i in conn.execute(_unsealed(et, after, limit, ids_only=True)).scalars()]
-    hashes = hasher(ids, first)
-    left = {ids[k]: k for k, h in enumerate(hashes) if h is None}
-    if left:
-        id_col = et.table.c[et.id_column]
-        for row in conn.execute(select(*et.raw_columns()).where(id_col.in_(list(left)))):
-            k = left[int(row[et.id_position])]
-            hashes[k] = _python_leaf_hash(conn, et, first + k, row)
+    if not ids:
+        return []
+    try:
+        hashes = hasher(ids, first)
+    except (RuntimeError, MemoryError) as exc:
+        log.warning("native leaf hashing failed (%s); hashing in Python", exc)
+        return _python_hashes(conn, et, after, limit, first)
+    sample = next((k for k, h in enumerate(hashes) if h is not None), None)
+    wanted = [i for i, h in zip(ids, hashes, strict=True) if h is None]
+    if sample is not None:
+        wanted.append(ids[sample])
+    rows = {int(row[et.id_position]): row for row in _rows(conn, et, wanted)} if wanted else {}
+    checked = sample is not None and ids[sample] in rows
+    if checked and hashes[sample] != _python_leaf_hash(conn, et, first + sample, rows[ids[sample]]):
+        log.warning(
+            "native leaf hash of %s %s differs from Python's; hashing in Python", et.name, ids[sample]
+        )
+        return _python_hashes(conn, et, after, limit, first)
     done: list[tuple[int, bytes]] = []
-    for entry_id, digest in zip(ids, hashes, strict=True):
-        if digest is None:  # the row went away: seal up to it, so indexes stay gap-free
-            break
+    for k, (entry_id, digest) in enumerate(zip(ids, hashes, strict=True)):
+        if digest is None:
+            if entry_id not in rows:  # the row went away: seal up to it, so indexes stay gap-free
+                break
+            digest = _python_leaf_hash(conn, et, first + k, rows[entry_id])
         done.append((entry_id, digest))
     return done
+
+
+def _rows(conn: Connection, et: EntryType, ids: list[int]) -> Sequence[Any]:
+    id_col = et.table.c[et.id_column]
+    return conn.execute(select(*et.raw_columns()).where(id_col.in_(ids))).all()
+
+
+def _python_hashes(
+    conn: Connection, et: EntryType, after: int | None, limit: int, first: int
+) -> list[tuple[int, bytes]]:
+    rows = conn.execute(_unsealed(et, after, limit)).all()
+    return [
+        (int(row[et.id_position]), _python_leaf_hash(conn, et, first + k, row)) for k, row in enumerate(rows)
+    ]
 
 
 def _insert_entries(conn: Connection, entries: list[dict[str, Any]]) -> None:

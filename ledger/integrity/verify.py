@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from ledger.integrity.note import Checkpoint, NoteError, Verifier, open_checkpoi
 from ledger.integrity.seal import StoredCheckpoint, _stored, latest_checkpoint, read_head
 from ledger.store import Ledger
 from ledger.store.schema import checkpoints, log_entries
+
+log = logging.getLogger(__name__)
 
 PROOF_FORMAT = "seedledger/inclusion-proof"
 PROOF_VERSION = 1
@@ -442,9 +445,13 @@ def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> N
                 # a pause with nothing confirmed: an entry inserted in the middle
                 # belongs here, so the Python path reports it
                 return
-            size, hashes, counts, problem = walker.walk(
-                walk.compact.size, list(walk.compact.hashes), min(stop, walk.compact.size + _NATIVE_CHUNK)
-            )
+            try:
+                size, hashes, counts, problem = walker.walk(
+                    walk.compact.size, list(walk.compact.hashes), min(stop, walk.compact.size + _NATIVE_CHUNK)
+                )
+            except (RuntimeError, MemoryError) as exc:
+                log.warning("native leaf walk failed (%s); verifying the rest in Python", exc)
+                return
             walk.confirmed(CompactRange(size, hashes), dict(zip(names, counts, strict=True)))
             if problem is None:
                 continue

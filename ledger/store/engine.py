@@ -47,9 +47,14 @@ def sqlite_json(value: Any) -> str:
     outside the BMP, so ``verify``'s native walker copies it instead of re-encoding it
     (``ledger/integrity/_leafwalk.c``). PostgreSQL keeps JSONB in its own form."""
     try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        return _sorted_json(value)
     except TypeError:  # keys of mixed types cannot be sorted; json.dumps' defaults can write them
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return _compact_json(value)
+
+
+# Built once: json.dumps builds a new encoder per call for any non-default option.
+_sorted_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
