@@ -79,6 +79,12 @@ def _fmt(value: object) -> str:
     return "—" if value is None else str(value)
 
 
+def _met(passed: object) -> str:
+    if passed is None:
+        return "—"  # informational: no target
+    return "yes" if passed else "**no**"
+
+
 def table(rows: list[dict], failures: dict[str, str]) -> str:
     lines = [
         "| bench | figure | baseline (same run) | ratio | target | met |",
@@ -92,7 +98,7 @@ def table(rows: list[dict], failures: dict[str, str]) -> str:
         )
         lines.append(
             f"| {row['bench']} | {_fmt(row['figure'])} {row['unit']} | {baseline} | "
-            f"{_fmt(row.get('ratio'))} | {row['target']} | {'yes' if row['pass'] else '**no**'} |"
+            f"{_fmt(row.get('ratio'))} | {row['target']} | {_met(row['pass'])} |"
         )
     for script, error in failures.items():
         lines.append(f"| {script} | did not finish: {error} | | | | **no** |")
