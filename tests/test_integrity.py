@@ -338,6 +338,26 @@ def test_a_deleted_row_and_a_row_slipped_in_are_named_in_leaf_order(ledger: Ledg
     assert div is not None and (div.kind, div.leaf_index, div.entry_id) == ("unsealed-in-the-middle", 5, 50)
 
 
+def test_a_bad_empty_checkpoint_is_named_before_any_leaf(ledger: Ledger, signer: Signer) -> None:
+    seal(ledger, signer)  # a size-0 checkpoint
+    ids = _add(ledger, 4)
+    _sql(ledger, _copy_record_sql(ledger.dialect, 100, ids[0]), new=100)
+    seal(ledger, signer)
+    attacker = Signer.generate(ORIGIN)
+    with ledger.reading() as conn:
+        note = conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == 0)).scalar_one()
+    _sql(
+        ledger,
+        "UPDATE checkpoints SET note = :n WHERE size = 0",
+        n=sign_note(note.partition("\n\n")[0] + "\n", [attacker]),
+    )
+    # and, further on, a deleted row paired with a row slipped in (equal counts)
+    _sql(ledger, "DELETE FROM records WHERE id = :id", id=ids[1])
+    _sql(ledger, _copy_record_sql(ledger.dialect, 50, ids[0]), new=50)
+    div = _verify(ledger, signer).divergence
+    assert div is not None and (div.kind, div.leaf_index) == ("bad-signature", None), div
+
+
 def test_inserting_a_log_entry_in_the_middle_is_found(ledger: Ledger, signer: Signer) -> None:
     ids = _add(ledger, 6)
     seal(ledger, signer)

@@ -258,9 +258,11 @@ def _first(conn: Connection, found: Divergence, counted: Sequence[EntryType], wa
     middle, _ = _unsealed_in_middle(conn, counted)
     if middle is None or middle.leaf_index is None:
         return found
-    if walked or found.leaf_index is None or middle.leaf_index <= found.leaf_index:
+    if walked:
         return middle
-    return found
+    if found.leaf_index is None:  # found before any leaf (a size-0 checkpoint)
+        return found
+    return middle if middle.leaf_index <= found.leaf_index else found
 
 
 def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Verifier]) -> None:
