@@ -14,10 +14,14 @@ Baselines, measured in the same run over the same rows:
   SHA-256, in one Python loop (the sealing rate's baseline).
 
     .venv/bin/python bench/bench_integrity.py [--smoke] [--rows N] [--default-json]
+        [--engine sqlite|postgresql]
 
 ``--default-json`` writes JSON columns the way SQLAlchemy does by default (and
 ledgers from before seedledger wrote them compactly hold): the walker then parses and
 re-encodes them instead of copying them.
+
+``--engine postgresql`` runs the same on a throwaway PostgreSQL database (figures named
+``….postgresql``; no one-thread run: rows come through psycopg, on one thread).
 
 Prints one JSON line per figure: verify vs sha256 (target <= 3x, wall clock), the
 one-thread and Python-path verify (informational), and the sealing rate (target
@@ -36,11 +40,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import create_engine, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -198,6 +204,40 @@ def timed_verify(ledger: Ledger, signer: Signer, **kwargs: Any) -> tuple[float, 
     return time.perf_counter() - started, time.process_time() - cpu, report
 
 
+@contextmanager
+def open_ledger(engine_name: str, default_json: bool) -> Iterator[Ledger]:
+    """A fresh ledger: a SQLite file in a temporary directory, or a throwaway PostgreSQL
+    database (``SEEDLEDGER_BENCH_PG_URL``, default the local test server), dropped after."""
+    options: dict[str, Any] = {"json_serializer": json.dumps} if default_json else {}
+    if engine_name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp:
+            engine = engines.create(str(Path(tmp) / "ledger.db"), **options)
+            migrate.upgrade(engine)
+            ledger = Ledger(engine)
+            try:
+                yield ledger
+            finally:
+                ledger.close()
+        return
+    admin_url = os.environ.get("SEEDLEDGER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    name = f"bench_integrity_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        engine = engines.create(admin_url.rsplit("/", 1)[0] + "/" + name, **options)
+        migrate.upgrade(engine)
+        ledger = Ledger(engine)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="about 20,000 records")
@@ -205,18 +245,13 @@ def main() -> None:
     parser.add_argument(
         "--default-json", action="store_true", help="JSON columns in json.dumps' default form"
     )
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     total = args.rows or (20_000 if args.smoke else 1_000_000)
-    threads = _native.threads()
+    threads = _native.threads() if args.engine == "sqlite" else 1  # PostgreSQL: rows come through psycopg
+    suffix = "" if args.engine == "sqlite" else ".postgresql"
 
-    with tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp:
-        path = str(Path(tmp) / "ledger.db")
-        if args.default_json:
-            engine = engines.create(path, json_serializer=json.dumps)
-            migrate.upgrade(engine)
-            ledger = Ledger(engine)
-        else:
-            ledger = Ledger.open(path)
+    with open_ledger(args.engine, args.default_json) as ledger:
         signer = Signer.generate("bench.example/log")
         fill_s = fill(ledger, total)
         print(f"# filled {total} records in {fill_s:.1f} s", file=sys.stderr, flush=True)
@@ -237,24 +272,27 @@ def main() -> None:
             f"# verified {total} leaves in {verify_s:.1f} s ({threads} threads)", file=sys.stderr, flush=True
         )
 
-        os.environ[_native.ENV_THREADS] = "1"
-        one_s, one_cpu, one = timed_verify(ledger, signer)
-        del os.environ[_native.ENV_THREADS]
-        assert one.ok and one.native_leaves == native_leaves
-        print(f"# verified {total} leaves in {one_s:.1f} s (1 thread)", file=sys.stderr, flush=True)
+        compared: list[tuple[str, float, float]] = []
+        if args.engine == "sqlite":
+            os.environ[_native.ENV_THREADS] = "1"
+            one_s, one_cpu, one = timed_verify(ledger, signer)
+            del os.environ[_native.ENV_THREADS]
+            assert one.ok and one.native_leaves == native_leaves
+            print(f"# verified {total} leaves in {one_s:.1f} s (1 thread)", file=sys.stderr, flush=True)
+            compared.append(("integrity.verify_one_thread", one_s, one_cpu))
 
         python_s, python_cpu, exact = timed_verify(ledger, signer, native=False)
         assert exact == report and exact.native_leaves == 0
         print(f"# verified {total} leaves in {python_s:.1f} s (Python path)", file=sys.stderr, flush=True)
+        compared.append(("integrity.verify_python_path", python_s, python_cpu))
 
         sha_s, leaf_s = baselines(ledger)
-        ledger.close()
     # Wall-clock figures depend on what else runs; CPU time and load are shown beside them.
     load = round(os.getloadavg()[0], 2)
     json_form = "json.dumps default" if args.default_json else "compact (seedledger's)"
 
     emit(
-        "integrity.verify",
+        "integrity.verify" + suffix,
         verify_s,
         "s",
         sha_s,
@@ -270,12 +308,9 @@ def main() -> None:
         peak_rss_growth_mib=round(rss_growth, 1),
         load_average=load,
     )
-    for name, seconds, cpu_s in (
-        ("integrity.verify_one_thread", one_s, one_cpu),
-        ("integrity.verify_python_path", python_s, python_cpu),
-    ):
+    for name, seconds, cpu_s in compared:
         emit(
-            name,
+            name + suffix,
             seconds,
             "s",
             sha_s,
@@ -286,7 +321,7 @@ def main() -> None:
             verify_cpu_s=round(cpu_s, 3),
         )
     emit(
-        "integrity.seal",
+        "integrity.seal" + suffix,
         rate,
         "leaves/s",
         total / leaf_s if leaf_s else None,

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from ledger.core.canonical import canonical_json
 from ledger.errors import IntegrityError
@@ -246,6 +246,10 @@ PROMPTS = [
 ]
 
 
+def _times(row: dict[str, Any]) -> dict[str, Any]:
+    return {"created_at": row["created_at"], "recorded_at": row["recorded_at"]}
+
+
 def _row(n: int, rng: random.Random) -> dict[str, Any]:
     seed = SEEDS[n % len(SEEDS)]
     prompt = PROMPTS[n % len(PROMPTS)]
@@ -296,11 +300,14 @@ def _row(n: int, rng: random.Random) -> dict[str, Any]:
 
 def _fill(ledger: Ledger, count: int, *, start: int = 0, audit: bool = True) -> None:
     rng = random.Random(start)
+    rows = [_row(start + n, rng) for n in range(count)]
+    if ledger.dialect == "postgresql":  # its text and JSONB cannot hold NUL
+        rows = [json.loads(json.dumps(row, default=str).replace("\\u0000", "")) | _times(row) for row in rows]
     with ledger.writing() as conn:
-        conn.execute(insert(records), [_row(start + n, rng) for n in range(count)])
+        conn.execute(insert(records), rows)
     if not audit:
         return
-    run_id = str(uuid.uuid4())
+    run_id = str(uuid.UUID(int=start + 1))  # the same rows in every ledger filled alike
     now = datetime(2026, 2, 1, tzinfo=UTC)
     with ledger.writing() as conn:
         conn.execute(
@@ -656,3 +663,77 @@ def test_renderings_ignore_a_comma_decimal_locale(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["7.25", "0.30000000000000004", "[7.25,1e-07,2.5e+300,7]"]
+
+
+# -- PostgreSQL: the same forms, from psycopg's values ------------------------------------------
+
+
+@pytest.mark.postgres
+def test_values_walker_confirms_every_leaf_on_postgresql(pg_url: str, signer: Signer) -> None:
+    ledger = Ledger.open(pg_url)
+    try:
+        _fill(ledger, 120)
+        seal(ledger, signer)
+        _fill(ledger, 80, start=120)
+        seal(ledger, signer)
+        with ledger.reading() as conn:
+            walker = _native.open_walker(conn, [RECORD])
+            assert walker is not None and not isinstance(walker, _leafwalk.Walker)
+        report = _both(ledger, signer)
+        assert report.ok and report.size == 206 and report.native_leaves == 206
+        with ledger.writing() as conn:
+            conn.execute(
+                text("UPDATE records SET params = CAST(:v AS jsonb) WHERE id = 150"), {"v": '{"x": 1}'}
+            )
+        div = _both(ledger, signer).divergence
+        assert div is not None and (div.kind, div.entry_id) == ("changed-row", 150)
+    finally:
+        ledger.close()
+
+
+@pytest.mark.postgres
+def test_native_sealing_on_postgresql_writes_the_leaves_python_sealing_writes(
+    pg_url: str, _pg_template: str, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import _pg_database, _pg_url
+
+    with _pg_database("sl_native", template=_pg_template) as name:
+        native, python = Ledger.open(pg_url), Ledger.open(_pg_url(name))
+        try:
+            for ledger in (native, python):
+                _fill(ledger, 1500)
+            seal(native, signer, batch_size=700)
+            monkeypatch.setenv(_native.ENV_NATIVE, "0")
+            seal(python, signer, batch_size=700)
+            monkeypatch.delenv(_native.ENV_NATIVE)
+            assert _log(native) == _log(python) and len(_log(native)) == 1503
+            assert _both(python, signer).ok
+        finally:
+            native.close()
+            python.close()
+
+
+@pytest.mark.postgres
+def test_values_walker_reads_times_in_utc_whatever_the_session_zone(pg_url: str, signer: Signer) -> None:
+    """The walker asks for UTC in its transaction, so a database whose sessions default
+    to another zone still walks natively; a datetime in another zone handed to
+    hash_values is refused, not misread."""
+    ledger = Ledger.open(pg_url)
+    try:
+        _fill(ledger, 3, audit=False)
+        seal(ledger, signer)
+        database = pg_url.rsplit("/", 1)[1]
+        with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET TIME ZONE 'Asia/Kolkata'")
+        ledger.engine.dispose()  # new sessions take the new default
+        with ledger.reading() as conn:
+            assert conn.exec_driver_sql("SHOW TIME ZONE").scalar_one() == "Asia/Kolkata"
+            stmt = select(*RECORD.raw_columns()).where(RECORD.table.c.id == 1)
+            raw = tuple(conn.execute(stmt).one())  # driver values, in the session's zone
+        assert _both(ledger, signer).native_leaves == 3
+        created = raw[RECORD.column_names.index("created_at")]
+        assert created.utcoffset() == timedelta(hours=5, minutes=30)
+        spec = _native._spec(RECORD, ledger.engine.dialect, 0)
+        assert _leafwalk.hash_values(spec, [raw], 0) == [None]
+    finally:
+        ledger.close()

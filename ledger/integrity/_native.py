@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, literal_column, select
+from sqlalchemy import Connection, Text, and_, cast, literal_column, select, type_coerce
+from sqlalchemy.types import NullType
 
 from ledger.integrity.leaves import EntryType
 from ledger.store.schema import log_entries
@@ -124,26 +125,102 @@ def _compiled(stmt: Any, conn: Connection) -> str:
     return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _usable(conn: Connection, types: Sequence[EntryType]) -> str | None:
-    """The ledger file's path when the walker can serve ``conn`` for ``types``."""
-    if not enabled() or not available():
-        return None
-    path = _database_path(conn)
-    if path is None or any(et.native_kinds(conn.dialect) is None for et in types):
-        return None
-    return path
+def _usable(conn: Connection, types: Sequence[EntryType]) -> bool:
+    """Whether the extension can serve ``conn`` for ``types`` at all."""
+    if not enabled() or not available() or conn.dialect.name not in ("sqlite", "postgresql"):
+        return False
+    return all(et.native_kinds(conn.dialect) is not None for et in types)
+
+
+def _values_columns(et: EntryType, source: Any, prefix: str, dialect: Any) -> list[Any]:
+    """``et``'s columns for the Python-values path: raw driver values, but JSON columns
+    as their text (so they are canonicalized, not decoded and re-encoded)."""
+    kinds = et.native_kinds(dialect) or ()
+    columns = []
+    for name, kind in zip(et.column_names, kinds, strict=True):
+        column = source.c[name]
+        value = cast(column, Text) if kind == "j" else column
+        columns.append(type_coerce(value, NullType()).label(prefix + name))
+    return columns
+
+
+def _utc_session(conn: Connection) -> None:
+    """PostgreSQL: times arrive in UTC for the rest of this transaction, the form the
+    values path takes as it is (others go to the Python path, which converts them)."""
+    conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+
+
+class _ValuesWalker:
+    """The walker's protocol on PostgreSQL: rows fetched on ``conn`` itself (so in
+    verify's own snapshot), a page at a time, and confirmed from their Python values by
+    ``_leafwalk.confirm_rows``."""
+
+    PAGE = 2000
+
+    def __init__(self, conn: Connection, types: Sequence[EntryType]) -> None:
+        self.conn = conn
+        columns: list[Any] = [log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash]
+        joined: Any = log_entries
+        specs = []
+        for i, et in enumerate(types):
+            alias = et.table.alias(f"t{i}")
+            specs.append(_spec(et, conn.dialect, len(columns)))
+            columns.extend(_values_columns(et, alias, f"t{i}_", conn.dialect))
+            joined = joined.outerjoin(
+                alias,
+                and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
+            )
+        self.specs = tuple(specs)
+        self.stmt = select(*columns).select_from(joined).order_by(log_entries.c.leaf_index)
+        _utc_session(conn)
+
+    def walk(
+        self, size: int, hashes: list[bytes], stop: int
+    ) -> tuple[int, list[bytes], tuple[int, ...], int | None]:
+        counts = [0] * len(self.specs)
+        while size < stop:
+            end = min(stop, size + self.PAGE)
+            page = self.stmt.where(log_entries.c.leaf_index >= size, log_entries.c.leaf_index < end)
+            rows = self.conn.execute(page).all()
+            size, hashes, confirmed, problem = _leafwalk.confirm_rows(self.specs, rows, size, hashes)
+            counts = [a + b for a, b in zip(counts, confirmed, strict=True)]
+            if problem is None and size < end:
+                problem = size  # fewer rows than leaves: Python names the missing one
+            if problem is not None:
+                return size, hashes, tuple(counts), problem
+        return size, hashes, tuple(counts), None
+
+    def close(self) -> None:
+        pass
 
 
 def row_hasher(conn: Connection, et: EntryType) -> Callable[[list[int], int], list[bytes | None]] | None:
     """For the sealer: a function giving the leaf hashes of rows ``ids`` of ``et`` at
     leaf indexes ``first``, ``first + 1``, … (None for a row it leaves to the Python
-    path), computed natively on fresh read-only connections; None where the walker
-    cannot serve ``conn``. The rows must be committed (the sealer holds the write lock,
-    so no row it selected can change meanwhile)."""
-    path = _usable(conn, [et])
+    path); None where the extension cannot serve ``conn``. On SQLite the rows are read
+    natively on fresh read-only connections (they must be committed: the sealer holds
+    the write lock, so no row it selected can change meanwhile); on PostgreSQL they are
+    fetched on ``conn`` and hashed from their values."""
+    if not _usable(conn, [et]):
+        return None
+    id_col = et.table.c[et.id_column]
+    if conn.dialect.name == "postgresql":
+        _utc_session(conn)
+        spec = _spec(et, conn.dialect, 0)
+        position = et.id_position
+
+        def from_values(ids: list[int], first: int) -> list[bytes | None]:
+            stmt = select(*_values_columns(et, et.table, "", conn.dialect)).where(id_col.in_(ids))
+            rows = {int(row[position]): row for row in conn.execute(stmt).all()}
+            ordered = [rows.get(i, (None,) * len(et.column_names)) for i in ids]
+            result: list[bytes | None] = _leafwalk.hash_values(spec, ordered, first)
+            return [h if i in rows else None for i, h in zip(ids, result, strict=True)]
+
+        return from_values
+    path = _database_path(conn)
     if path is None:
         return None
-    stmt = select(*et.raw_columns()).where(et.table.c[et.id_column] == literal_column("?1"))
+    stmt = select(*et.raw_columns()).where(id_col == literal_column("?1"))
     sql, spec, workers = _compiled(stmt, conn), _spec(et, conn.dialect, 0), threads()
 
     def hashes(ids: list[int], first: int) -> list[bytes | None]:
@@ -155,7 +232,11 @@ def row_hasher(conn: Connection, et: EntryType) -> Callable[[list[int], int], li
 
 def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:
     """A native walker over the ledger behind ``conn``, or None (module docstring)."""
-    path = _usable(conn, types)
+    if not _usable(conn, types):
+        return None
+    if conn.dialect.name == "postgresql":
+        return _ValuesWalker(conn, types)
+    path = _database_path(conn)
     if path is None:
         return None
     sql, specs = walk_sql(types, conn)
