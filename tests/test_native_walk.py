@@ -597,11 +597,15 @@ def test_hash_rows_takes_int_ids_only(sqlite_ledger: Ledger) -> None:
     _fill(sqlite_ledger, 2, audit=False)
     with sqlite_ledger.reading() as conn:
         hasher = _native.row_hasher(conn, RECORD)
-    assert hasher is not None
-    assert all(h is not None for h in hasher([1, 2], 0))
-    assert hasher([1, 99], 0)[1] is None  # no such row: left to the Python path
+    assert hasher is not None and hasher.id_position == 0
+    assert all(h is not None for h in hasher.hashes([(1,), (2,)], 0))
+    assert hasher.hashes([(1,), (99,)], 0)[1] is None  # no such row: left to the Python path
+    with sqlite_ledger.reading() as conn:
+        sql = _native._compiled(select(*RECORD.raw_columns()).where(RECORD.table.c.id == text("?1")), conn)
+    spec = _native._spec(RECORD, sqlite_ledger.engine.dialect, 0)
+    path = sqlite_ledger.engine.url.database
     with pytest.raises(TypeError, match="ints"):
-        hasher([1, "2"], 0)  # type: ignore[list-item]
+        _leafwalk.hash_rows(path, sql, spec, [1, "2"], 0, 1)
 
 
 def test_large_objects_sort_like_python() -> None:

@@ -1,22 +1,28 @@
 """The bridge to the native leaf walker (``_leafwalk.c``) that ``verify`` and ``seal``
-use on SQLite.
+use.
 
-The walker recomputes leaves from the stored rows in C, on several threads, and only
-*confirms* them: a leaf it cannot render exactly as the Python path does stops the walk,
-and ``verify`` handles that leaf itself (``seal`` hashes such a row in Python). So the
-walker changes how fast they are, never what they find or write.
+The walker recomputes leaves from the stored rows in C and only *confirms* them: a leaf
+it cannot render exactly as the Python path does stops the walk, and ``verify`` handles
+that leaf itself (``seal`` hashes such a row in Python). So the walker changes how fast
+they are, never what they find or write.
+
+- SQLite: the C code reads the rows itself through the SQLite C API, on one read-only
+  connection per thread (``_leafwalk.Walker``, ``hash_rows``).
+- PostgreSQL: rows come through psycopg on the caller's connection, JSON columns as
+  their text and times in a UTC transaction, and the C code works from those values
+  (``_leafwalk.confirm_rows``, ``hash_values``).
 
 It is used when all of these hold, and silently not otherwise:
 
 - the extension was built (it needs the SQLite and OpenSSL headers at install time);
-- the ledger is a SQLite file (not ``:memory:``, not a ``file:`` URI);
-- Python's ``_sqlite3`` module uses the same copy of SQLite as the extension (two
-  copies in one process break each other's POSIX locks);
-- every entry type's columns have a native form (:meth:`EntryType.native_kinds`);
-- ``SEEDLEDGER_NATIVE`` is not ``0``.
+- every entry type's columns have an exact native form (:meth:`EntryType.native_kinds`);
+- ``SEEDLEDGER_NATIVE`` is not ``0``;
+- SQLite: the ledger is a file (not ``:memory:``, not a ``file:`` URI) and Python's
+  ``_sqlite3`` module uses the same copy of SQLite as the extension (two copies in one
+  process break each other's POSIX locks).
 
-``SEEDLEDGER_NATIVE_THREADS`` sets the number of threads (default: the CPU count, at
-most 8).
+``SEEDLEDGER_NATIVE_THREADS`` sets the number of SQLite threads (default: the CPU count,
+at most 8).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -126,8 +133,12 @@ def _compiled(stmt: Any, conn: Connection) -> str:
 
 
 def _usable(conn: Connection, types: Sequence[EntryType]) -> bool:
-    """Whether the extension can serve ``conn`` for ``types`` at all."""
-    if not enabled() or not available() or conn.dialect.name not in ("sqlite", "postgresql"):
+    """Whether the extension can serve ``conn`` for ``types`` at all (the SQLite copy
+    matters only where the extension opens SQLite connections itself)."""
+    engine = conn.dialect.name
+    if not enabled() or _leafwalk is None or engine not in ("sqlite", "postgresql"):
+        return False
+    if engine == "sqlite" and not available():
         return False
     return all(et.native_kinds(conn.dialect) is not None for et in types)
 
@@ -194,40 +205,49 @@ class _ValuesWalker:
         pass
 
 
-def row_hasher(conn: Connection, et: EntryType) -> Callable[[list[int], int], list[bytes | None]] | None:
-    """For the sealer: a function giving the leaf hashes of rows ``ids`` of ``et`` at
-    leaf indexes ``first``, ``first + 1``, … (None for a row it leaves to the Python
-    path); None where the extension cannot serve ``conn``. On SQLite the rows are read
-    natively on fresh read-only connections (they must be committed: the sealer holds
-    the write lock, so no row it selected can change meanwhile); on PostgreSQL they are
-    fetched on ``conn`` and hashed from their values."""
+@dataclass(frozen=True)
+class RowHasher:
+    """For the sealer: leaf hashes of unsealed rows of one entry type at leaf indexes
+    ``first``, ``first + 1``, … (None for a row left to the Python path).
+
+    ``columns`` is what the sealer selects for each row: just the id on SQLite, where
+    :meth:`hashes` reads the rows natively on fresh read-only connections (they are
+    committed: the sealer holds the write lock, so none can change meanwhile); the
+    columns in their values form on PostgreSQL, where the selected rows are hashed
+    from psycopg's values."""
+
+    columns: list[Any]
+    id_position: int  # of the id among ``columns``
+    hashes: Callable[[Sequence[Any], int], list[bytes | None]]
+
+
+def row_hasher(conn: Connection, et: EntryType) -> RowHasher | None:
+    """The sealer's native hasher for ``et`` on ``conn``; None where the extension
+    cannot serve it."""
     if not _usable(conn, [et]):
         return None
     id_col = et.table.c[et.id_column]
     if conn.dialect.name == "postgresql":
         _utc_session(conn)
         spec = _spec(et, conn.dialect, 0)
-        position = et.id_position
 
-        def from_values(ids: list[int], first: int) -> list[bytes | None]:
-            stmt = select(*_values_columns(et, et.table, "", conn.dialect)).where(id_col.in_(ids))
-            rows = {int(row[position]): row for row in conn.execute(stmt).all()}
-            ordered = [rows.get(i, (None,) * len(et.column_names)) for i in ids]
-            result: list[bytes | None] = _leafwalk.hash_values(spec, ordered, first)
-            return [h if i in rows else None for i, h in zip(ids, result, strict=True)]
+        def from_values(rows: Sequence[Any], first: int) -> list[bytes | None]:
+            result: list[bytes | None] = _leafwalk.hash_values(spec, rows, first)
+            return result
 
-        return from_values
+        return RowHasher(_values_columns(et, et.table, "", conn.dialect), et.id_position, from_values)
     path = _database_path(conn)
     if path is None:
         return None
     stmt = select(*et.raw_columns()).where(id_col == literal_column("?1"))
     sql, spec, workers = _compiled(stmt, conn), _spec(et, conn.dialect, 0), threads()
 
-    def hashes(ids: list[int], first: int) -> list[bytes | None]:
+    def from_file(rows: Sequence[Any], first: int) -> list[bytes | None]:
+        ids = [int(row[0]) for row in rows]
         result: list[bytes | None] = _leafwalk.hash_rows(path, sql, spec, ids, first, workers)
         return result
 
-    return hashes
+    return RowHasher([id_col], 0, from_file)
 
 
 def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:

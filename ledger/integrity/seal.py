@@ -113,12 +113,11 @@ def _stored(row: Any) -> StoredCheckpoint:
     )
 
 
-def _unsealed(et: EntryType, after: int | None, limit: int, *, ids_only: bool = False) -> Any:
+def _unsealed(et: EntryType, after: int | None, limit: int, columns: Sequence[Any] | None = None) -> Any:
     table = et.table
     id_col = table.c[et.id_column]
     sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
-    stmt = select(id_col) if ids_only else select(*et.raw_columns(table))
-    stmt = stmt.where(~sealed)
+    stmt = select(*(columns if columns is not None else et.raw_columns(table))).where(~sealed)
     if after is not None:
         stmt = stmt.where(id_col > after)
     return stmt.order_by(id_col).limit(limit)
@@ -128,20 +127,21 @@ def _leaf_hashes(
     conn: Connection, et: EntryType, after: int | None, limit: int, first: int
 ) -> list[tuple[int, bytes]]:
     """(2) and the leaf hashes of (3): up to ``limit`` unsealed rows of ``et`` after id
-    ``after``, in id order, as (id, leaf hash at index first, first + 1, …). On SQLite
-    the native walker hashes the rows (``_native.row_hasher``); any row it leaves out,
-    and every row elsewhere, is hashed here. The walker's hashes are stored as they
+    ``after``, in id order, as (id, leaf hash at index first, first + 1, …). Where the
+    native walker can (``_native.row_hasher``) it hashes the rows; any row it leaves
+    out, and every row elsewhere, is hashed here. The walker's hashes are stored as they
     are, so each batch also hashes one of the walker's rows here: if the two ever
     differ, the whole batch is hashed here instead (a safety net; the tests find no
     difference)."""
     hasher = _native.row_hasher(conn, et)
     if hasher is None:
         return _python_hashes(conn, et, after, limit, first)
-    ids = [int(i) for i in conn.execute(_unsealed(et, after, limit, ids_only=True)).scalars()]
-    if not ids:
+    selected = conn.execute(_unsealed(et, after, limit, hasher.columns)).all()
+    if not selected:
         return []
+    ids = [int(row[hasher.id_position]) for row in selected]
     try:
-        hashes = hasher(ids, first)
+        hashes = hasher.hashes(selected, first)
     except (RuntimeError, MemoryError) as exc:
         log.warning("native leaf hashing failed (%s); hashing in Python", exc)
         return _python_hashes(conn, et, after, limit, first)
