@@ -39,7 +39,7 @@ from ledger.integrity.note import (
 from ledger.integrity.seal import seal
 from ledger.integrity.verify import VerifyReport, prove, verify, verify_proof
 from ledger.store import Ledger
-from ledger.store.schema import checkpoints, log_entries, log_state, records
+from ledger.store.schema import audit_results, audit_runs, checkpoints, log_entries, log_state, records
 from ledger.store.types import SeedType, UTCDateTime
 from tests.cli import seedledger
 from tests.factories import new_record
@@ -356,6 +356,57 @@ def test_a_bad_empty_checkpoint_is_named_before_any_leaf(ledger: Ledger, signer:
     _sql(ledger, _copy_record_sql(ledger.dialect, 50, ids[0]), new=50)
     div = _verify(ledger, signer).divergence
     assert div is not None and (div.kind, div.leaf_index) == ("bad-signature", None), div
+
+
+def test_the_earliest_row_slipped_in_is_named_across_entry_types(ledger: Ledger, signer: Signer) -> None:
+    """A record slipped in (hidden from counting by a deleted record) belongs before an
+    audit result slipped in: the record is named, as the exact search names it."""
+    ids = _add(ledger, 5)
+    _sql(ledger, _copy_record_sql(ledger.dialect, 100, ids[0]), new=100)
+    seal(ledger, signer)  # records at leaves 0…5
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            audit_runs.insert().values(
+                id="run",
+                created_at=now,
+                status="finished",
+                selection={},
+                policy={},
+                options={},
+                selected_count=0,
+            )
+        )
+
+    def result(result_id: int, record_id: int) -> None:
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                audit_results.insert().values(
+                    id=result_id,
+                    run_id="run",
+                    record_id=record_id,
+                    verdict="identical",
+                    outcome="pass",
+                    warnings=[],
+                    created_at=now,
+                )
+            )
+
+    result(1, ids[0])
+    result(100, ids[1])
+    seal(ledger, signer)  # audit results at leaves 6, 7
+    _sql(ledger, _copy_record_sql(ledger.dialect, 101, ids[0]), new=101)
+    seal(ledger, signer)  # record 101 at leaf 8
+    _sql(ledger, _copy_record_sql(ledger.dialect, 50, ids[0]), new=50)  # belongs at leaf 5
+    _sql(ledger, "DELETE FROM records WHERE id = 101")  # so the record counts still match
+    result(50, ids[2])  # belongs at leaf 7
+    div = _verify(ledger, signer).divergence
+    assert div is not None and (div.kind, div.leaf_index, div.entry_type, div.entry_id) == (
+        "unsealed-in-the-middle",
+        5,
+        "record",
+        50,
+    )
 
 
 def test_inserting_a_log_entry_in_the_middle_is_found(ledger: Ledger, signer: Signer) -> None:

@@ -741,3 +741,73 @@ def test_values_walker_reads_times_in_utc_whatever_the_session_zone(pg_url: str,
         assert _leafwalk.hash_values(spec, [raw], 0) == [None]
     finally:
         ledger.close()
+
+
+@pytest.mark.postgres
+def test_a_json_column_altered_to_another_type_is_read_as_python_reads_it(
+    pg_url: str, signer: Signer
+) -> None:
+    ledger = Ledger.open(pg_url)
+    try:
+        _fill(ledger, 4, audit=False)
+        seal(ledger, signer)
+        assert _both(ledger, signer).native_leaves == 4
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE records ALTER COLUMN params TYPE text USING params::text")
+        report = _both(ledger, signer)  # psycopg now returns str: every leaf has changed
+        assert report.native_leaves == 0
+        assert report.divergence is not None and (report.divergence.kind, report.divergence.leaf_index) == (
+            "changed-row",
+            0,
+        )
+    finally:
+        ledger.close()
+
+
+@pytest.mark.postgres
+def test_a_client_encoding_other_than_utf8_keeps_to_the_python_path(pg_url: str, signer: Signer) -> None:
+    from ledger.store import engine as engines
+    from tests.factories import new_record
+
+    ledger = Ledger.open(pg_url)
+    try:
+        ledger.add(
+            # ASCII only: psycopg decodes JSON as UTF-8 whatever the client encoding, so
+            # the Python path itself cannot read non-ASCII JSON through another encoding
+            [new_record(seed=n, prompt=f"a cafe {n}", params={"p": f"cafe {n}"}) for n in range(4)]
+        )
+        seal(ledger, signer)
+        assert _both(ledger, signer).native_leaves == 4
+    finally:
+        ledger.close()
+    latin = Ledger(engines.create(pg_url, connect_args={"client_encoding": "WIN1252"}))
+    try:
+        with latin.reading() as conn:
+            assert _native.open_walker(conn, [RECORD]) is None
+            assert _native.row_hasher(conn, RECORD) is None
+        report = verify(latin, [signer.verifier])
+        assert report.native_leaves == 0 and report == verify(latin, [signer.verifier], native=False)
+    finally:
+        latin.close()
+
+
+@pytest.mark.postgres
+def test_times_near_the_ends_of_the_calendar_read_alike_in_any_session_zone(
+    pg_url: str, signer: Signer
+) -> None:
+    """verify and seal read times in UTC on both paths, so a time that a session in
+    another zone could not even hand to Python verifies the same either way."""
+    ledger = Ledger.open(pg_url)
+    try:
+        _fill(ledger, 2, audit=False)
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE records SET created_at = '9999-12-31 23:00:00+00' WHERE id = 1")
+        database = pg_url.rsplit("/", 1)[1]
+        with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET TIME ZONE 'Asia/Tokyo'")
+        ledger.engine.dispose()
+        seal(ledger, signer)
+        report = _both(ledger, signer)
+        assert report.ok and report.native_leaves == 2
+    finally:
+        ledger.close()

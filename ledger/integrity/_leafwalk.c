@@ -1806,11 +1806,14 @@ typedef struct {
     EVP_MD *sha256;
 } Encoder;
 
+static void encoder_close(Encoder *e);
+
 static int encoder_open(Encoder *e) {
     memset(e, 0, sizeof *e);
     e->md = EVP_MD_CTX_new();
     e->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!e->md || !e->sha256) {
+        encoder_close(e);
         PyErr_SetString(PyExc_RuntimeError, "cannot create a SHA-256 context");
         return 0;
     }
@@ -1820,6 +1823,8 @@ static int encoder_open(Encoder *e) {
 static void encoder_close(Encoder *e) {
     if (e->md) EVP_MD_CTX_free(e->md);
     if (e->sha256) EVP_MD_free(e->sha256);
+    e->md = NULL;
+    e->sha256 = NULL;
     buf_free(&e->leaf);
     free(e->json.nodes);
     buf_free(&e->json.strings);
@@ -2034,7 +2039,7 @@ static PyObject *confirm_rows(PyObject *Py_UNUSED(module), PyObject *args) {
                 }
             }
         }
-        ok = ok && t && t->id_column < ncols && items[t->id_column] != Py_None &&
+        ok = ok && t && t->id_column >= 0 && t->id_column < ncols && items[t->id_column] != Py_None &&
              leaf_hash_values(&e, t, expected, (PyObject *const *)items, ncols, digest) &&
              memcmp(PyBytes_AS_STRING(items[2]), digest, HASH_SIZE) == 0;
         Py_DECREF(row);
@@ -2109,7 +2114,8 @@ static PyObject *hash_values(PyObject *Py_UNUSED(module), PyObject *args) {
         }
         unsigned char digest[HASH_SIZE];
         Py_ssize_t ncols = PySequence_Fast_GET_SIZE(row);
-        int ok = type.id_column < ncols && leaf_hash_values(&e, &type, first + k, PySequence_Fast_ITEMS(row), ncols, digest);
+        int ok = type.id_column >= 0 && type.id_column < ncols &&
+                 leaf_hash_values(&e, &type, first + k, PySequence_Fast_ITEMS(row), ncols, digest);
         Py_DECREF(row);
         PyObject *item = ok ? PyBytes_FromStringAndSize((const char *)digest, HASH_SIZE) : Py_NewRef(Py_None);
         if (!item) {

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Text, and_, cast, literal_column, select, type_coerce
+from sqlalchemy import Connection, Text, and_, cast, literal_column, select, text, type_coerce
 from sqlalchemy.types import NullType
 
 from ledger.integrity.leaves import EntryType
@@ -140,7 +140,36 @@ def _usable(conn: Connection, types: Sequence[EntryType]) -> bool:
         return False
     if engine == "sqlite" and not available():
         return False
-    return all(et.native_kinds(conn.dialect) is not None for et in types)
+    if any(et.native_kinds(conn.dialect) is None for et in types):
+        return False
+    return engine == "sqlite" or _postgresql_reads_alike(conn, types)
+
+
+def _postgresql_reads_alike(conn: Connection, types: Sequence[EntryType]) -> bool:
+    """The values path fetches JSON columns as text and decodes text with the client
+    encoding; the Python path gets what psycopg makes of the column's real type, and
+    decodes JSON as UTF-8. They read alike only when the client encoding is UTF-8 and
+    every JSON column still is json or jsonb in the database (a column altered to text
+    or numeric would be canonicalized here and not there)."""
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    if info is None or str(getattr(info, "encoding", "")).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return False
+    for et in types:
+        kinds = et.native_kinds(conn.dialect) or ()
+        json_columns = [n for n, k in zip(et.column_names, kinds, strict=True) if k == "j"]
+        if not json_columns:
+            continue
+        found = conn.execute(
+            text(
+                "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+                "WHERE a.attrelid = CAST(:table AS regclass) AND a.attname = ANY(:names) "
+                "AND NOT a.attisdropped"
+            ),
+            {"table": et.table.name, "names": json_columns},
+        ).all()
+        if len(found) != len(json_columns) or any(kind not in ("json", "jsonb") for _, kind in found):
+            return False
+    return True
 
 
 def _values_columns(et: EntryType, source: Any, prefix: str, dialect: Any) -> list[Any]:
@@ -155,16 +184,11 @@ def _values_columns(et: EntryType, source: Any, prefix: str, dialect: Any) -> li
     return columns
 
 
-def _utc_session(conn: Connection) -> None:
-    """PostgreSQL: times arrive in UTC for the rest of this transaction, the form the
-    values path takes as it is (others go to the Python path, which converts them)."""
-    conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-
-
 class _ValuesWalker:
     """The walker's protocol on PostgreSQL: rows fetched on ``conn`` itself (so in
-    verify's own snapshot), a page at a time, and confirmed from their Python values by
-    ``_leafwalk.confirm_rows``."""
+    verify's own snapshot, whose times arrive in UTC), a page at a time, and confirmed
+    from their Python values by ``_leafwalk.confirm_rows``. A time in another zone is
+    refused, so it would go to the Python path, which converts it."""
 
     PAGE = 2000
 
@@ -183,7 +207,6 @@ class _ValuesWalker:
             )
         self.specs = tuple(specs)
         self.stmt = select(*columns).select_from(joined).order_by(log_entries.c.leaf_index)
-        _utc_session(conn)
 
     def walk(
         self, size: int, hashes: list[bytes], stop: int
@@ -228,7 +251,6 @@ def row_hasher(conn: Connection, et: EntryType) -> RowHasher | None:
         return None
     id_col = et.table.c[et.id_column]
     if conn.dialect.name == "postgresql":
-        _utc_session(conn)
         spec = _spec(et, conn.dialect, 0)
 
         def from_values(rows: Sequence[Any], first: int) -> list[bytes | None]:

@@ -85,6 +85,9 @@ def lock(conn: Connection) -> None:
     transaction already holds the write lock (BEGIN IMMEDIATE)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK_KEY})
+        # Times in UTC for this transaction only (as verify reads them): the leaf form is
+        # UTC anyway, and the native and Python paths then see the same values.
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
 
 
 def read_head(conn: Connection) -> LogHead | None:

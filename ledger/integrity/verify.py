@@ -249,16 +249,24 @@ def _unsealed_in_middle(
     return first, counted
 
 
-def _first(conn: Connection, found: Divergence, counted: Sequence[EntryType], walked: bool) -> Divergence:
-    """The divergence to report once the walk found ``found``: an entry inserted in the
-    middle of a type that was only counted comes first if it lies at or before it (the
-    walk would have stopped there), or if the walk had finished (``walked``)."""
-    if not counted or found.kind == "unsealed-in-the-middle":
+def _first(
+    conn: Connection,
+    found: Divergence,
+    types: Sequence[EntryType],
+    counted: Sequence[EntryType],
+    walked: bool,
+) -> Divergence:
+    """The divergence to report once the walk found ``found``, when some types were
+    only counted in step (2): the exact search over every type then gives the entry
+    inserted in the middle that the plain walk would have stopped at. It comes first if
+    it lies at or before ``found`` (or ``found`` is itself such an entry, of a later
+    leaf at best), or if the walk had finished (``walked``)."""
+    if not counted:
         return found
-    middle, _ = _unsealed_in_middle(conn, counted)
+    middle, _ = _unsealed_in_middle(conn, types)
     if middle is None or middle.leaf_index is None:
         return found
-    if walked:
+    if walked or found.kind == "unsealed-in-the-middle":
         return middle
     if found.leaf_index is None:  # found before any leaf (a size-0 checkpoint)
         return found
@@ -301,6 +309,10 @@ def _snapshot(ledger: Ledger) -> Iterator[Connection]:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # Times in UTC for this transaction only, whichever path reads them: the
+                # leaf form is UTC anyway, and both paths then see the same values.
+                conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
             yield conn
 
 
@@ -534,7 +546,7 @@ def verify(
             if saved is not None:
                 against_report = _check_against(conn, saved, cps[-1] if cps else None)
         except _Found as found:
-            divergence = _first(conn, found.divergence, counted, walked)
+            divergence = _first(conn, found.divergence, types, counted, walked)
             root = walk.compact.root() if walk is not None else EMPTY_ROOT
             native_leaves = walk.native_leaves if walk is not None else 0
             return VerifyReport(
