@@ -205,19 +205,27 @@ def timed_verify(ledger: Ledger, signer: Signer, **kwargs: Any) -> tuple[float, 
 
 
 @contextmanager
+def _migrated(url: str, options: dict[str, Any]) -> Iterator[Ledger]:
+    engine = engines.create(url, **options)
+    migrate.upgrade(engine)
+    ledger = Ledger(engine)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+@contextmanager
 def open_ledger(engine_name: str, default_json: bool) -> Iterator[Ledger]:
     """A fresh ledger: a SQLite file in a temporary directory, or a throwaway PostgreSQL
     database (``SEEDLEDGER_BENCH_PG_URL``, default the local test server), dropped after."""
     options: dict[str, Any] = {"json_serializer": json.dumps} if default_json else {}
     if engine_name == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp:
-            engine = engines.create(str(Path(tmp) / "ledger.db"), **options)
-            migrate.upgrade(engine)
-            ledger = Ledger(engine)
-            try:
-                yield ledger
-            finally:
-                ledger.close()
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp,
+            _migrated(str(Path(tmp) / "ledger.db"), options) as ledger,
+        ):
+            yield ledger
         return
     admin_url = os.environ.get("SEEDLEDGER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     name = f"bench_integrity_{uuid.uuid4().hex[:10]}"
@@ -225,13 +233,8 @@ def open_ledger(engine_name: str, default_json: bool) -> Iterator[Ledger]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        engine = engines.create(admin_url.rsplit("/", 1)[0] + "/" + name, **options)
-        migrate.upgrade(engine)
-        ledger = Ledger(engine)
-        try:
+        with _migrated(admin_url.rsplit("/", 1)[0] + "/" + name, options) as ledger:
             yield ledger
-        finally:
-            ledger.close()
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -515,6 +515,29 @@ def _log(ledger: Ledger) -> list[tuple[Any, ...]]:
         return sorted(tuple(r) for r in rows)
 
 
+def _seal_both_ways(
+    native: Ledger,
+    python: Ledger,
+    signer: Signer,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    batch_size: int,
+    leaves: int,
+) -> None:
+    """Seal two ledgers holding the same rows, one with the walker and one without:
+    the same log, and it verifies both ways."""
+    with native.reading() as conn:
+        assert _native.row_hasher(conn, RECORD) is not None
+    seal(native, signer, batch_size=batch_size)
+    monkeypatch.setenv(_native.ENV_NATIVE, "0")
+    with python.reading() as conn:
+        assert _native.row_hasher(conn, RECORD) is None
+    seal(python, signer, batch_size=batch_size)
+    monkeypatch.delenv(_native.ENV_NATIVE)
+    assert _log(native) == _log(python) and len(_log(native)) == leaves
+    assert _both(native, signer).ok and _both(python, signer).ok
+
+
 def test_native_sealing_writes_the_leaves_python_sealing_writes(
     sqlite_url: str, tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,16 +548,7 @@ def test_native_sealing_writes_the_leaves_python_sealing_writes(
     shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), copy)
     native, python = Ledger.open(sqlite_url), Ledger.open(str(copy))
     try:
-        with native.reading() as conn:
-            assert _native.row_hasher(conn, RECORD) is not None
-        seal(native, signer, batch_size=2500)
-        monkeypatch.setenv(_native.ENV_NATIVE, "0")
-        with python.reading() as conn:
-            assert _native.row_hasher(conn, RECORD) is None
-        seal(python, signer, batch_size=2500)
-        monkeypatch.delenv(_native.ENV_NATIVE)
-        assert _log(native) == _log(python) and len(_log(native)) == 3003
-        assert _both(native, signer).ok
+        _seal_both_ways(native, python, signer, monkeypatch, batch_size=2500, leaves=3003)
     finally:
         native.close()
         python.close()
@@ -706,12 +720,7 @@ def test_native_sealing_on_postgresql_writes_the_leaves_python_sealing_writes(
         try:
             for ledger in (native, python):
                 _fill(ledger, 1500)
-            seal(native, signer, batch_size=700)
-            monkeypatch.setenv(_native.ENV_NATIVE, "0")
-            seal(python, signer, batch_size=700)
-            monkeypatch.delenv(_native.ENV_NATIVE)
-            assert _log(native) == _log(python) and len(_log(native)) == 1503
-            assert _both(python, signer).ok
+            _seal_both_ways(native, python, signer, monkeypatch, batch_size=700, leaves=1503)
         finally:
             native.close()
             python.close()
