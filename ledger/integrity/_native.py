@@ -19,7 +19,9 @@ It is used when all of these hold, and silently not otherwise:
 - ``SEEDLEDGER_NATIVE`` is not ``0``;
 - SQLite: the ledger is a file (not ``:memory:``, not a ``file:`` URI) and Python's
   ``_sqlite3`` module uses the same copy of SQLite as the extension (two copies in one
-  process break each other's POSIX locks).
+  process break each other's POSIX locks);
+- PostgreSQL: the client encoding is UTF-8 and every JSON column is still json or
+  jsonb in the database (:func:`_postgresql_reads_alike`).
 
 ``SEEDLEDGER_NATIVE_THREADS`` sets the number of SQLite threads (default: the CPU count,
 at most 8).
