@@ -181,6 +181,8 @@ def test_mutated_json_is_refused_or_read_as_python_reads_it(value: Any, data: An
         expected = _python_json(bytes(stored).decode("utf-8"))
     except UnicodeDecodeError:
         expected = None  # Python's sqlite3 cannot even read such TEXT
+    if data is None:  # the unmutated example must be rendered, not refused
+        assert rendered is not None
     if rendered is not None:
         assert rendered == expected
 

@@ -36,13 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Text, and_, cast, literal_column, select, text, type_coerce
+from sqlalchemy import Connection, Text, cast, literal_column, select, text, type_coerce
 from sqlalchemy.types import NullType
 
-from ledger.integrity.leaves import EntryType
+from ledger.integrity.leaves import EntryType, joined_entries
 from ledger.store.schema import log_entries
 
 ENV_NATIVE = "SEEDLEDGER_NATIVE"
+#: What the walkers read of each log entry before its row (``_leafwalk.c`` expects it).
+_WALK_HEAD = (log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash)
 ENV_THREADS = "SEEDLEDGER_NATIVE_THREADS"
 
 try:
@@ -109,17 +111,10 @@ def _spec(et: EntryType, dialect: Any, first: int) -> tuple[Any, ...]:
 def walk_sql(types: Sequence[EntryType], conn: Connection) -> tuple[str, list[tuple[Any, ...]]]:
     """The walker's statement (log entries in ``[?1, ?2)`` in leaf order, each joined to
     its row) and each type's spec for ``_leafwalk.Walker``."""
-    columns: list[Any] = [log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash]
-    joined: Any = log_entries
-    specs: list[tuple[Any, ...]] = []
-    for i, et in enumerate(types):
-        alias = et.table.alias(f"t{i}")
-        specs.append(_spec(et, conn.dialect, len(columns)))
-        columns.extend(et.raw_columns(alias, prefix=f"t{i}_"))
-        joined = joined.outerjoin(
-            alias,
-            and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
-        )
+    columns, joined, starts = joined_entries(
+        types, _WALK_HEAD, lambda et, alias, prefix: et.raw_columns(alias, prefix=prefix)
+    )
+    specs = [_spec(et, conn.dialect, first) for et, first in zip(types, starts, strict=True)]
     stmt = (
         select(*columns)
         .select_from(joined)
@@ -196,17 +191,10 @@ class _ValuesWalker:
 
     def __init__(self, conn: Connection, types: Sequence[EntryType]) -> None:
         self.conn = conn
-        columns: list[Any] = [log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash]
-        joined: Any = log_entries
-        specs = []
-        for i, et in enumerate(types):
-            alias = et.table.alias(f"t{i}")
-            specs.append(_spec(et, conn.dialect, len(columns)))
-            columns.extend(_values_columns(et, alias, f"t{i}_", conn.dialect))
-            joined = joined.outerjoin(
-                alias,
-                and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
-            )
+        columns, joined, starts = joined_entries(
+            types, _WALK_HEAD, lambda et, alias, prefix: _values_columns(et, alias, prefix, conn.dialect)
+        )
+        specs = [_spec(et, conn.dialect, first) for et, first in zip(types, starts, strict=True)]
         self.specs = tuple(specs)
         self.stmt = select(*columns).select_from(joined).order_by(log_entries.c.leaf_index)
 

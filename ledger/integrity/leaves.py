@@ -30,17 +30,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Dialect, Float, Integer, LargeBinary, String, Table, type_coerce
+from sqlalchemy import JSON, Boolean, Dialect, Float, Integer, LargeBinary, String, Table, and_, type_coerce
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from ledger.core.canonical import canonical_json
 from ledger.integrity.merkle import leaf_hash
-from ledger.store.schema import audit_results, fingerprints, records
+from ledger.store.schema import audit_results, fingerprints, log_entries, records
 from ledger.store.types import SeedType, UTCDateTime
 
 LEAF_FORMAT = "seedledger/leaf"
@@ -284,6 +284,28 @@ class EntryType:
 
     def leaf_hash(self, index: int, row: Mapping[str, Any]) -> bytes:
         return leaf_hash(self.leaf_bytes(index, row))
+
+
+def joined_entries(
+    types: Sequence[EntryType], head: Sequence[Any], row_columns: Callable[[EntryType, Any, str], list[Any]]
+) -> tuple[list[Any], Any, list[int]]:
+    """``log_entries`` outer-joined to the row of each entry type, for reading log
+    entries with their rows: the columns to select (``head``, then each type's
+    ``row_columns(entry_type, alias, prefix)``), the FROM clause, and where each type's
+    columns start among the selected ones. A row's columns are NULL unless the entry
+    is of its type."""
+    columns = list(head)
+    joined: Any = log_entries
+    starts: list[int] = []
+    for i, et in enumerate(types):
+        alias = et.table.alias(f"t{i}")
+        starts.append(len(columns))
+        columns.extend(row_columns(et, alias, f"t{i}_"))
+        joined = joined.outerjoin(
+            alias,
+            and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
+        )
+    return columns, joined, starts
 
 
 RECORD = EntryType("record", 1, records)

@@ -120,11 +120,6 @@ def _unsealed(et: EntryType, after: int | None, limit: int, columns: Sequence[An
     table = et.table
     id_col = table.c[et.id_column]
     sealed = exists().where(log_entries.c.entry_type == et.name, log_entries.c.entry_id == id_col)
-    if after is not None:
-        # implied by the correlation, but it bounds the log side too: a planner with
-        # stale statistics (after a bulk load) that sorts the log for a merge anti-join
-        # then sorts only the entries after the cursor, not the whole log every batch
-        sealed = sealed.where(log_entries.c.entry_id > after)
     stmt = select(*(columns if columns is not None else et.raw_columns(table))).where(~sealed)
     if after is not None:
         stmt = stmt.where(id_col > after)

@@ -37,13 +37,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy import Connection, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ledger.core.canonical import canonical_json
 from ledger.errors import IntegrityError, InvalidInputError, NotFoundError
 from ledger.integrity import _native, merkle
-from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT, EntryType
+from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT, EntryType, joined_entries
 from ledger.integrity.merkle import EMPTY_ROOT, CompactRange, ProofError
 from ledger.integrity.note import Checkpoint, NoteError, Verifier, open_checkpoint
 from ledger.integrity.seal import StoredCheckpoint, _stored, latest_checkpoint, read_head
@@ -144,25 +144,20 @@ def _stream(
     missing), keyset-paged. ``fields`` is an exception instance when the row cannot be
     read in its leaf form at all (it was changed into something the column type cannot
     hold)."""
-    aliases = [et.table.alias(f"t{i}") for i, et in enumerate(types)]
-    columns: list[Any] = [
+    head = [
         log_entries.c.leaf_index,
         log_entries.c.entry_type,
         log_entries.c.entry_id,
         log_entries.c.leaf_hash,
     ]
-    spans: list[tuple[int, int, int]] = []  # per type: first column, end, id position
-    for i, alias in enumerate(aliases):
-        first = len(columns)
-        columns.extend(types[i].raw_columns(alias, prefix=f"t{i}_"))
-        spans.append((first, len(columns), first + types[i].column_names.index(types[i].id_column)))
-    joined: Any = log_entries
-    for et, alias in zip(types, aliases, strict=True):
-        joined = joined.outerjoin(
-            alias,
-            and_(log_entries.c.entry_type == et.name, alias.c[et.id_column] == log_entries.c.entry_id),
-        )
-    by_name = {et.name: (et, spans[i]) for i, et in enumerate(types)}
+    columns, joined, starts = joined_entries(
+        types, head, lambda et, alias, prefix: et.raw_columns(alias, prefix=prefix)
+    )
+    # per type: its first column, end, id position
+    by_name = {
+        et.name: (et, (first, first + len(et.column_names), first + et.id_position))
+        for et, first in zip(types, starts, strict=True)
+    }
     dialect = conn.dialect
     last = start - 1
     while True:
