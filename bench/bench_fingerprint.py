@@ -30,7 +30,7 @@ TARGET = 1.25
 def sample_png() -> bytes:
     """A 1024×1024 generated-looking image (the reference backend's generator), saved
     as a PNG at Pillow's default compression, like most tools write it."""
-    from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
+    from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
 
     pixels, *_ = ReferenceGenerator().render(
         ImageRequest(model="runware:101@1", prompt="a lighthouse at dusk", width=1024, height=1024, seed=7)

@@ -44,7 +44,7 @@ SIZE = 512
 
 
 def render_pool(count: int) -> list[bytes]:
-    from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
+    from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
 
     generator = ReferenceGenerator()
     pool = []

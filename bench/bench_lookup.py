@@ -82,7 +82,7 @@ def synthetic_phashes(n: int, seed: int = 1) -> np.ndarray:
 def real_fingerprints(count: int) -> tuple[list[Fingerprint], list[Fingerprint]]:
     """(stored, queries): reference-backend images and calibration photos, stored;
     queries are lossy copies and stochastic replays of some of them (not stored)."""
-    from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
+    from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
 
     gen = ReferenceGenerator()
     stored: list[Fingerprint] = []

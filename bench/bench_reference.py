@@ -30,8 +30,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
+from ledger.backends.reference.server import ReferenceServer
 
 MODEL = "runware:101@1"
 

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from ledger.audit import AuditOptions, Policy, Selection, run_audit
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.capture import recording_client
 from ledger.errors import LedgerError, UsageError
 from ledger.integrity import load_verifiers, seal, verify

@@ -163,7 +163,7 @@ def build_pairs(images: list[Path]) -> list[Pair]:
 def reference_pairs(seeds: int = 12) -> tuple[list[Pair], str]:
     """Replays from the bundled reference backend (procedural, not a model)."""
     try:
-        from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
+        from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
     except ImportError:
         return [], "not included: the reference backend is not in this tree"
     generator = ReferenceGenerator()
@@ -202,7 +202,7 @@ def reference_pairs(seeds: int = 12) -> tuple[list[Pair], str]:
             )
         )
     note = (
-        f"included: {seeds} seeds of ledger.backends.reference_generator (512x512, runware:101@1): "
+        f"included: {seeds} seeds of ledger.backends.reference.generator (512x512, runware:101@1): "
         "deterministic replays (DPM++ 2M Karras), JPEG outputs, stochastic replays (Euler a), "
         'a silent model revision ("similar at best"), other seeds'
     )

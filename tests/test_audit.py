@@ -16,7 +16,7 @@ from ledger.audit import AuditOptions, Policy, Selection, plan_audit, results_of
 from ledger.audit.originals import generate_originals, store_originals
 from ledger.audit.store import get_run, list_runs
 from ledger.backends import GenerationRequest, open_backend, request_from_params
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.cli import main
 from ledger.core.records import NewRecord, SeedOrigin
 from ledger.errors import UsageError

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from ledger.audit.store import get_run, list_runs, results_of
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_run_records
 from tests.cli import COMMAND, seedledger

@@ -26,7 +26,7 @@ from ledger.backends import (
     request_from_params,
 )
 from ledger.backends.http import PollPolicy
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.backends.runware import InProcessReference, RunwareBackend
 from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from ledger.errors import BackendError

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import uvicorn
 
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.capture import AsyncRecordingTransport, Recorder, RecordingTransport
 from ledger.capture.proxy import RecordingProxy
 from ledger.core.records import Source, Status

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.capture import Recorder, RecordingTransport
 from ledger.store import Ledger
 from tests.cli import COMMAND, seedledger

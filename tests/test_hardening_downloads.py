@@ -30,7 +30,7 @@ from PIL import Image
 
 from ledger.audit.inputs import InputChecker
 from ledger.backends import DownloadError, GenerationRequest, HostPolicy
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.backends.runware import RunwareBackend
 from ledger.capture.entries import Output
 from ledger.capture.fingerprints import default_fingerprinter

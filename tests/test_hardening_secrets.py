@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.capture import Recorder, RecordingTransport
 from ledger.cli import main
 from ledger.store import Ledger

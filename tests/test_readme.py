@@ -24,7 +24,7 @@ import click
 import pytest
 from sqlalchemy import create_engine, text
 
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.cli import main
 from tests.conftest import IN_CI, PG_ADMIN_URL
 

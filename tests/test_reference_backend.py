@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ledger.backends.reference_generator import ImageRequest, ReferenceGenerator
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
+from ledger.backends.reference.server import ReferenceServer
 from ledger.core.models import ModelCatalog
 from ledger.errors import BackendError, InvalidInputError
 from tests.conftest import SENTINEL_KEY

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.server import ReferenceServer
 from ledger.errors import InvalidInputError, UsageError
 from ledger.store import Ledger, RecordFilter
 from ledger.workflows.sweep import parse_number_range, parse_seed_range, parse_vary, plan_sweep

@@ -113,7 +113,7 @@ def test_diff_cli_text_and_json(sqlite_url: str) -> None:
 
 
 def test_diff_of_neighbouring_cfg_sweep_cells_names_only_cfg(sqlite_url: str, tmp_path: Path) -> None:
-    from ledger.backends.reference_server import ReferenceServer
+    from ledger.backends.reference.server import ReferenceServer
 
     with ReferenceServer.running() as server:
         run = cli(

@@ -26,8 +26,8 @@ from ledger.backends.base import (
 )
 from ledger.backends.comfyui import ComfyUIBackend
 from ledger.backends.http import HostPolicy, PollPolicy, RetryPolicy
-from ledger.backends.reference_generator import ReferenceGenerator
-from ledger.backends.reference_server import ReferenceServer
+from ledger.backends.reference.generator import ReferenceGenerator
+from ledger.backends.reference.server import ReferenceServer
 from ledger.backends.runware import RunwareBackend
 
 __all__ = [

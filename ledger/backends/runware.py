@@ -532,7 +532,7 @@ def reference_backend(
     if not url:
         if "host_policy" not in options:
             options["host_policy"] = HostPolicy(allow_loopback=True)
-        from ledger.backends.reference_server import ReferenceServer
+        from ledger.backends.reference.server import ReferenceServer
 
         server = ReferenceServer(**dict(server_options or {}))
         stack = contextlib.ExitStack()

@@ -102,7 +102,7 @@ def reference_server(
     A reference backend for demos and tests, NOT a model. Point the Runware adapter
     (or `--backend reference --url`) at http://HOST:PORT/v1.
     """
-    from ledger.backends.reference_server import serve_forever
+    from ledger.backends.reference.server import serve_forever
     from ledger.core.models import ModelCatalog
 
     catalog = ModelCatalog().with_overrides(models_config) if models_config else None

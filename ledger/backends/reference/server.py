@@ -1,7 +1,7 @@
 """The bundled reference server: Runware's REST API in front of the reference generator.
 
 A **reference backend for demos and tests, not a model**: the images are procedural
-(see :mod:`ledger.backends.reference_generator`), and every answer says so in
+(see :mod:`ledger.backends.reference.generator`), and every answer says so in
 ``GET /health``. It lets the demo and the test suite run end to end with no API key.
 
 Protocol (the parts of Runware's REST API seedledger uses, reference/runware.md):
@@ -66,7 +66,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ledger.backends.reference_generator import SOFTWARE_TAG, ImageRequest, Output, ReferenceGenerator
+from ledger.backends.reference.generator import SOFTWARE_TAG, ImageRequest, Output, ReferenceGenerator
 from ledger.core.models import ModelCatalog
 from ledger.core.redaction import redact
 from ledger.core.seeds import SEED_RANGES
