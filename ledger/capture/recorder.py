@@ -114,12 +114,19 @@ class Recorder:
             return 0
         return self._spool(captured)
 
-    def record(self, records: Sequence[NewRecord], outputs: Mapping[str, Output] | None = None) -> int:
+    def record(
+        self,
+        records: Sequence[NewRecord],
+        outputs: Mapping[str, Output] | None = None,
+        *,
+        environments: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
         """Spool records built by the caller (the in-process API). Raises on a full
-        disk or an unusable spool: the caller asked explicitly."""
+        disk or an unusable spool: the caller asked explicitly. ``environments`` maps
+        an idempotency key to the runtime that output was made in."""
         if not records:
             return 0
-        self.spool.append(encode_entry(records, outputs), sync=self.sync)
+        self.spool.append(encode_entry(records, outputs, environments=environments), sync=self.sync)
         self.counters.add(spooled=len(records))
         self.writer.wake()
         return len(records)

@@ -213,11 +213,12 @@ class SpoolWriter:
     def _land(self, decoded: list[tuple[Entry, DecodedEntry]]) -> int:
         items = [record for _, d in decoded for record in d.records]
         outputs = {key: out for _, d in decoded for key, out in d.outputs.items()}
+        environments = {key: env for _, d in decoded for key, env in d.environments.items()}
         if not items:
             return 0
         want = list(outputs) if self.fingerprinter is not None else []
         try:
-            ids = self._insert(items, want)
+            ids = self._insert(items, want, environments)
         except (StoreError, *_TRANSIENT) as exc:
             self._unreachable(exc, len(items))
             return -1
@@ -239,7 +240,9 @@ class SpoolWriter:
         landed = 0
         for entry, d in decoded:
             try:
-                ids = self._insert(d.records, list(d.outputs) if self.fingerprinter is not None else [])
+                ids = self._insert(
+                    d.records, list(d.outputs) if self.fingerprinter is not None else [], d.environments
+                )
             except (StoreError, *_TRANSIENT) as exc:
                 self._unreachable(exc, len(d.records))
                 return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
@@ -252,13 +255,20 @@ class SpoolWriter:
             self._after_commit(ids, d.outputs)
         return landed
 
-    def _insert(self, items: list[list[Any]], want_ids: list[str]) -> dict[str, int]:
+    def _insert(
+        self,
+        items: list[list[Any]],
+        want_ids: list[str],
+        environments: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, int]:
         ledger = self._open()
         assert self._inserter is not None
         with ledger.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                return self._inserter.insert(conn, items, utcnow(), want_ids=want_ids)
+                return self._inserter.insert(
+                    conn, items, utcnow(), want_ids=want_ids, environments=environments
+                )
 
     def _unreachable(self, exc: BaseException, count: int) -> None:
         self._backoff = min(self.max_backoff, max(0.05, self._backoff * 2))
