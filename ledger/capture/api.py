@@ -20,7 +20,7 @@ from __future__ import annotations
 import atexit
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +42,23 @@ def default_recorder() -> Recorder:
     with _default_lock:
         if _default is None:
             _default = Recorder()
-            atexit.register(_default.close)
+            _at_exit(_default.close)
         return _default
+
+
+def _at_exit(callback: Callable[[], object]) -> None:
+    """Run ``callback`` at interpreter exit while threads still work. Plain ``atexit``
+    runs after ``concurrent.futures`` has shut its executors (fingerprinting uses one),
+    so a drain from there lost fingerprints. ``threading``'s exit hooks run in reverse
+    order of registration, so registering after importing ``concurrent.futures.thread``
+    puts the drain first."""
+    import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - every supported CPython has it
+        atexit.register(callback)
+    else:
+        register(callback)
 
 
 _PARAM_COLUMNS = {

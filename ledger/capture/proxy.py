@@ -196,6 +196,9 @@ class RecordingProxy:
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _clean(list(scope["headers"]))
         record = scope["method"] == "POST"
+        if record and not self.recorder.accepting():
+            await _spool_full(send)  # refused before forwarding: nothing generated unrecorded
+            return
         captured_request: list[bytes] = []
 
         async def body() -> Any:
@@ -292,6 +295,15 @@ class RecordingProxy:
         if size > _OFFLOAD_BYTES:
             return await asyncio.to_thread(work)
         return work()
+
+
+async def _spool_full(send: Send) -> None:
+    """503 with Retry-After: the spool cannot take records (see Recorder.accepting)."""
+    error = {"code": "proxySpoolFull", "message": "recording spool is full; retry later"}
+    body = json.dumps({"errors": [error]}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _read_body(receive: Receive) -> bytes:
