@@ -73,7 +73,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+#: Appends roll to a new segment past this size, so landed entries are released a
+#: segment at a time while traffic continues (a small disk must not fill with them).
+DEFAULT_SEGMENT_BYTES = 256 * 1024
 #: Errors that mean "no room": the append is refused whole, never written in part.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 

@@ -165,11 +165,15 @@ class SpoolWriter:
             if landed >= self.batch_records:
                 continue  # a backlog: keep going
             wait = self._backoff if landed < 0 else (self.linger if landed > 0 else 0.25)
-            if self._wake.wait(wait) and landed >= 0:
+            if self._wake.wait(wait) and landed >= 0 and not self._backlog():
                 # Let a few more records arrive so one transaction lands them together
                 # (less CPU per record next to the caller; the spool already holds them).
                 self._stop.wait(self.linger)
             self._wake.clear()
+
+    def _backlog(self) -> bool:
+        """More than a segment waits, or the spool is short of room: no lingering."""
+        return self.spool.under_pressure or self.spool.end.segment > self._cursor.segment + 1
 
     def _faulted(self, exc: BaseException) -> None:
         """An unexpected error: back off (up to MAX_FAULT_BACKOFF), name it in status,
