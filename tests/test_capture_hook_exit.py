@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.cli import seedledger
@@ -51,3 +52,24 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("SEEDLEDGER_")}
+
+
+def test_an_output_that_is_not_an_image_is_kept_with_a_warning(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ledger.capture import Recorder, record_generation
+    from ledger.core.warnings import warnings_for
+    from ledger.store import Ledger
+
+    recorder = Recorder(tmp_path / "spool", sqlite_url, signer=None)
+    (bad,) = record_generation(model="sdxl-base-1.0", seed=1, output=b"not an image", recorder=recorder)
+    assert f"record {bad}: output 0 is not a readable image" in caplog.text  # said at record time
+    (good,) = record_generation(model="sdxl-base-1.0", seed=2, output=png(), recorder=recorder)
+    assert recorder.close(drain_timeout=30)
+    with Ledger.open(sqlite_url) as ledger:
+        by_key = {r.idempotency_key: r for r in ledger.query()}
+    assert by_key[bad].status == "ok"  # the record is kept
+    codes = {key: [w.code for w in warnings_for(r)] for key, r in by_key.items()}
+    assert "output-unreadable" in codes[bad] and "output-unreadable" not in codes[good]
+    checked = seedledger("--json", "--db", sqlite_url, "check")
+    assert "output-unreadable" in checked.out
