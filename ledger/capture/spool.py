@@ -40,7 +40,6 @@ from typing import NamedTuple
 from ledger.capture.frames import (
     HEADER_SIZE,
     MAX_ENTRY,
-    SUFFIX,
     Skip,
     encode_frame,
     list_segments,
@@ -48,6 +47,7 @@ from ledger.capture.frames import (
     segment_path,
     stray_segments,
 )
+from ledger.capture.spooldir import ScanResult, count_dead, dead_letter, keep_skipped, lock_owner, scan
 from ledger.errors import LedgerError, UsageError
 
 __all__ = [
@@ -116,43 +116,6 @@ class Entry(NamedTuple):
     @property
     def end(self) -> Position:
         return Position(self.segment, self.stop)
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    entries: int
-    bytes: int
-    torn: int  # segments whose tail (or a damaged entry) had to be skipped
-
-
-def scan(directory: Path) -> ScanResult:
-    """Count intact entries and bytes left in a spool directory (read only)."""
-    entries = total = torn = 0
-    for seq in list_segments(directory):
-        path = segment_path(directory, seq)
-        skipped: list[Skip] = []
-        for _item in read_segment(path, on_skip=skipped.append):
-            entries += 1
-        with contextlib.suppress(FileNotFoundError):
-            total += path.stat().st_size
-        torn += bool(skipped)
-    return ScanResult(entries=entries, bytes=total, torn=torn)
-
-
-def lock_owner(directory: Path) -> int | None:
-    """The pid that owns the spool directory, or None when it is free."""
-    lock_path = directory / "spool.lock"
-    if not lock_path.exists():
-        return None
-    with lock_path.open("a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            text = handle.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return None
 
 
 class Spool:
@@ -451,8 +414,8 @@ class Spool:
     # -- dead letters ---------------------------------------------------------------
 
     def _quarantine(self, skip: Skip) -> None:
-        """Copy bytes that hold no intact entry to ``dead/`` (once), before the
-        segment holding them can be released."""
+        """Keep bytes that hold no intact entry in ``dead/`` (once), before the segment
+        holding them can be released."""
         seq = int(skip.path.stem)
         with self._mutex:
             if (seq, skip.offset) in self._skipped:
@@ -462,23 +425,7 @@ class Spool:
                 self.torn_tails += 1
             else:
                 self.damaged += 1
-        kind = "torn" if skip.tail else "damaged"
-        target = self.directory / "dead" / f"{seq:016d}-{skip.offset}.{kind}"
-        try:
-            target.parent.mkdir(exist_ok=True)
-            with skip.path.open("rb") as source:
-                source.seek(skip.offset)
-                data = source.read(skip.stop - skip.offset)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            log.error("cannot keep %s spool bytes in %s: %s", kind, target, exc.strerror)
-            return
-        log.error("spool %s: %d %s bytes kept in %s", skip.path.name, len(data), kind, target)
+        keep_skipped(self.directory, seq, skip)
 
     def problems(self) -> list[str]:
         """What is wrong with the spool now, one line each (empty when healthy)."""
@@ -494,16 +441,7 @@ class Spool:
 
     def dead_letter(self, payload: bytes, reason: str) -> None:
         """Keep an entry the store rejects for good, out of the drain path."""
-        dead = self.directory / "dead"
-        dead.mkdir(exist_ok=True)
-        path = dead / f"dead-{os.getpid()}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, encode_frame(payload))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        log.error("spool entry moved to %s: %s", path, reason)
+        dead_letter(self.directory, payload, reason)
 
     # -- closing -------------------------------------------------------------------
 
@@ -542,12 +480,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def count_dead(directory: Path) -> int:
-    """Entries in ``dead/`` (refused by the store) plus kept ranges of damaged bytes."""
-    dead = directory / "dead"
-    if not dead.is_dir():
-        return 0
-    entries = sum(1 for path in dead.glob(f"*{SUFFIX}") for _ in read_segment(path))
-    return entries + sum(1 for _ in dead.glob("*.damaged"))
