@@ -60,10 +60,13 @@ def _at_exit(callback: Callable[[], object]) -> None:
     import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours
 
     register = getattr(threading, "_register_atexit", None)
-    if register is None:  # pragma: no cover - every supported CPython has it
-        atexit.register(callback)
-    else:
-        register(callback)
+    try:
+        if register is not None:
+            register(callback)
+            return
+    except RuntimeError:  # first used while the interpreter is already exiting
+        pass
+    atexit.register(callback)
 
 
 _PARAM_COLUMNS = {

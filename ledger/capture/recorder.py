@@ -162,8 +162,8 @@ class Recorder:
         allows; otherwise count it failed (and raise when ``strict``)."""
         try:
             self.spool.append(payload, sync=self.sync)
-        except SpoolError as exc:
-            failure: LedgerError = exc
+        except Exception as exc:  # a full disk, an unusable spool, an entry too large
+            failure: BaseException = exc
             if isinstance(exc, SpoolFullError) and self.on_spool_full == "direct":
                 try:
                     decoded = decode_entry(payload)
@@ -173,6 +173,8 @@ class Recorder:
                     failure = SpoolFullError(f"{exc}; direct write to the ledger failed too: {direct_exc}")
             self._lost(count, failure, secrets)
             if strict:
+                if isinstance(failure, UsageError):  # e.g. an entry over the size limit
+                    raise failure from None
                 kind = SpoolFullError if isinstance(failure, SpoolFullError) else SpoolError
                 raise kind(f"{count} record(s) not recorded: {redact_text(str(failure), secrets)}") from None
             return 0

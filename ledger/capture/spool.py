@@ -217,6 +217,8 @@ class Spool:
         except SpoolError as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else None
             return cause or OSError(errno.EIO, str(exc))
+        except OSError as exc:  # closing the previous segment failed (its fsync)
+            return exc
         assert self._fd is not None and self._active is not None
         try:
             written = os.write(self._fd, frame)
