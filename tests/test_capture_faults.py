@@ -210,7 +210,13 @@ def test_proxy_answers_503_before_forwarding_while_the_spool_is_full(
 
         def traffic(n: int) -> None:
             for _ in range(n):
-                response = client.post("/v1", content=json.dumps([image_task(positivePrompt="q" * 20000)]))
+                try:
+                    response = client.post(
+                        "/v1", content=json.dumps([image_task(positivePrompt="q" * 20000)])
+                    )
+                except httpx.RemoteProtocolError:  # forwarded, then not recordable: cut, never a 200
+                    statuses.append(0)
+                    continue
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     received.extend(item["imageUUID"] for item in response.json()["data"])
@@ -229,13 +235,13 @@ def test_proxy_answers_503_before_forwarding_while_the_spool_is_full(
         traffic(3)
         assert statuses[-3:] == [200, 200, 200]
     recorder.close(drain_timeout=0)
-    assert set(statuses) <= {200, 503}
+    assert set(statuses) <= {0, 200, 503}
+    # A request that raced past the 503 check (the disk filled while it ran) is cut.
+    assert recorder.counters.failed == statuses.count(0)
     assert seedledger("--db", sqlite_url, "spool", "drain", "--spool", str(spool_dir)).code == 0
     with Ledger.open(sqlite_url) as ledger:
         stored = sorted(r.output_uuid or "" for r in ledger.query())
-    # 200s = landed + reported failed (a refusal that raced past the 503 check).
-    assert len(stored) + recorder.counters.failed == len(received)
-    assert set(stored) <= set(received) and len(set(stored)) == len(stored)
+    assert stored == sorted(received)  # every 200 landed, exactly once
 
 
 # -- damaged bytes, strays, writer errors --------------------------------------------------

@@ -40,6 +40,7 @@ import httpx
 
 from ledger.capture.pairing import CaptureParseError, secrets_from_headers
 from ledger.capture.recorder import Recorder
+from ledger.capture.spool import SpoolError
 from ledger.capture.transport import MAX_CAPTURE_BYTES
 from ledger.core.records import Source
 from ledger.core.redaction import redact_url
@@ -281,12 +282,19 @@ class RecordingProxy:
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 )
                 encoding = response.headers.get("content-encoding")
-                await self._record(
-                    lambda: self.recorder.record_exchange(
-                        request_body, response_body, content_encoding=encoding, known_secrets=secrets
-                    ),
-                    len(response_body),
-                )
+                try:
+                    await self._record(
+                        lambda: self.recorder.record_exchange(
+                            request_body,
+                            response_body,
+                            content_encoding=encoding,
+                            known_secrets=secrets,
+                            strict=True,
+                        ),
+                        len(response_body),
+                    )
+                except SpoolError:  # counted and logged: the client never gets the last chunk
+                    return
             await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         finally:
             await response.aclose()
