@@ -52,6 +52,7 @@ def test_catalog_has_every_code_with_severity_and_explanation() -> None:
         "seeded-stochastic-scheduler",
         "global-rng-noise",
         "generator-state-advanced",
+        "output-unreadable",
     }
     for kind in CATALOG.values():
         assert isinstance(kind.severity, Severity)
