@@ -288,6 +288,34 @@ class Pairer:
         self._pair(data, errors, {}, captured, [])
         return captured
 
+    def submitted(self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()) -> int:
+        """Inference tasks sent on a socket (WebSocket): each becomes pending until its
+        results arrive, in whatever later frames carry them. Returns how many."""
+        count = 0
+        for task in tasks:
+            if is_inference_task(task) and isinstance(task.get("taskUUID"), str):
+                self.pending.add(redact(dict(task), known_secrets))
+                count += 1
+        return count
+
+    def frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> Captured | None:
+        """Records for one server frame on a socket: results and task-scoped errors of
+        pending tasks (any number of tasks per frame, any number of frames per task).
+        None for a frame that names no task (auth replies, pongs)."""
+        if b"taskUUID" not in body:
+            return None
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CaptureParseError(f"frame is not JSON: {exc.__class__.__name__}") from None
+        data, errors = self._split(value)
+        # conflictTaskUUID answers a task sent again (an SDK resending after a reconnect):
+        # the original still runs and delivers, so it is no failure of that task.
+        scoped = [e for e in errors if e.get("taskUUID") and e.get("code") != "conflictTaskUUID"]
+        captured = Captured(known_secrets=known_secrets)
+        self._pair(data, scoped, {}, captured, [])
+        return captured
+
     # -- internals ---------------------------------------------------------------------
 
     def _envelope(self, body: bytes, secrets: tuple[str, ...]) -> tuple[list[Any], list[Any]]:

@@ -12,9 +12,10 @@ Same semantics as the REST app, over one long-lived socket (reference/runware.md
   answered with ``pong: true``. Async tasks are acknowledged and delivered through
   ``getResponse`` polled over the same socket.
 - ``ws_idle_seconds`` (120 s) without a client message closes the socket (code 1000).
-- Results that could not be delivered because the socket went away are buffered for
-  ``ws_buffer_seconds`` (120 s): a client that authenticates again with its
+- Results (and errors) that could not be delivered because the socket went away are
+  buffered for ``ws_buffer_seconds`` (120 s): a client that authenticates again with its
   ``connectionSessionUUID`` receives them, in order, right after the auth reply.
+  Acknowledgements, "processing" answers and pongs are not buffered.
 - ``ws_legacy_errors`` sends errors in the older ``{"error": {...}}`` shape (one frame
   per error), to exercise clients and recorders that must accept both.
 
@@ -95,7 +96,8 @@ class WebSocketApp:
                 count += 1
         return count
 
-    async def _deliver(self, session: _Session, frame: str) -> None:
+    async def _deliver(self, session: _Session, frame: str, *, keep: bool = True) -> None:
+        """Send a frame on the session's socket; without one, buffer it if ``keep``."""
         socket = session.socket
         if socket is not None:
             try:
@@ -104,6 +106,8 @@ class WebSocketApp:
             except Exception:  # the socket went away under us: keep the frame for a resume
                 if session.socket is socket:
                     session.socket, session.detached_at = None, time.monotonic()
+        if not keep:
+            return
         session.buffer.append(frame)
         self.stats.buffered_frames += 1
         while len(session.buffer) > MAX_BUFFERED_FRAMES:
@@ -193,7 +197,7 @@ class WebSocketApp:
     async def _run(self, session: _Session, task: dict[str, Any], base: str) -> None:
         knobs = self.engine.knobs
         if task.get("taskType") == "ping":
-            await self._deliver(session, _frame([{"taskType": "ping", "pong": True}], []))
+            await self._deliver(session, _frame([{"taskType": "ping", "pong": True}], []), keep=False)
             return
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000)
@@ -209,12 +213,18 @@ class WebSocketApp:
             for result in results:
                 await self._deliver(session, _frame([result], []))
         elif results:
-            await self._deliver(session, _frame(results, []))
+            # Acknowledgements and "processing" answers are not results: a resumed client
+            # re-sends its async tasks (answered conflictTaskUUID) and polls again.
+            await self._deliver(session, _frame(results, []), keep=any(map(_is_result, results)))
 
     def _errors_frame(self, errors: list[dict[str, Any]]) -> str:
         if self.engine.knobs.ws_legacy_errors and len(errors) == 1:
             return json.dumps({"error": errors[0]}, separators=(",", ":"))
         return _frame([], errors)
+
+
+def _is_result(item: dict[str, Any]) -> bool:
+    return item.get("status") != "processing" and bool(set(item) - {"taskType", "taskUUID", "status"})
 
 
 def _frame(data: list[dict[str, Any]], errors: list[dict[str, Any]]) -> str:
