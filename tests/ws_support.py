@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ledger.core.records import Record
@@ -120,6 +121,12 @@ def proxy(db_url: str, spool: Path, upstream: str, log: Path, listen: str = "127
             assert time.monotonic() < deadline, log.read_text()
             match = re.findall(r"listening on (http://\S+)", log.read_text())
             match = match[-1] if match else None
+            time.sleep(0.05)
+        while True:  # the banner comes when the port is bound, before uvicorn listens
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(match + "/_seedledger/health", timeout=5).status_code == 200:
+                    break
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         yield Proxy(process, match, log)
     finally:

@@ -231,7 +231,7 @@ class WebSocketRelay:
                     await send({"type": "websocket.send", "bytes": frame})
         except ConnectionClosed:
             pass
-        rcvd = upstream.close_rcvd
+        rcvd = upstream.protocol.close_rcvd
         if rcvd is None:
             code, reason = 1011, "upstream connection lost"
         else:

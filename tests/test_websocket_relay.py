@@ -1,0 +1,225 @@
+"""`seedledger proxy` relaying WebSocket to a scripted upstream (a real `websockets`
+server on loopback): transparency (bytes, order, path and query, headers, size, pings,
+close codes both ways) and recording across frames (several tasks per frame, one task
+over several frames, the older ``error`` shape, a result seen twice, the API key kept
+out of everything)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ledger.core.records import SeedOrigin, Status
+from tests.conftest import SENTINEL_KEY
+from tests.ws_support import Proxy, assert_no_sentinel, drain, proxy, records
+
+
+class Upstream:
+    """A scripted WebSocket server in a thread: echoes frames, obeys ``close:CODE``,
+    and answers Runware tasks with whatever frames a test queued for them."""
+
+    def __init__(self) -> None:
+        self.handshakes: list[tuple[str, dict[str, str]]] = []
+        self.received: list[str | bytes] = []
+        self.closes: list[tuple[int, str]] = []
+        self.script: list[str] = []  # frames to send after the next task frame
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Future[None] | None = None
+
+    async def handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        self.handshakes.append((ws.request.path, dict(ws.request.headers.raw_items())))
+        try:
+            async for message in ws:
+                self.received.append(message)
+                if isinstance(message, str) and message.startswith("close:"):
+                    code = int(message.split(":")[1])
+                    await ws.close(code, "bye")
+                    return
+                if isinstance(message, str) and "authentication" in message:
+                    reply = {"taskType": "authentication", "connectionSessionUUID": "s-1"}
+                    await ws.send(json.dumps({"data": [reply]}))
+                elif isinstance(message, str) and "taskUUID" in message and self.script:
+                    frames, self.script = self.script, []
+                    for frame in frames:
+                        await ws.send(frame)
+                elif "taskType" not in (message if isinstance(message, str) else ""):
+                    await ws.send(message)  # echo
+        except ConnectionClosed:
+            pass
+        finally:
+            if ws.close_code is not None:
+                self.closes.append((ws.close_code, ws.close_reason or ""))
+
+    def run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = self._loop.create_future()
+            async with serve(self.handler, "127.0.0.1", 0, max_size=None) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                self._ready.set()
+                await self._stop
+
+        asyncio.run(main())
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Upstream]:
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+        assert self._ready.wait(10)
+        try:
+            yield self
+        finally:
+            assert self._loop is not None and self._stop is not None
+            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+            thread.join(10)
+
+
+@pytest.fixture
+def relayed(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Upstream, Proxy]]:
+    upstream = Upstream()
+    with (
+        upstream.running(),
+        proxy(
+            sqlite_url, tmp_path / "spool", f"http://127.0.0.1:{upstream.port}", tmp_path / "proxy.log"
+        ) as running,
+    ):
+        yield upstream, running
+        running.stop()
+
+
+def test_relay_is_transparent(relayed: tuple[Upstream, Proxy]) -> None:
+    upstream, url = relayed[0], relayed[1].ws_url
+    big = "ünïcødé ✓ " * 400_000  # ~5 MB in one text frame: no size limit on either hop
+
+    async def scenario() -> None:
+        async with connect(
+            url + "?sdk=js&version=1.2.3",
+            additional_headers={"X-SDK-Name": "python", "X-SDK-Version": "0.5.24"},
+            user_agent_header="runware-test/1",
+            max_size=None,
+        ) as ws:
+            frames = [f"frame {i} ✓" for i in range(50)]
+            for frame in frames:
+                await ws.send(frame)
+            assert [await ws.recv() for _ in frames] == frames  # in order, unchanged
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.send(b"\x00\x01binary")
+            assert await ws.recv() == b"\x00\x01binary"
+            pong = await ws.ping()  # answered by the proxy's hop
+            await asyncio.wait_for(pong, 5)
+            app_ping = json.dumps([{"taskType": "ping", "ping": True}])
+            await ws.send(app_ping)
+            await ws.send("close:4001")
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "bye")
+            assert app_ping in upstream.received  # application pings reach the upstream
+        async with connect(url, max_size=None) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            await ws.close(4002, "client done")
+
+    asyncio.run(scenario())
+    path, headers = upstream.handshakes[0]
+    assert path == "/v1?sdk=js&version=1.2.3"
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert lower["x-sdk-name"] == "python" and lower["x-sdk-version"] == "0.5.24"
+    assert lower["user-agent"] == "runware-test/1"
+    assert big in upstream.received
+    deadline = asyncio.run(_wait_for(lambda: (4002, "client done") in upstream.closes))
+    assert deadline, upstream.closes
+
+
+async def _wait_for(condition: Any, seconds: float = 10) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _task(**extra: Any) -> dict[str, Any]:
+    return {
+        "taskType": "imageInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": "runware:101@1",
+        "positivePrompt": "a kite",
+        "width": 64,
+        "height": 64,
+        **extra,
+    }
+
+
+def _result(task: dict[str, Any], seed: int, image: str | None = None) -> dict[str, Any]:
+    image = image or str(uuid.uuid4())
+    return {
+        "taskType": "imageInference",
+        "taskUUID": task["taskUUID"],
+        "imageUUID": image,
+        "imageURL": f"https://im.example/{image}.jpg",
+        "seed": seed,
+    }
+
+
+def test_recording_pairs_tasks_across_frames(
+    relayed: tuple[Upstream, Proxy], sqlite_url: str, tmp_path: Path
+) -> None:
+    upstream, url = relayed[0], relayed[1].ws_url
+    two, unseeded, legacy_fail, fail = _task(seed=3, numberResults=2), _task(), _task(seed=1), _task(seed=2)
+    late = _task(seed=4, deliveryMethod="async")
+    first, second, third = _result(two, 3), _result(two, 99), _result(unseeded, 123456789)
+    upstream.script = [
+        # One frame with items of two tasks, the rest of `two` in a later frame,
+        json.dumps({"data": [first, third]}),
+        json.dumps({"data": [second]}),
+        # per-task errors in both shapes, and an async acknowledgement,
+        json.dumps({"error": {"code": "invalidModel", "message": "no", "taskUUID": legacy_fail["taskUUID"]}}),
+        json.dumps({"errors": [{"code": "timeoutProvider", "message": "x", "taskUUID": fail["taskUUID"]}]}),
+        json.dumps({"data": [{"taskType": "imageInference", "taskUUID": late["taskUUID"]}]}),
+    ]
+    delivered = _result(late, 4)
+
+    async def scenario() -> list[str]:
+        got: list[str] = []
+        async with connect(url) as ws:
+            await ws.send(json.dumps([{"taskType": "authentication", "apiKey": SENTINEL_KEY}]))
+            got.append(await ws.recv())
+            await ws.send(json.dumps([two, unseeded, legacy_fail, fail, late]))
+            got.extend([await ws.recv() for _ in range(5)])
+            # getResponse polled twice, answered with the same result both times.
+            for _ in range(2):
+                upstream.script = [json.dumps({"data": [{**delivered, "status": "success"}]})]
+                await ws.send(json.dumps([{"taskType": "getResponse", "taskUUID": late["taskUUID"]}]))
+                got.append(await ws.recv())
+        return got
+
+    frames = asyncio.run(scenario())
+    relayed[1].stop()
+    assert SENTINEL_KEY not in "".join(frames)
+    assert json.loads(frames[1]) == {"data": [first, third]}  # relayed unchanged
+    drain(sqlite_url, tmp_path / "spool")
+    stored = {(r.task_uuid, r.output_uuid): r for r in records(sqlite_url)}
+    assert len(stored) == 6
+    assert [stored[(two["taskUUID"], i["imageUUID"])].seed for i in (first, second)] == [3, 99]
+    rec = stored[(unseeded["taskUUID"], third["imageUUID"])]
+    assert rec.seed == 123456789 and rec.seed_origin == SeedOrigin.RESPONSE
+    assert stored[(late["taskUUID"], delivered["imageUUID"])].seed == 4
+    failed = {r.task_uuid: r.error_code for r in stored.values() if r.status == Status.FAILED}
+    assert failed == {legacy_fail["taskUUID"]: "invalidModel", fail["taskUUID"]: "timeoutProvider"}
+    assert_no_sentinel(tmp_path)
