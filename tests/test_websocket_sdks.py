@@ -6,8 +6,11 @@ received is lost or doubled."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ from tests.ws_support import (
     proxy,
     results_of,
     run_sdk,
+    sdk_python,
 )
 
 pytestmark = pytest.mark.slow
@@ -105,4 +109,56 @@ def test_sigkill_of_the_proxy_mid_flight_new_sdk_resumes_and_nothing_is_lost(
     # replayed on the resumed session: the SDK had given up on them, the ledger has them.
     lost = {r["taskUUID"] for r in received if r["case"] == "sync"}
     assert len([r for r in stored if r.task_uuid in lost]) == 2 * len(lost) == 8
+    assert_no_sentinel(tmp_path)
+
+
+HOOK_CLIENT = r"""
+import asyncio, json, sys, uuid
+from runware import Runware, RuntimeDependencies
+from ledger.capture import Recorder
+from ledger.capture.ws_hook import recording_ws_connect
+
+url, key, spool, db = sys.argv[1:5]
+recorder = Recorder(spool, db, fingerprint=False)
+
+async def main():
+    deps = RuntimeDependencies(ws_connect=recording_ws_connect(recorder))
+    async with Runware(api_key=key, ws_base_url=url, dependencies=deps) as client:
+        for params in json.loads(sys.argv[5]):
+            task = {"taskType": "imageInference", "taskUUID": str(uuid.uuid4()), **params}
+            for item in await client.run(task):
+                print(json.dumps({"case": "hook", "imageUUID": item["imageUUID"], "seed": item["seed"]}))
+
+asyncio.run(main())
+assert recorder.close(drain_timeout=30)
+"""
+
+
+def test_in_process_hook_for_the_new_sdk(reference: ReferenceServer, sqlite_url: str, tmp_path: Path) -> None:
+    sdk_site = next(sdk_python("runware-sdk").parent.parent.glob("lib/python3*/site-packages"))
+    params = [{**IMAGE, "seed": 5}, {**IMAGE, "numberResults": 3}]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            HOOK_CLIENT,
+            reference.ws_url,
+            SENTINEL_KEY,
+            str(tmp_path / "spool"),
+            sqlite_url,
+            json.dumps(params),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # seedledger first; the SDK and its own dependencies from its venv after it.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), str(sdk_site)])},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    received = results_of(done.stdout.splitlines(keepends=True))
+    assert len(received) == 4
+    stored = assert_recorded_once(sqlite_url, received)
+    assert len(stored) == 4 and all(r.source.value == "hook" for r in stored)
+    assert SENTINEL_KEY not in done.stdout + done.stderr
     assert_no_sentinel(tmp_path)
