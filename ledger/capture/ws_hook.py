@@ -8,7 +8,7 @@ no proxy to run::
     from runware import Runware, RuntimeDependencies
     from ledger.capture.ws_hook import recording_ws_connect
 
-    deps = RuntimeDependencies(ws_connect=recording_ws_connect())
+    deps = RuntimeDependencies(ws_connect=recording_ws_connect(db="seedledger.db"))
     client = Runware(api_key=KEY, dependencies=deps)
 
 The connection handed back is the `websockets` connection itself behind a thin wrapper
@@ -18,7 +18,8 @@ the real connection's. A server frame is spooled before the SDK reads it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import atexit
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -57,14 +58,25 @@ class RecordingConnection:
 
 
 def recording_ws_connect(
-    recorder: Recorder | None = None, **connect_options: Any
+    recorder: Recorder | None = None,
+    *,
+    db: str | None = None,
+    spool: str | None = None,
+    connect_options: Mapping[str, Any] | None = None,
 ) -> Callable[[str], Awaitable[RecordingConnection]]:
-    """A ``ws_connect`` factory for ``RuntimeDependencies``; ``recorder`` defaults to the
-    process-wide one, ``connect_options`` go to ``websockets.connect`` (no size limit
-    unless given)."""
+    """A ``ws_connect`` factory for ``RuntimeDependencies``.
+
+    Records through ``recorder``; or, with ``db``/``spool``, through a new Recorder that
+    lands what it holds at interpreter exit; else through the process-wide one.
+    ``connect_options`` go to ``websockets.connect`` (no message size limit unless given).
+    """
+    if recorder is None and (db is not None or spool is not None):
+        recorder = Recorder(spool, db)
+        atexit.register(recorder.close)
+    options = {"max_size": None, **(connect_options or {})}
 
     async def ws_connect(url: str) -> RecordingConnection:
-        connection = await connect(url, **{"max_size": None, **connect_options})
+        connection = await connect(url, **options)
         return RecordingConnection(connection, SocketPairing(recorder or default_recorder()))
 
     return ws_connect
