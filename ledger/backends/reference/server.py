@@ -214,6 +214,7 @@ def serve_forever(
     server = ReferenceServer(**options)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
+    sock.listen(2048)  # connectable from the announcement on (uvicorn accepts once it runs)
     if announce is not None:
         announce(f"http://{_host_in_url(host)}:{bound}/v1")
     config = uvicorn.Config(

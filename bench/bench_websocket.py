@@ -1,0 +1,229 @@
+"""WebSocket capture: per-task latency through the proxy, and many concurrent sockets.
+
+1. Latency: a `seedledger reference-server` subprocess answering every WebSocket task
+   after 50 ms, and a `seedledger proxy` subprocess in front of it. Two authenticated
+   sockets, one straight at the server and one through the proxy, send one image task
+   at a time in alternation (drift hits both alike); the figure is the median time from
+   send to the result frame through the proxy, the baseline the same direct.
+   Target: <= 1.05x.
+2. Load: C concurrent WebSocket clients (one socket each, authenticated, one task in
+   flight at a time) through one proxy for D seconds; then SIGTERM (the proxy drains)
+   and the ledger must hold every output a client received exactly once (same task and
+   output UUIDs, nothing extra). The proxy's resident memory is sampled as in
+   bench_load.py; "flat" means the second half grows by at most max(16 MiB, 10 %).
+   Baseline: the same clients straight at the server (results per second).
+
+Full run: 500 clients for 60 s. ``--smoke``: 20 clients for 4 s, 40 latency samples.
+
+    .venv/bin/python bench/bench_websocket.py [--smoke] [--clients N] [--seconds S] [--samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_capture import subprocess_server
+from bench.bench_load import SEEDLEDGER, RssSampler, figure, fresh_database, log, recording_proxy, stored_keys
+
+KEY = "sk-ws-bench-not-a-real-key"
+
+
+def _task() -> dict[str, Any]:
+    return {
+        "taskType": "imageInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": "runware:101@1",
+        "positivePrompt": "a lighthouse at dusk",
+        "width": 64,
+        "height": 64,
+        "steps": 4,
+    }
+
+
+def ws_of(base: str) -> str:
+    return "ws" + base.removeprefix("http") + "/v1"
+
+
+def wait_ready(base: str, path: str) -> None:
+    """The proxy announces itself once its port is bound, before uvicorn listens."""
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + path, timeout=5).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{base} did not answer {path}")
+        time.sleep(0.05)
+
+
+async def _open(url: str) -> ClientConnection:
+    ws = await connect(url, max_size=None, open_timeout=60)
+    await ws.send(json.dumps([{"taskType": "authentication", "apiKey": KEY}]))
+    reply = json.loads(await ws.recv())
+    assert reply["data"][0]["connectionSessionUUID"], reply
+    return ws
+
+
+async def _one(ws: ClientConnection) -> tuple[str, list[str]]:
+    """Send one task; return its taskUUID and the output UUIDs of its result frame."""
+    task = _task()
+    await ws.send(json.dumps([task]))
+    while True:
+        frame = json.loads(await ws.recv())
+        items = [
+            i
+            for i in frame.get("data", []) + frame.get("errors", [])
+            if i.get("taskUUID") == task["taskUUID"]
+        ]
+        if items:
+            return task["taskUUID"], [i["imageUUID"] for i in items if i.get("imageUUID")]
+
+
+# -- 1. latency -------------------------------------------------------------------------
+
+
+async def _latency(direct_url: str, proxy_url: str, samples: int) -> tuple[float, float]:
+    direct, proxied = await _open(direct_url), await _open(proxy_url)
+    times: dict[str, list[float]] = {"direct": [], "proxy": []}
+    try:
+        for _ in range(5):  # warm both paths
+            await _one(direct)
+            await _one(proxied)
+        for _ in range(samples):
+            for name, ws in (("direct", direct), ("proxy", proxied)):
+                start = time.perf_counter()
+                _, outputs = await _one(ws)
+                times[name].append(time.perf_counter() - start)
+                assert outputs
+    finally:
+        await direct.close()
+        await proxied.close()
+    return statistics.median(times["proxy"]) * 1000, statistics.median(times["direct"]) * 1000
+
+
+def bench_latency(samples: int, workdir: Path) -> None:
+    args = [*SEEDLEDGER, "reference-server", "--port", "0", "--latency-ms", "50"]
+    with (
+        subprocess_server(args, r"at (http://\S+)/v1") as base,
+        fresh_database("sqlite", workdir) as db,
+        recording_proxy(base, db, workdir / "latency-spool") as proxy,
+    ):
+        wait_ready(proxy.base, "/_seedledger/health")
+        via, direct = asyncio.run(_latency(ws_of(base), ws_of(proxy.base), samples))
+    log(f"latency: {samples} tasks per path; median proxy {via:.2f} ms, direct {direct:.2f} ms")
+    figure(
+        "websocket.proxy_task_median_ms",
+        via,
+        "ms",
+        direct,
+        "direct to the server",
+        "<= 1.05x",
+        via <= 1.05 * direct,
+    )
+
+
+# -- 2. load ----------------------------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    results: int = 0
+    errors: int = 0
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.reasons[type(exc).__name__] = self.reasons.get(type(exc).__name__, 0) + 1
+
+
+async def _client(url: str, stop_at: float, traffic: Traffic) -> None:
+    try:
+        ws = await _open(url)
+    except Exception as exc:
+        traffic.failed(exc)
+        return
+    try:
+        while time.monotonic() < stop_at:
+            task_uuid, outputs = await _one(ws)
+            traffic.results += 1
+            traffic.outputs.extend((task_uuid, o) for o in outputs)
+    except Exception as exc:
+        traffic.failed(exc)
+    finally:
+        await ws.close()
+
+
+async def _drive(url: str, clients: int, seconds: float) -> Traffic:
+    traffic = Traffic()
+    stop_at = time.monotonic() + seconds
+    await asyncio.gather(*(_client(url, stop_at, traffic) for _ in range(clients)))
+    return traffic
+
+
+def bench_load(clients: int, seconds: float, workdir: Path) -> bool:
+    args = [*SEEDLEDGER, "reference-server", "--port", "0"]
+    with subprocess_server(args, r"at (http://\S+)/v1") as base:
+        direct = asyncio.run(_drive(ws_of(base), clients, seconds))
+        with fresh_database("sqlite", workdir) as db:
+            with recording_proxy(base, db, workdir / "load-spool") as proxy, RssSampler(proxy.pid) as rss:
+                wait_ready(proxy.base, "/_seedledger/health")
+                traffic = asyncio.run(_drive(ws_of(proxy.base), clients, seconds))
+            stored = stored_keys(db)
+    expected = set(traffic.outputs)
+    once = bool(expected) and set(stored) == expected and len(stored) == len(expected) == len(traffic.outputs)
+    warm, end = rss.at(seconds / 2), rss.samples[-1][1] if rss.samples else 0
+    flat = end - warm <= max(16 << 20, warm // 10)
+    log(
+        f"load: {clients} clients x {seconds:.0f} s; {traffic.results} results ({traffic.errors} errors) "
+        f"through the proxy {traffic.reasons or ''}, {direct.results} direct {direct.reasons or ''}; "
+        f"{len(stored)} records for {len(expected)} outputs; "
+        f"exactly once: {once}; RSS warm {warm >> 20} MiB, end {end >> 20} MiB; proxy exit {proxy.exit_code}"
+    )
+    rate, base_rate = traffic.results / seconds, direct.results / seconds
+    figure(
+        "websocket.load_results_per_s",
+        rate,
+        "results/s",
+        base_rate,
+        f"{clients} clients straight at the server",
+        "every result recorded exactly once, memory flat",
+        once and flat and traffic.errors == 0,
+    )
+    return once
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--samples", type=int)
+    args = parser.parse_args()
+    clients = args.clients or (20 if args.smoke else 500)
+    seconds = args.seconds or (4.0 if args.smoke else 60.0)
+    samples = args.samples or (40 if args.smoke else 400)
+    with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
+        bench_latency(samples, Path(tmp))
+        once = bench_load(clients, seconds, Path(tmp))
+    return 0 if once else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
