@@ -223,3 +223,31 @@ def test_recording_pairs_tasks_across_frames(
     failed = {r.task_uuid: r.error_code for r in stored.values() if r.status == Status.FAILED}
     assert failed == {legacy_fail["taskUUID"]: "invalidModel", fail["taskUUID"]: "timeoutProvider"}
     assert_no_sentinel(tmp_path)
+
+
+def test_cumulative_polls_record_each_output_once(
+    relayed: tuple[Upstream, Proxy], sqlite_url: str, tmp_path: Path
+) -> None:
+    """getResponse may answer with every result so far, each time: [r1], [r1, r2], [r1, r2, r3]."""
+    upstream, url = relayed[0], relayed[1].ws_url
+    three = _task(seed=10, numberResults=3, deliveryMethod="async")
+    results = [_result(three, seed) for seed in (10, 11, 12)]
+    upstream.script = [json.dumps({"data": [{"taskType": "imageInference", "taskUUID": three["taskUUID"]}]})]
+
+    async def scenario() -> None:
+        async with connect(url) as ws:
+            await ws.send(json.dumps([{"taskType": "authentication", "apiKey": SENTINEL_KEY}]))
+            await ws.recv()
+            await ws.send(json.dumps([three]))
+            await ws.recv()
+            for upto in (1, 2, 3):
+                so_far = [{**r, "status": "success"} for r in results[:upto]]
+                upstream.script = [json.dumps({"data": so_far})]
+                await ws.send(json.dumps([{"taskType": "getResponse", "taskUUID": three["taskUUID"]}]))
+                await ws.recv()
+
+    asyncio.run(scenario())
+    relayed[1].stop()
+    drain(sqlite_url, tmp_path / "spool")
+    stored = sorted((r.output_uuid, r.seed) for r in records(sqlite_url))
+    assert stored == sorted((r["imageUUID"], r["seed"]) for r in results)

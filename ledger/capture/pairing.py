@@ -37,6 +37,7 @@ from ledger.core.runware import (
     is_delivered,
     is_inference_task,
     output_url_of,
+    output_uuid_of,
     records_for_task,
     split_envelope,
 )
@@ -153,20 +154,32 @@ class PendingTasks:
             item = self._tasks.get(task_uuid)
             return None if item is None else item["task"]
 
-    def add(self, task: Mapping[str, Any], delivered: int = 0) -> None:
+    def add(self, task: Mapping[str, Any], delivered: int = 0, seen: Iterable[str | None] = ()) -> None:
         with self._lock:
             now = time.time()
             if len(self._tasks) >= MAX_PENDING:
                 self._expire(now)
             key = str(task["taskUUID"])
             self._tasks[key] = {"task": dict(task), "delivered": delivered, "at": now}
+            if ids := [i for i in seen if i]:
+                self._tasks[key]["seen"] = ids
             self._journal(key)
 
-    def delivered(self, task_uuid: str, outputs: int, failed: bool) -> None:
+    def delivered(
+        self, task_uuid: str, outputs: int, failed: bool, output_ids: Iterable[str | None] = ()
+    ) -> None:
+        """Count delivered outputs. Outputs with an id count once however often they are
+        delivered: polling may answer with every result so far, each time."""
         with self._lock:
             item = self._tasks.get(task_uuid)
             if item is None:
                 return
+            ids = [i for i in output_ids if i]
+            if ids:
+                seen = item.setdefault("seen", [])
+                fresh = [i for i in dict.fromkeys(ids) if i not in seen]
+                seen.extend(fresh)
+                outputs = outputs - len(ids) + len(fresh)
             item["delivered"] += outputs
             wanted = item["task"].get("numberResults") or 1
             if failed or not isinstance(wanted, int) or item["delivered"] >= wanted:
@@ -375,7 +388,9 @@ class Pairer:
             captured.records.extend(records)
             wanted = task.get("numberResults") or 1
             if from_pending:
-                self.pending.delivered(task_uuid, len(results), bool(task_errors))
+                ids = [output_uuid_of(r) for r in results]
+                self.pending.delivered(task_uuid, len(results), bool(task_errors), ids)
             elif not task_errors and isinstance(wanted, int) and len(results) < wanted:
                 # Part of a multi-output task delivered so far: wait for the rest.
-                self.pending.add(redact(dict(task), secrets), delivered=len(results))
+                seen = [output_uuid_of(r) for r in results]
+                self.pending.add(redact(dict(task), secrets), delivered=len(results), seen=seen)
