@@ -90,10 +90,19 @@ def test_sigkill_of_the_proxy_mid_flight_new_sdk_resumes_and_nothing_is_lost(
             for case in plan:
                 case["repeat"] = 4
             client = run_sdk("runware-sdk", first.ws_url, plan, tmp_path)
-            time.sleep(1.0)  # tasks submitted, results not yet out
+            deadline = time.monotonic() + 60
+            while server.ws.stats.tasks_received < 8:  # all submitted; results come 1.5 s later
+                assert time.monotonic() < deadline and client.poll() is None
+                time.sleep(0.01)
+            assert server.stats.tasks == 0  # nothing answered yet: every result is in flight
             os.kill(first.process.pid, signal.SIGKILL)
             first.process.wait(10)
-        assert server.ws.stats.resumed == 0
+        deadline = time.monotonic() + 60
+        while server.stats.tasks < 8:  # the results are made while the proxy is down
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert server.ws.stats.resumed == 0 and server.ws.stats.buffered_frames >= 4  # the sync results
         # Restarted on the same port: the SDK's reconnect finds it and resumes its session.
         with proxy(sqlite_url, spool, server.base_url, log, listen=listen) as second:
             out, _ = client.communicate(timeout=120)

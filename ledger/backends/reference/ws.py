@@ -57,6 +57,7 @@ class _Session:
 @dataclass
 class WebSocketStats:
     connections: int = 0
+    tasks_received: int = 0
     resumed: int = 0
     buffered_frames: int = 0
     replayed_frames: int = 0
@@ -157,6 +158,7 @@ class WebSocketApp:
                             )
                         )
                     continue
+                self.stats.tasks_received += len(rest)
                 for task in rest:
                     job = asyncio.ensure_future(self._run(session, task, base))
                     running.add(job)
