@@ -28,10 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -39,21 +37,10 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_capture import subprocess_server
+from bench.bench_capture import task as one_task
 from bench.bench_load import SEEDLEDGER, RssSampler, figure, fresh_database, log, recording_proxy, stored_keys
 
 KEY = "sk-ws-bench-not-a-real-key"
-
-
-def _task() -> dict[str, Any]:
-    return {
-        "taskType": "imageInference",
-        "taskUUID": str(uuid.uuid4()),
-        "model": "runware:101@1",
-        "positivePrompt": "a lighthouse at dusk",
-        "width": 64,
-        "height": 64,
-        "steps": 4,
-    }
 
 
 def ws_of(base: str) -> str:
@@ -82,7 +69,7 @@ async def _open(url: str) -> ClientConnection:
 
 async def _one(ws: ClientConnection) -> tuple[str, list[str]]:
     """Send one task; return its taskUUID and the output UUIDs of its result frame."""
-    task = _task()
+    (task,) = one_task()
     await ws.send(json.dumps([task]))
     while True:
         frame = json.loads(await ws.recv())

@@ -19,18 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ledger.backends.reference.server import ReferenceServer
 from tests.conftest import SENTINEL_KEY
-
-
-def task(**extra: Any) -> dict[str, Any]:
-    return {
-        "taskType": "imageInference",
-        "taskUUID": str(uuid.uuid4()),
-        "model": "runware:101@1",
-        "positivePrompt": "a harbour",
-        "width": 64,
-        "height": 64,
-        **extra,
-    }
+from tests.test_capture import image_task as task
 
 
 async def auth(ws: ClientConnection, key: str = SENTINEL_KEY, session: str | None = None) -> dict[str, Any]:

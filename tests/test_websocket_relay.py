@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ledger.core.records import SeedOrigin, Status
 from tests.conftest import SENTINEL_KEY
+from tests.test_capture import image_task as _task
 from tests.ws_support import Proxy, assert_no_sentinel, drain, proxy, records
 
 
@@ -152,18 +153,6 @@ async def _wait_for(condition: Any, seconds: float = 10) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
-
-
-def _task(**extra: Any) -> dict[str, Any]:
-    return {
-        "taskType": "imageInference",
-        "taskUUID": str(uuid.uuid4()),
-        "model": "runware:101@1",
-        "positivePrompt": "a kite",
-        "width": 64,
-        "height": 64,
-        **extra,
-    }
 
 
 def _result(task: dict[str, Any], seed: int, image: str | None = None) -> dict[str, Any]:
