@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ledger.core.records import SeedOrigin, Status
 from tests.conftest import SENTINEL_KEY
@@ -104,7 +105,7 @@ def relayed(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Upstream, Proxy]]
 
 def test_relay_is_transparent(relayed: tuple[Upstream, Proxy]) -> None:
     upstream, url = relayed[0], relayed[1].ws_url
-    big = "ünïcødé ✓ " * 400_000  # ~5 MB in one text frame: no size limit on either hop
+    big = "ünïcødé ✓ " * 1_300_000  # ~18 MB in one text frame: past uvicorn's 16 MiB default, no limit
 
     async def scenario() -> None:
         async with connect(
@@ -240,3 +241,22 @@ def test_cumulative_polls_record_each_output_once(
     drain(sqlite_url, tmp_path / "spool")
     stored = sorted((r.output_uuid, r.seed) for r in records(sqlite_url))
     assert stored == sorted((r["imageUUID"], r["seed"]) for r in results)
+
+
+def test_refused_targets_and_unreachable_upstream(sqlite_url: str, tmp_path: Path) -> None:
+    async def status_of(url: str) -> int:
+        try:
+            async with connect(url):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        dead = free.getsockname()[1]  # nothing listens here once the socket is closed
+    with proxy(sqlite_url, tmp_path / "spool", f"http://127.0.0.1:{dead}", tmp_path / "proxy.log") as running:
+        # A target that would climb out of the upstream's path is refused before any upstream is tried.
+        assert asyncio.run(status_of(running.ws_url.replace("/v1", "/a/../v1"))) == 403
+        assert asyncio.run(status_of(running.ws_url)) == 502  # upstream unreachable: the handshake says so
+        running.stop()
+    assert "websocket upstream" in (tmp_path / "proxy.log").read_text()
