@@ -15,10 +15,39 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "sdk-venvs"
-# Pinned like constraints.txt: the SDKs and the websockets library they run on.
+# Pinned like constraints.txt (each SDK and everything it pulls in), so a fresh CI
+# clone builds the environments the suite passed with.
 SDKS: dict[str, tuple[str, ...]] = {
-    "runware": ("runware==0.5.24", "websockets==17.4"),  # legacy, WebSocket only
-    "runware-sdk": ("runware-sdk==1.8.0", "websockets==17.4"),  # new, transport="websocket" default
+    # legacy, WebSocket only
+    "runware": (
+        "runware==0.5.24",
+        "websockets==17.4",
+        "aiofiles==25.1.0",
+        "anyio==4.16.0",
+        "certifi==2026.10.19.post1",
+        "h11==0.16.0",
+        "httpcore==1.0.9",
+        "httpx==0.29.0",
+        "idna==3.20",
+        "python-dotenv==1.2.4",
+        "typing_extensions==4.16.0",
+    ),
+    # new, transport="websocket" by default
+    "runware-sdk": (
+        "runware-sdk==1.8.0",
+        "websockets==17.4",
+        "aiohappyeyeballs==2.7.1",
+        "aiohttp==3.14.5",
+        "aiosignal==1.4.0",
+        "attrs==26.1.0",
+        "fastjsonschema==2.22.3",
+        "frozenlist==1.8.0",
+        "idna==3.20",
+        "multidict==7.2.1",
+        "propcache==0.5.4",
+        "typing_extensions==4.16.0",
+        "yarl==1.25.1",
+    ),
 }
 
 
