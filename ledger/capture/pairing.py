@@ -289,7 +289,9 @@ class Pairer:
         results arrive, in whatever later frames carry them. Returns how many."""
         count = 0
         for task in tasks:
-            if is_inference_task(task) and isinstance(task.get("taskUUID"), str):
+            task_uuid = task.get("taskUUID")
+            # A task sent again (an SDK resending after a reconnect) keeps what was delivered.
+            if is_inference_task(task) and isinstance(task_uuid, str) and self.pending.get(task_uuid) is None:
                 self.pending.add(redact(dict(task), known_secrets))
                 count += 1
         return count
