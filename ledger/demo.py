@@ -117,9 +117,21 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
     raise LedgerError("the recording proxy did not start within 30 s")
 
 
-async def _websocket_traffic(url: str, tasks: list[dict[str, Any]]) -> int:
-    """Tasks over one WebSocket, as Runware's SDKs send them: authenticate, send the tasks
-    in one frame, collect results by taskUUID, poll ``getResponse`` for async ones."""
+async def _websocket_traffic(url: str, tasks: list[dict[str, Any]]) -> tuple[int, str]:
+    """Tasks over WebSocket: with the official ``runware-sdk`` when it is installed,
+    else with a plain ``websockets`` client. Returns (outputs received, client used)."""
+    try:
+        from runware import RuntimeDependencies, Runware  # noqa: F401  (only runware-sdk has both)
+    except ImportError:
+        return await _plain_websocket_traffic(url, tasks), "websockets"
+    async with Runware(api_key="demo-key-not-a-secret", ws_base_url=url) as client:
+        answers = await asyncio.gather(*(client.run(dict(task)) for task in tasks))
+    return sum(len(results) for results in answers), "runware-sdk"
+
+
+async def _plain_websocket_traffic(url: str, tasks: list[dict[str, Any]]) -> int:
+    """As Runware's SDKs do it: authenticate, send the tasks in one frame, collect
+    results by taskUUID, poll ``getResponse`` for async ones."""
     wanted = {t["taskUUID"]: int(t.get("numberResults", 1)) for t in tasks}
     got: dict[str, set[str]] = {key: set() for key in wanted}
     async with ws_connect(url, max_size=None) as ws:
@@ -232,8 +244,8 @@ def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None]
                 _task(STABLE_MODEL, "a harbour at night, over WebSocket", seed=2026, numberResults=2),
                 _task(STABLE_MODEL, "a harbour at night, over WebSocket", seed=2027, deliveryMethod="async"),
             ]
-            outputs = asyncio.run(_websocket_traffic(f"ws://127.0.0.1:{port}/v1", socket_tasks))
-            say(f"      {len(socket_tasks)} tasks -> {outputs} outputs over the proxy's WebSocket")
+            outputs, client = asyncio.run(_websocket_traffic(f"ws://127.0.0.1:{port}/v1", socket_tasks))
+            say(f"      {len(socket_tasks)} tasks -> {outputs} outputs over the proxy's WebSocket ({client})")
         finally:
             proxy.send_signal(signal.SIGTERM)  # graceful: drains pending records
             try:

@@ -171,3 +171,32 @@ def test_in_process_hook_for_the_new_sdk(reference: ReferenceServer, sqlite_url:
     assert len(stored) == 4 and all(r.source.value == "hook" for r in stored)
     assert SENTINEL_KEY not in done.stdout + done.stderr
     assert_no_sentinel(tmp_path)
+
+
+DEMO_CLIENT = r"""
+import asyncio, json, sys
+from ledger.demo import _task, _websocket_traffic
+small = {"width": 64, "height": 64, "steps": 2}
+tasks = [
+    _task("runware:101@1", "a harbour", seed=3, numberResults=2, **small),
+    _task("runware:101@1", "a bay", **small),
+]
+print(json.dumps(asyncio.run(_websocket_traffic(sys.argv[1], tasks))))
+"""
+
+
+def test_demo_speaks_websocket_with_the_official_sdk_when_installed() -> None:
+    sdk_site = next(sdk_python("runware-sdk").parent.parent.glob("lib/python3*/site-packages"))
+    root = str(Path(__file__).parent.parent)
+    with ReferenceServer.running() as server:  # open: the demo's own key
+        for path, expected in ((root, "websockets"), (os.pathsep.join([root, str(sdk_site)]), "runware-sdk")):
+            done = subprocess.run(
+                [sys.executable, "-c", DEMO_CLIENT, server.ws_url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "PYTHONPATH": path},
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout) == [3, expected]
