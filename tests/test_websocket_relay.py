@@ -90,17 +90,27 @@ class Upstream:
             thread.join(10)
 
 
+@contextlib.contextmanager
+def _relay(db: str, tmp_path: Path) -> Iterator[tuple[Upstream, Proxy]]:
+    upstream = Upstream()
+    with upstream.running():
+        target = f"http://127.0.0.1:{upstream.port}"  # known once it runs
+        with proxy(db, tmp_path / "spool", target, tmp_path / "proxy.log") as running:
+            yield upstream, running
+            running.stop()
+
+
 @pytest.fixture
 def relayed(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Upstream, Proxy]]:
-    upstream = Upstream()
-    with (
-        upstream.running(),
-        proxy(
-            sqlite_url, tmp_path / "spool", f"http://127.0.0.1:{upstream.port}", tmp_path / "proxy.log"
-        ) as running,
-    ):
-        yield upstream, running
-        running.stop()
+    with _relay(sqlite_url, tmp_path) as pair:
+        yield pair
+
+
+@pytest.fixture
+def relayed_db(db_url: str, tmp_path: Path) -> Iterator[tuple[Upstream, Proxy]]:
+    """Recording on both engines (SQLite and PostgreSQL)."""
+    with _relay(db_url, tmp_path) as pair:
+        yield pair
 
 
 def test_relay_is_transparent(relayed: tuple[Upstream, Proxy]) -> None:
@@ -168,8 +178,9 @@ def _result(task: dict[str, Any], seed: int, image: str | None = None) -> dict[s
 
 
 def test_recording_pairs_tasks_across_frames(
-    relayed: tuple[Upstream, Proxy], sqlite_url: str, tmp_path: Path
+    relayed_db: tuple[Upstream, Proxy], db_url: str, tmp_path: Path
 ) -> None:
+    relayed, sqlite_url = relayed_db, db_url  # either engine
     upstream, url = relayed[0], relayed[1].ws_url
     two, unseeded, legacy_fail, fail = _task(seed=3, numberResults=2), _task(), _task(seed=1), _task(seed=2)
     late = _task(seed=4, deliveryMethod="async")
