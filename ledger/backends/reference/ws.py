@@ -88,15 +88,6 @@ class WebSocketApp:
         for key in old:
             del self._sessions[key]
 
-    def drop_connections(self) -> int:
-        """Forget which sockets belong to which session (a test hook: results then buffer)."""
-        count = 0
-        for session in self._sessions.values():
-            if session.socket is not None:
-                session.socket, session.detached_at = None, time.monotonic()
-                count += 1
-        return count
-
     async def _deliver(self, session: _Session, frame: str, *, keep: bool = True) -> None:
         """Send a frame on the session's socket; without one, buffer it if ``keep``."""
         socket = session.socket
