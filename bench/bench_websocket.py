@@ -7,9 +7,9 @@
    send to the result frame through the proxy, the baseline the same direct.
    Target: <= 1.05x.
 2. Load: C concurrent WebSocket clients (one socket each, authenticated, one task in
-   flight at a time) through one proxy for D seconds; then SIGTERM (the proxy drains)
-   and the ledger must hold every output a client received exactly once (same task and
-   output UUIDs, nothing extra). The proxy's resident memory is sampled as in
+   flight at a time) through the same proxy for D seconds; then SIGTERM (the proxy
+   drains) and the ledger must hold every output a client received through it exactly
+   once (same task and output UUIDs, nothing extra). The proxy's resident memory is sampled as in
    bench_load.py; "flat" means the second half grows by at most max(16 MiB, 10 %).
    Baseline: the same clients straight at the server (results per second).
 
@@ -38,7 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_capture import subprocess_server
 from bench.bench_capture import task as one_task
-from bench.bench_load import SEEDLEDGER, RssSampler, figure, fresh_database, log, recording_proxy, stored_keys
+from bench.bench_load import (
+    SEEDLEDGER,
+    ProxyRun,
+    RssSampler,
+    figure,
+    fresh_database,
+    log,
+    recording_proxy,
+    stored_keys,
+)
 
 KEY = "sk-ws-bench-not-a-real-key"
 
@@ -85,34 +94,32 @@ async def _one(ws: ClientConnection) -> tuple[str, list[str]]:
 # -- 1. latency -------------------------------------------------------------------------
 
 
-async def _latency(direct_url: str, proxy_url: str, samples: int) -> tuple[float, float]:
+async def _latency(
+    direct_url: str, proxy_url: str, samples: int, recorded: list[tuple[str, str]]
+) -> tuple[float, float]:
     direct, proxied = await _open(direct_url), await _open(proxy_url)
     times: dict[str, list[float]] = {"direct": [], "proxy": []}
     try:
         for _ in range(5):  # warm both paths
             await _one(direct)
-            await _one(proxied)
+            task_uuid, outputs = await _one(proxied)
+            recorded.extend((task_uuid, o) for o in outputs)
         for _ in range(samples):
             for name, ws in (("direct", direct), ("proxy", proxied)):
                 start = time.perf_counter()
-                _, outputs = await _one(ws)
+                task_uuid, outputs = await _one(ws)
                 times[name].append(time.perf_counter() - start)
                 assert outputs
+                if ws is proxied:
+                    recorded.extend((task_uuid, o) for o in outputs)
     finally:
         await direct.close()
         await proxied.close()
     return statistics.median(times["proxy"]) * 1000, statistics.median(times["direct"]) * 1000
 
 
-def bench_latency(samples: int, workdir: Path) -> None:
-    args = [*SEEDLEDGER, "reference-server", "--port", "0", "--latency-ms", "50"]
-    with (
-        subprocess_server(args, r"at (http://\S+)/v1") as base,
-        fresh_database("sqlite", workdir) as db,
-        recording_proxy(base, db, workdir / "latency-spool") as proxy,
-    ):
-        wait_ready(proxy.base, "/_seedledger/health")
-        via, direct = asyncio.run(_latency(ws_of(base), ws_of(proxy.base), samples))
+def bench_latency(base: str, proxy: str, samples: int, recorded: list[tuple[str, str]]) -> None:
+    via, direct = asyncio.run(_latency(ws_of(base), ws_of(proxy), samples, recorded))
     log(f"latency: {samples} tasks per path; median proxy {via:.2f} ms, direct {direct:.2f} ms")
     figure(
         "websocket.proxy_task_median_ms",
@@ -164,24 +171,38 @@ async def _drive(url: str, clients: int, seconds: float) -> Traffic:
     return traffic
 
 
-def bench_load(clients: int, seconds: float, workdir: Path) -> bool:
-    args = [*SEEDLEDGER, "reference-server", "--port", "0"]
-    with subprocess_server(args, r"at (http://\S+)/v1") as base:
-        direct = asyncio.run(_drive(ws_of(base), clients, seconds))
-        with fresh_database("sqlite", workdir) as db:
-            with recording_proxy(base, db, workdir / "load-spool") as proxy, RssSampler(proxy.pid) as rss:
-                wait_ready(proxy.base, "/_seedledger/health")
-                traffic = asyncio.run(_drive(ws_of(proxy.base), clients, seconds))
-            stored = stored_keys(db)
-    expected = set(traffic.outputs)
-    once = bool(expected) and set(stored) == expected and len(stored) == len(expected) == len(traffic.outputs)
+def bench_load(
+    base: str, proxy: ProxyRun, clients: int, seconds: float
+) -> tuple[Traffic, Traffic, RssSampler]:
+    direct = asyncio.run(_drive(ws_of(base), clients, seconds))
+    with RssSampler(proxy.pid) as rss:
+        traffic = asyncio.run(_drive(ws_of(proxy.base), clients, seconds))
+    return direct, traffic, rss
+
+
+def report_load(
+    direct: Traffic,
+    traffic: Traffic,
+    rss: RssSampler,
+    stored: list[tuple[str | None, str | None]],
+    earlier: list[tuple[str, str]],
+    clients: int,
+    seconds: float,
+    proxy_exit: int | None,
+) -> bool:
+    expected = set(traffic.outputs) | set(earlier)
+    once = (
+        bool(traffic.outputs)
+        and set(stored) == expected
+        and len(stored) == len(expected) == len(traffic.outputs) + len(earlier)
+    )
     warm, end = rss.at(seconds / 2), rss.samples[-1][1] if rss.samples else 0
     flat = end - warm <= max(16 << 20, warm // 10)
     log(
         f"load: {clients} clients x {seconds:.0f} s; {traffic.results} results ({traffic.errors} errors) "
         f"through the proxy {traffic.reasons or ''}, {direct.results} direct {direct.reasons or ''}; "
         f"{len(stored)} records for {len(expected)} outputs; "
-        f"exactly once: {once}; RSS warm {warm >> 20} MiB, end {end >> 20} MiB; proxy exit {proxy.exit_code}"
+        f"exactly once: {once}; RSS warm {warm >> 20} MiB, end {end >> 20} MiB; proxy exit {proxy_exit}"
     )
     rate, base_rate = traffic.results / seconds, direct.results / seconds
     figure(
@@ -206,9 +227,19 @@ def main() -> int:
     clients = args.clients or (20 if args.smoke else 500)
     seconds = args.seconds or (4.0 if args.smoke else 60.0)
     samples = args.samples or (40 if args.smoke else 400)
-    with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
-        bench_latency(samples, Path(tmp))
-        once = bench_load(clients, seconds, Path(tmp))
+    server = [*SEEDLEDGER, "reference-server", "--port", "0", "--latency-ms", "50"]
+    recorded: list[tuple[str, str]] = []  # outputs the latency part received through the proxy
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp,
+        subprocess_server(server, r"at (http://\S+)/v1") as base,
+        fresh_database("sqlite", Path(tmp)) as db,
+    ):
+        with recording_proxy(base, db, Path(tmp) / "spool") as proxy:
+            wait_ready(proxy.base, "/_seedledger/health")
+            bench_latency(base, proxy.base, samples, recorded)
+            direct, traffic, rss = bench_load(base, proxy, clients, seconds)
+        # The proxy has drained on SIGTERM: the ledger holds what it recorded.
+        once = report_load(direct, traffic, rss, stored_keys(db), recorded, clients, seconds, proxy.exit_code)
     return 0 if once else 1
 
 
