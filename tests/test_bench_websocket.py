@@ -20,7 +20,7 @@ def test_bench_websocket_smoke() -> None:
             "--clients",
             "8",
             "--seconds",
-            "2",
+            "1",
             "--samples",
             "5",
         ],
