@@ -138,6 +138,25 @@ class Recorder:
             return 0
         return self._spool(captured)
 
+    def record_socket_tasks(
+        self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()
+    ) -> None:
+        """A client frame on a WebSocket: its inference tasks become pending (journaled
+        before the frame is forwarded). Never raises."""
+        try:
+            self.pairer.submitted(tasks, known_secrets=known_secrets)
+        except Exception as exc:
+            self.note_failure(exc, known_secrets)
+
+    def record_socket_frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> int:
+        """A server frame on a WebSocket: spool the records it completes. Never raises."""
+        try:
+            captured = self.pairer.frame(body, known_secrets=known_secrets)
+        except Exception as exc:
+            self.note_failure(exc, known_secrets)
+            return 0
+        return 0 if captured is None else self._spool(captured)
+
     def record(
         self,
         records: Sequence[NewRecord],
