@@ -33,11 +33,13 @@ demo: install
 
 test: install-test browser
 	$(BIN)/ruff check ledger tests bench scripts
+	$(BIN)/mypy  # ledger/, strict: [tool.mypy] in pyproject.toml
 	$(BIN)/python -m pytest
 
 lint: install-test
 	$(BIN)/ruff check ledger tests bench scripts
 	$(BIN)/ruff format --check ledger tests bench scripts
+	$(BIN)/mypy
 
 bench: install-test
 	$(BIN)/python bench/run.py

@@ -244,8 +244,8 @@ def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None]
                 _task(STABLE_MODEL, "a harbour at night, over WebSocket", seed=2026, numberResults=2),
                 _task(STABLE_MODEL, "a harbour at night, over WebSocket", seed=2027, deliveryMethod="async"),
             ]
-            outputs, client = asyncio.run(_websocket_traffic(f"ws://127.0.0.1:{port}/v1", socket_tasks))
-            say(f"      {len(socket_tasks)} tasks -> {outputs} outputs over the proxy's WebSocket ({client})")
+            outputs, used = asyncio.run(_websocket_traffic(f"ws://127.0.0.1:{port}/v1", socket_tasks))
+            say(f"      {len(socket_tasks)} tasks -> {outputs} outputs over the proxy's WebSocket ({used})")
         finally:
             proxy.send_signal(signal.SIGTERM)  # graceful: drains pending records
             try:

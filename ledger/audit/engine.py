@@ -196,13 +196,14 @@ def select_ids(ledger: Ledger, selection: Selection) -> tuple[list[int], Selecti
     with ledger.reading() as conn:
         ids = [int(r) for (r,) in conn.execute(stmt)]
     population = len(ids)
-    if selection.sample is None:
+    sample = selection.sample
+    if sample is None:
         return ids, selection, population
     seed = selection.sample_seed if selection.sample_seed is not None else secrets.randbits(63)
     selection = replace(selection, sample_seed=seed)
-    if selection.sample >= population:
+    if sample >= population:
         return ids, selection, population
-    return sorted(random.Random(seed).sample(ids, selection.sample)), selection, population
+    return sorted(random.Random(seed).sample(ids, sample)), selection, population
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,8 @@ class AuditOutcome:
 
     @property
     def outcomes(self) -> Mapping[str, int]:
-        return (self.run.summary or {}).get("outcomes", {})
+        outcomes: Mapping[str, int] = (self.run.summary or {}).get("outcomes", {})
+        return outcomes
 
     @property
     def policy_held(self) -> bool:
@@ -586,7 +588,7 @@ class _Runner:
         output = _pick_output(generated.outputs, record)
         if output is None:
             return self._error(record, warnings, "no-output", f"{name} returned no output for the replay")
-        replay = {
+        replay: dict[str, Any] = {
             "backend": name,
             "requested_seed": _seed_text(record.seed),
             "seed": _seed_text(output.seed),
@@ -843,7 +845,8 @@ async def run_audit(
 ) -> AuditOutcome:
     """Start a new audit run over ``selection`` and run it to the end (or an interrupt:
     set ``stop`` to stop launching replays, ``abort`` to abandon those in flight)."""
-    plan = plan or await asyncio.to_thread(plan_audit, ledger, selection, options, catalog=catalog)
+    if plan is None:
+        plan = await asyncio.to_thread(plan_audit, ledger, selection, options, catalog=catalog)
     estimated = plan.estimated_cost
     if options.max_cost is not None and estimated > options.max_cost + 1e-12:
         raise UsageError(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, null, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -161,7 +161,7 @@ def create_run(
     return _run_from(row)
 
 
-def _run_from(m: Mapping[str, Any]) -> AuditRun:
+def _run_from(m: Mapping[str, Any] | RowMapping) -> AuditRun:
     return AuditRun(
         id=m["id"],
         created_at=m["created_at"],
@@ -267,7 +267,7 @@ def insert_result(ledger: Ledger, result: AuditResult, *, conn: Connection | Non
     return bool(done.rowcount)
 
 
-def _result_from(m: Mapping[str, Any]) -> AuditResult:
+def _result_from(m: Mapping[str, Any] | RowMapping) -> AuditResult:
     return AuditResult(
         id=int(m["id"]),
         run_id=m["run_id"],
@@ -295,17 +295,17 @@ def result_counts(ledger: Ledger, run_id: str) -> dict[str, Any]:
     """Counts by outcome and verdict, and the replay cost, aggregated in SQL."""
     c = audit_results.c
     with ledger.reading() as conn:
-        outcomes = dict(
+        outcomes: dict[str, int] = dict(
             conn.execute(select(c.outcome, func.count()).where(c.run_id == run_id).group_by(c.outcome)).all()
         )
-        verdicts = dict(
+        verdicts: dict[str, int] = dict(
             conn.execute(select(c.verdict, func.count()).where(c.run_id == run_id).group_by(c.verdict)).all()
         )
         replays = [
             r for (r,) in conn.execute(select(c.replay).where(c.run_id == run_id, c.replay.is_not(None)))
         ]
-    costs = [
-        r.get("cost") for r in replays if isinstance(r, Mapping) and isinstance(r.get("cost"), int | float)
+    costs: list[float] = [
+        r["cost"] for r in replays if isinstance(r, Mapping) and isinstance(r.get("cost"), int | float)
     ]
     return {
         "results": int(sum(outcomes.values())),

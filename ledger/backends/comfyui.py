@@ -80,7 +80,8 @@ def comfy_graph(params: Mapping[str, Any]) -> dict[str, Any]:
             "ComfyUI params: no nodes with class_type and inputs (a UI-format workflow cannot be replayed; "
             "use the API-format prompt)"
         )
-    return json.loads(json.dumps(nodes))
+    copied: dict[str, Any] = json.loads(json.dumps(nodes))
+    return copied
 
 
 def _looks_like_node(value: Any) -> bool:
@@ -350,9 +351,8 @@ class ComfyUIBackend(HttpBackend):
 
 def _error_type(answer: Mapping[str, Any]) -> str:
     error = answer.get("error")
-    if isinstance(error, Mapping) and isinstance(error.get("type"), str):
-        return error["type"]
-    return "node-errors"
+    kind = error.get("type") if isinstance(error, Mapping) else None
+    return kind if isinstance(kind, str) else "node-errors"
 
 
 def _node_errors(answer: Mapping[str, Any]) -> str:

@@ -15,8 +15,6 @@ from collections.abc import Callable
 import brotli
 import zstandard
 
-from ledger.errors import LedgerError
-
 __all__ = ["MAX_DECODED_BYTES", "SUPPORTED_ENCODINGS", "decode_body"]
 
 #: The largest decoded body pairing accepts (JSON answers carry base64 images).
@@ -97,7 +95,7 @@ def decode_body(
     raw: bytes,
     content_encoding: str | None,
     *,
-    error: type[LedgerError],
+    error: type[Exception],
     max_bytes: int = MAX_DECODED_BYTES,
 ) -> bytes:
     """The body with its Content-Encoding removed; ``error`` for anything undecodable."""

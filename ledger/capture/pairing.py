@@ -340,7 +340,7 @@ class Pairer:
         self,
         data: list[Mapping[str, Any]],
         errors: list[Mapping[str, Any]],
-        inference: dict[str, Mapping[str, Any]],
+        inference: Mapping[str, Mapping[str, Any]],
         captured: Captured,
         unscoped: list[Mapping[str, Any]],
     ) -> None:
@@ -352,11 +352,11 @@ class Pairer:
         for item in errors:
             errors_by.setdefault(str(item.get("taskUUID")), []).append(item)
         secrets = captured.known_secrets
-        for task_uuid, task in inference.items():
+        for task_uuid, request in inference.items():
             # A request-level error (401, 429, 5xx) names no task: nothing ran, and the
             # caller will likely retry the same taskUUID, so nothing is recorded for it.
             if task_uuid not in results_by and task_uuid not in errors_by and not unscoped:
-                self.pending.add(redact(dict(task), secrets))
+                self.pending.add(redact(dict(request), secrets))
         for task_uuid in dict.fromkeys([*results_by, *errors_by]):
             task = inference.get(task_uuid)
             from_pending = task is None

@@ -195,7 +195,7 @@ class RecordingProxy:
 
     def _target(self, scope: Scope) -> str:
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        url = self.upstream + raw_path.decode("latin-1")
+        url: str = self.upstream + raw_path.decode("latin-1")
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         return url

@@ -220,6 +220,7 @@ class Spool:
         except OSError as exc:  # closing the previous segment failed (its fsync)
             return exc
         assert self._fd is not None and self._active is not None
+        failure: OSError | None
         try:
             written = os.write(self._fd, frame)
         except OSError as exc:

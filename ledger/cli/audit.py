@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ from ledger.audit import (
 from ledger.audit.checks import CheckRun, check_records
 from ledger.audit.engine import AuditOutcome
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize
-from ledger.cli.options import SEED, record_filter_options
+from ledger.cli.options import SEED, ParamType, record_filter_options
 from ledger.core.warnings import Severity
 from ledger.errors import PolicyError, UsageError
 from ledger.store import RecordFilter
@@ -46,7 +46,7 @@ RESULT_COLUMNS = ("record_id", "verdict", "outcome", "phash", "psnr", "warnings"
 _SHORT = {"expected-drift": "drift"}
 
 
-class IdList(click.ParamType):
+class IdList(ParamType):
     """``1,2,5-9``: record ids and inclusive ranges."""
 
     name = "IDS"
@@ -105,7 +105,9 @@ class _Bar:
             sys.stderr.flush()
 
 
-async def _with_signals(start: Any) -> AuditOutcome:
+async def _with_signals(
+    start: Callable[[asyncio.Event, asyncio.Event], Awaitable[AuditOutcome]],
+) -> AuditOutcome:
     """Run an audit; the first SIGINT/SIGTERM stops launching replays (in-flight ones
     get their grace period), the second abandons them. Either way the run is marked
     interrupted and can be resumed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -15,8 +15,15 @@ from ledger.store import RecordFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# click >= 8.4 types ParamType by the value it converts to; older click (our floor) cannot be
+# subscripted at run time. Each subclass's convert() states its own type.
+if TYPE_CHECKING:
+    ParamType = click.ParamType[Any]
+else:
+    ParamType = click.ParamType
 
-class SeedParam(click.ParamType):
+
+class SeedParam(ParamType):
     name = "SEED"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
@@ -26,7 +33,7 @@ class SeedParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class TimeParam(click.ParamType):
+class TimeParam(ParamType):
     """ISO 8601 date or datetime; without a zone it is taken as UTC."""
 
     name = "TIME"

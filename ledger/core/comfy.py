@@ -259,7 +259,7 @@ class _Graph:
 
     def text(self, link: Any, prefer: str) -> str | None:
         """Prompt text reached from a conditioning link (first text node found)."""
-        queue, seen = [link], set()
+        queue, seen = [link], set[str]()
         while queue:
             found = self.node(queue.pop(0))
             if found is None or found[0] in seen or len(seen) > _MAX_DEPTH:
@@ -360,7 +360,7 @@ def outputs_of(graph_value: Any) -> list[ComfyOutput]:
             sampler_ids.insert(0, primary_id)
         samplers = tuple(graph.sampler(n) for n in sampler_ids)
         primary = samplers[0] if primary_id is not None else None
-        checkpoint, loras = (None, [])
+        checkpoint, loras = None, list[dict[str, Any]]()
         prompt = negative = None
         width = height = batch = None
         if primary is not None:

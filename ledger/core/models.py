@@ -239,10 +239,10 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         note = fields.get("note", "user configuration")
         if not isinstance(note, str):
             raise InvalidInputError(f"{where}.note: expected a string")
-        path = fields.get("diffusers_path")
-        if path is not None and not isinstance(path, str):
+        local = fields.get("diffusers_path")
+        if local is not None and not isinstance(local, str):
             raise InvalidInputError(f"{where}.diffusers_path: expected a string")
-        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False, diffusers_path=path))
+        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False, diffusers_path=local))
     return tuple(out)
 
 

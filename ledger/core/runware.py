@@ -82,7 +82,8 @@ def strip_payloads(result: Mapping[str, Any], known_secrets: tuple[str, ...] = (
             out[key + "Length"] = len(value)
         else:
             out[key] = value
-    return redact(out, known_secrets)
+    redacted: dict[str, Any] = redact(out, known_secrets)
+    return redacted
 
 
 def is_delivered(result: Mapping[str, Any]) -> bool:

@@ -144,7 +144,7 @@ def _raw_converter(column: Any, dialect: Dialect) -> Converter | None:
         # Both drivers return float for REAL / double precision (PostgreSQL's processor
         # would need the column's type OID, which a plain select does not give here).
         return _raw_float
-    processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+    processor: Converter | None = type_.dialect_impl(dialect).result_processor(dialect, None)
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return _sqlite_time(processor)
     parsed = _converter(type_)
@@ -152,7 +152,11 @@ def _raw_converter(column: Any, dialect: Dialect) -> Converter | None:
         return parsed
     if parsed is None:
         return processor
-    return lambda value, _p=processor, _c=parsed: _c(_p(value))
+
+    def processed_then_parsed(value: Any) -> Any:
+        return parsed(processor(value))
+
+    return processed_then_parsed
 
 
 def _native_kind(column: Any, dialect: Dialect) -> str | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, text, update
@@ -153,8 +153,11 @@ def _leaf_hashes(
     if sample is not None:
         wanted.append(ids[sample])
     rows = {int(row[et.id_position]): row for row in _rows(conn, et, wanted)} if wanted else {}
-    checked = sample is not None and ids[sample] in rows
-    if checked and hashes[sample] != _python_leaf_hash(conn, et, first + sample, rows[ids[sample]]):
+    if (
+        sample is not None
+        and ids[sample] in rows
+        and hashes[sample] != _python_leaf_hash(conn, et, first + sample, rows[ids[sample]])
+    ):
         log.warning(
             "native leaf hash of %s %s differs from Python's; hashing in Python", et.name, ids[sample]
         )
@@ -205,7 +208,8 @@ def _insert_entries(conn: Connection, entries: list[dict[str, Any]]) -> None:
     if conn.dialect.name != "sqlite":
         conn.execute(insert(log_entries), entries)
         return
-    sealed_at = log_entries.c.sealed_at.type.bind_processor(conn.dialect)(entries[0]["sealed_at"])
+    to_driver = log_entries.c.sealed_at.type.bind_processor(conn.dialect)
+    sealed_at = entries[0]["sealed_at"] if to_driver is None else to_driver(entries[0]["sealed_at"])
     conn.exec_driver_sql(
         f"INSERT INTO log_entries ({names}) VALUES (?, ?, ?, ?, ?)",
         [(e["leaf_index"], e["entry_type"], e["entry_id"], e["leaf_hash"], sealed_at) for e in entries],
@@ -287,19 +291,17 @@ def _write_checkpoint(
     checkpoint = Checkpoint(origin, head.size, head.root)
     note = sign_checkpoint(checkpoint, signer)
     verifier = signer.verifier
-    row = {
-        "size": head.size,
-        "root": head.root,
-        "origin": origin,
-        "key_name": signer.name,
-        "key_id": verifier.key_id_hex,
-        "verifier": str(verifier),
-        "note": note,
-        "created_at": utcnow(),
-    }
-    conn.execute(insert(checkpoints).values(**row))
-    del row["created_at"]
-    return StoredCheckpoint(**row), True
+    stored = StoredCheckpoint(
+        size=head.size,
+        root=head.root,
+        origin=origin,
+        key_name=signer.name,
+        key_id=verifier.key_id_hex,
+        verifier=str(verifier),
+        note=note,
+    )
+    conn.execute(insert(checkpoints).values(**asdict(stored), created_at=utcnow()))
+    return stored, True
 
 
 def seal(

@@ -772,7 +772,8 @@ def verify_proof(data: Any, verifiers: Sequence[Verifier] = ()) -> ProofReport:
         raise ProofError("leaf is not canonical JSON")
     et = ENTRY_TYPES.get(entry_type)
     id_column = et.id_column if et else "id"
-    row = decoded.get("row") if isinstance(decoded.get("row"), dict) else {}
+    raw_row = decoded.get("row")
+    row: dict[str, Any] = raw_row if isinstance(raw_row, dict) else {}
     if (
         decoded.get("format") != LEAF_FORMAT
         or decoded.get("type") != entry_type

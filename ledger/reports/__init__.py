@@ -52,7 +52,10 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the JSON report."""
     import json
 
-    return json.loads(resources.files("ledger.reports").joinpath("report.schema.json").read_text("utf-8"))
+    schema: dict[str, Any] = json.loads(
+        resources.files("ledger.reports").joinpath("report.schema.json").read_text("utf-8")
+    )
+    return schema
 
 
 @contextlib.contextmanager

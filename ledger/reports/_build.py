@@ -342,18 +342,26 @@ class ReportSource:
             except NoteError:
                 raise InvalidInputError(f"{path} holds no readable checkpoint: {exc}") from None
             signature_ok = False
-        result = dict(origin=prev.origin, size=prev.size, root_hex=prev.root.hex(), signature_ok=signature_ok)
-        if current is None:
-            return PreviousCheckpoint(**result, consistent=False, detail="no checkpoint in this ledger yet")
-        if prev.origin != current.origin:
+
+        def result(*, consistent: bool, detail: str) -> PreviousCheckpoint:
             return PreviousCheckpoint(
-                **result,
+                origin=prev.origin,
+                size=prev.size,
+                root_hex=prev.root.hex(),
+                signature_ok=signature_ok,
+                consistent=consistent,
+                detail=detail,
+            )
+
+        if current is None:
+            return result(consistent=False, detail="no checkpoint in this ledger yet")
+        if prev.origin != current.origin:
+            return result(
                 consistent=False,
                 detail=f"origin {prev.origin!r} is not this log's {current.origin!r}",
             )
         if prev.size > current.size:
-            return PreviousCheckpoint(
-                **result,
+            return result(
                 consistent=False,
                 detail=f"previous size {prev.size} > current {current.size}: log shrank",
             )
@@ -361,13 +369,11 @@ class ReportSource:
         for leaf in q.iter_leaf_hashes(self.conn, prev.size):
             tree.append(leaf)
         if tree.size != prev.size or tree.root() != prev.root:
-            return PreviousCheckpoint(
-                **result,
+            return result(
                 consistent=False,
                 detail=f"the first {prev.size} leaves of this log do not hash to the previous root",
             )
-        return PreviousCheckpoint(
-            **result,
+        return result(
             consistent=True,
             detail=f"the first {prev.size} leaves of this log hash to the previous root; "
             f"the log grew by {current.size - prev.size}",

@@ -126,13 +126,13 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
                 [False, True],
             )
         )
-        for title, data in (("model", a.by_model), ("scheduler", a.by_scheduler)):
-            cols = [v for v in VERDICTS if any(v in row for row in data.values())]
+        for title, verdicts in (("model", a.by_model), ("scheduler", a.by_scheduler)):
+            cols = [v for v in VERDICTS if any(v in row for row in verdicts.values())]
             w(f"### Latest verdict by {title}\n\n")
             w(
                 table(
                     [title, *cols],
-                    [(k, *(n(row.get(c, 0)) for c in cols)) for k, row in data.items()],
+                    [(k, *(n(row.get(c, 0)) for c in cols)) for k, row in verdicts.items()],
                     [False, *([True] * len(cols))],
                 )
             )

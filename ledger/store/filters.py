@@ -92,7 +92,7 @@ class RecordFilter:
         return and_(*clauses) if clauses else and_(True)
 
 
-def _match(column: Any, pattern: str) -> ColumnElement[bool]:
+def _match(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
     if "*" not in pattern:
         return column == pattern
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -30,6 +30,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Integer,
+    RowMapping,
     any_,
     bindparam,
     cast,
@@ -101,7 +102,7 @@ def to_row(record_id: int, fp: Fingerprint, created_at: datetime) -> dict[str, A
     }
 
 
-def from_row(m: Mapping[str, Any]) -> Fingerprint:
+def from_row(m: Mapping[str, Any] | RowMapping) -> Fingerprint:
     return Fingerprint(
         version=m["version"],
         media_type=m["media_type"],

@@ -66,11 +66,11 @@ def lineage(ledger: Ledger, record_id: int) -> Lineage:
     chain = [focus]
     seen = {focus.id}
     while chain[-1].parent_id is not None and len(chain) < MAX_NODES:
-        parent = ledger.get(chain[-1].parent_id)
-        if parent.id in seen:
+        ancestor = ledger.get(chain[-1].parent_id)
+        if ancestor.id in seen:
             break
-        seen.add(parent.id)
-        chain.append(parent)
+        seen.add(ancestor.id)
+        chain.append(ancestor)
     chain.reverse()  # root first
 
     # Descendants of the focus, breadth first, one query per level.

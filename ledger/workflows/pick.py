@@ -68,7 +68,7 @@ class Pick:
     def base_params(self) -> dict[str, Any]:
         """The stored request with the locked seed (Runware-shaped records carry the
         seed in ``params["seed"]``; other shapes are returned as stored)."""
-        params = json.loads(json.dumps(dict(self.params)))
+        params: dict[str, Any] = json.loads(json.dumps(dict(self.params)))
         if self.seed is not None and self.record.get("backend") not in ("a1111", "comfyui"):
             params["seed"] = self.seed
         return params

@@ -117,7 +117,8 @@ class Stamp:
         record_id, key = data.get("record_id"), data.get("idempotency_key")
         if isinstance(record_id, bool) or not isinstance(record_id, int) or not isinstance(key, str):
             raise InvalidInputError("seedledger stamp: record_id and idempotency_key are required")
-        record = data.get("record") if isinstance(data.get("record"), dict) else {}
+        raw_record = data.get("record")
+        record: dict[str, Any] = raw_record if isinstance(raw_record, dict) else {}
         checkpoint = data.get("checkpoint") if isinstance(data.get("checkpoint"), dict) else None
         return cls(
             record_id=record_id,

@@ -31,7 +31,8 @@ def _load(path: str, device: str, dtype: str) -> LoadedPipeline:
     from diffusers import DiffusionPipeline
 
     try:
-        pipe = DiffusionPipeline.from_pretrained(path, dtype=getattr(torch, dtype))
+        # diffusers leaves from_pretrained unannotated
+        pipe = DiffusionPipeline.from_pretrained(path, dtype=getattr(torch, dtype))  # type: ignore[no-untyped-call]
     except (OSError, ValueError) as exc:
         raise UnsupportedRequest(
             f"diffusers: cannot load {path!r}: {' '.join(str(exc).split())[:200]}"

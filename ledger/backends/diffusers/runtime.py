@@ -108,6 +108,14 @@ def _device_facts(device: torch.device) -> dict[str, Any]:
     return facts
 
 
+def _cudnn_version() -> int | None:
+    # torch leaves torch.backends.cudnn's functions unannotated
+    if not torch.backends.cudnn.is_available():  # type: ignore[no-untyped-call]
+        return None
+    version: int | None = torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
+    return version
+
+
 def environment(pipe: Any, *, generator_device: str | None = None) -> dict[str, Any]:
     """The runtime facts of a pipeline call (all JSON)."""
     device = torch.device(getattr(pipe, "device", "cpu"))
@@ -123,7 +131,7 @@ def environment(pipe: Any, *, generator_device: str | None = None) -> dict[str, 
         "platform": f"{platform.system()}-{platform.machine()}",
         **_device_facts(device),
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cudnn": _cudnn_version(),
         "dtype": str(getattr(pipe, "dtype", torch.float32)).removeprefix("torch."),
         "attention": processors,
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),

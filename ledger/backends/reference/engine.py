@@ -95,11 +95,12 @@ class TaskEngine:
 
     def authorized(self, keys: list[object]) -> bool:
         """Every presented key is a non-empty string and, when a key is required, that key."""
-        if any(not isinstance(k, str) or not k for k in keys):
+        strings = [k for k in keys if isinstance(k, str) and k]
+        if len(strings) != len(keys):
             return False  # an empty or malformed key is refused even in open mode
         if self._api_key is None:
             return True
-        return bool(keys) and all(hmac.compare_digest(k.encode(), self._api_key.encode()) for k in keys)  # type: ignore[union-attr]
+        return bool(strings) and all(hmac.compare_digest(k.encode(), self._api_key.encode()) for k in strings)
 
     def output(self, stem: str) -> Stored | None:
         with self._lock:
@@ -355,8 +356,8 @@ class TaskEngine:
 def _cost(kind: str, plan: Mapping[str, Any]) -> float:
     """A made-up but stable price, so cost reporting has numbers to add up."""
     if kind == "image":
-        megapixels = plan["width"] * plan["height"] / 1_048_576
-        return round(0.0013 * megapixels * plan["steps"] / 20, 6)
-    if kind == "video":
-        return round(0.05 * plan["duration"], 6)
-    return round(0.002 * plan["duration"], 6)
+        megapixels: float = plan["width"] * plan["height"] / 1_048_576
+        steps: int = plan["steps"]
+        return round(0.0013 * megapixels * steps / 20, 6)
+    duration: float = plan["duration"]
+    return round((0.05 if kind == "video" else 0.002) * duration, 6)

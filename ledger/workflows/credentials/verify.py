@@ -116,7 +116,7 @@ def verify_file(
     if kind not in MIME_TYPES:
         raise UsageError(f"{path}: verify-file reads PNG, JPEG or WEBP files")
     checks = _Checks()
-    later = ("c2pa-signer", "assertion", "pixels", "log-proof", "assertion-matches-leaf")
+    later: tuple[str, ...] = ("c2pa-signer", "assertion", "pixels", "log-proof", "assertion-matches-leaf")
     if ledger is not None:
         later = (*later, "ledger-record")
     reading = read_manifest(data, MIME_TYPES[kind], trust_anchors)
