@@ -148,7 +148,8 @@ class RecordingProxy:
             client = (scope.get("client") or ("?", 0))[0]
             log.warning("refused %s request from %s: %s", scope["method"], client, exc)
             if status and not started:
-                await _json(send, status, {"error": _REASONS.get(status, "refused")}, close=True)
+                retry = ((b"retry-after", b"1"),) if status == 503 else ()
+                await _json(send, status, {"error": _REASONS.get(status, "refused")}, close=True, extra=retry)
 
     # -- lifespan ----------------------------------------------------------------------
 
@@ -340,9 +341,11 @@ class RecordingProxy:
         return work()
 
 
-async def _json(send: Send, status: int, value: Any, *, close: bool = False) -> None:
+async def _json(
+    send: Send, status: int, value: Any, *, close: bool = False, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = json.dumps(value, separators=(",", ":")).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     if close:  # the rest of a refused body is never read: this connection cannot be reused
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
