@@ -258,6 +258,25 @@ def test_oversized_bodies_are_refused_with_413(origin: Upstream, sqlite_url: str
     assert [r.seed for r in landed(sqlite_url)] == [4242]
 
 
+def test_deeply_nested_json_is_refused_before_parsing(
+    origin: Upstream, sqlite_url: str, tmp_path: Path
+) -> None:
+    recorder = recorder_for(tmp_path, sqlite_url)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    bracket_strings = json.dumps([image_task(seed=4242, positivePrompt="[[[[" * 100)]).encode()
+    with (
+        running_proxy(origin.base_url, recorder, webhook_token=SECRET) as proxy,
+        httpx.Client(base_url=proxy) as client,
+    ):
+        assert client.post("/v1", content=deep).status_code == 400
+        assert client.post(f"/_seedledger/webhook/{SECRET}", content=deep).status_code == 400
+        assert client.post("/v1", content=bracket_strings).status_code == 200  # brackets in strings
+    recorder.close(drain_timeout=10)
+    assert [r["body"] for r in origin.requests] == [bracket_strings]
+    assert recorder.counters.snapshot()["parse_errors"] == 0
+    assert [r.seed for r in landed(sqlite_url)] == [4242]
+
+
 def trickle(conn: socket.socket, until: float) -> bytes:
     """Send a byte every 0.1 s until ``until`` (monotonic), then wait for the answer."""
     conn.settimeout(0.1)

@@ -57,6 +57,7 @@ from ledger.capture.proxy_limits import (
     BodyRefused,
     InflightBodies,
     ProxyLimits,
+    check_depth,
     declared_length,
 )
 from ledger.capture.proxy_targets import BadTarget, Origin, forwarded_headers
@@ -185,6 +186,7 @@ class RecordingProxy:
                 await _json(send, 405, {"error": "POST only"})
                 return
             body = await self._read(scope, receive, self.limits.max_webhook_body)
+            await check_depth(body, self.limits.max_json_depth)
             recorded = await self._record(
                 lambda: self.recorder.record_webhook(body, known_secrets=self._secrets), len(body)
             )
@@ -257,6 +259,8 @@ class RecordingProxy:
         if record or (length is not None and length <= _SMALL_BODY and not chunked):
             # Task requests are recorded, so read whole (capped); other small bodies too.
             request_body = await self._read(scope, receive, self.limits.max_body)
+            if record:
+                await check_depth(request_body, self.limits.max_json_depth)
             content = request_body if (length is not None or chunked or request_body) else None
         elif length is not None or chunked:
             reader = self._reader(scope, receive, self.limits.max_body)

@@ -5,7 +5,9 @@ or its event loop: at most ``max_body`` bytes (413 above; a declared Content-Len
 refused before a byte is read), all of it within ``body_timeout`` seconds of the request
 (408 for a trickle), and at most ``max_inflight_bodies`` bodies being read at once (503
 with Retry-After beyond). Webhook deliveries have their own, smaller cap. A client that
-disconnects mid-body gets nothing back; the request is dropped with one log line.
+disconnects mid-body gets nothing back; the request is dropped with one log line. A body
+that is recorded (a task request, a webhook delivery) nesting its JSON deeper than
+``max_json_depth`` is refused with 400 before anything parses it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.core.jsonsafe import DEFAULT_MAX_DEPTH, json_depth
 from ledger.errors import UsageError
 
 Message = MutableMapping[str, Any]
@@ -32,6 +35,7 @@ class ProxyLimits:
     max_webhook_body: int = 4 * MIB
     body_timeout: float = 60.0  # seconds for a whole request body to arrive
     max_inflight_bodies: int = 128
+    max_json_depth: int = DEFAULT_MAX_DEPTH  # recorded bodies nested deeper are refused (400)
 
     def __post_init__(self) -> None:
         if self.max_body < 1 or self.max_webhook_body < 1:
@@ -94,6 +98,15 @@ class BodyReader:
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
+
+
+async def check_depth(body: bytes, max_depth: int) -> None:
+    """Refuse (400) a body to be recorded whose JSON nests deeper than ``max_depth``,
+    before the pairing code parses it; large bodies are measured off the event loop."""
+    text = body.decode("utf-8", "replace")
+    depth = await asyncio.to_thread(json_depth, text) if len(body) > 256 * 1024 else json_depth(text)
+    if depth > max_depth:
+        raise BodyRefused(400, f"JSON nested {depth} levels deep; at most {max_depth} are recorded")
 
 
 class InflightBodies:
