@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ledger.cli.app import app, emit_mapping, info, main
+
+
+def _bytes_option(name: str, default: int, help: str) -> Any:
+    return click.option(
+        name, default=default, show_default=True, type=click.IntRange(min=1), metavar="BYTES", help=help
+    )
 
 
 @main.command()
@@ -40,22 +48,8 @@ from ledger.cli.app import app, emit_mapping, info, main
     help="Require the header X-Seedledger-Token: TOKEN on every forwarded request "
     "[env SEEDLEDGER_PROXY_TOKEN; required to listen beyond loopback].",
 )
-@click.option(
-    "--max-body",
-    default=16 * 1024 * 1024,
-    show_default=True,
-    type=click.IntRange(min=1),
-    metavar="BYTES",
-    help="Largest request body (413 above).",
-)
-@click.option(
-    "--max-webhook-body",
-    default=4 * 1024 * 1024,
-    show_default=True,
-    type=click.IntRange(min=1),
-    metavar="BYTES",
-    help="Largest webhook delivery (413 above).",
-)
+@_bytes_option("--max-body", 16 * 1024 * 1024, "Largest request body (413 above).")
+@_bytes_option("--max-webhook-body", 4 * 1024 * 1024, "Largest webhook delivery (413 above).")
 @click.option(
     "--body-timeout",
     default=60.0,
