@@ -60,9 +60,11 @@ from ledger.capture.proxy_limits import (
     check_depth,
     declared_length,
 )
-from ledger.capture.proxy_targets import BadTarget, Origin, forwarded_headers
+from ledger.capture.proxy_targets import BadTarget, Origin, check_target, forwarded_headers
 from ledger.capture.recorder import Recorder
+from ledger.capture.spool import SpoolError
 from ledger.capture.transport import MAX_CAPTURE_BYTES
+from ledger.capture.ws_relay import WebSocketRelay, ws_upstream_for
 from ledger.core.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class RecordingProxy:
         timeout: float = 600.0,
         drain_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ws_upstream: str | None = None,
     ) -> None:
         self.origin = Origin.parse(upstream)
         check_token("--webhook-token", webhook_token)
@@ -123,12 +126,16 @@ class RecordingProxy:
             trust_env=False,
         )
         self._timeout = {"connect": 30.0, "read": timeout, "write": timeout, "pool": timeout}
+        self.ws_relay = WebSocketRelay(ws_upstream_for(upstream, ws_upstream), recorder)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":  # websockets are not proxied
+        if scope["type"] == "websocket":  # see ws_relay.py
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":
             return
         started = False
 
@@ -151,6 +158,21 @@ class RecordingProxy:
             if status and not started:
                 retry = ((b"retry-after", b"1"),) if status == 503 else ()
                 await _json(send, status, {"error": _REASONS.get(status, "refused")}, close=True, extra=retry)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same target and client-token checks as for HTTP; a refusal closes the
+        handshake (uvicorn answers 403) with one log line."""
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        try:
+            check_target("GET", raw_path, scope.get("query_string", b""))
+            if not self._authorised(scope):
+                raise BadTarget("missing or wrong client token")
+        except BadTarget as exc:
+            client = (scope.get("client") or ("?", 0))[0]
+            log.warning("refused websocket from %s: %s", client, exc)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.ws_relay(scope, receive, send)
 
     # -- lifespan ----------------------------------------------------------------------
 
@@ -251,6 +273,9 @@ class RecordingProxy:
             raise BodyRefused(401, "missing or wrong client token")
         headers = forwarded_headers(list(scope["headers"]), frozenset({CLIENT_TOKEN_HEADER}))
         record = scope["method"] == "POST"
+        if record and not self.recorder.accepting():
+            await _spool_full(send)  # refused before forwarding: nothing generated unrecorded
+            return
         length = declared_length(list(scope["headers"]))
         chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
         request_body = b""
@@ -331,18 +356,34 @@ class RecordingProxy:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             )
             encoding = response.headers.get("content-encoding")
-            await self._record(
-                lambda: self.recorder.record_exchange(
-                    request_body, response_body, content_encoding=encoding, known_secrets=secrets
-                ),
-                len(response_body),
-            )
+            try:
+                await self._record(
+                    lambda: self.recorder.record_exchange(
+                        request_body,
+                        response_body,
+                        content_encoding=encoding,
+                        known_secrets=secrets,
+                        strict=True,
+                    ),
+                    len(response_body),
+                )
+            except SpoolError:  # counted and logged: the client never gets the last chunk
+                return
         await send({"type": "http.response.body", "body": held or b"", "more_body": False})
 
     async def _record(self, work: Callable[[], int], size: int) -> int:
         if size > _OFFLOAD_BYTES:
             return await asyncio.to_thread(work)
         return work()
+
+
+async def _spool_full(send: Send) -> None:
+    """503 with Retry-After: the spool cannot take records (see Recorder.accepting)."""
+    error = {"code": "proxySpoolFull", "message": "recording spool is full; retry later"}
+    body = json.dumps({"errors": [error]}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _json(

@@ -36,6 +36,7 @@ def serve(
     drain_timeout: float = 30.0,
     fingerprint: bool = True,
     announce: Callable[[str], None] | None = None,
+    ws_upstream: str | None = None,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM, then drain (see module docstring).
 
@@ -79,6 +80,7 @@ def serve(
             client_token=client_token,
             limits=limits,
             drain_timeout=drain_timeout,
+            ws_upstream=ws_upstream,
         )
     except BaseException:
         recorder.close(drain_timeout=0)
@@ -89,7 +91,7 @@ def serve(
     say = announce or (lambda m: print(m, file=sys.stderr, flush=True))
     say(
         f"seedledger proxy: listening on http://{shown}:{bound_port} -> {redact_url(upstream)} "
-        f"(spool {recorder.spool.directory})"
+        f"(spool {recorder.spool.directory}; websocket -> {redact_url(app.ws_relay.ws_upstream)})"
     )
     if secret_file is not None:  # the secret itself is never printed
         say(f"seedledger proxy: webhooks at /_seedledger/webhook/<secret in {secret_file}>")
@@ -102,5 +104,7 @@ def serve(
         server_header=False,  # relay the upstream's Server and Date headers unchanged
         date_header=False,
         timeout_graceful_shutdown=60,
+        ws="websockets-sansio",
+        ws_max_size=None,  # type: ignore[arg-type]  # Runware frames have no size limit
     )
     uvicorn.Server(config).run(sockets=[sock])
