@@ -211,6 +211,28 @@ def test_binding_beyond_loopback_needs_a_client_token(origin: Upstream, tmp_path
     assert not any(k.lower() == "x-seedledger-token" for k in seen["headers"])
 
 
+def test_websocket_upgrades_get_the_same_checks(
+    origin: Upstream, forged: Upstream, sqlite_url: str, tmp_path: Path
+) -> None:
+    recorder = recorder_for(tmp_path, sqlite_url)
+    upgrade = (
+        b"Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    with running_proxy(origin.base_url, recorder, client_token=CLIENT) as proxy:
+        port = port_of(proxy)
+        token = b"X-Seedledger-Token: " + CLIENT.encode() + b"\r\n"
+        for target, extra in (
+            (b"/v1", b""),
+            (b"/v1/../x", token),
+            (b"@127.0.0.1:%d/v1" % forged.port, token),
+        ):
+            response = raw_exchange(port, b"GET " + target + b" HTTP/1.1\r\n" + upgrade + extra + b"\r\n")
+            assert status_of(response) in (400, 403), (target, response[:100])
+    recorder.close(drain_timeout=0)
+    assert forged.requests == [] and origin.requests == []
+
+
 def test_health_shows_paths_and_database_details_only_to_loopback(origin: Upstream, tmp_path: Path) -> None:
     db_url = "postgresql+psycopg://ledger-user@127.0.0.1:1/secret-db-name"  # unreachable on purpose
     recorder = Recorder(tmp_path / "spool", db_url, fingerprint=False, max_backoff=0.2)
@@ -227,7 +249,8 @@ def test_health_shows_paths_and_database_details_only_to_loopback(origin: Upstre
     finally:
         recorder.close(drain_timeout=0)
     assert local["spool"] == str(tmp_path / "spool") and local["database_error"]
-    assert remote["database"] == "unavailable" and remote["status"] == "ok"
+    assert remote["database"] == "unavailable" and remote["status"] == local["status"] == "degraded"
+    assert remote["problems"] == ["database unreachable"] and "ledger-user" in json.dumps(local)
     shown = json.dumps(remote)
     assert str(tmp_path) not in shown and "ledger-user" not in shown and "secret-db-name" not in shown
     assert "127.0.0.1:1" not in shown and set(local) - set(remote) == {"spool", "database_error"}

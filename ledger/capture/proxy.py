@@ -222,10 +222,12 @@ class RecordingProxy:
         status = {"status": "ok", **self.recorder.status()}
         if is_loopback((scope.get("client") or ("", 0))[0]):
             return status
-        # Remote peers see counts and states, not paths or database details.
+        # Remote peers see counts and states, not paths or database details: each problem
+        # keeps its label ("database unreachable"), not the text after it.
         error = status.pop("database_error", None)
         status.pop("spool", None)
-        return {**status, "database": "unavailable" if error else "ok"}
+        problems = [str(p).split(":", 1)[0] for p in status.get("problems", ())]
+        return {**status, "problems": problems, "database": "unavailable" if error else "ok"}
 
     async def _forward_webhook(self, scope: Scope, body: bytes) -> None:
         assert self.forward_webhooks is not None
