@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from bench.run import run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_proxy_abuse_smoke() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_proxy_abuse.py"), "--smoke", "--tricklers", "50"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = {row["bench"]: row for row in map(json.loads, done.stdout.splitlines())}
+    rows, error = run_one(ROOT / "bench" / "bench_proxy_abuse.py", smoke=True, timeout=300)
+    assert error is None, error
+    lines = {row["bench"]: row for row in rows}
     assert set(lines) == {
         "proxy_abuse.health_p50_under_trickle_ms",
         "proxy_abuse.health_p99_under_trickle_ms",
