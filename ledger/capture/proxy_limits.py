@@ -82,7 +82,10 @@ class BodyReader:
             if remaining <= 0:
                 raise BodyRefused(408, "request body not received in time")
             try:
-                message = await asyncio.wait_for(self._receive(), remaining)
+                # asyncio.timeout, not wait_for: no task per chunk, and a body already
+                # received is read without yielding (the in-flight count stays low).
+                async with asyncio.timeout(remaining):
+                    message = await self._receive()
             except TimeoutError:
                 raise BodyRefused(408, "request body not received in time") from None
             if message["type"] == "http.disconnect":
