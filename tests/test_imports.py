@@ -123,7 +123,9 @@ def test_comfyui_png_two_ksamplers(ledger: Ledger, tmp_path: Path) -> None:
 def test_comfyui_api_graph_json_one_record_per_save_node(ledger: Ledger, tmp_path: Path) -> None:
     graph = comfy_graph()
     graph["13"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
-    graph["14"] = {"class_type": "PreviewImage", "inputs": {"images": ["13", 0]}}
+    graph["14"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "base", "images": ["13", 0]}}
+    # A preview beside real savers is not an output of its own.
+    graph["15"] = {"class_type": "PreviewImage", "inputs": {"images": ["13", 0]}}
     path = tmp_path / "queue.json"
     path.write_text(json.dumps({"prompt": graph, "client_id": "abc"}))
     outcome = _only(import_paths(ledger, [path]))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 from collections import deque
@@ -36,16 +35,13 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from ledger.core import comfy
-from ledger.core.documents import parse_documents
-from ledger.core.infotext import record_from_infotext
-from ledger.core.records import Modality, NewRecord, SeedOrigin, Source
-from ledger.core.seeds import parse_seed
+from ledger.core.records import NewRecord, Source
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
 from ledger.store import Ledger
 from ledger.store.schema import records as records_table
-from ledger.workflows import _media
-from ledger.workflows.stamp import Stamp, stamp_in_png_text, stamp_in_xmp
+from ledger.workflows import _media, readers
+from ledger.workflows.readers import Reading
+from ledger.workflows.stamp import Stamp
 
 #: File name endings picked up when a folder is imported (files named explicitly are
 #: always tried, whatever their name).
@@ -58,14 +54,8 @@ DEFAULT_WORKERS: Final = 1
 Fingerprinter = Callable[[bytes], Any]
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """What one file holds: records to store, the image to fingerprint, its stamp."""
-
-    kind: str
-    records: tuple[NewRecord, ...]
-    image: bytes | None = None
-    stamp: Stamp | None = None
+#: What one file holds (records, the image to fingerprint, its stamp).
+Parsed = Reading
 
 
 @dataclass(frozen=True)
@@ -79,9 +69,15 @@ class FileOutcome:
     record_ids: tuple[int, ...] = ()
     added: int = 0
     reason: str | None = None
+    #: Record fields the file stated / did not state, and what the reader noted
+    #: (values computed at run time, a dangling link, which save node, …).
+    read: tuple[str, ...] = ()
+    not_read: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"record_ids": list(self.record_ids)}
+        out = dataclasses.asdict(self)
+        return out | {k: list(out[k]) for k in ("record_ids", "read", "not_read", "notes")}
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,8 @@ def iter_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, 
 def parse_file(
     name: str, data: bytes, *, source: Source = Source.IMPORT, created_at: datetime | None = None
 ) -> Parsed:
-    """Parse one file's bytes. Raises :class:`LedgerError` subclasses only.
+    """Parse one file's bytes through the reader registry. Raises :class:`LedgerError`
+    subclasses only.
 
     ``created_at`` (the file's modification time when importing) dates image records,
     whose metadata carries no time of its own; JSON logs keep their own times.
@@ -140,7 +137,7 @@ def parse_file(
     sha = hashlib.sha256(data).hexdigest()
     kind = _media.sniff(data)
     if kind is not None:
-        parsed = _parse_image(name, data, kind, sha, source)
+        parsed = readers.read_image(data, readers.Context(name, sha, kind, source))
         if created_at is not None and parsed.kind != "seedledger-stamp":
             dated = tuple(dataclasses.replace(r, created_at=created_at) for r in parsed.records)
             parsed = dataclasses.replace(parsed, records=dated)
@@ -149,7 +146,7 @@ def parse_file(
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
-        parsed = _parse_text(name, text, sha, source)
+        parsed = readers.read_text(text, readers.Context(name, sha, "json", source))
     for record in parsed.records:
         _check_storable(record)
     return parsed
@@ -180,183 +177,25 @@ def _check_storable(record: NewRecord) -> None:
         raise InvalidInputError(f"CFG scale {record.cfg_scale} is not a finite number")
 
 
-def _import_info(name: str, sha: str, fmt: str) -> dict[str, Any]:
-    # Only the base name: full paths would leak the importer's directory layout.
-    return {"import": {"file": os.path.basename(name), "sha256": sha, "format": fmt}}
+_FIELDS: Final = ("seed", "model", "sampler", "steps", "cfg_scale", "width", "height", "prompt")
 
 
-def _parse_image(name: str, data: bytes, kind: str, sha: str, source: Source) -> Parsed:
-    key = f"import:{sha}:0"
-    output_format = "JPG" if kind == "jpeg" else kind.upper()
-    if kind == "png":
-        text = _media.png_text(data)
-        stamp = stamp_in_png_text(text)
-        if "parameters" in text:
-            record = record_from_infotext(
-                text["parameters"],
-                source=source,
-                output_format=output_format,
-                idempotency_key=key,
-                extra_params=_import_info(name, sha, kind),
-            )
-            return Parsed("a1111-png", (record,), data, stamp)
-        if "prompt" in text:
-            return Parsed("comfyui-png", (_comfy_png(name, text, sha, key, source),), data, stamp)
-        if stamp is not None:
-            return Parsed(
-                "seedledger-stamp", (_record_from_stamp(stamp, name, sha, kind, source),), data, stamp
-            )
-        raise InvalidInputError(
-            "PNG has no generation metadata (no 'parameters', 'prompt' or seedledger chunk)"
-        )
-    meta = _media.image_meta(data)
-    stamp = stamp_in_xmp(meta.xmp)
-    if meta.user_comment and meta.user_comment.strip():
-        record = record_from_infotext(
-            meta.user_comment,
-            source=source,
-            output_format=output_format,
-            idempotency_key=key,
-            extra_params=_import_info(name, sha, kind),
-        )
-        return Parsed(f"a1111-{kind}", (record,), data, stamp)
-    if stamp is not None:
-        return Parsed("seedledger-stamp", (_record_from_stamp(stamp, name, sha, kind, source),), data, stamp)
-    raise InvalidInputError(f"{kind.upper()} has no EXIF UserComment infotext and no seedledger stamp")
-
-
-def _comfy_png(name: str, text: dict[str, str], sha: str, key: str, source: Source) -> NewRecord:
-    graph = comfy.load_graph(text["prompt"])
-    workflow: Any = None
-    if "workflow" in text:
-        try:
-            workflow = json.loads(text["workflow"], parse_constant=_refuse_constant)
-        except ValueError:
-            workflow = text["workflow"]  # kept verbatim: it is provenance, not input
-    outputs = comfy.outputs_of(graph)
-    output, how = comfy.match_output(outputs, name)
-    return comfy.record_for_output(
-        output,
-        graph,
-        workflow=workflow,
-        all_outputs=outputs,
-        matched_by=how,
-        source=source,
-        output_format="PNG",
-        idempotency_key=key,
-        extra_params=_import_info(name, sha, "png"),
-    )
-
-
-def _refuse_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not valid JSON")
-
-
-def _record_from_stamp(stamp: Stamp, name: str, sha: str, kind: str, source: Source) -> NewRecord:
-    """A record from a stamp's embedded summary (the original ledger is elsewhere)."""
-    r = stamp.record
-    try:
-        seed = parse_seed(r["seed"]) if r.get("seed") is not None else None
-        modality = Modality(r.get("modality", "image"))
-        origin = SeedOrigin(r.get("seed_origin", "unknown" if seed is None else "request"))
-    except (ValueError, LedgerError) as exc:
-        raise InvalidInputError(f"seedledger stamp: bad record summary: {exc}") from None
-    if not isinstance(r.get("model"), str) or not isinstance(r.get("backend"), str):
-        raise InvalidInputError("seedledger stamp: record summary lacks backend/model")
-
-    def text(key: str) -> str | None:
-        value = r.get(key)
-        return value if isinstance(value, str) else None
-
-    def number(key: str, kind_: type) -> Any:
-        value = r.get(key)
-        return kind_(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    params = {
-        "format": "seedledger-stamp",
-        "stamp": {
-            "record_id": stamp.record_id,
-            "idempotency_key": stamp.idempotency_key,
-            "stamped_at": stamp.stamped_at,
-            "checkpoint": dict(stamp.checkpoint) if stamp.checkpoint else None,
-        },
-        **_import_info(name, sha, kind),
+def _fields(records: Sequence[NewRecord]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(fields stated, fields not stated, reader notes) over a file's records."""
+    values = {
+        "seed": [r.seed for r in records],
+        "model": [None if r.model == "unknown" else r.model for r in records],
+        "sampler": [r.scheduler_requested for r in records],
+        "steps": [r.steps for r in records],
+        "cfg_scale": [r.cfg_scale for r in records],
+        "width": [r.width for r in records],
+        "height": [r.height for r in records],
+        "prompt": [r.prompt for r in records],
     }
-    return NewRecord(
-        backend=r["backend"],
-        task_type=text("task_type") or "imageInference",
-        modality=modality,
-        model=r["model"],
-        seed=seed,
-        seed_origin=origin,
-        scheduler_requested=text("scheduler_requested"),
-        scheduler=text("scheduler"),
-        prompt=text("prompt"),
-        negative_prompt=text("negative_prompt"),
-        width=number("width", int),
-        height=number("height", int),
-        steps=number("steps", int),
-        cfg_scale=number("cfg_scale", float),
-        output_format=text("output_format"),
-        params=params,
-        task_uuid=text("task_uuid"),
-        output_uuid=text("output_uuid"),
-        output_index=number("output_index", int) or 0,
-        source=source,
-        created_at=_stamp_time(r.get("created_at")),
-        # The original record's key: the same output is one record in any ledger.
-        idempotency_key=stamp.idempotency_key,
-    )
-
-
-def _stamp_time(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed.astimezone(UTC)
-    return datetime.now(UTC)
-
-
-def _parse_text(name: str, text: str, sha: str, source: Source) -> Parsed:
-    try:
-        whole = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
-        whole = None
-    graph = None
-    if comfy.is_api_graph(whole):
-        graph = whole
-    elif isinstance(whole, dict) and comfy.is_api_graph(whole.get("prompt")):
-        graph = whole["prompt"]
-    if graph is not None:
-        graph = comfy.load_graph(graph)
-        outputs = comfy.outputs_of(graph)
-        if not outputs:
-            raise InvalidInputError("ComfyUI graph has no image-saving node (SaveImage)")
-        workflow = None
-        if isinstance(whole, dict) and isinstance(whole.get("extra_data"), dict):
-            extra = whole["extra_data"].get("extra_pnginfo")
-            workflow = extra.get("workflow") if isinstance(extra, dict) else None
-        records = tuple(
-            comfy.record_for_output(
-                output,
-                graph,
-                workflow=workflow,
-                all_outputs=outputs,
-                matched_by="graph",
-                source=source,
-                idempotency_key=f"import:{sha}:{output.node_id}",
-                output_index=index,
-                extra_params=_import_info(name, sha, "json"),
-            )
-            for index, output in enumerate(outputs)
-        )
-        return Parsed("comfyui-json", records)
-    if isinstance(whole, dict) and "nodes" in whole and "links" in whole:
-        raise InvalidInputError("a ComfyUI UI workflow without the API graph ('prompt') cannot be mapped")
-    return Parsed("runware-json", tuple(parse_documents(text, source=source)))
+    read = tuple(f for f in _FIELDS if any(v is not None for v in values[f]))
+    not_read = tuple(f for f in _FIELDS if f not in read)
+    notes = tuple(dict.fromkeys(n for r in records for n in r.params.get("notes", ()) if isinstance(n, str)))
+    return read, not_read, notes
 
 
 # -- storing ------------------------------------------------------------------------
@@ -427,6 +266,7 @@ class Prepared:
     parsed: Parsed
     fingerprint: Any | None = None
     fingerprint_error: str | None = None
+    note: str | None = None
 
 
 def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileOutcome:
@@ -445,6 +285,9 @@ def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileO
         return FileOutcome(shown, "skipped", reason=exc.message)
     if parsed.image is None or fingerprinter is None:
         return Prepared(shown, parsed)
+    if _media.is_animated(parsed.image):
+        # Fingerprints cover still images: the record is kept, unfingerprinted, and says so.
+        return Prepared(shown, parsed, note="animated image: not fingerprinted (fingerprints cover still images)")
     try:
         return Prepared(shown, parsed, fingerprinter(parsed.image))
     except FingerprintError as exc:
@@ -470,7 +313,11 @@ def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> Fi
         if exc.exit_code == 4:  # the database itself failed: stop, do not skip on
             raise
         return FileOutcome(shown, "skipped", parsed.kind, reason=exc.message)
-    return FileOutcome(shown, "imported" if added else "unchanged", parsed.kind, tuple(ids), added)
+    read, not_read, notes = _fields(parsed.records)
+    if prepared.note is not None:
+        notes = (*notes, prepared.note)
+    status = "imported" if added else "unchanged"
+    return FileOutcome(shown, status, parsed.kind, tuple(ids), added, None, read, not_read, notes)
 
 
 def import_one(

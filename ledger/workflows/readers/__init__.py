@@ -1,0 +1,168 @@
+"""One reader per file format, behind one registry.
+
+:func:`read_image` decodes a file's metadata carriers once (``carriers.py``), asks each
+reader in :data:`IMAGE_READERS` whether the carriers are its format (by what they
+hold: chunk names, JSON shape, the tool's own marker — never by trying to parse one
+format as another), and lets the first that recognises them read the records. A reader
+that recognises its format but cannot read it raises the precise reason. A record that
+states no generation setting at all is never returned: the file is refused with its
+reason instead. :func:`read_text` does the same for JSON files (ComfyUI graphs and UI
+workflows, Runware logs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ledger.core import comfy
+from ledger.core.documents import parse_documents
+from ledger.core.records import NewRecord
+from ledger.errors import InvalidInputError
+from ledger.workflows.readers.a1111 import A1111Reader, read_infotext
+from ledger.workflows.readers.base import Context, Reader, Reading, json_object
+from ledger.workflows.readers.carriers import Carriers, extract
+from ledger.workflows.readers.civitai import CivitaiReader
+from ledger.workflows.readers.comfyui import ComfyUIReader
+from ledger.workflows.readers.drawthings import DrawThingsReader
+from ledger.workflows.readers.fooocus import FooocusReader
+from ledger.workflows.readers.invokeai import InvokeAIReader
+from ledger.workflows.readers.novelai import NovelAIReader
+from ledger.workflows.readers.stamps import record_from_stamp, stamp_of
+from ledger.workflows.readers.stealth import read_stealth
+from ledger.workflows.readers.swarmui import SwarmUIReader
+
+__all__ = ["IMAGE_READERS", "Carriers", "Context", "Reader", "Reading", "extract", "read_image", "read_text"]
+
+#: Most specific first: ComfyUI's own chunks, then JSON schemes, then plain infotext.
+IMAGE_READERS: Final[tuple[Reader, ...]] = (
+    ComfyUIReader(),
+    CivitaiReader(),
+    SwarmUIReader(),
+    FooocusReader(),
+    InvokeAIReader(),
+    NovelAIReader(),
+    DrawThingsReader(),
+    A1111Reader(),
+)
+
+
+def stated(record: NewRecord) -> bool:
+    """Whether a record states any generation setting (else it is not kept)."""
+    return (
+        record.seed is not None
+        or record.model != "unknown"
+        or record.steps is not None
+        or record.cfg_scale is not None
+        or record.scheduler_requested is not None
+    )
+
+
+def _kept(records: tuple[NewRecord, ...], what: str) -> tuple[NewRecord, ...]:
+    kept = tuple(r for r in records if stated(r))
+    if kept:
+        return kept
+    notes = [n for r in records for n in r.params.get("notes", ())]
+    detail = f": {'; '.join(notes[:3])}" if notes else ""
+    raise InvalidInputError(
+        f"{what} states no generation settings (no seed, model, sampler, steps or CFG){detail}"
+    )
+
+
+def _unknown_json(carriers: Carriers) -> str | None:
+    for key, value in (("PNG 'parameters'", carriers.text.get("parameters")),
+                       ("EXIF UserComment", carriers.exif.get("UserComment"))):  # fmt: skip
+        doc = json_object(value)
+        if doc is not None:
+            keys = ", ".join(sorted(map(str, doc))[:6])
+            return f"{key} holds JSON of no known scheme (keys: {keys})"
+    return None
+
+
+def read_image(data: bytes, ctx: Context) -> Reading:
+    """The records of one PNG/JPEG/WEBP. Raises InvalidInputError (with the reason)."""
+    carriers = extract(data)
+    stamp = stamp_of(carriers)
+    for reader in IMAGE_READERS:
+        if reader.detect(carriers):
+            records = _kept(reader.read(carriers, ctx), f"{reader.name} metadata")
+            return Reading(f"{reader.name}-{ctx.kind}", records, data, stamp)
+    if stamp is not None:
+        return Reading("seedledger-stamp", (record_from_stamp(stamp, ctx),), data, stamp)
+    unknown = _unknown_json(carriers)
+    if unknown is not None:
+        raise InvalidInputError(unknown)
+    if carriers.kind in ("png", "webp"):
+        hidden = read_stealth(data, carriers.has_alpha)
+        if hidden is not None:
+            record = read_infotext(
+                hidden, f"{ctx.kind}:stealth-{'alpha' if carriers.has_alpha else 'rgb'}", ctx
+            )
+            return Reading(f"a1111-stealth-{ctx.kind}", _kept((record,), "stealth infotext"), data)
+    stealth = ", no stealth info in the pixels" if carriers.kind in ("png", "webp") else ""
+    found = carriers.describe() + stealth
+    raise InvalidInputError(f"{carriers.kind.upper()} has no generation metadata seedledger reads ({found})")
+
+
+def read_text(text: str, ctx: Context) -> Reading:
+    """A JSON file: a ComfyUI API graph or ``/prompt`` body (one record per save node), a
+    UI workflow (read from its widgets), or Runware request+response documents."""
+    whole = _json(text)
+    graph: Any = None
+    if comfy.is_api_graph(whole):
+        graph = whole
+    elif isinstance(whole, dict) and comfy.is_api_graph(whole.get("prompt")):
+        graph = whole["prompt"]
+    if graph is not None:
+        workflow = None
+        if isinstance(whole, dict) and isinstance(whole.get("extra_data"), dict):
+            extra = whole["extra_data"].get("extra_pnginfo")
+            workflow = extra.get("workflow") if isinstance(extra, dict) else None
+        return Reading("comfyui-json", _graph_records(comfy.load_graph(graph), ctx, workflow, "json"))
+    if comfy.is_ui_workflow(whole):
+        ui = comfy.workflow_to_graph(whole)
+        records = _graph_records(ui.graph, ctx, None, "json:workflow-only", ui.unknown, ui.notes)
+        return Reading("comfyui-workflow-json", records)
+    return Reading("runware-json", tuple(parse_documents(text, source=ctx.source)))
+
+
+def _json(text: str) -> Any:
+    try:
+        return comfy.loads(text, "file")
+    except InvalidInputError:
+        return None
+
+
+def _graph_records(
+    graph: dict[str, Any],
+    ctx: Context,
+    workflow: Any,
+    carrier: str,
+    unknown: frozenset[str] = frozenset(),
+    notes: tuple[str, ...] = (),
+) -> tuple[NewRecord, ...]:
+    from ledger.workflows.readers.comfyui import check_known
+
+    outputs = comfy.outputs_of(graph)
+    if not outputs:
+        raise InvalidInputError("ComfyUI graph has no image-saving node (SaveImage)")
+    records = []
+    for index, output in enumerate(outputs):
+        check_known(output, graph, unknown)
+        info = ctx.info("json")
+        info["import"]["carrier"] = carrier
+        if notes:
+            info["ui_notes"] = list(notes)
+        records.append(
+            comfy.record_for_output(
+                output,
+                graph,
+                workflow=workflow,
+                all_outputs=outputs,
+                matched_by="graph",
+                source=ctx.source,
+                idempotency_key=ctx.key(output.node_id),
+                output_index=index,
+                extra_params=info,
+            )
+        )
+    return _kept(tuple(records), "ComfyUI graph")

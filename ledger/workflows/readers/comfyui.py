@@ -1,0 +1,121 @@
+"""ComfyUI: the API graph (``prompt``) and UI graph (``workflow``) of a saved image.
+
+Carried in PNG text chunks, or, for animated WEBP (``SaveAnimatedWEBP``), in EXIF
+``Model`` (0x0110) as ``prompt:{…}`` and ``Make`` (0x010F) as ``workflow:{…}``. A file
+with only the UI workflow is read from its widget values where every node on the
+image's path is of a known type (``ledger.core.comfy.ui``), otherwise refused with
+that reason. Which save node wrote the file is told by the file's pixel size, then by
+its name (``filename_prefix``), else the last one (``params["output_matched_by"]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.core import comfy
+from ledger.core.records import NewRecord
+from ledger.errors import InvalidInputError
+from ledger.workflows.readers.base import Context
+from ledger.workflows.readers.carriers import Carriers
+
+
+def _exif_graph(carriers: Carriers, prefix: str) -> str | None:
+    for tag in ("Model", "Make", "ImageDescription", "UserComment"):
+        value = carriers.exif.get(tag, "")
+        if value.startswith(prefix):
+            return value[len(prefix) :]
+    return None
+
+
+def graphs_of(carriers: Carriers) -> tuple[str | None, str | None]:
+    """(API graph text, UI workflow text) from wherever the file keeps them."""
+    prompt = carriers.text.get("prompt") or _exif_graph(carriers, "prompt:")
+    workflow = carriers.text.get("workflow") or _exif_graph(carriers, "workflow:")
+    if prompt is not None and prompt.lstrip()[:1] != "{":
+        prompt = None
+    return prompt, workflow
+
+
+class ComfyUIReader:
+    name = "comfyui"
+
+    def detect(self, carriers: Carriers) -> bool:
+        prompt, workflow = graphs_of(carriers)
+        return prompt is not None or workflow is not None
+
+    def read(self, carriers: Carriers, ctx: Context) -> tuple[NewRecord, ...]:
+        prompt, workflow_text = graphs_of(carriers)
+        workflow: Any = None  # as stored: parsed, or verbatim when not strict JSON
+        parsed: Any = None  # as read (NaN allowed)
+        if workflow_text is not None:
+            try:
+                parsed = comfy.loads(workflow_text, "ComfyUI workflow")
+            except InvalidInputError:
+                parsed = None
+            found: list[str] = []
+            safe = comfy.json_safe(parsed, found=found)
+            workflow = safe if parsed is not None and not found else workflow_text
+        carrier = "png" if prompt is not None and "prompt" in carriers.text else f"{ctx.kind}:exif"
+        if prompt is not None:
+            graph = comfy.load_graph(prompt)
+            unknown: frozenset[str] = frozenset()
+            notes: tuple[str, ...] = ()
+        elif comfy.is_ui_workflow(parsed):
+            ui = comfy.workflow_to_graph(parsed)
+            graph, unknown, notes = ui.graph, ui.unknown, ui.notes
+            carrier = f"{carrier}:workflow-only"
+        else:
+            raise InvalidInputError("ComfyUI workflow is not valid JSON and there is no API graph ('prompt')")
+        return (read_graph(graph, ctx, carriers.pixels, workflow, carrier, unknown, notes),)
+
+
+def read_graph(
+    graph: dict[str, Any],
+    ctx: Context,
+    pixels: tuple[int, int] | None,
+    workflow: Any,
+    carrier: str,
+    unknown: frozenset[str] = frozenset(),
+    notes: tuple[str, ...] = (),
+) -> NewRecord:
+    outputs = comfy.outputs_of(graph)
+    output, how = comfy.match_output(outputs, ctx.name, pixels)
+    check_known(output, graph, unknown)
+    info = ctx.info()
+    info["import"]["carrier"] = carrier
+    if notes:
+        info["ui_notes"] = list(notes)
+    record = comfy.record_for_output(
+        output,
+        graph,
+        workflow=workflow,
+        all_outputs=outputs,
+        matched_by=how,
+        source=ctx.source,
+        output_format=ctx.output_format,
+        idempotency_key=ctx.key(),
+        extra_params=info,
+    )
+    if record.width is None and pixels is not None and how in ("only", "pixel_size"):
+        import dataclasses
+
+        params = dict(record.params) | {"size_from": "file pixels"}
+        record = dataclasses.replace(record, width=pixels[0], height=pixels[1], params=params)
+    return record
+
+
+def check_known(output: comfy.ComfyOutput, graph: dict[str, Any], unknown: frozenset[str]) -> None:
+    """A UI-only graph: the passes read must be of node types whose widgets are known."""
+    if not unknown:
+        return
+    for sampler in output.chain[:1]:
+        if sampler.node_id in unknown:
+            kind = graph[sampler.node_id]["class_type"]
+            raise InvalidInputError(
+                f"ComfyUI UI workflow only (no API graph): sampler node {sampler.node_id} is a {kind}, "
+                "whose widget values seedledger cannot name"
+            )
+    if output.sampler is None:
+        raise InvalidInputError(
+            "ComfyUI UI workflow only (no API graph): no sampler of a known node type feeds the saved image"
+        )
