@@ -25,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.core.records import Record  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from ledger.workflows import import_paths  # noqa: E402
+from ledger.core.records import Record
+from ledger.store import Ledger
+from ledger.workflows import import_paths
 
 FIELDS = ("seed", "model", "sampler", "schedule", "steps", "cfg", "width", "height")
 

@@ -287,7 +287,8 @@ def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileO
         return Prepared(shown, parsed)
     if _media.is_animated(parsed.image):
         # Fingerprints cover still images: the record is kept, unfingerprinted, and says so.
-        return Prepared(shown, parsed, note="animated image: not fingerprinted (fingerprints cover still images)")
+        note = "animated image: not fingerprinted (fingerprints cover still images)"
+        return Prepared(shown, parsed, note=note)
     try:
         return Prepared(shown, parsed, fingerprinter(parsed.image))
     except FingerprintError as exc:

@@ -8,7 +8,7 @@ UI-only workflow into an API graph. Everything here is pure and raises only
 Decisions are documented in docs/workflows.md.
 """
 
-from ledger.core.comfy.graph import is_api_graph, json_safe, load_graph, loads
+from ledger.core.comfy.graph import Graph, is_api_graph, json_safe, load_graph, loads
 from ledger.core.comfy.outputs import OUTPUT_NODES, ComfyOutput, match_output, outputs_of
 from ledger.core.comfy.passes import ComfySampler
 from ledger.core.comfy.record import record_for_output
@@ -18,10 +18,11 @@ __all__ = [
     "OUTPUT_NODES",
     "ComfyOutput",
     "ComfySampler",
+    "Graph",
     "UiGraph",
     "is_api_graph",
-    "json_safe",
     "is_ui_workflow",
+    "json_safe",
     "load_graph",
     "loads",
     "match_output",

@@ -10,6 +10,7 @@ its name (``filename_prefix``), else the last one (``params["output_matched_by"]
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ledger.core import comfy
@@ -55,7 +56,8 @@ class ComfyUIReader:
             found: list[str] = []
             safe = comfy.json_safe(parsed, found=found)
             workflow = safe if parsed is not None and not found else workflow_text
-        carrier = "png" if prompt is not None and "prompt" in carriers.text else f"{ctx.kind}:exif"
+        in_text = "prompt" in carriers.text or "workflow" in carriers.text
+        carrier = "png" if in_text else f"{ctx.kind}:exif"
         if prompt is not None:
             graph = comfy.load_graph(prompt)
             unknown: frozenset[str] = frozenset()
@@ -97,8 +99,6 @@ def read_graph(
         extra_params=info,
     )
     if record.width is None and pixels is not None and how in ("only", "pixel_size"):
-        import dataclasses
-
         params = dict(record.params) | {"size_from": "file pixels"}
         record = dataclasses.replace(record, width=pixels[0], height=pixels[1], params=params)
     return record
@@ -116,6 +116,13 @@ def check_known(output: comfy.ComfyOutput, graph: dict[str, Any], unknown: froze
                 "whose widget values seedledger cannot name"
             )
     if output.sampler is None:
+        blind = [n for n in comfy.Graph(graph).upstream(output.node_id) if n in unknown]
+        detail = (
+            f"; node {blind[0]} ({graph[blind[0]]['class_type']}) has widget values seedledger cannot name"
+            if blind
+            else ""
+        )
         raise InvalidInputError(
-            "ComfyUI UI workflow only (no API graph): no sampler of a known node type feeds the saved image"
+            "ComfyUI UI workflow only (no API graph): no sampler of a known node type feeds the saved "
+            f"image{detail}"
         )
