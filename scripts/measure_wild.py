@@ -9,8 +9,10 @@ the save node it names. Prints one table per generator and the files that differ
 
     .venv/bin/python scripts/measure_wild.py [FOLDER]   # default: ../shared/wild
 
-Cells: ``right/stated``; ``skip`` counts files skipped (with the reason shown when
-the expected reading has entries, i.e. a skip that loses something).
+Cells: ``right/stated``. ``skipped`` counts files refused (a refusal of a file whose
+reading states settings is listed as a difference); ``empty`` records that state
+nothing; ``extra`` fields the importer read where the reading states none (listed, to
+check by hand).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = Path(__file__).resolve().parents[1] / ".." / "shared" / "wild"
     parser.add_argument("folder", nargs="?", default=str(default))
+    parser.add_argument("--reasons", action="store_true", help="also list every skipped file's reason")
     args = parser.parse_args(argv)
     folder = Path(args.folder).resolve()
     expected = [json.loads(line) for line in (folder / "expected.jsonl").read_text().splitlines() if line]
@@ -77,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = import_paths(ledger, paths)
             outcomes = {Path(o.path).resolve(): o for o in summary.outcomes}
             table: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-            files: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # files, imported, skipped, empty
+            # files, imported, skipped, empty records, fields read that the reading does not state
+            files: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+            extras: list[str] = []
             problems: list[str] = []
             for exp in expected:
                 gen = exp.get("generator") or "-"
@@ -102,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     for field in FIELDS:
                         if want.get(field) is None:
+                            if got[field] is not None:
+                                files[gen][4] += 1
+                                extras.append(f"{exp['file']} {field}: read {got[field]!r}, not stated there")
                             continue
                         cell = table[gen][field]
                         cell[1] += 1
@@ -114,20 +122,29 @@ def main(argv: list[str] | None = None) -> int:
                             )
         finally:
             ledger.close()
-    header = f"| generator | files | imported | skipped | empty | {' | '.join(FIELDS)} |"
+    header = f"| generator | files | imported | skipped | empty | {' | '.join(FIELDS)} | extra |"
     print(header)
-    print("|" + "---|" * (5 + len(FIELDS)))
+    print("|" + "---|" * (6 + len(FIELDS)))
     for gen in sorted(files):
-        n, imported, skipped, empty = files[gen]
+        n, imported, skipped, empty, extra = files[gen]
         cells = []
         for field in FIELDS:
             right, stated = table[gen][field]
             cells.append(f"{right}/{stated}" if stated else "-")
-        print(f"| {gen} | {n} | {imported} | {skipped} | {empty} | {' | '.join(cells)} |")
+        print(f"| {gen} | {n} | {imported} | {skipped} | {empty} | {' | '.join(cells)} | {extra} |")
     if problems:
         print("\nDifferences:")
         for line in problems:
             print(f"- {line}")
+    if extras:
+        print("\nRead where the expected reading states nothing (check by hand):")
+        for line in extras:
+            print(f"- {line}")
+    if args.reasons:
+        print("\nSkipped:")
+        for outcome in summary.outcomes:
+            if outcome.status == "skipped":
+                print(f"- {Path(outcome.path).relative_to(folder)}: {outcome.reason}")
     return 0
 
 

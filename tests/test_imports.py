@@ -321,7 +321,16 @@ def test_import_cli_json_outcomes_and_summary(sqlite_url: str, tmp_path: Path) -
     assert rows["good.png"]["kind"] == "a1111-png"
     assert rows["good.png"]["added"] == 1
     # What was read and what was not, per file.
-    assert rows["good.png"]["read"] == ["seed", "model", "sampler", "steps", "cfg_scale", "width", "height", "prompt"]
+    assert rows["good.png"]["read"] == [
+        "seed",
+        "model",
+        "sampler",
+        "steps",
+        "cfg_scale",
+        "width",
+        "height",
+        "prompt",
+    ]
     assert rows["good.png"]["not_read"] == [] and rows["good.png"]["notes"] == []
     assert rows["flux.png"]["read"] == ["seed", "model", "sampler", "steps", "width", "height", "prompt"]
     assert rows["flux.png"]["not_read"] == ["cfg_scale"]

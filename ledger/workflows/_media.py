@@ -384,12 +384,15 @@ def is_animated(data: bytes) -> bool:
     """An animated PNG (``acTL`` before the image data) or WEBP (``ANIM`` chunk)."""
     kind = sniff(data)
     try:
-        if kind == "png":
-            for chunk in png_chunks(data):
-                if chunk.type == b"acTL":
+        if kind == "png":  # chunk headers only, up to the image data (no CRC pass)
+            pos = len(PNG_SIGNATURE)
+            while pos + 8 <= len(data):
+                length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+                if ctype == b"acTL":
                     return True
-                if chunk.type == b"IDAT":
+                if ctype in (b"IDAT", b"IEND"):
                     return False
+                pos += 12 + length
         elif kind == "webp":
             return b"ANIM" in _riff_chunks(data)
     except InvalidInputError:

@@ -70,11 +70,15 @@ def extract(data: bytes) -> Carriers:
                 text[decoded[0]] = decoded[1]
     exif: dict[str, str] = {}
     xmp: str | None = text.get(_media.XMP_KEYWORD)
-    try:
-        raw_exif, raw_xmp = _media.exif_and_xmp(data)
-    except InvalidInputError as exc:
-        problems.append(exc.message)
-        raw_exif = raw_xmp = None
+    raw_exif: bytes | None = None
+    raw_xmp: bytes | None = None
+    if kind == "png":  # the chunks are already split: no second walk (and CRC pass)
+        raw_exif = next((c.data for c in chunks if c.type == b"eXIf"), None)
+    else:
+        try:
+            raw_exif, raw_xmp = _media.exif_and_xmp(data)
+        except InvalidInputError as exc:
+            problems.append(exc.message)
     if raw_xmp:
         xmp = raw_xmp.decode("utf-8", errors="replace")
     if raw_exif:

@@ -98,9 +98,10 @@ def read_graph(
         idempotency_key=ctx.key(),
         extra_params=info,
     )
-    if record.width is None and pixels is not None and how in ("only", "pixel_size"):
-        params = dict(record.params) | {"size_from": "file pixels"}
-        record = dataclasses.replace(record, width=pixels[0], height=pixels[1], params=params)
+    if pixels is not None:
+        # Kept, and used to tell outputs apart, but not taken as the generation size:
+        # files are often cropped or re-exported (workflow screenshots, 1×1 crops).
+        record = dataclasses.replace(record, params=dict(record.params) | {"file_pixels": list(pixels)})
     return record
 
 
