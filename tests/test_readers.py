@@ -141,9 +141,12 @@ def test_comfy_animated_webp_graph_in_exif(ledger: Ledger, tmp_path: Path) -> No
 
 
 def test_comfy_ui_workflow_only_read_from_widgets(tmp_path: Path) -> None:
-    path = rf.png_with_text(tmp_path / "ui.png", {"workflow": json.dumps(rf.ui_workflow())})
+    workflow = rf.ui_workflow()
+    workflow["nodes"][0]["properties"] = {"cnr_id": "comfy-core", "ver": "0.3.10"}
+    path = rf.png_with_text(tmp_path / "ui.png", {"workflow": json.dumps(workflow)})
     kind, record = _one(path)
     assert kind == "comfyui-png"
+    assert record.params["generator"] == {"name": "ComfyUI", "version": "0.3.10"}
     assert _fields(record) == (4242, "ui_model.safetensors", "dpmpp_2m", "karras", 25, 6.5, 64, 96)
     assert record.prompt == "a lighthouse"
     assert record.params["import"]["carrier"] == "png:workflow-only"

@@ -1,18 +1,13 @@
 """`seedledger import PATH…`: records from files other tools wrote.
 
-Formats, recognised by content (magic bytes / JSON shape), not by file name:
+Formats are recognised by content (magic bytes, metadata carriers, JSON shape), never
+by file name, by the reader registry (:mod:`ledger.workflows.readers`: A1111/Forge
+infotext, ComfyUI graphs, InvokeAI, SwarmUI, Fooocus, NovelAI, Draw Things, Civitai,
+seedledger stamps, Runware JSON / JSON Lines logs). A stamped image whose record is in
+this ledger is reported as ``linked`` and adds nothing.
 
-- **AUTOMATIC1111 / Forge PNG**: the ``parameters`` text chunk (infotext).
-- **A1111 JPEG / WEBP**: the infotext in the EXIF ``UserComment``.
-- **ComfyUI PNG**: the ``prompt`` chunk (API graph) and ``workflow`` (UI graph).
-- **ComfyUI API graph JSON** (or a ``{"prompt": graph}`` queue body): one record per
-  image-saving node (no image bytes, so no fingerprint).
-- **Runware JSON / JSON Lines** request+response logs (:mod:`ledger.core.documents`).
-- **seedledger stamps** (PNG iTXt / XMP): the image points at the record it was made
-  from; if that record is in this ledger the file is reported as ``linked`` and nothing
-  is added, otherwise the stamp's embedded record summary is imported.
-
-Every image is fingerprinted as it is imported. Each file is one transaction: a file
+Every still image is fingerprinted as it is imported (animated ones are kept without a
+fingerprint, and the outcome says so). Each file is one transaction: a file
 that cannot be read, parsed or fingerprinted is skipped with its reason and nothing
 of it is written. Re-importing adds nothing: image records are keyed by the file's
 SHA-256 and output position (``import:<sha256>:<n>``), Runware records by their task

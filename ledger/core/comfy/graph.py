@@ -138,14 +138,6 @@ class Graph:
                     queue.append(found)
         return order
 
-    def consumers(self, node_id: str) -> list[str]:
-        """Nodes with an input linked to ``node_id``."""
-        return [
-            other
-            for other, node in self.nodes.items()
-            if any(is_link(v) and str(v[0]) == node_id for v in node["inputs"].values())
-        ]
-
 
 def json_safe(value: Any, path: str = "", found: list[str] | None = None, depth: int = 0) -> Any:
     """A copy with NaN/Infinity replaced by None (JSON columns cannot hold them); the

@@ -199,28 +199,37 @@ def _size(graph: Graph, link: Any) -> tuple[int | None, int | None, int | None, 
 def _pixel_size(
     graph: Graph, save: str, final: str | None, size: tuple[int, int] | None
 ) -> tuple[int, int] | None:
-    """The saved image's pixel size, when every node between the final pass and the
-    save node keeps or states it (used to tell which output a file is)."""
+    """The saved image's pixel size: the final pass's latent size through the nodes up
+    to the save node, or None where one of them changes it by an unknown amount (an
+    upscale model, a crop). Used to tell which output a file is."""
     if final is None or size is None:
         return None
-    width, height = size
+    nodes: list[str] = []  # from the save node back to (not including) the final pass
     current = save
     for _ in range(MAX_DEPTH):
         step = _next_link(graph, current)
         found = graph.node(step[1]) if step else None
-        if found is None or found == final:
-            return (width, height) if found == final else None
-        kind, inputs = graph.cls(found), graph.inputs(found)
-        if "upscale_model" in inputs or (kind.startswith("Image") and "Crop" in kind):
+        if found is None:
             return None
-        w, h = graph.value(inputs.get("width"), ("width",)), graph.value(inputs.get("height"), ("height",))
-        if plain_int(w) and plain_int(h) and w > 0 and h > 0:
-            return None if found == save else (w, h)
-        factor = graph.value(inputs.get("scale_by", inputs.get("upscale_by")), ("scale_by",))
-        if isinstance(factor, int | float) and not isinstance(factor, bool) and 0 < factor <= _MAX_SCALE:
-            width, height = round(width * factor), round(height * factor)
+        if found == final:
+            break
+        nodes.append(found)
         current = found
-    return None
+    else:
+        return None
+    width, height = size
+    for node_id in reversed(nodes):  # in the order they run
+        kind, inputs = graph.cls(node_id), graph.inputs(node_id)
+        if "upscale_model" in inputs or "Crop" in kind:
+            return None
+        w = graph.value(inputs.get("width"), ("width",))
+        h = graph.value(inputs.get("height"), ("height",))
+        factor = graph.value(inputs.get("scale_by", inputs.get("upscale_by")), ("scale_by",))
+        if plain_int(w) and plain_int(h) and w > 0 and h > 0:
+            width, height = w, h
+        elif isinstance(factor, int | float) and not isinstance(factor, bool) and 0 < factor <= _MAX_SCALE:
+            width, height = round(width * factor), round(height * factor)
+    return width, height
 
 
 def _terminal_samplers(graph: Graph) -> list[str]:

@@ -81,25 +81,21 @@ def _links(workflow: Mapping[str, Any]) -> dict[int, tuple[str, int]]:
 
 
 def _widgets(kind: str, values: list[Any], notes: list[str], node_id: str) -> dict[str, Any]:
-    names = WIDGETS[kind]
     out: dict[str, Any] = {}
-    it = iter(values)
-    pending = list(values)
     index = 0
-    for spec in names:
-        if index >= len(pending):
+    for spec in WIDGETS[kind]:
+        if index >= len(values):
             break
-        name = spec.removesuffix(_SEED)
-        out[name] = pending[index]
+        out[spec.removesuffix(_SEED)] = values[index]
         index += 1
-        if spec.endswith(_SEED) and index < len(pending) and pending[index] in _CONTROL:
-            if pending[index] != "fixed":
+        # A seed widget is followed by its control_after_generate value (older files lack it).
+        if spec.endswith(_SEED) and index < len(values) and values[index] in _CONTROL:
+            if values[index] != "fixed":
                 notes.append(
-                    f"UI node {node_id} ({kind}) seed control is {pending[index]!r}: the seed shown is "
+                    f"UI node {node_id} ({kind}) seed control is {values[index]!r}: the seed shown is "
                     "the one queued with this workflow"
                 )
             index += 1
-    del it
     return out
 
 

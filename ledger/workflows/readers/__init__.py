@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ledger.core import comfy
-from ledger.core.documents import parse_documents
 from ledger.core.records import NewRecord
 from ledger.errors import InvalidInputError
 from ledger.workflows.readers.a1111 import A1111Reader, read_infotext
@@ -27,6 +26,7 @@ from ledger.workflows.readers.drawthings import DrawThingsReader
 from ledger.workflows.readers.fooocus import FooocusReader
 from ledger.workflows.readers.invokeai import InvokeAIReader
 from ledger.workflows.readers.novelai import NovelAIReader
+from ledger.workflows.readers.runware import read_runware
 from ledger.workflows.readers.stamps import record_from_stamp, stamp_of
 from ledger.workflows.readers.stealth import read_stealth
 from ledger.workflows.readers.swarmui import SwarmUIReader
@@ -122,7 +122,7 @@ def read_text(text: str, ctx: Context) -> Reading:
         ui = comfy.workflow_to_graph(whole)
         records = _graph_records(ui.graph, ctx, None, "json:workflow-only", ui.unknown, ui.notes)
         return Reading("comfyui-workflow-json", records)
-    return Reading("runware-json", tuple(parse_documents(text, source=ctx.source)))
+    return Reading("runware-json", read_runware(text, ctx))
 
 
 def _json(text: str) -> Any:

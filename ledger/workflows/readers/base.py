@@ -6,7 +6,6 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from ledger.core.records import NewRecord, Source
@@ -23,7 +22,6 @@ class Context:
     sha: str
     kind: str  # png, jpeg, webp, json
     source: Source = Source.IMPORT
-    created_at: datetime | None = None
 
     @property
     def output_format(self) -> str | None:

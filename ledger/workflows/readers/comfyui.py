@@ -98,6 +98,11 @@ def read_graph(
         idempotency_key=ctx.key(),
         extra_params=info,
     )
+    version = comfy_version(workflow)
+    if version is not None:
+        record = dataclasses.replace(
+            record, params=dict(record.params) | {"generator": {"name": "ComfyUI", "version": version}}
+        )
     if pixels is not None:
         # Kept, and used to tell outputs apart, but not taken as the generation size:
         # files are often cropped or re-exported (workflow screenshots, 1×1 crops).
@@ -127,3 +132,15 @@ def check_known(output: comfy.ComfyOutput, graph: dict[str, Any], unknown: froze
             "ComfyUI UI workflow only (no API graph): no sampler of a known node type feeds the saved "
             f"image{detail}"
         )
+
+
+def comfy_version(workflow: Any) -> str | None:
+    """ComfyUI's version as recent UI workflows state it (core nodes' ``properties``:
+    ``{"cnr_id": "comfy-core", "ver": "0.3.10"}``)."""
+    nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
+    for node in nodes if isinstance(nodes, list) else ():
+        props = node.get("properties") if isinstance(node, dict) else None
+        core = isinstance(props, dict) and props.get("cnr_id") == "comfy-core"
+        if core and isinstance(props.get("ver"), str):  # type: ignore[union-attr]
+            return props["ver"][:40]
+    return None
