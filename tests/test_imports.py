@@ -335,7 +335,7 @@ def test_import_cli_json_outcomes_and_summary(sqlite_url: str, tmp_path: Path) -
     assert rows["flux.png"]["read"] == ["seed", "model", "sampler", "steps", "width", "height", "prompt"]
     assert rows["flux.png"]["not_read"] == ["cfg_scale"]
     assert rows["dangling.png"]["status"] == "skipped"
-    assert "states no generation settings" in rows["dangling.png"]["reason"]
+    assert rows["dangling.png"]["reason"].startswith("ComfyUI graph: no sampler pass feeds save node 9")
     assert "links to node 99, which is not in the graph" in rows["dangling.png"]["reason"]
     assert rows["bad.json"]["status"] == "skipped"
     assert rows["bad.json"]["reason"].startswith("invalid JSON")

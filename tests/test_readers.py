@@ -179,7 +179,10 @@ def test_comfy_dangling_link_reads_what_is_there_or_skips() -> None:
         "9": {"class_type": "SaveImage", "inputs": {"images": ["99", 0]}},
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
     }
-    with pytest.raises(InvalidInputError, match=r"states no generation settings.*not in the graph"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"no sampler pass feeds save node 9 \(SaveImage\): .*links to node 99, which is not in the graph",
+    ):
         parse_file("x.png", _png_bytes(lone))
 
 

@@ -21,7 +21,7 @@ from ledger.workflows.readers.a1111 import A1111Reader, read_infotext
 from ledger.workflows.readers.base import Context, Reader, Reading, json_object
 from ledger.workflows.readers.carriers import Carriers, extract
 from ledger.workflows.readers.civitai import CivitaiReader
-from ledger.workflows.readers.comfyui import ComfyUIReader
+from ledger.workflows.readers.comfyui import ComfyUIReader, check_readable
 from ledger.workflows.readers.drawthings import DrawThingsReader
 from ledger.workflows.readers.fooocus import FooocusReader
 from ledger.workflows.readers.invokeai import InvokeAIReader
@@ -140,14 +140,17 @@ def _graph_records(
     unknown: frozenset[str] = frozenset(),
     notes: tuple[str, ...] = (),
 ) -> tuple[NewRecord, ...]:
-    from ledger.workflows.readers.comfyui import check_known
-
     outputs = comfy.outputs_of(graph)
     if not outputs:
         raise InvalidInputError("ComfyUI graph has no image-saving node (SaveImage)")
     records = []
+    refused: list[str] = []
     for index, output in enumerate(outputs):
-        check_known(output, graph, unknown)
+        try:
+            check_readable(output, graph, unknown)
+        except InvalidInputError as exc:
+            refused.append(exc.message)  # this output only; the others are still read
+            continue
         info = ctx.info("json")
         info["import"]["carrier"] = carrier
         if notes:
@@ -165,4 +168,6 @@ def _graph_records(
                 extra_params=info,
             )
         )
+    if not records:
+        raise InvalidInputError(refused[0])
     return _kept(tuple(records), "ComfyUI graph")

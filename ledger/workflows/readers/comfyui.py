@@ -82,7 +82,7 @@ def read_graph(
 ) -> NewRecord:
     outputs = comfy.outputs_of(graph)
     output, how = comfy.match_output(outputs, ctx.name, pixels)
-    check_known(output, graph, unknown)
+    check_readable(output, graph, unknown)
     info = ctx.info()
     info["import"]["carrier"] = carrier
     if notes:
@@ -110,18 +110,20 @@ def read_graph(
     return record
 
 
-def check_known(output: comfy.ComfyOutput, graph: dict[str, Any], unknown: frozenset[str]) -> None:
-    """A UI-only graph: the passes read must be of node types whose widgets are known."""
-    if not unknown:
-        return
+def check_readable(output: comfy.ComfyOutput, graph: dict[str, Any], unknown: frozenset[str]) -> None:
+    """Refuse an output whose image no readable sampler pass made (with the reason): a
+    record without its sampler would look read while stating nothing that made it."""
     for sampler in output.chain[:1]:
-        if sampler.node_id in unknown:
+        if sampler.node_id in unknown:  # a UI-only graph: literals of unknown node types
             kind = graph[sampler.node_id]["class_type"]
             raise InvalidInputError(
                 f"ComfyUI UI workflow only (no API graph): sampler node {sampler.node_id} is a {kind}, "
                 "whose widget values seedledger cannot name"
             )
-    if output.sampler is None:
+    if output.sampler is not None:
+        return
+    where = f"save node {output.node_id} ({output.class_type})"
+    if unknown:
         blind = [n for n in comfy.Graph(graph).upstream(output.node_id) if n in unknown]
         detail = (
             f"; node {blind[0]} ({graph[blind[0]]['class_type']}) has widget values seedledger cannot name"
@@ -129,9 +131,10 @@ def check_known(output: comfy.ComfyOutput, graph: dict[str, Any], unknown: froze
             else ""
         )
         raise InvalidInputError(
-            "ComfyUI UI workflow only (no API graph): no sampler of a known node type feeds the saved "
-            f"image{detail}"
+            f"ComfyUI UI workflow only (no API graph): no sampler of a known node type feeds {where}{detail}"
         )
+    notes = f": {'; '.join(output.notes[:2])}" if output.notes else ""
+    raise InvalidInputError(f"ComfyUI graph: no sampler pass feeds {where}{notes}")
 
 
 def comfy_version(workflow: Any) -> str | None:
