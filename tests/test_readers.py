@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.core.records import NewRecord, SeedOrigin
 from ledger.errors import InvalidInputError, LedgerError
 from ledger.store import Ledger
 from ledger.workflows import import_paths, parse_file
+from ledger.workflows.readers import stated
 from tests import reader_fixtures as rf
 from tests.workflow_fixtures import comfy_graph, image
 
@@ -278,6 +281,12 @@ def test_invokeai_2_sd_metadata_and_dream(tmp_path: Path) -> None:
     assert record.prompt == "rick astley"
 
 
+def test_invokeai_graph_alone_is_refused_with_its_reason(tmp_path: Path) -> None:
+    path = rf.png_with_text(tmp_path / "g.png", {"invokeai_graph": '{"nodes": {}}'})
+    with pytest.raises(InvalidInputError, match="holds only 'invokeai_graph'"):
+        parse_file(path.name, path.read_bytes())
+
+
 def test_novelai(tmp_path: Path) -> None:
     comment = {
         "steps": 28,
@@ -510,3 +519,57 @@ def test_every_format_reimports_idempotently(ledger: Ledger, tmp_path: Path) -> 
     again = import_paths(ledger, [tmp_path])
     assert [o.status for o in again.outcomes] == ["unchanged"] * 4
     assert ledger.count() == 4
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+_KEYS = st.sampled_from(
+    ["prompt", "workflow", "parameters", "fooocus_scheme", "invokeai_metadata", "sd-metadata", "Dream",
+     "Software", "Comment", "Source", "XML:com.adobe.xmp"]
+)  # fmt: skip
+_VALUES = st.one_of(
+    st.text(max_size=60),
+    _JSONISH.map(json.dumps),
+    st.sampled_from(["NovelAI", "fooocus", '{"sui_image_params": 1}', '"a" -s x -S', "Draw Things"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=4))
+def test_any_carrier_content_gives_records_or_a_reason(chunks: dict[str, str]) -> None:
+    data = _chunks_png(chunks)
+    try:
+        parsed = parse_file("x.png", data)
+    except LedgerError as exc:
+        assert exc.message and "\n" not in exc.message
+        return
+    assert parsed.records and all(stated(r) for r in parsed.records)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_JSONISH)
+def test_any_ui_workflow_only_raises_input_errors(nodes: Any) -> None:
+    from ledger.core import comfy
+
+    workflow = {"nodes": nodes if isinstance(nodes, list) else [nodes], "links": [[1, 1, 0, 2, 0, "X"]]}
+    try:
+        ui = comfy.workflow_to_graph(workflow)
+        comfy.outputs_of(ui.graph)
+    except LedgerError:
+        pass
+
+
+def _chunks_png(chunks: dict[str, str]) -> bytes:
+    import io
+
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        info.add_itxt(key, value)
+    out = io.BytesIO()
+    image(8, 8).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()

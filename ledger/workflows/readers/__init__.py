@@ -31,7 +31,17 @@ from ledger.workflows.readers.stamps import record_from_stamp, stamp_of
 from ledger.workflows.readers.stealth import read_stealth
 from ledger.workflows.readers.swarmui import SwarmUIReader
 
-__all__ = ["IMAGE_READERS", "Carriers", "Context", "Reader", "Reading", "extract", "read_image", "read_text"]
+__all__ = [
+    "IMAGE_READERS",
+    "Carriers",
+    "Context",
+    "Reader",
+    "Reading",
+    "extract",
+    "read_image",
+    "read_text",
+    "stated",
+]
 
 #: Most specific first: ComfyUI's own chunks, then JSON schemes, then plain infotext.
 IMAGE_READERS: Final[tuple[Reader, ...]] = (
