@@ -384,6 +384,13 @@ def test_a1111_json_values_are_not_cut_at_their_first_comma(tmp_path: Path) -> N
     assert record.params["model_hash"] == "aabbccddee"
 
 
+def test_a1111_prompt_opening_with_a_brace_is_still_infotext(tmp_path: Path) -> None:
+    text = "{red|blue} car, [dusk:night:0.5]\nSteps: 12, Sampler: Euler, CFG scale: 5, Seed: 31, Size: 64x96"
+    kind, record = _one(rf.jpeg_with_comment(tmp_path / "dyn.jpg", text))
+    assert kind == "a1111-jpeg"
+    assert (record.prompt, record.seed, record.steps) == ("{red|blue} car, [dusk:night:0.5]", 31, 12)
+
+
 def test_swarmui_json_in_jpeg(tmp_path: Path) -> None:
     doc = {
         "sui_image_params": {

@@ -7,6 +7,8 @@ Only plain text is infotext: a carrier holding JSON belongs to another reader
 
 from __future__ import annotations
 
+import json
+
 from ledger.core.infotext import record_from_infotext
 from ledger.core.records import NewRecord
 from ledger.workflows.readers.base import Context
@@ -14,7 +16,16 @@ from ledger.workflows.readers.carriers import Carriers
 
 
 def _is_text(value: str | None) -> bool:
-    return bool(value and value.strip()) and value.lstrip()[:1] not in ("{", "[")  # type: ignore[union-attr]
+    """Non-empty and not JSON (a prompt may well open with ``{`` — dynamic prompts)."""
+    if not value or not value.strip():
+        return False
+    if value.lstrip()[:1] not in ("{", "["):
+        return True
+    try:
+        json.loads(value)
+    except (ValueError, RecursionError):
+        return True
+    return False
 
 
 def infotext_of(carriers: Carriers) -> tuple[str, str] | None:
