@@ -580,3 +580,44 @@ def _chunks_png(chunks: dict[str, str]) -> bytes:
     out = io.BytesIO()
     image(8, 8).save(out, format="PNG", pnginfo=info)
     return out.getvalue()
+
+
+def test_comfy_split_sigmas_sd3_text_and_flux_encoder() -> None:
+    graph = rf.flux_custom_graph()
+    graph["40"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["17", 0], "step": 10}}
+    graph["13"]["inputs"]["sigmas"] = ["40", 1]
+    graph["6"] = {
+        "class_type": "CLIPTextEncodeFlux",
+        "inputs": {"clip_l": "fox", "t5xxl": "a red fox", "guidance": 4.0, "clip": ["11", 0]},
+    }
+    graph["22"]["inputs"]["conditioning"] = ["6", 0]  # no FluxGuidance node: the encoder's own
+    record = parse_file("x.png", _png_bytes(graph)).records[0]
+    assert (record.steps, record.params["schedule"], record.prompt) == (28, "simple", "fox\na red fox")
+    assert record.params["flux_guidance"] == 4.0
+    assert record.params["samplers"][0]["sigmas_via"] == ["40 SplitSigmas"]
+
+
+def test_comfy_pipes_and_prompt_literals_on_loaders() -> None:
+    graph = rf.two_pass_noop_seed_graph()
+    graph["50"] = {
+        "class_type": "Efficient Loader",
+        "inputs": {"ckpt_name": "eff.safetensors", "positive": "a meadow", "negative": "text"},
+    }
+    graph["51"] = {
+        "class_type": "ToBasicPipe",
+        "inputs": {"model": ["50", 0], "clip": ["50", 5], "vae": ["50", 4], "positive": ["50", 1],
+                   "negative": ["50", 2]},
+    }  # fmt: skip
+    graph["11"] = {
+        "class_type": "ImpactKSamplerBasicPipe",
+        "inputs": {"basic_pipe": ["51", 0], "seed": 31337, "steps": 9, "cfg": 3.0, "sampler_name": "euler",
+                   "scheduler": "normal", "denoise": 1.0, "latent_image": ["5", 0]},
+    }  # fmt: skip
+    record = parse_file("x.png", _png_bytes(graph)).records[0]
+    assert (record.seed, record.model, record.steps, record.prompt, record.negative_prompt) == (
+        31337,
+        "eff.safetensors",
+        9,
+        "a meadow",
+        "text",
+    )

@@ -44,6 +44,7 @@ _SIDE_INPUTS: Final = frozenset(
      "samples_from", "source", "guider", "sampler", "sigmas", "noise"}
 )  # fmt: skip
 _CHAIN_INPUTS: Final = ("images", "image", "samples", "samples_to", "latent", "latent_image", "pixels")
+_TEXT_FIELDS: Final = ("text_g", "text_l", "clip_g", "clip_l", "t5xxl")
 _DIMENSIONS: Final = re.compile(r"(\d{2,5})\s*[x×]\s*(\d{2,5})")
 _MAX_SCALE: Final = 64
 
@@ -146,16 +147,21 @@ def _text(graph: Graph, link: Any, prefer: str) -> tuple[str | None, float | Non
             continue
         seen.add(found)
         inputs = graph.inputs(found)
-        if graph.cls(found) == "FluxGuidance" and guidance is None:
+        kind = graph.cls(found)
+        if kind in ("FluxGuidance", "CLIPTextEncodeFlux") and guidance is None:
             guidance = to_number(graph.value(inputs.get("guidance"), ("guidance",)), f"node {found}.guidance")
         if "text" in inputs:
             text = graph.value(inputs["text"], ("text", "string"))
             if isinstance(text, str):
                 return text, guidance
-        if "text_g" in inputs or "text_l" in inputs:
-            parts = [graph.value(inputs.get(k), (k, "text")) for k in ("text_g", "text_l")]
+        # SDXL (text_g/text_l), SD3 (clip_l/clip_g/t5xxl) and Flux (clip_l/t5xxl) encoders.
+        fields = [k for k in _TEXT_FIELDS if k in inputs]
+        if fields:
+            parts = [graph.value(inputs.get(k), (k, "text", "string")) for k in fields]
             texts = [p for p in parts if isinstance(p, str) and p]
             return "\n".join(dict.fromkeys(texts)), guidance
+        if isinstance(inputs.get(prefer), str):  # loaders that take the prompt as text (Efficient Loader)
+            return inputs[prefer], guidance
         names = [prefer, *sorted(k for k in inputs if "conditioning" in k or k in ("cond1", "stage_c"))]
         queue.extend(inputs[name] for name in names if name in inputs)
     return None, guidance
@@ -184,7 +190,7 @@ def _size(graph: Graph, link: Any) -> tuple[int | None, int | None, int | None, 
                 batch if plain_int(batch) else None,
                 graph.cls(found),
             )
-        factor = graph.value(inputs.get("scale_by"), ("scale_by",))
+        factor = graph.value(inputs.get("scale_by", inputs.get("scale_factor")), ("scale_by", "scale_factor"))
         if isinstance(factor, int | float) and not isinstance(factor, bool):
             if not 0 < factor <= _MAX_SCALE:
                 return None, None, None, None  # not a size we can state

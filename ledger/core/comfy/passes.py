@@ -132,6 +132,12 @@ def read_pass(graph: Graph, node_id: str) -> ComfySampler:
     if kind in _CUSTOM:
         return _custom_pass(graph, node_id, extra)
     seed_key = next(k for k in _SEED_INPUTS if k in inputs)
+    model, positive, negative = inputs.get("model"), inputs.get("positive"), inputs.get("negative")
+    pipe = _pipe(graph, node_id)
+    if pipe is not None:  # Impact/Inspire pipes carry model and prompts in one link
+        model = model or pipe.get("model")
+        positive = positive or pipe.get("positive")
+        negative = negative or pipe.get("negative")
     return ComfySampler(
         node_id=node_id,
         class_type=kind,
@@ -143,12 +149,28 @@ def read_pass(graph: Graph, node_id: str) -> ComfySampler:
         denoise=to_number(val("denoise"), f"{here}.denoise"),
         extra=extra,
         adds_noise=_adds_noise(extra.get("add_noise", True)),
-        model_link=inputs.get("model"),
-        positive_link=inputs.get("positive"),
-        negative_link=inputs.get("negative"),
+        model_link=model,
+        positive_link=positive,
+        negative_link=negative,
         latent_link=inputs.get("latent_image"),
         image_link=inputs.get("image", inputs.get("images")),
     )
+
+
+def _pipe(graph: Graph, node_id: str) -> dict[str, Any] | None:
+    """The inputs of the node a ``*pipe`` input links to (``ToBasicPipe``,
+    ``ToDetailerPipe`` …), following pipes of pipes."""
+    current = node_id
+    for _ in range(8):
+        link = next((v for k, v in graph.inputs(current).items() if k.endswith("pipe")), None)
+        found = graph.node(link)
+        if found is None:
+            return None
+        inputs = graph.inputs(found)
+        if "model" in inputs:
+            return inputs
+        current = found
+    return None
 
 
 def _custom_pass(graph: Graph, node_id: str, extra: dict[str, Any]) -> ComfySampler:
@@ -196,6 +218,11 @@ def _custom_pass(graph: Graph, node_id: str, extra: dict[str, Any]) -> ComfySamp
             sampler_name = graph.cls(chooser)
     steps = scheduler = denoise = None
     sigmas = graph.node(inputs.get("sigmas"), where=f"{here}.sigmas")
+    for _ in range(8):  # SplitSigmas, FlipSigmas …: to the scheduler that made them
+        if sigmas is None or "steps" in graph.inputs(sigmas) or "sigmas" not in graph.inputs(sigmas):
+            break
+        extra.setdefault("sigmas_via", []).append(f"{sigmas} {graph.cls(sigmas)}")
+        sigmas = graph.node(graph.inputs(sigmas)["sigmas"])
     if sigmas is not None:
         s = graph.inputs(sigmas)
         extra["sigmas_node"] = f"{sigmas} {graph.cls(sigmas)}"
