@@ -621,3 +621,14 @@ def test_comfy_pipes_and_prompt_literals_on_loaders() -> None:
         "a meadow",
         "text",
     )
+
+
+def test_comfy_json_user_comment_and_a_foreign_prompt_chunk(tmp_path: Path) -> None:
+    doc = {"prompt": rf.two_pass_noop_seed_graph(), "workflow": {"nodes": [], "links": []}}
+    kind, record = _one(rf.jpeg_with_comment(tmp_path / "c.jpg", json.dumps(doc)))
+    assert (kind, record.seed, record.steps) == ("comfyui-jpeg", 5550001, 20)
+    assert record.params["workflow"] == {"nodes": [], "links": []}
+    # A 'prompt' chunk that is not a graph, beside A1111 text: the A1111 text is read.
+    chunks = {"parameters": "a\nSteps: 5, Sampler: Euler, Seed: 8", "prompt": '{"text": "a"}'}
+    kind, record = _one(rf.png_with_text(tmp_path / "p.png", chunks))
+    assert (kind, record.seed) == ("a1111-png", 8)

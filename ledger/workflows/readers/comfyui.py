@@ -11,12 +11,13 @@ its name (``filename_prefix``), else the last one (``params["output_matched_by"]
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from ledger.core import comfy
 from ledger.core.records import NewRecord
 from ledger.errors import InvalidInputError
-from ledger.workflows.readers.base import Context
+from ledger.workflows.readers.base import Context, json_object
 from ledger.workflows.readers.carriers import Carriers
 
 
@@ -29,12 +30,26 @@ def _exif_graph(carriers: Carriers, prefix: str) -> str | None:
 
 
 def graphs_of(carriers: Carriers) -> tuple[str | None, str | None]:
-    """(API graph text, UI workflow text) from wherever the file keeps them."""
+    """(API graph text, UI workflow text) from wherever the file keeps them: PNG text
+    chunks, EXIF ``prompt:``/``workflow:`` tags, or a ``{"prompt": …, "workflow": …}``
+    JSON UserComment (custom savers writing JPEG/WEBP)."""
     prompt = carriers.text.get("prompt") or _exif_graph(carriers, "prompt:")
     workflow = carriers.text.get("workflow") or _exif_graph(carriers, "workflow:")
+    if prompt is None and workflow is None:
+        doc = json_object(carriers.exif.get("UserComment"))
+        if doc is not None and comfy.is_api_graph(doc.get("prompt")):
+            prompt = json.dumps(doc["prompt"])
+            workflow = json.dumps(doc["workflow"]) if isinstance(doc.get("workflow"), dict) else None
     if prompt is not None and prompt.lstrip()[:1] != "{":
         prompt = None
     return prompt, workflow
+
+
+def _parses_as(text: str | None, check: Any) -> bool:
+    try:
+        return text is not None and bool(check(comfy.loads(text, "graph")))
+    except InvalidInputError:
+        return False
 
 
 class ComfyUIReader:
@@ -42,7 +57,13 @@ class ComfyUIReader:
 
     def detect(self, carriers: Carriers) -> bool:
         prompt, workflow = graphs_of(carriers)
-        return prompt is not None or workflow is not None
+        if prompt is None and workflow is None:
+            return False
+        if "parameters" in carriers.text:
+            # Beside A1111 text, only a real graph makes this a ComfyUI file (some tools
+            # write a 'prompt' chunk of their own).
+            return _parses_as(prompt, comfy.is_api_graph) or _parses_as(workflow, comfy.is_ui_workflow)
+        return True
 
     def read(self, carriers: Carriers, ctx: Context) -> tuple[NewRecord, ...]:
         prompt, workflow_text = graphs_of(carriers)
