@@ -632,3 +632,17 @@ def test_comfy_json_user_comment_and_a_foreign_prompt_chunk(tmp_path: Path) -> N
     chunks = {"parameters": "a\nSteps: 5, Sampler: Euler, Seed: 8", "prompt": '{"text": "a"}'}
     kind, record = _one(rf.png_with_text(tmp_path / "p.png", chunks))
     assert (kind, record.seed) == ("a1111-png", 8)
+
+
+def test_novelai_stealth_json(tmp_path: Path) -> None:
+    comment = {"prompt": "a cat", "steps": 23, "sampler": "k_euler", "seed": 42, "scale": 5.0,
+               "width": 64, "height": 64, "noise_schedule": "karras", "uc": "dog"}  # fmt: skip
+    hidden = {
+        "Software": "NovelAI",
+        "Source": "NovelAI Diffusion V3 4BDE2A90",
+        "Comment": json.dumps(comment),
+    }
+    kind, record = _one(rf.stealth_png(tmp_path / "nai.png", json.dumps(hidden)))
+    assert kind == "novelai-stealth-png"
+    assert _fields(record) == (42, "NovelAI Diffusion V3 4BDE2A90", "k_euler", "karras", 23, 5.0, 64, 64)
+    assert (record.prompt, record.params["model_hash"]) == ("a cat", "4BDE2A90")

@@ -12,6 +12,8 @@ workflows, Runware logs).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any, Final
 
 from ledger.core import comfy
@@ -104,13 +106,28 @@ def read_image(data: bytes, ctx: Context) -> Reading:
     if carriers.kind in ("png", "webp"):
         hidden = read_stealth(data, carriers.has_alpha)
         if hidden is not None:
-            record = read_infotext(
-                hidden, f"{ctx.kind}:stealth-{'alpha' if carriers.has_alpha else 'rgb'}", ctx
-            )
-            return Reading(f"a1111-stealth-{ctx.kind}", _kept((record,), "stealth infotext"), data)
+            return _stealth(hidden, carriers, ctx, data)
     stealth = ", no stealth info in the pixels" if carriers.kind in ("png", "webp") else ""
     found = carriers.describe() + stealth
     raise InvalidInputError(f"{carriers.kind.upper()} has no generation metadata seedledger reads ({found})")
+
+
+def _stealth(hidden: str, carriers: Carriers, ctx: Context, data: bytes) -> Reading:
+    """Stealth info: A1111 infotext, or (NovelAI) a JSON object of the text chunks the
+    file would otherwise carry, read by the reader of that format."""
+    doc = json_object(hidden)
+    if doc is None:
+        where = f"{ctx.kind}:stealth-{'alpha' if carriers.has_alpha else 'rgb'}"
+        record = read_infotext(hidden, where, ctx)
+        return Reading(f"a1111-stealth-{ctx.kind}", _kept((record,), "stealth infotext"), data)
+    chunks = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+    inner = dataclasses.replace(carriers, text=chunks)
+    for reader in IMAGE_READERS:
+        if reader.detect(inner):
+            records = _kept(reader.read(inner, ctx), f"{reader.name} stealth metadata")
+            return Reading(f"{reader.name}-stealth-{ctx.kind}", records, data)
+    keys = ", ".join(sorted(chunks)[:6])
+    raise InvalidInputError(f"stealth info in the pixels holds JSON of no known scheme (keys: {keys})")
 
 
 def read_text(text: str, ctx: Context) -> Reading:

@@ -1,7 +1,9 @@
 """NovelAI: PNG ``Software: NovelAI``, ``Description`` (the prompt), ``Source`` (the
 model, e.g. ``Stable Diffusion 1D44365E``: the hex suffix is its hash) and ``Comment``
 (JSON: ``seed``, ``steps``, ``scale``, ``sampler``, ``uc`` the negative prompt,
-``width``/``height`` in newer versions)."""
+``width``/``height`` and ``noise_schedule`` in newer versions). Newer files hide the
+same chunks as JSON in the alpha channel's stealth bits; the registry reads those
+through this reader too."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class NovelAIReader:
                 model=source or None,
                 model_hash=found.group(1) if found else None,
                 sampler=doc.get("sampler"),
+                schedule=doc.get("noise_schedule"),
                 prompt=t.get("Description") or doc.get("prompt"),
                 negative_prompt=doc.get("uc"),
                 width=doc.get("width"),
