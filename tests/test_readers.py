@@ -521,11 +521,18 @@ def test_every_format_reimports_idempotently(ledger: Ledger, tmp_path: Path) -> 
     rf.stealth_png(tmp_path / "stealth.png")
     rf.jpeg_with_comment(tmp_path / "swarm.jpg", json.dumps({"sui_image_params": {"seed": 3, "model": "m"}}))
     rf.png_with_text(tmp_path / "dream.png", {"Dream": '"a" -s 5 -S 9'})
+    # NaN in metadata kept as the file said it: stored as null (JSON columns cannot hold NaN).
+    nan = json.dumps({"sui_image_params": {"seed": 4, "model": "m", "x": float("nan")}})
+    rf.jpeg_with_comment(tmp_path / "nan.jpg", nan)
     first = import_paths(ledger, [tmp_path])
-    assert [o.status for o in first.outcomes] == ["imported"] * 4, first.outcomes
+    assert [o.status for o in first.outcomes] == ["imported"] * 5, first.outcomes
+    by_name = {Path(o.path).name: o for o in first.outcomes}
+    stored = ledger.get(by_name["nan.jpg"].record_ids[0])
+    assert stored.params["metadata"]["sui_image_params"]["x"] is None
+    assert by_name["nan.jpg"].notes == ("non-finite numbers stored as null: metadata.sui_image_params.x",)
     again = import_paths(ledger, [tmp_path])
-    assert [o.status for o in again.outcomes] == ["unchanged"] * 4
-    assert ledger.count() == 4
+    assert [o.status for o in again.outcomes] == ["unchanged"] * 5
+    assert ledger.count() == 5
 
 
 _JSONISH = st.recursive(

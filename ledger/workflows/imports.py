@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
+from ledger.core.comfy import json_safe
 from ledger.core.records import NewRecord, Source
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
 from ledger.store import Ledger
@@ -142,9 +143,21 @@ def parse_file(
         except UnicodeDecodeError:
             raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
         parsed = readers.read_text(text, readers.Context(name, sha, "json", source))
-    for record in parsed.records:
+    records = tuple(_finite(r) for r in parsed.records)
+    for record in records:
         _check_storable(record)
-    return parsed
+    return dataclasses.replace(parsed, records=records)
+
+
+def _finite(record: NewRecord) -> NewRecord:
+    """NaN/Infinity anywhere in ``params`` (metadata as the file said it) become null,
+    with a note: JSON columns (PostgreSQL's above all) cannot hold them."""
+    found: list[str] = []
+    params = json_safe(record.params, found=found)
+    if not found:
+        return record
+    notes = [*params.get("notes", ()), f"non-finite numbers stored as null: {', '.join(found[:5])}"]
+    return dataclasses.replace(record, params=params | {"notes": notes})
 
 
 def _has_nul(value: Any) -> bool:
