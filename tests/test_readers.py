@@ -653,3 +653,34 @@ def test_novelai_stealth_json(tmp_path: Path) -> None:
     assert kind == "novelai-stealth-png"
     assert _fields(record) == (42, "NovelAI Diffusion V3 4BDE2A90", "k_euler", "karras", 23, 5.0, 64, 64)
     assert (record.prompt, record.params["model_hash"]) == ("a cat", "4BDE2A90")
+
+
+_PICKER = {"class_type": "SDXLEmptyLatentSizePicker+", "inputs": {"resolution": "832x1216 (0.68)"}}
+_PRESETS = {
+    "class_type": "Empty Latent Image Presets",
+    "inputs": {"dimensions": "768 x 512 (l)", "invert": True},
+}
+
+
+@pytest.mark.parametrize(("node", "size"), [(_PICKER, (832, 1216)), (_PRESETS, (512, 768))])
+def test_comfy_size_from_preset_nodes(node: dict[str, Any], size: tuple[int, int]) -> None:
+    graph = rf.two_pass_noop_seed_graph()
+    graph["5"] = node
+    record = parse_file("x.png", _png_bytes(graph)).records[0]
+    assert (record.width, record.height) == size
+
+
+def test_comfy_size_linked_from_an_aspect_ratio_node() -> None:
+    graph = rf.two_pass_noop_seed_graph()
+    graph["60"] = {
+        "class_type": "CR SDXL Aspect Ratio",
+        "inputs": {
+            "width": 1024,
+            "height": 1024,
+            "aspect_ratio": "3:4 portrait 896x1152",
+            "swap_dimensions": "Off",
+        },
+    }
+    graph["5"]["inputs"].update(width=["60", 0], height=["60", 1])
+    record = parse_file("x.png", _png_bytes(graph)).records[0]
+    assert (record.width, record.height) == (896, 1152)

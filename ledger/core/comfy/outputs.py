@@ -175,13 +175,20 @@ def _size(graph: Graph, link: Any) -> tuple[int | None, int | None, int | None, 
         if found is None:
             break
         inputs = graph.inputs(found)
+        preset = _preset(graph, found)
         width = graph.value(inputs.get("width"), ("width",))
         height = graph.value(inputs.get("height"), ("height",))
-        dims = graph.value(inputs.get("dimensions", inputs.get("resolution")), ("dimensions",))
-        if isinstance(dims, str) and (m := _DIMENSIONS.search(dims)):
-            width, height = int(m.group(1)), int(m.group(2))
-            if graph.value(inputs.get("invert"), ("invert",)) is True:
-                width, height = height, width
+        for index, key in enumerate(("width", "height")):
+            # A size linked from a preset node (CR SDXL Aspect Ratio …) is the preset's.
+            source = graph.node(inputs.get(key))
+            linked = _preset(graph, source) if source is not None else None
+            if linked is not None:
+                if index == 0:
+                    width = linked[0]
+                else:
+                    height = linked[1]
+        if preset is not None:
+            width, height = preset
         if plain_int(width) and plain_int(height) and width > 0 and height > 0:
             batch = graph.value(inputs.get("batch_size"), ("batch_size",))
             return (
@@ -200,6 +207,21 @@ def _size(graph: Graph, link: Any) -> tuple[int | None, int | None, int | None, 
             None,
         )
     return None, None, None, None
+
+
+def _preset(graph: Graph, node_id: str) -> tuple[int, int] | None:
+    """A ``WxH`` size stated by a preset string (``dimensions``, ``resolution``,
+    ``aspect_ratio``: ``"1024 x 1024 (square)"``, ``"SDXL - 1:1 square 1024x1024"``),
+    swapped when the node says so."""
+    inputs = graph.inputs(node_id)
+    for key in ("dimensions", "resolution", "aspect_ratio"):
+        text = graph.value(inputs.get(key), (key,))
+        if isinstance(text, str) and (m := _DIMENSIONS.search(text)):
+            width, height = int(m.group(1)), int(m.group(2))
+            if any(graph.value(inputs.get(k), (k,)) in (True, "On") for k in ("invert", "swap_dimensions")):
+                width, height = height, width
+            return width, height
+    return None
 
 
 def _pixel_size(
