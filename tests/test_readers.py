@@ -684,3 +684,14 @@ def test_comfy_size_linked_from_an_aspect_ratio_node() -> None:
     graph["5"]["inputs"].update(width=["60", 0], height=["60", 1])
     record = parse_file("x.png", _png_bytes(graph)).records[0]
     assert (record.width, record.height) == (896, 1152)
+
+
+def test_reasons_and_notes_are_one_printable_line(ledger: Ledger, tmp_path: Path) -> None:
+    rf.jpeg_with_comment(tmp_path / "k.jpg", json.dumps({"a\nb\x1b[31m": 1}))
+    graph = comfy_graph()
+    graph["8"]["inputs"]["samples"] = ["9\n9", 0]
+    graph["50"] = dict(graph["3"])  # two chains left: the dangling output cannot be read
+    rf.png_with_text(tmp_path / "d.png", {"prompt": json.dumps(graph)})
+    outcomes = {Path(o.path).name: o for o in import_paths(ledger, [tmp_path]).outcomes}
+    assert outcomes["k.jpg"].reason == "EXIF UserComment holds JSON of no known scheme (keys: a\\nb\\x1b[31m)"
+    assert "node 9\\n9, which is not in the graph" in (outcomes["d.png"].reason or "")

@@ -149,6 +149,12 @@ def parse_file(
     return dataclasses.replace(parsed, records=records)
 
 
+def one_line(text: str) -> str:
+    """A reason or note as one printable line: metadata quoted in it (node ids, JSON
+    keys) may hold newlines or terminal escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _finite(record: NewRecord) -> NewRecord:
     """NaN/Infinity anywhere in ``params`` (metadata as the file said it) become null,
     with a note: JSON columns (PostgreSQL's above all) cannot hold them."""
@@ -290,7 +296,7 @@ def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileO
     try:
         parsed = parse_file(path.name, data, created_at=datetime.fromtimestamp(stat.st_mtime, UTC))
     except LedgerError as exc:
-        return FileOutcome(shown, "skipped", reason=exc.message)
+        return FileOutcome(shown, "skipped", reason=one_line(exc.message))
     if parsed.image is None or fingerprinter is None:
         return Prepared(shown, parsed)
     if _media.is_animated(parsed.image):
@@ -323,6 +329,7 @@ def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> Fi
             raise
         return FileOutcome(shown, "skipped", parsed.kind, reason=exc.message)
     read, not_read, notes = _fields(parsed.records)
+    notes = tuple(one_line(n) for n in notes)
     if prepared.note is not None:
         notes = (*notes, prepared.note)
     status = "imported" if added else "unchanged"
