@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,12 +29,12 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from ledger.core.comfy import json_safe
 from ledger.core.records import NewRecord, Source
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
 from ledger.store import Ledger
 from ledger.store.schema import records as records_table
 from ledger.workflows import _media, readers
+from ledger.workflows._storable import check_storable, finite, one_line, stated_fields
 from ledger.workflows.readers import Reading
 from ledger.workflows.stamp import Stamp
 
@@ -43,7 +42,6 @@ from ledger.workflows.stamp import Stamp
 #: always tried, whatever their name).
 SCANNED_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".json", ".jsonl", ".ndjson"})
 MAX_FILE_BYTES: Final = 256 * 1024 * 1024
-_INT32_MAX: Final = 2**31 - 1
 #: Threads reading/parsing/fingerprinting ahead of the writer (see import_paths).
 DEFAULT_WORKERS: Final = 1
 
@@ -143,76 +141,10 @@ def parse_file(
         except UnicodeDecodeError:
             raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
         parsed = readers.read_text(text, readers.Context(name, sha, "json", source))
-    records = tuple(_finite(r) for r in parsed.records)
+    records = tuple(finite(r) for r in parsed.records)
     for record in records:
-        _check_storable(record)
+        check_storable(record)
     return dataclasses.replace(parsed, records=records)
-
-
-def one_line(text: str) -> str:
-    """A reason or note as one printable line: metadata quoted in it (node ids, JSON
-    keys) may hold newlines or terminal escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _finite(record: NewRecord) -> NewRecord:
-    """NaN/Infinity anywhere in ``params`` (metadata as the file said it) become null,
-    with a note: JSON columns (PostgreSQL's above all) cannot hold them."""
-    found: list[str] = []
-    params = json_safe(record.params, found=found)
-    if not found:
-        return record
-    notes = [*params.get("notes", ()), f"non-finite numbers stored as null: {', '.join(found[:5])}"]
-    return dataclasses.replace(record, params=params | {"notes": notes})
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _check_storable(record: NewRecord) -> None:
-    # PostgreSQL text and JSON cannot hold NUL; refuse the file rather than fail the
-    # database write (which would stop the whole import).
-    fields = (record.prompt, record.negative_prompt, record.model, record.scheduler, record.params)
-    if any(_has_nul(value) for value in fields):
-        raise InvalidInputError("metadata contains NUL characters, which the ledger cannot store")
-    # Integer columns are 32-bit on PostgreSQL: an absurd size or step count is bad input.
-    for name in ("width", "height", "steps", "output_index"):
-        value = getattr(record, name)
-        if value is not None and not 0 <= value <= _INT32_MAX:
-            raise InvalidInputError(f"{name} {value} is out of range")
-    if record.cfg_scale is not None and not math.isfinite(record.cfg_scale):
-        raise InvalidInputError(f"CFG scale {record.cfg_scale} is not a finite number")
-
-
-_FIELDS: Final = ("seed", "model", "sampler", "steps", "cfg_scale", "width", "height", "prompt")
-
-
-def _fields(records: Sequence[NewRecord]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(fields stated, fields not stated, reader notes) over a file's records."""
-    values = {
-        "seed": [r.seed for r in records],
-        "model": [None if r.model == "unknown" else r.model for r in records],
-        "sampler": [r.scheduler_requested for r in records],
-        "steps": [r.steps for r in records],
-        "cfg_scale": [r.cfg_scale for r in records],
-        "width": [r.width for r in records],
-        "height": [r.height for r in records],
-        "prompt": [r.prompt for r in records],
-    }
-    read = tuple(f for f in _FIELDS if any(v is not None for v in values[f]))
-    not_read = tuple(f for f in _FIELDS if f not in read)
-    notes = tuple(dict.fromkeys(n for r in records for n in r.params.get("notes", ()) if isinstance(n, str)))
-    return read, not_read, notes
-
-
-# -- storing ------------------------------------------------------------------------
 
 
 def default_fingerprinter() -> Fingerprinter:
@@ -328,7 +260,7 @@ def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> Fi
         if exc.exit_code == 4:  # the database itself failed: stop, do not skip on
             raise
         return FileOutcome(shown, "skipped", parsed.kind, reason=exc.message)
-    read, not_read, notes = _fields(parsed.records)
+    read, not_read, notes = stated_fields(parsed.records)
     notes = tuple(one_line(n) for n in notes)
     if prepared.note is not None:
         notes = (*notes, prepared.note)
