@@ -19,8 +19,15 @@ from typing import Any, Final
 from ledger.core import comfy
 from ledger.core.records import NewRecord
 from ledger.errors import InvalidInputError
+from ledger.workflows.credentials.read import manifest_summary
 from ledger.workflows.readers.a1111 import A1111Reader, read_infotext
 from ledger.workflows.readers.base import Context, Reader, Reading, json_object
+from ledger.workflows.readers.c2pa import (
+    credential_stamp,
+    record_from_credential,
+    record_from_manifest,
+    with_manifest,
+)
 from ledger.workflows.readers.carriers import Carriers, extract
 from ledger.workflows.readers.civitai import CivitaiReader
 from ledger.workflows.readers.comfyui import ComfyUIReader, check_readable
@@ -94,12 +101,24 @@ def read_image(data: bytes, ctx: Context) -> Reading:
     """The records of one PNG/JPEG/WEBP. Raises InvalidInputError (with the reason)."""
     carriers = extract(data)
     stamp = stamp_of(carriers)
+    manifest = manifest_summary(data)  # C2PA: what the manifest declares, never trusted here
+    if stamp is None and manifest is not None and manifest.credential is not None:
+        stamp = credential_stamp(manifest.credential)
     for reader in IMAGE_READERS:
         if reader.detect(carriers):
             records = _kept(reader.read(carriers, ctx), f"{reader.name} metadata")
-            return Reading(f"{reader.name}-{ctx.kind}", records, data, stamp)
+            return Reading(f"{reader.name}-{ctx.kind}", with_manifest(records, manifest), data, stamp)
     if stamp is not None:
-        return Reading("seedledger-stamp", (record_from_stamp(stamp, ctx),), data, stamp)
+        if stamp.record:
+            record = record_from_stamp(stamp, ctx)
+        else:  # a credential without the XMP stamp (WEBP): the sealed leaf's row
+            assert manifest is not None and manifest.credential is not None
+            record = record_from_credential(manifest.credential, ctx)
+        return Reading("seedledger-stamp", with_manifest((record,), manifest), data, stamp)
+    if manifest is not None:
+        return Reading(
+            f"c2pa-{ctx.kind}", _kept((record_from_manifest(manifest, ctx),), "C2PA manifest"), data
+        )
     unknown = _unknown_json(carriers)
     if unknown is not None:
         raise InvalidInputError(unknown)
