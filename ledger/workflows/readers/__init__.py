@@ -109,11 +109,11 @@ def read_image(data: bytes, ctx: Context) -> Reading:
             records = _kept(reader.read(carriers, ctx), f"{reader.name} metadata")
             return Reading(f"{reader.name}-{ctx.kind}", with_manifest(records, manifest), data, stamp)
     if stamp is not None:
-        if stamp.record:
-            record = record_from_stamp(stamp, ctx)
-        else:  # a credential without the XMP stamp (WEBP): the sealed leaf's row
-            assert manifest is not None and manifest.credential is not None
+        if not stamp.record and manifest is not None and manifest.credential is not None:
+            # a credential without the XMP stamp (WEBP): the sealed leaf's row
             record = record_from_credential(manifest.credential, ctx)
+        else:
+            record = record_from_stamp(stamp, ctx)
         return Reading("seedledger-stamp", with_manifest((record,), manifest), data, stamp)
     if manifest is not None:
         return Reading(
