@@ -34,6 +34,7 @@ COMMAND_MODULES: dict[str, str] = {
     "stamp": "ledger.cli.workflows",
     "sweep": "ledger.cli.sweep",
     "demo": "ledger.cli.demo",
+    "ui": "ledger.cli.ui",
 }
 main.lazy_commands = COMMAND_MODULES
 
