@@ -9,8 +9,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ledger.errors import InvalidInputError, LedgerError, NotFoundError, UsageError
@@ -50,6 +50,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error_page(request, exc.status_code, str(exc.detail))
 
 
+def _favicon(_: Request) -> Response:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
 def create_app(config: UIConfig, *, ledger: Ledger | None = None) -> Guard:
     """The UI as an ASGI app. Opens the ledger at ``config.db_url`` unless one is given
     (it is closed with the app only when the app opened it)."""
@@ -77,6 +81,7 @@ def create_app(config: UIConfig, *, ledger: Ledger | None = None) -> Guard:
             *find.routes,
             *integrity.routes,
             *media.routes,
+            Route("/favicon.ico", _favicon),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={LedgerError: _ledger_error, HTTPException: _http_error},

@@ -6,7 +6,8 @@
   Anything else gets 401.
 * Without a token (loopback only) the Host header must name a loopback host, so a
   web page elsewhere cannot reach the UI through DNS rebinding.
-* POST (the Verify action, /find) must come from the UI's own pages (Origin check).
+* POST (the Verify action, /find) must come from the UI's own pages (Fetch metadata,
+  else the Origin header).
 * Every response carries a strict Content-Security-Policy: no script at all, images,
   styles and forms from the app only, no framing.
 """
@@ -30,7 +31,7 @@ CSP = (
 HEADERS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make form posts Origin: null
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
@@ -100,6 +101,9 @@ class Guard:
 
 
 def _same_origin(headers: dict[str, str]) -> bool:
+    site = headers.get("sec-fetch-site")
+    if site is not None:  # browsers that send Fetch metadata say it outright
+        return site in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None:  # not a browser form post (curl, tests); the token still applies
         return True
