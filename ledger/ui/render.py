@@ -46,8 +46,22 @@ def _text(value: Any) -> str:
     return strip_controls("" if value is None else str(value))
 
 
+#: Longer strings (base64 payloads of older records) are cut on the page.
+MAX_SHOWN = 2000
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return value[:200] + f"… ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {k: _shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v) for v in value]
+    return value
+
+
 def _pretty(value: Any) -> str:
-    return _text(json.dumps(jsonable(value), indent=2, ensure_ascii=False, sort_keys=True))
+    return _text(json.dumps(_shorten(jsonable(value)), indent=2, ensure_ascii=False, sort_keys=True))
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -92,7 +106,9 @@ def respond(request: Request, template: str, data: Mapping[str, Any], *, status:
         return Response(body, status_code=status, media_type="application/json")
     path = request.url.path
     twin = ("/records" if path == "/" else path.rstrip("/")) + ".json"
-    if request.url.query:
-        twin += "?" + request.url.query
+    # The access token (if it came in the query) is never written into a page.
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    if query:
+        twin += "?" + urlencode(query)
     html = environment.get_template(template).render(**data, request_path=path, json_url=twin)
     return HTMLResponse(html, status_code=status)

@@ -164,7 +164,8 @@ def result_view(result: AuditResult) -> dict[str, Any]:
         "reason": d.get("reason"),
         "warnings": [w.to_dict() | {"explanation": w.explanation} for w in result.warnings],
         "has_replay": result.replay_thumbnail is not None,
+        # The error text is a backend's message and may quote what it was sent; like the
+        # reports, pages show only its stable code (`seedledger audit show` has the rest).
         "error_code": result.error_code,
-        "error": redact_text(result.error) if result.error else None,
         "created_at": result.created_at,
     }
