@@ -1,0 +1,88 @@
+"""The store queries the UI browses with (both engines) and the output archive."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import InvalidInputError, LedgerError
+from ledger.integrity import ENTRY_TYPES, Signer, seal
+from ledger.store import Ledger, RecordFilter, browse
+from ledger.store.archive import Archive
+from tests.factories import new_record
+
+
+def test_keyset_pages_follow_the_filter_newest_first(ledger: Ledger) -> None:
+    ids = ledger.add(
+        [
+            new_record(seed=s, model="m:1@1" if s % 3 else "m:2@1", tags=("t",) if s % 2 else ())
+            for s in range(30)
+        ]
+    )
+    where = RecordFilter(model="m:1@1")
+    expected = [i for i, s in zip(ids, range(30), strict=True) if s % 3][::-1]
+    seen: list[int] = []
+    before = None
+    while True:
+        page = browse.record_page(ledger, where, before=before, limit=7)
+        seen.extend(r.id for r in page.records)
+        assert len(page.records) <= 7
+        if page.next_before is None:
+            break
+        before = page.next_before
+    assert seen == expected
+    tagged = browse.record_page(ledger, RecordFilter(tags=("t",), seed_min=10), limit=100)
+    assert [r.seed for r in tagged.records] == [s for s in range(29, 9, -1) if s % 2]
+    assert browse.record_page(ledger, RecordFilter(seed=2**64 - 1)).records == ()
+
+
+def test_siblings_log_positions_and_counts(ledger: Ledger) -> None:
+    (root,) = ledger.add([new_record(seed=1)])
+    kids = ledger.add([new_record(seed=s, parent_id=root) for s in (2, 3, 4)])
+    assert [r.id for r in browse.siblings(ledger, ledger.get(kids[0]))] == kids[1:]
+    assert browse.siblings(ledger, ledger.get(root)) == []  # its own task, no parent
+    (batch_mate,) = ledger.add([new_record(seed=5, task_uuid=ledger.get(root).task_uuid, output_index=1)])
+    assert [r.id for r in browse.siblings(ledger, ledger.get(root))] == [batch_mate]
+    assert browse.leaf_index_of(ledger, "record", root) is None
+    tables = {name: et.table for name, et in ENTRY_TYPES.items()}
+    before = {c.entry_type: c for c in browse.log_counts(ledger, tables)}
+    assert before["record"].stored == 5 and before["record"].unsealed == 5
+    seal(ledger, Signer.generate("example.org/ui"))
+    after = {c.entry_type: c for c in browse.log_counts(ledger, tables)}
+    assert after["record"].sealed == 5 and after["record"].unsealed == 0
+    assert browse.leaf_index_of(ledger, "record", kids[2]) == 3
+    assert set(browse.records_by_id(ledger, [kids[1], root, 999_999])) == {kids[1], root}
+
+
+def test_archive_stores_each_output_once_atomically(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive")
+    data = os.urandom(5000)
+    sha = archive.put(data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert archive.path_of(sha) == tmp_path / "archive" / sha[:2] / sha[2:4] / sha
+    assert archive.put(data) == sha and archive.total_bytes() == 5000  # deduplicated
+    assert archive.get(sha) == data and archive.has(sha)
+    assert archive.get("0" * 64) is None
+    # no temporary file is left beside the stored one
+    assert [p.name for p in archive.path_of(sha).parent.iterdir()] == [sha]
+
+
+def test_archive_caps_and_refuses_damaged_files(tmp_path: Path) -> None:
+    capped = Archive(tmp_path / "a", max_object_bytes=100, max_total_bytes=150)
+    with pytest.raises(InvalidInputError, match="exceeds the archive's cap"):
+        capped.put(b"x" * 101)
+    capped.put(b"y" * 100)
+    with pytest.raises(InvalidInputError, match="is full"):
+        capped.put(b"z" * 60)
+    sha = capped.put(b"w" * 40)
+    capped.path_of(sha).write_bytes(b"v" * 40)  # swapped on disk
+    with pytest.raises(LedgerError, match="does not match its SHA-256"):
+        capped.get(sha)
+    with pytest.raises(InvalidInputError, match="not a SHA-256"):
+        capped.path_of("../../etc/passwd")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidInputError, match="not a directory"):
+        Archive.open(tmp_path / "file")
