@@ -43,7 +43,9 @@ def chromium_path() -> str:
     pytest.skip("chromium is not installed (scripts/install-browser.sh)")
 
 
-@pytest.fixture(scope="session")
+# Module scope: each test module imports this fixture, and Playwright's sync API allows
+# one running instance per thread, so each module's browser is closed before the next.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
