@@ -66,7 +66,7 @@ def pg_database() -> Iterator[str | None]:
 
 
 def _script(server_base: str, pg_url: str | None) -> str:
-    ports = {"8931": str(_free_port()), "8787": str(_free_port())}
+    ports = {"8931": str(_free_port()), "8787": str(_free_port()), "8765": str(_free_port())}
     lines = [
         "set -euo pipefail",
         "wait_for_port() { for _ in $(seq 1 300); do "

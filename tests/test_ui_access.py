@@ -158,3 +158,12 @@ def test_token_is_required_on_every_request(populated: str) -> None:
             assert client.get("/records/1").status_code == 200
         # The token is never written into a page.
         assert TOKEN not in httpx.get(url + "/?token=" + TOKEN).text
+
+
+@pytest.mark.slow
+def test_the_demo_ends_by_naming_the_ui(tmp_path: Path) -> None:
+    done = seedledger("demo", "--dir", str(tmp_path / "demo"), timeout=300)
+    assert done.code == 0, done.err
+    last = done.out.strip().splitlines()[-2:]
+    assert "web browser" in last[0]
+    assert last[1].split()[:4] == ["seedledger", "--db", str(tmp_path / "demo" / "seedledger.db"), "ui"]
