@@ -86,3 +86,19 @@ def test_archive_caps_and_refuses_damaged_files(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInputError, match="not a directory"):
         Archive.open(tmp_path / "file")
+
+
+def test_sweep_grid_lays_out_the_varied_parameters(sqlite_url: str) -> None:
+    from ledger.ui.routes.experiments import grid
+
+    with Ledger.open(sqlite_url) as ledger:
+        ids = ledger.add([new_record(seed=s, cfg_scale=c) for s in (7, 5) for c in (3.0, 4.5, 6.0)])
+        members = [ledger.get(i) for i in ids]
+    two = grid(members)
+    assert two["varied"] == ["seed", "CFG"] and two["rows_label"] == "seed" and two["cols"] == [3.0, 4.5, 6.0]
+    assert [row["value"] for row in two["rows"]] == ["5", "7"]  # numeric order of the seeds
+    assert [[c[0]["id"] for c in row["cells"]] for row in two["rows"]] == [ids[3:], ids[:3]]
+    assert two["rows"][0]["cells"][1][0]["caption"] == "seed 5, CFG 4.5"
+    one = grid(members[:3])  # one varied parameter reads left to right
+    assert one["rows_label"] is None and one["cols_label"] == "CFG" and len(one["rows"]) == 1
+    assert grid(members[:1])["varied"] == []

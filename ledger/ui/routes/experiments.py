@@ -42,10 +42,11 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def grid(rows_of: list[Record]) -> dict[str, Any]:
-    """Axes = the varied parameters (first two: rows and columns, the rest in captions)."""
+    """Axes = the varied parameters (first two: rows and columns; all of them in captions)."""
     varied = [(name, label, get) for name, label, get in AXES if len({get(r) for r in rows_of}) > 1]
-    row_axis = varied[0] if varied else None
-    col_axis = varied[1] if len(varied) > 1 else None
+    # One varied parameter reads left to right; two make rows × columns.
+    row_axis = varied[0] if len(varied) > 1 else None
+    col_axis = varied[1] if len(varied) > 1 else (varied[0] if varied else None)
     row_values = sorted({row_axis[2](r) for r in rows_of}, key=_sort_key) if row_axis else [None]
     col_values = sorted({col_axis[2](r) for r in rows_of}, key=_sort_key) if col_axis else [None]
     cells: dict[tuple[Any, Any], list[Record]] = {}
