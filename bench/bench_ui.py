@@ -7,7 +7,7 @@ requests with httpx, one at a time:
 
 - ``ui.records_page``: ``/`` pages, newest first and deep in the keyset (``?before=``),
   plus filtered pages (``?scheduler=``, ``?seed_min=&seed_max=``); target p50 <= 100 ms.
-  Baseline: the same store query alone (``browse.record_page`` + ``browse.fingerprinted``
+  Baseline: the same store queries alone (``browse.record_page`` + ``fingerprinted_ids``
   with the same filter and cursor), p50.
 - ``ui.record_page``: ``/records/ID`` for random ids; target p50 <= 50 ms. Baseline: the
   record row alone (``Ledger.get``), p50.
@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_integrity import SCHEDULERS, fill, open_ledger  # the same rows as the integrity bench
 
+from ledger.audit.store import fingerprinted_ids
 from ledger.store import Ledger, RecordFilter, browse
 from ledger.ui import UIConfig, create_app
 
@@ -144,7 +145,7 @@ def main() -> None:
 
                 def store_page(where: RecordFilter, before: int | None) -> None:
                     page = browse.record_page(ledger, where, before=before, limit=50)
-                    browse.fingerprinted(ledger, [r.id for r in page.records])
+                    fingerprinted_ids(ledger, [r.id for r in page.records])
 
                 http_list = p50_ms([lambda q=q: get("/", q) for q, _, _ in cases])
                 store_list = p50_ms([lambda w=w, b=b: store_page(w, b) for _, w, b in cases])
@@ -154,7 +155,7 @@ def main() -> None:
                     store_list,
                     RECORDS_TARGET_MS,
                     len(cases),
-                    baseline_name="browse.record_page + fingerprinted (the store query alone)",
+                    baseline_name="browse.record_page + fingerprinted_ids (the store queries alone)",
                     rows=args.rows,
                 )
                 http_one = p50_ms([lambda i=i: get(f"/records/{i}") for i in ids])

@@ -3,7 +3,7 @@ thumbnails, siblings, log positions. Every one is an index lookup or an indexed 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Table, func, or_, select
@@ -37,18 +37,6 @@ def record_page(
     more = len(rows) > limit
     rows = rows[:limit]
     return RecordPage(tuple(rows), rows[-1].id if more and rows else None)
-
-
-def fingerprinted(ledger: Ledger, record_ids: Iterable[int]) -> set[int]:
-    """Which of ``record_ids`` have a stored fingerprint (primary-key probes)."""
-    ids = list(record_ids)
-    found: set[int] = set()
-    rid = fingerprints.c.record_id
-    with ledger.reading() as conn:
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            found.update(int(r) for (r,) in conn.execute(select(rid).where(rid.in_(chunk))))
-    return found
 
 
 def thumbnail_of(ledger: Ledger, record_id: int) -> bytes | None:

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ledger.errors import LedgerError
@@ -107,15 +107,7 @@ class VerifyJobs:
                 checkpoints=report.checkpoints,
                 entries=dict(report.entries),
                 message=None if d is None else d.message(),
-                divergence=None
-                if d is None
-                else {
-                    "kind": d.kind,
-                    "detail": d.detail,
-                    "leaf_index": d.leaf_index,
-                    "entry_type": d.entry_type,
-                    "entry_id": d.entry_id,
-                },
+                divergence=None if d is None else asdict(d),
             )
         self._set(replace(done, seconds=round(time.monotonic() - job.started, 3)))
 

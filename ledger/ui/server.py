@@ -24,6 +24,9 @@ def serve(config: UIConfig, port: int, *, announce: Callable[[str], None]) -> No
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot listen on {config.host}:{port}: {exc.strerror}") from None
+    # Listening before the announcement: a client that reads it can connect at once
+    # (its connection waits in the backlog until uvicorn accepts).
+    sock.listen(128)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     access = "token required" if config.token else "loopback only"

@@ -7,7 +7,7 @@ templates and the JSON twins.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -15,6 +15,7 @@ from starlette.datastructures import QueryParams
 from ledger.audit import AuditResult
 from ledger.core.records import Record
 from ledger.core.redaction import redact, redact_text
+from ledger.core.times import parse_time
 from ledger.errors import InvalidInputError, LedgerError
 from ledger.store import RecordFilter
 
@@ -44,13 +45,9 @@ _CHOICES = {
 
 def _time(name: str, text: str) -> datetime:
     try:
-        if len(text) == 10:
-            parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        else:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         raise InvalidInputError(f"{name}={text[:40]!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def filter_params(query: QueryParams) -> dict[str, Any]:

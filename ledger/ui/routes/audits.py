@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from ledger.audit import OUTCOMES, get_run, list_runs
 from ledger.audit.history import results_page
-from ledger.audit.store import result_counts
+from ledger.audit.store import fingerprinted_ids, result_counts
 from ledger.errors import InvalidInputError
 from ledger.store import browse
 from ledger.ui.render import respond
@@ -41,7 +41,7 @@ def run_page(request: Request) -> Response:
         ui.ledger, run.id, outcomes=outcomes, after=int(after) if after else None, limit=ui.config.page_size
     )
     members = browse.records_by_id(ui.ledger, [r.record_id for r in results])
-    with_image = browse.fingerprinted(ui.ledger, members)
+    with_image = fingerprinted_ids(ui.ledger, members)
     rows = []
     for result in results:
         view = result_view(result)

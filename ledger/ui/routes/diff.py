@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ledger.audit.store import fingerprinted_ids
 from ledger.errors import InvalidInputError, NotFoundError
 from ledger.fingerprint import compare as compare_fingerprints
-from ledger.store import browse
 from ledger.ui.render import respond
 from ledger.ui.state import state
 from ledger.ui.views import record_summary
@@ -29,7 +29,7 @@ def diff_page(request: Request) -> Response:
     a_id, b_id = _id(request, "a"), _id(request, "b")
     a, b = ui.ledger.get(a_id), ui.ledger.get(b_id)
     result = compare(a, b).as_dict()
-    with_image = browse.fingerprinted(ui.ledger, [a_id, b_id])
+    with_image = fingerprinted_ids(ui.ledger, [a_id, b_id])
     images: dict[str, Any] | None = None
     if with_image == {a_id, b_id}:
         try:

@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ledger.audit.store import fingerprinted_ids
 from ledger.core.records import Record
 from ledger.core.redaction import redact
 from ledger.errors import InvalidInputError
-from ledger.store import RecordFilter, browse
+from ledger.store import RecordFilter
 from ledger.ui.render import respond
 from ledger.ui.state import state
 from ledger.ui.views import record_summary, seed_text, size_text
@@ -87,7 +88,7 @@ def experiment_page(request: Request) -> Response:
     members = ui.ledger.query(RecordFilter(experiment=experiment_id), limit=MAX_CELLS + 1)
     truncated = len(members) > MAX_CELLS
     members = members[:MAX_CELLS]
-    with_image = browse.fingerprinted(ui.ledger, [r.id for r in members])
+    with_image = fingerprinted_ids(ui.ledger, [r.id for r in members])
     picked: dict[str, Any] | None = None
     pick_id = request.query_params.get("pick", "").strip()
     if pick_id:

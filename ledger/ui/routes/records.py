@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ledger.audit.history import record_history
+from ledger.audit.store import fingerprinted_ids
 from ledger.core.warnings import warnings_for
 from ledger.errors import InvalidInputError, NotFoundError
 from ledger.integrity import prove
@@ -44,7 +45,7 @@ def records_page(request: Request) -> Response:
     page = browse.record_page(
         ui.ledger, record_filter(params), before=_int(request, "before"), limit=ui.config.page_size
     )
-    with_image = browse.fingerprinted(ui.ledger, [r.id for r in page.records])
+    with_image = fingerprinted_ids(ui.ledger, [r.id for r in page.records])
     data = {
         "title": "Records",
         "filters": params,
