@@ -102,3 +102,48 @@ def test_sweep_grid_lays_out_the_varied_parameters(sqlite_url: str) -> None:
     one = grid(members[:3])  # one varied parameter reads left to right
     assert one["rows_label"] is None and one["cols_label"] == "CFG" and len(one["rows"]) == 1
     assert grid(members[:1])["varied"] == []
+
+
+def test_archive_add_then_the_ui_serves_the_original(sqlite_url: str, tmp_path: Path) -> None:
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    from tests.cli import seedledger
+    from tests.ui_server import ui_server
+
+    def png(seed: int) -> Path:
+        out = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(
+            out, "PNG"
+        )
+        path = tmp_path / f"out-{seed}.png"
+        path.write_bytes(out.getvalue())
+        return path
+
+    with Ledger.open(sqlite_url) as ledger:
+        (rid,) = ledger.add([new_record(seed=9)])
+    output, stranger = png(1), png(2)
+    assert seedledger("--db", sqlite_url, "fingerprint", str(rid), str(output)).code == 0
+    store = tmp_path / "archive"
+    done = seedledger(
+        "--db", sqlite_url, "--json", "archive", "add", "--archive", str(store), str(output), str(stranger)
+    )
+    assert done.code == 0, done.err
+    rows = {Path(r["file"]).name: r for r in done.json_lines()}
+    assert rows["out-1.png"]["archived"] is True and rows["out-1.png"]["records"] == [rid]
+    assert rows["out-2.png"] == {**rows["out-2.png"], "archived": False, "records": []}
+    assert "skipped 1" in done.err
+    assert Archive(store).get(rows["out-1.png"]["sha256"]) == output.read_bytes()
+    assert not Archive(store).has(rows["out-2.png"]["sha256"])
+    with ui_server(sqlite_url, "--archive", str(store)) as base:
+        page = httpx.get(f"{base}/records/{rid}")
+        assert 'class="original"' in page.text and "Original output from the archive" in page.text
+        original = httpx.get(f"{base}/media/original/{rid}")
+        assert original.content == output.read_bytes() and original.headers["content-type"] == "image/png"
+        assert "sandbox" in original.headers["content-security-policy"]
+    with ui_server(sqlite_url) as base:  # without the archive: the labelled thumbnail
+        assert "Stored 48-pixel thumbnail, not the original" in httpx.get(f"{base}/records/{rid}").text
+        assert httpx.get(f"{base}/media/original/{rid}").status_code == 404

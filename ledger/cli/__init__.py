@@ -36,6 +36,7 @@ COMMAND_MODULES: dict[str, str] = {
     "sweep": "ledger.cli.sweep",
     "demo": "ledger.cli.demo",
     "ui": "ledger.cli.ui",
+    "archive": "ledger.cli.archive",
 }
 main.lazy_commands = COMMAND_MODULES
 

@@ -15,7 +15,13 @@ from ledger.cli.app import app, info, main
     metavar="HOST:PORT",
     help="Address to serve on; anything but loopback needs --token (port 0: any free port).",
 )
-@click.option("--archive", "archive_dir", metavar="DIR", help="Output archive to show originals from.")
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar="SEEDLEDGER_ARCHIVE",
+    metavar="DIR",
+    help="Output archive to show originals from [env SEEDLEDGER_ARCHIVE].",
+)
 @click.option(
     "--token",
     envvar="SEEDLEDGER_UI_TOKEN",

@@ -108,3 +108,11 @@ def records_by_id(ledger: Ledger, record_ids: Sequence[int]) -> dict[int, Record
                 for r in map(row_to_record, conn.execute(select(records).where(records.c.id.in_(chunk))))
             )
     return out
+
+
+def records_with_file(ledger: Ledger, file_sha256: str) -> list[int]:
+    """Records whose fingerprinted output file has this SHA-256 (indexed)."""
+    c = fingerprints.c
+    with ledger.reading() as conn:
+        rows = conn.execute(select(c.record_id).where(c.file_sha256 == file_sha256).order_by(c.record_id))
+        return [int(r) for (r,) in rows]
