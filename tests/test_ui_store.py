@@ -147,3 +147,23 @@ def test_archive_add_then_the_ui_serves_the_original(sqlite_url: str, tmp_path: 
     with ui_server(sqlite_url) as base:  # without the archive: the labelled thumbnail
         assert "Stored 48-pixel thumbnail, not the original" in httpx.get(f"{base}/records/{rid}").text
         assert httpx.get(f"{base}/media/original/{rid}").status_code == 404
+
+
+def test_a_sweep_keeps_its_outputs_in_the_archive(sqlite_url: str, tmp_path: Path) -> None:
+    from ledger.backends.reference.server import ReferenceServer
+    from tests.cli import seedledger
+
+    store = tmp_path / "archive"
+    with ReferenceServer.running() as server:
+        done = seedledger(
+            "--db", sqlite_url, "--json", "sweep", "--backend", "reference", "--backend-url", server.url,
+            "--model", "runware:101@1", "--prompt", "a lighthouse", "--width", "128", "--height", "128",
+            "--seeds", "1..3", "--out", str(tmp_path / "sheet"), "--archive", str(store),
+        )  # fmt: skip
+    assert done.code == 0, done.err
+    ids = done.json()["records"]
+    with Ledger.open(sqlite_url) as ledger:
+        hashes = {ledger.fingerprint_of(i).file_sha256 for i in ids}
+    archive = Archive(store)
+    assert len(hashes) == 3 and all(archive.get(h) is not None for h in hashes)
+    assert archive.total_bytes() == sum(len(archive.get(h) or b"") for h in hashes)
