@@ -167,3 +167,24 @@ def test_the_demo_ends_by_naming_the_ui(tmp_path: Path) -> None:
     last = done.out.strip().splitlines()[-2:]
     assert "web browser" in last[0]
     assert last[1].split()[:4] == ["seedledger", "--db", str(tmp_path / "demo" / "seedledger.db"), "ui"]
+
+
+def test_every_page_on_both_engines(db_url: str) -> None:
+    with Ledger.open(db_url) as ledger:
+        populate(ledger, 60)
+        seal(ledger, Signer.generate("example.org/ui"))
+        with ledger.reading() as conn:
+            runs = [r for (r,) in conn.exec_driver_sql("SELECT id FROM audit_runs ORDER BY created_at")]
+    with ui_server(db_url) as url:
+        for path in (
+            *PAGES,
+            f"/audits/{runs[0]}",
+            f"/audits/{runs[0]}?outcome=fail",
+            "/records/7/proof.json",
+        ):
+            assert httpx.get(url + path).status_code == 200, path
+        since = httpx.get(url + "/records.json?since=2026-01-01T00:30Z&until=2026-01-01T00:40").json()
+        assert [r["id"] for r in since["records"]] == list(range(40, 30, -1))
+        fails = httpx.get(f"{url}/audits/{runs[0]}.json?outcome=fail").json()
+        assert fails["results"] and {r["outcome"] for r in fails["results"]} == {"fail"}
+        assert len(fails["results"]) == fails["counts"]["outcomes"]["fail"]
