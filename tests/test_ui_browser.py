@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ledger.fingerprint import fingerprint_file
@@ -200,4 +201,7 @@ def test_verify_names_the_edited_record(browser: Any, demo: dict[str, Any], tmp_
         watched.page.click(f"a[href='/records/{victim}']")
         assert "edited later" in watched.page.inner_text(".hero")
         watched.assert_clean()
+        # its inclusion proof is refused rather than issued for the changed row
+        refused = httpx.get(f"{base}/records/{victim}/proof.json")
+        assert refused.status_code == 409 and "no longer matches its sealed leaf" in refused.text
         context.close()

@@ -13,7 +13,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ledger.errors import InvalidInputError, LedgerError, NotFoundError, UsageError
+from ledger.errors import IntegrityError, LedgerError, NotFoundError, UsageError
 from ledger.integrity import load_verifiers
 from ledger.store import Ledger
 from ledger.store.archive import Archive
@@ -38,8 +38,10 @@ def _error_page(request: Request, status: int, message: str) -> Response:
 async def _ledger_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, NotFoundError):
         status = 404
-    elif isinstance(exc, InvalidInputError | UsageError):
+    elif isinstance(exc, UsageError):  # bad input in the URL or form
         status = 400
+    elif isinstance(exc, IntegrityError):  # e.g. a proof asked for a row that was changed
+        status = 409
     else:
         status = 500
     return _error_page(request, status, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
