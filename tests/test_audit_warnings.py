@@ -49,6 +49,7 @@ def test_catalog_has_every_code_with_severity_and_explanation() -> None:
         "inputs-unavailable",
         "batch-seed-unknown",
         "nondeterministic-settings",
+        "output-unreadable",
     }
     for kind in CATALOG.values():
         assert isinstance(kind.severity, Severity)

@@ -40,6 +40,7 @@ import httpx
 
 from ledger.capture.pairing import CaptureParseError, secrets_from_headers
 from ledger.capture.recorder import Recorder
+from ledger.capture.spool import SpoolError
 from ledger.capture.transport import MAX_CAPTURE_BYTES
 from ledger.core.records import Source
 from ledger.core.redaction import redact_url
@@ -196,6 +197,9 @@ class RecordingProxy:
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _clean(list(scope["headers"]))
         record = scope["method"] == "POST"
+        if record and not self.recorder.accepting():
+            await _spool_full(send)  # refused before forwarding: nothing generated unrecorded
+            return
         captured_request: list[bytes] = []
 
         async def body() -> Any:
@@ -278,12 +282,19 @@ class RecordingProxy:
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 )
                 encoding = response.headers.get("content-encoding")
-                await self._record(
-                    lambda: self.recorder.record_exchange(
-                        request_body, response_body, content_encoding=encoding, known_secrets=secrets
-                    ),
-                    len(response_body),
-                )
+                try:
+                    await self._record(
+                        lambda: self.recorder.record_exchange(
+                            request_body,
+                            response_body,
+                            content_encoding=encoding,
+                            known_secrets=secrets,
+                            strict=True,
+                        ),
+                        len(response_body),
+                    )
+                except SpoolError:  # counted and logged: the client never gets the last chunk
+                    return
             await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         finally:
             await response.aclose()
@@ -292,6 +303,15 @@ class RecordingProxy:
         if size > _OFFLOAD_BYTES:
             return await asyncio.to_thread(work)
         return work()
+
+
+async def _spool_full(send: Send) -> None:
+    """503 with Retry-After: the spool cannot take records (see Recorder.accepting)."""
+    error = {"code": "proxySpoolFull", "message": "recording spool is full; retry later"}
+    body = json.dumps({"errors": [error]}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -96,10 +96,14 @@ def status(spool_dir: str | None) -> None:
 )
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
 def drain(spool_dir: str | None, timeout: float, no_fingerprint: bool) -> None:
-    """Land every spooled record in the ledger now (exactly once)."""
+    """Land every spooled record in the ledger now (exactly once). Exits 4 when the
+    database stayed unreachable, or when anything was skipped (damaged bytes, entries the
+    database refused: kept in the spool's dead/ folder)."""
     from ledger.capture.service import drain as drain_spool
+    from ledger.capture.service import drain_problem
 
-    emit_mapping(
-        drain_spool(spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint),
-        as_json=app().json,
-    )
+    result = drain_spool(spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint)
+    emit_mapping(result, as_json=app().json)
+    problem = drain_problem(result)
+    if problem is not None:
+        raise problem

@@ -59,6 +59,10 @@ LOSSY_OUTPUT = "lossy-output"
 INPUTS_UNAVAILABLE = "inputs-unavailable"
 BATCH_SEED_UNKNOWN = "batch-seed-unknown"
 NONDETERMINISTIC_SETTINGS = "nondeterministic-settings"
+OUTPUT_UNREADABLE = "output-unreadable"
+#: Where a capture hook notes, in the record's ``response``, that the output bytes it
+#: was given are not a readable image (so no fingerprint identifies the output).
+OUTPUT_UNREADABLE_KEY = "output_unreadable"
 
 _E, _W, _I = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -114,6 +118,11 @@ CATALOG: Final[dict[str, WarningKind]] = {
             LOSSY_OUTPUT,
             _I,
             "the output is JPG or WEBP: compression noise limits exact comparison",
+        ),
+        WarningKind(
+            OUTPUT_UNREADABLE,
+            _W,
+            "the output bytes recorded are not a readable image: no fingerprint identifies the output",
         ),
     )
 }
@@ -212,6 +221,10 @@ def warnings_for(record: Record, *, catalog: ModelCatalog | None = None) -> tupl
     if lossy:
         found[LOSSY_OUTPUT] = make_warning(LOSSY_OUTPUT, f"output format {lossy}")
 
+    unreadable = record.response.get(OUTPUT_UNREADABLE_KEY)
+    if unreadable:
+        found[OUTPUT_UNREADABLE] = make_warning(OUTPUT_UNREADABLE, str(unreadable))
+
     return tuple(found[code] for code in CATALOG if code in found)
 
 
@@ -302,6 +315,8 @@ __all__ = [
     "LOSSY_OUTPUT",
     "MODEL_UNPINNED",
     "NONDETERMINISTIC_SETTINGS",
+    "OUTPUT_UNREADABLE",
+    "OUTPUT_UNREADABLE_KEY",
     "SCHEDULER_UNRESOLVED",
     "SEEDLESS_MODEL",
     "SEED_NOT_CAPTURED",
