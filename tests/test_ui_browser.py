@@ -112,7 +112,10 @@ def test_record_page_shows_the_archived_original_or_a_labelled_thumbnail(
 
 def test_sweep_grid_click_through_and_pick(page: Any, base: str, demo: dict[str, Any]) -> None:
     p = page.page
-    p.goto(f"{base}/experiments/{demo['seed_sweep']}")
+    p.goto(f"{base}/")
+    p.click("nav >> text=Experiments")
+    assert p.locator("tbody tr").count() == 2  # the demo's two sweeps
+    p.click(f"a[href='/experiments/{demo['seed_sweep']}']")
     cells = p.locator("table.grid figure.cell")
     assert cells.count() == demo["seed_sweep_size"]
     assert all(w == 48 for w in images_loaded(p, "table.grid img"))

@@ -57,6 +57,17 @@ def test_siblings_log_positions_and_counts(ledger: Ledger) -> None:
     assert set(browse.records_by_id(ledger, [kids[1], root, 999_999])) == {kids[1], root}
 
 
+def test_experiment_list_counts_members_newest_first(ledger: Ledger) -> None:
+    first = ledger.create_experiment("seed-sweep", {}, name="one")
+    second = ledger.create_experiment("cfg-sweep", {})
+    ledger.add([new_record(seed=s, experiment_id=first) for s in range(3)] + [new_record(seed=9)])
+    listed = browse.experiment_list(ledger)
+    assert [(x.id, x.kind, x.name, x.records) for x in listed] == [
+        (second, "cfg-sweep", None, 0),
+        (first, "seed-sweep", "one", 3),
+    ]
+
+
 def test_archive_stores_each_output_once_atomically(tmp_path: Path) -> None:
     archive = Archive(tmp_path / "archive")
     data = os.urandom(5000)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Table, func, or_, select
 
 from ledger.core.records import Record
 from ledger.store.filters import RecordFilter
 from ledger.store.ledger import Ledger, row_to_record
-from ledger.store.schema import fingerprints, log_entries, records
+from ledger.store.schema import experiments, fingerprints, log_entries, records
 
 _CHUNK = 500
 
@@ -116,3 +117,32 @@ def records_with_file(ledger: Ledger, file_sha256: str) -> list[int]:
     with ledger.reading() as conn:
         rows = conn.execute(select(c.record_id).where(c.file_sha256 == file_sha256).order_by(c.record_id))
         return [int(r) for (r,) in rows]
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    id: str
+    kind: str
+    name: str | None
+    created_at: datetime
+    records: int
+
+
+def experiment_list(ledger: Ledger, *, limit: int = 200) -> list[ExperimentSummary]:
+    """The newest experiments with how many records each holds (counted on the
+    experiment_id index)."""
+    e = experiments.c
+    counts = (
+        select(records.c.experiment_id, func.count().label("n"))
+        .where(records.c.experiment_id.is_not(None))
+        .group_by(records.c.experiment_id)
+        .subquery()
+    )
+    stmt = (
+        select(e.id, e.kind, e.name, e.created_at, func.coalesce(counts.c.n, 0))
+        .select_from(experiments.outerjoin(counts, counts.c.experiment_id == e.id))
+        .order_by(e.created_at.desc(), e.id)
+        .limit(limit)
+    )
+    with ledger.reading() as conn:
+        return [ExperimentSummary(r[0], r[1], r[2], r[3], int(r[4])) for r in conn.execute(stmt)]

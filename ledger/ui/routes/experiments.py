@@ -13,7 +13,7 @@ from ledger.audit.store import fingerprinted_ids
 from ledger.core.records import Record
 from ledger.core.redaction import redact
 from ledger.errors import InvalidInputError
-from ledger.store import RecordFilter
+from ledger.store import RecordFilter, browse
 from ledger.ui.render import respond
 from ledger.ui.state import state
 from ledger.ui.views import record_summary, seed_text, size_text
@@ -118,7 +118,17 @@ def experiment_page(request: Request) -> Response:
     return respond(request, "experiment.html", data)
 
 
+def experiments_page(request: Request) -> Response:
+    rows = [
+        {"id": x.id, "kind": x.kind, "name": x.name, "created_at": x.created_at, "records": x.records}
+        for x in browse.experiment_list(state(request).ledger)
+    ]
+    return respond(request, "experiments.html", {"title": "Experiments", "experiments": rows})
+
+
 routes = [
+    Route("/experiments", experiments_page),
+    Route("/experiments.json", experiments_page),
     Route("/experiments/{experiment_id:str}.json", experiment_page),
     Route("/experiments/{experiment_id:str}", experiment_page),
 ]
