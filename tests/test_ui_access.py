@@ -21,7 +21,16 @@ from tests.reports_data import HOSTILE_PROMPT, populate
 from tests.ui_server import ui_server
 
 TOKEN = "t0ken-for-tests-0123456789abcdef"
-PAGES = ("/", "/?view=gallery", "/records/2", "/experiments", "/audits", "/find", "/integrity", "/diff?a=1&b=2")
+PAGES = (
+    "/",
+    "/?view=gallery",
+    "/records/2",
+    "/experiments",
+    "/audits",
+    "/find",
+    "/integrity",
+    "/diff?a=1&b=2",
+)
 
 
 @pytest.fixture(scope="module")
