@@ -42,6 +42,7 @@ from ledger.capture.pairing import CaptureParseError, secrets_from_headers
 from ledger.capture.recorder import Recorder
 from ledger.capture.spool import SpoolError
 from ledger.capture.transport import MAX_CAPTURE_BYTES
+from ledger.capture.ws_relay import WebSocketRelay, ws_upstream_for
 from ledger.core.records import Source
 from ledger.core.redaction import redact_url
 from ledger.errors import UsageError
@@ -89,6 +90,7 @@ class RecordingProxy:
         timeout: float = 600.0,
         drain_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ws_upstream: str | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -110,12 +112,16 @@ class RecordingProxy:
             trust_env=False,
         )
         self._timeout = {"connect": 30.0, "read": timeout, "write": timeout, "pool": timeout}
+        self.ws_relay = WebSocketRelay(ws_upstream_for(upstream, ws_upstream), recorder)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":  # websockets are not proxied
+        if scope["type"] == "websocket":  # see ws_relay.py
+            await self.ws_relay(scope, receive, send)
+            return
+        if scope["type"] != "http":
             return
         path: str = scope["path"]
         if path.startswith(PREFIX + "/"):
@@ -356,6 +362,7 @@ def serve(
     drain_timeout: float = 30.0,
     fingerprint: bool = True,
     announce: Callable[[str], None] | None = None,
+    ws_upstream: str | None = None,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM, then drain (see module docstring)."""
     import uvicorn
@@ -387,6 +394,7 @@ def serve(
             webhook_token=webhook_token,
             forward_webhooks=forward_webhooks,
             drain_timeout=drain_timeout,
+            ws_upstream=ws_upstream,
         )
     except BaseException:
         recorder.close(drain_timeout=0)
@@ -396,7 +404,7 @@ def serve(
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     (announce or (lambda m: print(m, file=sys.stderr, flush=True)))(
         f"seedledger proxy: listening on http://{shown}:{bound_port} -> {redact_url(upstream)} "
-        f"(spool {recorder.spool.directory})"
+        f"(spool {recorder.spool.directory}; websocket -> {redact_url(app.ws_relay.ws_upstream)})"
     )
     config = uvicorn.Config(
         app,
@@ -406,5 +414,7 @@ def serve(
         server_header=False,  # relay the upstream's Server and Date headers unchanged
         date_header=False,
         timeout_graceful_shutdown=60,
+        ws="websockets-sansio",
+        ws_max_size=None,  # type: ignore[arg-type]  # Runware frames have no size limit
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -138,12 +138,40 @@ class Recorder:
             return 0
         return self._spool(captured)
 
-    def record(self, records: Sequence[NewRecord], outputs: Mapping[str, Output] | None = None) -> int:
+    def record_socket_tasks(
+        self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()
+    ) -> None:
+        """A client frame on a WebSocket: its inference tasks become pending (journaled
+        before the frame is forwarded). Never raises."""
+        try:
+            self.pairer.submitted(tasks, known_secrets=known_secrets)
+        except Exception as exc:
+            self.note_failure(exc, known_secrets)
+
+    def record_socket_frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> int:
+        """A server frame on a WebSocket: spool the records it completes. Never raises."""
+        try:
+            captured = self.pairer.frame(body, known_secrets=known_secrets)
+        except Exception as exc:
+            self.note_failure(exc, known_secrets)
+            return 0
+        return 0 if captured is None else self._spool(captured)
+
+    def record(
+        self,
+        records: Sequence[NewRecord],
+        outputs: Mapping[str, Output] | None = None,
+        *,
+        environments: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
         """Spool records built by the caller (the in-process API). Raises on a full
-        disk or an unusable spool: the caller asked explicitly."""
+        disk or an unusable spool: the caller asked explicitly. ``environments`` maps
+        an idempotency key to the runtime that output was made in."""
         if not records:
             return 0
-        return self._keep(encode_entry(records, outputs), len(records), (), strict=True)
+        return self._keep(
+            encode_entry(records, outputs, environments=environments), len(records), (), strict=True
+        )
 
     def _spool(self, captured: Captured, *, strict: bool = False) -> int:
         if captured.unpaired:
@@ -167,7 +195,7 @@ class Recorder:
             if isinstance(exc, SpoolFullError) and self.on_spool_full == "direct":
                 try:
                     decoded = decode_entry(payload)
-                    self.writer.write_direct(decoded.records, decoded.outputs)
+                    self.writer.write_direct(decoded.records, decoded.outputs, decoded.environments)
                     return count
                 except LedgerError as direct_exc:
                     failure = SpoolFullError(f"{exc}; direct write to the ledger failed too: {direct_exc}")

@@ -243,11 +243,12 @@ class SpoolWriter:
     def _land(self, decoded: list[tuple[Entry, DecodedEntry]]) -> int:
         items = [record for _, d in decoded for record in d.records]
         outputs = {key: out for _, d in decoded for key, out in d.outputs.items()}
+        environments = {key: env for _, d in decoded for key, env in d.environments.items()}
         if not items:
             return 0
         want = list(outputs) if self.fingerprinter is not None else []
         try:
-            ids = self._insert(items, want)
+            ids = self._insert(items, want, environments)
             fingerprinted = self._fingerprint(ids, outputs)
         except (StoreError, *_TRANSIENT) as exc:
             self._unreachable(exc, len(items))
@@ -274,7 +275,9 @@ class SpoolWriter:
         landed = 0
         for entry, d in decoded:
             try:
-                ids = self._insert(d.records, list(d.outputs) if self.fingerprinter is not None else [])
+                ids = self._insert(
+                    d.records, list(d.outputs) if self.fingerprinter is not None else [], d.environments
+                )
                 if not self._fingerprint(ids, d.outputs):
                     return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
             except (StoreError, *_TRANSIENT) as exc:
@@ -290,13 +293,20 @@ class SpoolWriter:
             self._seal()
         return landed
 
-    def _insert(self, items: list[list[Any]], want_ids: list[str]) -> dict[str, int]:
+    def _insert(
+        self,
+        items: list[list[Any]],
+        want_ids: list[str],
+        environments: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, int]:
         ledger = self._open()
         assert self._inserter is not None
         with ledger.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                return self._inserter.insert(conn, items, utcnow(), want_ids=want_ids)
+                return self._inserter.insert(
+                    conn, items, utcnow(), want_ids=want_ids, environments=environments
+                )
 
     def _unreachable(self, exc: BaseException, count: int) -> None:
         self._backoff = min(self.max_backoff, max(0.05, self._backoff * 2))
@@ -331,12 +341,19 @@ class SpoolWriter:
             except LedgerError as exc:
                 log.warning("sealing failed (records are stored; seal later): %s", exc)
 
-    def write_direct(self, records: list[list[Any]], outputs: dict[str, Output]) -> None:
+    def write_direct(
+        self,
+        records: list[list[Any]],
+        outputs: dict[str, Output],
+        environments: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         """Land records now, on the caller's thread (the spool is full). Raises
         StoreError when the store cannot take them."""
         with self._step_lock:
             try:
-                ids = self._insert(records, list(outputs) if self.fingerprinter is not None else [])
+                ids = self._insert(
+                    records, list(outputs) if self.fingerprinter is not None else [], environments
+                )
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot write to the ledger: {_short(exc)}") from None
             self.counters.add(recorded=len(records), direct=len(records))

@@ -36,6 +36,12 @@ from ledger.cli.app import app, emit_mapping, info, main
     type=float,
     help="Seconds to land spooled records at shutdown.",
 )
+@click.option(
+    "--ws-upstream",
+    metavar="URL",
+    help="WebSocket API to relay upgrades to "
+    "[default: wss://ws-api.runware.ai; ws:// on a loopback --upstream]",
+)
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
 def proxy(
     upstream: str,
@@ -44,6 +50,7 @@ def proxy(
     webhook_token: str | None,
     forward_webhooks: str | None,
     drain_timeout: float,
+    ws_upstream: str | None,
     no_fingerprint: bool,
 ) -> None:
     """Run the recording proxy: point a Runware SDK's base URL at it."""
@@ -59,6 +66,7 @@ def proxy(
         drain_timeout=drain_timeout,
         fingerprint=not no_fingerprint,
         announce=info,
+        ws_upstream=ws_upstream,
     )
 
 
