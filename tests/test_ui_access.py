@@ -197,3 +197,22 @@ def test_every_page_on_both_engines(db_url: str) -> None:
         fails = httpx.get(f"{url}/audits/{runs[0]}.json?outcome=fail").json()
         assert fails["results"] and {r["outcome"] for r in fails["results"]} == {"fail"}
         assert len(fails["results"]) == fails["counts"]["outcomes"]["fail"]
+
+
+def test_record_page_shows_the_stored_environment(sqlite_url: str) -> None:
+    from tests.factories import new_record
+
+    environment = {
+        "torch": "2.13.0",
+        "device": "cpu",
+        "flags": {"deterministic": True},
+        "api_key": SENTINEL_KEY,
+    }
+    with Ledger.open(sqlite_url) as ledger:
+        (rid,) = ledger.add([new_record(seed=3)], environments=[environment])
+    with ui_server(sqlite_url) as url:
+        page = httpx.get(f"{url}/records/{rid}")
+        twin = httpx.get(f"{url}/records/{rid}.json").json()
+    assert "<dt>torch</dt><dd>2.13.0</dd>" in page.text and "&#34;deterministic&#34;: true" in page.text
+    assert twin["environment"]["device"] == "cpu" and twin["environment"]["backend"] == "runware"
+    assert SENTINEL_KEY not in page.text and SENTINEL_KEY not in str(twin)

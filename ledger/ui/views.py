@@ -135,14 +135,12 @@ def record_detail(r: Record) -> dict[str, Any]:
     }
 
 
-def environment_of(r: Record) -> dict[str, Any]:
-    """The runtime facts the record carries: an ``environment`` object in its request
-    or response where the capture path recorded one, plus where it ran."""
+def environment_of(r: Record, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where the record ran, plus the runtime it reported (library versions, device,
+    dtype, determinism flags), as stored beside it (``Ledger.environment_of``)."""
     env: dict[str, Any] = {"backend": r.backend, "source": str(r.source), "task_type": r.task_type}
-    for holder in (r.params, r.response):
-        found = holder.get("environment") if isinstance(holder, Mapping) else None
-        if isinstance(found, Mapping):
-            env.update(redact(dict(found)))
+    if stored:
+        env.update(redact(dict(stored)))
     return env
 
 

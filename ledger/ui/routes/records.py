@@ -98,7 +98,7 @@ def record_page(request: Request) -> Response:
             w.to_dict() | {"explanation": w.explanation, "blocks_replay": w.blocks_replay}
             for w in warnings_for(record)
         ],
-        "environment": environment_of(record),
+        "environment": environment_of(record, ui.ledger.environment_of(record_id)),
         "audits": [result_view(r) for r in record_history(ui.ledger, record_id)],
         "log": {"leaf_index": leaf, "sealed": leaf is not None},
         "lineage": _lineage(ui.ledger, record_id),
