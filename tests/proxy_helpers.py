@@ -1,17 +1,26 @@
-"""Helpers for the proxy guard tests and the abuse benchmark: a recording upstream on
-loopback (it answers Runware-shaped task responses and remembers every request it got)
-and raw-socket HTTP exchanges."""
+"""Helpers for the proxy guard tests: a recording upstream on loopback (it answers
+Runware-shaped task responses and remembers every request it got) as the ``origin`` and
+``forged`` fixtures, raw-socket HTTP exchanges, and a way to see uvicorn's own errors."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from ledger.capture import Recorder
+from ledger.core.records import Source
+from ledger.store import Ledger
+from tests.test_capture import image_task
 
 
 @dataclass
@@ -112,3 +121,54 @@ def status_of(response: bytes) -> int:
     if not response:
         return 0
     return int(response.split(b" ", 2)[1])
+
+
+# Imported by the test modules under these names; pytest finds them as `origin`, `forged`.
+@pytest.fixture(name="origin")
+def origin_fixture() -> Iterator[Upstream]:
+    with upstream_server() as server:
+        yield server
+
+
+@pytest.fixture(name="forged")
+def forged_fixture() -> Iterator[Upstream]:
+    with upstream_server() as server:
+        yield server
+
+
+def recorder_for(tmp_path: Path, db_url: str) -> Recorder:
+    return Recorder(tmp_path / "spool", db_url, source=Source.PROXY, fingerprint=False, max_backoff=0.2)
+
+
+def task_body() -> bytes:
+    return json.dumps([image_task(seed=4242)]).encode()
+
+
+def post_bytes(target: bytes, body: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"POST "
+        + target
+        + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def landed(db_url: str) -> list[Any]:
+    with Ledger.open(db_url) as ledger:
+        return ledger.query()
+
+
+@contextlib.contextmanager
+def uvicorn_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Let caplog see uvicorn's own log ("Exception in ASGI application" and the like):
+    uvicorn's logging config does not propagate to the root logger."""
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
