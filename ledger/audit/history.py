@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import RowMapping, select
 
 from ledger.audit.store import AuditResult, _result_from
 from ledger.core.warnings import CATALOG
@@ -16,7 +16,7 @@ from ledger.store.schema import audit_results
 __all__ = ["record_history", "result_by_id", "results_page"]
 
 
-def _result(m: Mapping[str, Any]) -> AuditResult:
+def _result(m: Mapping[str, Any] | RowMapping) -> AuditResult:
     """As the audit store reads a row, but tolerant of warnings stored as bare codes
     (older writers, hand-made rows) and of codes the catalog no longer knows: a page
     shows what is stored rather than failing on it."""

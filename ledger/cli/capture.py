@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from ledger.cli.app import app, emit_mapping, info, main
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _bytes_option(name: str, default: int, help: str) -> Any:
+
+def _bytes_option(name: str, default: int, help: str) -> Callable[[F], F]:
     return click.option(
         name, default=default, show_default=True, type=click.IntRange(min=1), metavar="BYTES", help=help
     )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import ColumnElement, Table, func, or_, select
 
 from ledger.core.records import Record
 from ledger.store.filters import RecordFilter
@@ -52,7 +52,7 @@ def thumbnail_of(ledger: Ledger, record_id: int) -> bytes | None:
 def siblings(ledger: Ledger, record: Record, *, limit: int = 50) -> list[Record]:
     """Records made beside ``record``: the same parent, or the same task (a batch)."""
     c = records.c
-    same: list = []
+    same: list[ColumnElement[bool]] = []
     if record.parent_id is not None:
         same.append(c.parent_id == record.parent_id)
     if record.task_uuid is not None:

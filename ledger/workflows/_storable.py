@@ -66,7 +66,7 @@ _FIELDS: Final = ("seed", "model", "sampler", "steps", "cfg_scale", "width", "he
 
 def stated_fields(records: Sequence[NewRecord]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(fields stated, fields not stated, reader notes) over a file's records."""
-    values = {
+    values: dict[str, list[Any]] = {
         "seed": [r.seed for r in records],
         "model": [None if r.model == "unknown" else r.model for r in records],
         "sampler": [r.scheduler_requested for r in records],

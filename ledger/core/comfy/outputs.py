@@ -139,7 +139,7 @@ def _model(graph: Graph, link: Any, depth: int = 0) -> tuple[str | None, list[di
 
 def _text(graph: Graph, link: Any, prefer: str) -> tuple[str | None, float | None]:
     """Prompt text reached from a conditioning link, and a FluxGuidance value on the way."""
-    queue, seen = [link], set()
+    queue, seen = [link], set[str]()
     guidance: float | None = None
     while queue:
         found = graph.node(queue.pop(0))
@@ -306,7 +306,7 @@ def _output(graph: Graph, node_id: str) -> ComfyOutput:
         )
     elif final is not None and noise is None:
         graph.note("no pass on the image's path adds noise: its seed draws nothing")
-    checkpoint, loras = (None, [])
+    checkpoint, loras = None, list[dict[str, Any]]()
     prompt = negative = None
     guidance = None
     width = height = batch = None

@@ -128,7 +128,7 @@ def read_pass(graph: Graph, node_id: str) -> ComfySampler:
     def val(key: str, source: str = node_id) -> Any:
         return graph.value(graph.inputs(source).get(key), (key,), f"{here} ({kind}).{key}")
 
-    extra = {key: val(key) for key in _EXTRA if key in inputs}
+    extra: dict[str, Any] = {key: val(key) for key in _EXTRA if key in inputs}
     if kind in _CUSTOM:
         return _custom_pass(graph, node_id, extra)
     seed_key = next(k for k in _SEED_INPUTS if k in inputs)

@@ -165,6 +165,7 @@ def comfy_version(workflow: Any) -> str | None:
     for node in nodes if isinstance(nodes, list) else ():
         props = node.get("properties") if isinstance(node, dict) else None
         core = isinstance(props, dict) and props.get("cnr_id") == "comfy-core"
-        if core and isinstance(props.get("ver"), str):  # type: ignore[union-attr]
-            return props["ver"][:40]
+        version = props.get("ver") if core and isinstance(props, dict) else None
+        if isinstance(version, str):
+            return version[:40]
     return None

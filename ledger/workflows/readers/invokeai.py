@@ -61,7 +61,8 @@ def _object(raw: str, key: str) -> dict[str, Any]:
 
 def _v3(raw: str, ctx: Context, has_graph: bool) -> NewRecord:
     doc = _object(raw, "invokeai_metadata")
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    named = doc.get("model")
+    model: dict[str, Any] = named if isinstance(named, dict) else {}
     return build(
         ctx,
         backend="invokeai",
@@ -85,7 +86,9 @@ def _v3(raw: str, ctx: Context, has_graph: bool) -> NewRecord:
 
 def _prompt(value: Any) -> str | None:
     if isinstance(value, list):
-        parts = [p.get("prompt") for p in value if isinstance(p, dict) and isinstance(p.get("prompt"), str)]
+        parts: list[str] = [
+            p["prompt"] for p in value if isinstance(p, dict) and isinstance(p.get("prompt"), str)
+        ]
         return " ".join(parts) if parts else None
     return text(value)
 

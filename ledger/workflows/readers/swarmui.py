@@ -34,7 +34,8 @@ class SwarmUIReader:
         p = doc["sui_image_params"]
         if not isinstance(p, dict):
             raise InvalidInputError("SwarmUI metadata: sui_image_params is not an object")
-        models = doc.get("sui_models") if isinstance(doc.get("sui_models"), list) else []
+        listed = doc.get("sui_models")
+        models: list[Any] = listed if isinstance(listed, list) else []
         model_hash = next(
             (m.get("hash") for m in models if isinstance(m, dict) and m.get("param") == "model"), None
         )
