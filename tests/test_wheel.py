@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ def test_wheel_installs_and_migrates_outside_the_repo(tmp_path: Path) -> None:
         timeout=300,
     )
     (wheel,) = wheels.glob("seedledger-*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # PEP 561: type checkers trust an installed ledger
+        assert "ledger/py.typed" in archive.namelist()
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
