@@ -21,7 +21,7 @@ install: $(BIN)/python build-deps
 install-test: $(BIN)/python build-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
-# headers for the optional native verify walker (ledger/integrity/_leafwalk.c)
+# headers for the optional native verify walker (ledger/integrity/_leafwalk/)
 build-deps:
 	bash scripts/install-build-deps.sh
 
