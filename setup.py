@@ -8,13 +8,15 @@ their pure-Python path. SEEDLEDGER_REQUIRE_NATIVE=1 turns a skipped build into a
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
-from setuptools.errors import BaseError, CCompilerError
+from setuptools.errors import BaseError, CCompilerError, CompileError
 
 SOURCES = sorted(str(p) for p in Path("ledger/integrity/_leafwalk").glob("*.c"))
+HEADERS = (("Python.h", "python3-dev"), ("sqlite3.h", "libsqlite3-dev"), ("openssl/evp.h", "libssl-dev"))
 WARNING = """
 ************************************************************************************
 WARNING: the native leaf walker (ledger.integrity._leafwalk) was not built: {why}.
@@ -38,18 +40,27 @@ class OptionalBuildExt(build_ext):
             self._skipped(ext, None)
 
     def _skipped(self, ext: Extension, error: Exception | None) -> None:
-        text = str(error) if error else ""
-        if "sqlite3.h" in text:
-            why = "sqlite3.h is missing (libsqlite3-dev)"
-        elif "openssl/" in text:
-            why = "the OpenSSL headers are missing (libssl-dev)"
-        elif error is None or "command" in text.lower() or "not found" in text.lower():
-            why = f"no working C compiler ({text or 'the build produced nothing'})"
+        text = str(error) if error else "the build produced nothing"
+        lowered = text.lower()
+        if "exit code" not in lowered and ("no such file" in lowered or "not found" in lowered):
+            why = f"no C compiler ({text})"
         else:
-            why = f"the build failed ({text})"
+            why = self._missing_header() or "the compiler or linker failed (its messages are above)"
         sys.stderr.write(WARNING.format(why=why))
         if os.environ.get("SEEDLEDGER_REQUIRE_NATIVE", "").strip() == "1":
             raise SystemExit(f"SEEDLEDGER_REQUIRE_NATIVE=1 and {ext.name} was not built: {why}")
+
+    def _missing_header(self) -> str | None:
+        """The first header the walker needs that the compiler cannot find, named with its package."""
+        for header, package in HEADERS:
+            with tempfile.TemporaryDirectory() as tmp:
+                probe = Path(tmp, "probe.c")
+                probe.write_text(f"#include <{header}>\n")
+                try:
+                    self.compiler.compile([str(probe)], output_dir=tmp, include_dirs=self.include_dirs)
+                except CompileError:
+                    return f"{header} is missing (Debian: {package})"
+        return None
 
 
 setup(
