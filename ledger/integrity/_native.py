@@ -1,4 +1,4 @@
-"""The bridge to the native leaf walker (``_leafwalk.c``) that ``verify`` and ``seal``
+"""The bridge to the native leaf walker (``_leafwalk/*.c``) that ``verify`` and ``seal``
 use.
 
 The walker recomputes leaves from the stored rows in C and only *confirms* them: a leaf
@@ -30,6 +30,7 @@ at most 8).
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,12 +44,15 @@ from ledger.integrity.leaves import EntryType, joined_entries
 from ledger.store.schema import log_entries
 
 ENV_NATIVE = "SEEDLEDGER_NATIVE"
-#: What the walkers read of each log entry before its row (``_leafwalk.c`` expects it).
+#: What the walkers read of each log entry before its row (``_leafwalk/`` expects it).
 _WALK_HEAD = (log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash)
 ENV_THREADS = "SEEDLEDGER_NATIVE_THREADS"
 
+# The C extension has no stub (and its source directory, _leafwalk/, would pass for a
+# namespace package): typed as Any, each call's result is annotated where it is used.
+_leafwalk: Any
 try:
-    from ledger.integrity import _leafwalk  # type: ignore[attr-defined]
+    _leafwalk = importlib.import_module("ledger.integrity._leafwalk")
 except ImportError:  # built without the extension
     _leafwalk = None
 
