@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test install install-test build-deps browser lint bench clean
+.PHONY: demo test install install-test build-deps media-deps browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,16 @@ $(BIN)/python:
 install: $(BIN)/python build-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 
-install-test: $(BIN)/python build-deps
+install-test: $(BIN)/python build-deps media-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
 # headers for the optional native verify walker (ledger/integrity/_leafwalk.c)
 build-deps:
 	bash scripts/install-build-deps.sh
+
+# Chromaprint (audio fingerprints), see scripts/install-media-deps.sh
+media-deps:
+	bash scripts/install-media-deps.sh
 
 browser:
 	bash scripts/install-browser.sh
