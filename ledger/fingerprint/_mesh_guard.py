@@ -43,8 +43,10 @@ def sniff_mesh(data: bytes) -> str | None:
         return "gltf"
     if stripped.startswith(b"solid") and b"facet" in data[:4096]:
         return "stl"
-    if len(data) >= 84 and not _is_text(head):
-        return "stl"  # binary STL has no magic: 80-byte header + count (checked later)
+    # Binary STL has no magic: an 80-byte header and a triangle count that fits the size.
+    stl_size = 84 + 50 * int.from_bytes(data[80:84], "little") if len(data) >= 84 else -1
+    if len(data) == stl_size and not _is_text(head):
+        return "stl"
     lines = [line for line in data[:65536].splitlines() if line.strip()][:50]
     if (
         lines
