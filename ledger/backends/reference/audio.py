@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import wave
+from typing import Any
 
 import numpy as np
 
@@ -61,3 +62,51 @@ def encode_audio(
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def render_audio(
+    gen: Any,
+    model: str,
+    prompt: str,
+    seed: int | None,
+    *,
+    scheduler: str | None = None,
+    duration: float = 5.0,
+    output_format: str = "WAV",
+) -> Any:
+    """A seeded chord whose timbre follows the prompt, mono 22,050 Hz, WAV or MP3. A new
+    model revision changes the chord; a stochastic scheduler adds fresh noise."""
+    from ledger.backends.reference.generator import Output, _digest, _fresh_rng, _rng
+    from ledger.core.schedulers import classify
+
+    used = gen.resolve_scheduler(model, scheduler)
+    stochastic = classify(used).is_stochastic
+    seedless = gen.is_seedless(model)
+    seed_used = (
+        None if seedless else (seed if seed is not None else _digest("audio-seed", _fresh_rng().random()))
+    )
+    rng = _fresh_rng() if seedless else _rng("audio", model, seed_used, gen.revision_for(model))
+    rate = 22050
+    t = np.arange(int(rate * max(0.5, min(float(duration), 30.0)))) / rate
+    freqs = rng.uniform(160, 900, 3)
+    live = _fresh_rng() if stochastic else None
+    bright = 1 + _digest("timbre", prompt) % 4
+    sig = np.zeros_like(t)
+    for k, f in enumerate(freqs):
+        envelope = (np.sin(2 * np.pi * (0.4 + 0.3 * k) * t + rng.uniform(0, 6)) + 1) / 2
+        sig += envelope * (np.sin(2 * np.pi * f * t) + np.sin(2 * np.pi * f * bright * t) / bright)
+    sig = sig / max(float(np.max(np.abs(sig))), 1e-9) * 0.6
+    if live is not None:
+        sig = sig + live.normal(0, 0.3, t.size)  # fresh noise: the replay drifts
+    fmt = output_format.upper()
+    container = "mp3" if fmt == "MP3" else "wav"
+    _, _, ext, ctype = CONTAINERS[container]
+    return Output(
+        encode_audio(sig, rate, container=container),
+        seed_used,
+        ext,
+        ctype,
+        seeded=seed_used is not None,
+        stochastic=stochastic,
+        scheduler=used,
+    )

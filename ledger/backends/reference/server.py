@@ -18,9 +18,10 @@ Protocol (the parts of Runware's REST API seedledger uses, reference/runware.md)
   ``GET /outputs/<uuid>.<ext>``), ``base64Data`` or ``dataURI``; ``outputFormat``
   ``JPG`` (default, as Runware), ``PNG`` or ``WEBP``; ``numberResults`` 1–20 with a
   distinct seed per result; ``includeCost``; ``deliveryMethod`` ``sync``/``async``.
-- ``videoInference`` (async by default) and ``audioInference`` (sync by default):
-  a small animated GIF (``image/gif``) and a short WAV (``audio/wav``) whatever
-  ``outputFormat`` says. Async tasks are acknowledged with
+- ``videoInference`` (async by default), ``audioInference`` and ``3dInference`` (sync
+  by default): an H.264 MP4, a WAV (``outputFormat: MP3`` an MP3) and a GLB (or
+  ``OBJ``/``PLY``/``STL``) in ``outputs.files`` (generators: ``video``, ``audio``,
+  ``mesh`` modules). Async tasks are acknowledged with
   ``{"taskType", "taskUUID"}``; ``getResponse`` answers ``status: "processing"`` for
   the first ``async_polls`` polls and until generation has finished, then the
   results with ``status: "success"``.
@@ -67,6 +68,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ledger.backends.reference.generator import SOFTWARE_TAG, ImageRequest, Output, ReferenceGenerator
+from ledger.backends.reference.media import mesh_result, render_media
 from ledger.core.models import ModelCatalog
 from ledger.core.redaction import redact
 from ledger.core.seeds import SEED_RANGES
@@ -77,7 +79,12 @@ log = logging.getLogger(__name__)
 SERVER_NAME: Final = "seedledger-reference"
 _SEED_RANGE: Final = SEED_RANGES["reference"]
 _OUTPUT_TYPES: Final = {"url": "URL", "base64data": "base64Data", "datauri": "dataURI"}
-_INFERENCE: Final = {"imageInference": "image", "videoInference": "video", "audioInference": "audio"}
+_INFERENCE: Final = {
+    "imageInference": "image",
+    "videoInference": "video",
+    "audioInference": "audio",
+    "3dInference": "3d",
+}
 
 
 @dataclass
@@ -128,6 +135,7 @@ class ServerStats:
     images: int = 0
     videos: int = 0
     audios: int = 0
+    meshes: int = 0
     outputs_served: int = 0
 
 
@@ -554,9 +562,16 @@ class ReferenceServer:
                 height=_int(task, "height", 16, 2048, 96),
                 duration=_num(task, "duration", 0.5, 20, 1.0),
                 fps=_int(task, "fps", 1, 60, 8),
+                scheduler=_str(task, "scheduler"),
             )
+        elif kind == "3d":
+            plan.update(scheduler=_str(task, "scheduler"), output_format=_str(task, "outputFormat") or "GLB")
         else:
-            plan.update(duration=_num(task, "duration", 0.1, 30, 1.0))
+            plan.update(
+                duration=_num(task, "duration", 0.1, 30, 1.0),
+                scheduler=_str(task, "scheduler"),
+                output_format=_str(task, "outputFormat") or "WAV",
+            )
         return plan
 
     async def _generate_async(
@@ -613,18 +628,16 @@ class ReferenceServer:
                     output_quality=plan["quality"],
                 )
             )
-        if kind == "video":
-            frames = max(2, min(24, round(plan["duration"] * plan["fps"])))
-            return gen.video(
-                model, plan["prompt"], seed, width=plan["width"], height=plan["height"], frames=frames
-            )
-        return gen.audio(model, plan["prompt"], seed, duration=plan["duration"])
+        return render_media(gen, kind, model, plan, seed)
 
     def _result(
         self, kind: str, task: Mapping[str, Any], plan: Mapping[str, Any], output: Output, base: str
     ) -> dict[str, Any]:
-        setattr(self.stats, kind + "s", getattr(self.stats, kind + "s") + 1)
+        counter = "meshes" if kind == "3d" else kind + "s"
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         out_uuid = str(uuid.uuid4())
+        if kind == "3d":
+            return mesh_result(task, plan, output, base, out_uuid, self._store, _cost(kind, plan))
         result: dict[str, Any] = {
             "taskType": task["taskType"],
             "taskUUID": task["taskUUID"],
@@ -712,6 +725,8 @@ def _cost(kind: str, plan: Mapping[str, Any]) -> float:
         return round(0.0013 * megapixels * plan["steps"] / 20, 6)
     if kind == "video":
         return round(0.05 * plan["duration"], 6)
+    if kind == "3d":
+        return 0.04
     return round(0.002 * plan["duration"], 6)
 
 
