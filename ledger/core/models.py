@@ -96,6 +96,8 @@ class ModelInfo:
     default_scheduler: str | None = None
     note: str = ""
     builtin: bool = True
+    #: False: the model's video/audio output is known not to repeat from its seed.
+    reproducible: bool | None = None
 
 
 # Built-in entries, from reference/runware.md.
@@ -181,6 +183,10 @@ class ModelCatalog:
     def default_scheduler(self, model: str) -> str | None:
         return self.lookup(model).default_scheduler
 
+    def reproducible(self, model: str) -> bool | None:
+        """False when ``model``'s output is known not to repeat from its seed."""
+        return self.lookup(model).reproducible
+
     def is_known(self, model: str) -> bool:
         """True when ``model`` is an AIR whose provider (or exact AIR) the catalog lists."""
         try:
@@ -221,7 +227,7 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
             raise InvalidInputError(f"{where}: key must be an AIR or pattern like 'provider:*'")
         if not isinstance(fields, Mapping):
             raise InvalidInputError(f"{where}: expected a table with seed/default_scheduler/note")
-        unknown = set(fields) - {"seed", "default_scheduler", "note"}
+        unknown = set(fields) - {"seed", "default_scheduler", "note", "reproducible"}
         if unknown:
             raise InvalidInputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         seed = fields.get("seed")
@@ -233,7 +239,10 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         note = fields.get("note", "user configuration")
         if not isinstance(note, str):
             raise InvalidInputError(f"{where}.note: expected a string")
-        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False))
+        reproducible = fields.get("reproducible")
+        if reproducible is not None and not isinstance(reproducible, bool):
+            raise InvalidInputError(f"{where}.reproducible: expected true or false")
+        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False, reproducible=reproducible))
     return tuple(out)
 
 
