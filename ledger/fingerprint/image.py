@@ -121,9 +121,13 @@ def read_bounded(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         raise FingerprintError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def make_thumbnail(rgb: Image.Image) -> bytes:
+def thumbnail_image(rgb: Image.Image) -> Image.Image:
     # Area average; reducing_gap lets Pillow pre-shrink by an integer factor first.
-    small = rgb.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX, reducing_gap=2.0)
+    return rgb.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX, reducing_gap=2.0)
+
+
+def make_thumbnail(rgb: Image.Image) -> bytes:
+    small = thumbnail_image(rgb)
     out = io.BytesIO()
     small.save(out, format="PNG", compress_level=9)
     return out.getvalue()

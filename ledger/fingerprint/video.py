@@ -32,8 +32,7 @@ from ledger.fingerprint.image import (
     _phash,
     _pixel_sha256,
     _sha256_hex,
-    make_thumbnail,
-    thumbnail_pixels,
+    thumbnail_image,
 )
 
 #: Bump when decoding, sampling, hashing or the tiles change meaning.
@@ -210,7 +209,7 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
         phashes.append(_phash(gray))
         dhashes.append(_dhash(gray))
         pixel_hashes.append(_pixel_sha256(rgb))
-        rgb_tiles.append(thumbnail_pixels(make_thumbnail(rgb)))
+        rgb_tiles.append(np.asarray(thumbnail_image(rgb)))  # the pixels make_thumbnail stores
     strip = _png(np.concatenate(rgb_tiles, axis=1))
     middle = len(samples) // 2
     detail = VideoDetail(
