@@ -59,7 +59,7 @@ def decode_sampled(data: bytes) -> None:
         times = [k * step for k in range(max(1, math.ceil(duration / step - 1e-9)))]
         prev, taken = None, 0
         for frame in container.decode(stream):
-            while prev is not None and taken < len(times) and times[taken] < frame.time - 1e-9:
+            while prev is not None and taken < len(times) and times[taken] < frame.time - 1e-4:
                 prev.to_ndarray(format="rgb24")
                 taken += 1
             prev = frame

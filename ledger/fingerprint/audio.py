@@ -228,8 +228,9 @@ class AudioThresholds:
     similar_spectrogram_phash: int
 
 
+#: From scripts/calibrate_media.py (docs/calibration.md).
 DEFAULT_AUDIO_THRESHOLDS = AudioThresholds(
-    near_ber=0.15, similar_ber=0.30, near_spectrogram_phash=6, similar_spectrogram_phash=12
+    near_ber=0.085, similar_ber=0.30, near_spectrogram_phash=16, similar_spectrogram_phash=24
 )
 
 

@@ -39,8 +39,9 @@ from ledger.fingerprint.image import (
 VIDEO_PIPELINE = 1
 VIDEO_VERSION = f"vfp{VIDEO_PIPELINE}+av{_av.av_version()}+pil{PIL.__version__}+ih{imagehash.__version__}"
 
-#: Samples every MIN_STEP_S, or more sparsely so that there are at most MAX_SAMPLES.
-MIN_STEP_S = 0.25
+#: Samples every MIN_STEP_S (one frame at 12 fps, so a short clip replayed a frame late
+#: still aligns sample for sample), or more sparsely so there are at most MAX_SAMPLES.
+MIN_STEP_S = 1 / 12
 MAX_SAMPLES = 32
 
 #: Codecs that keep every pixel; anything else is lossy (the lossy-output warning).
@@ -194,7 +195,8 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
         t = frame.time_s - start
         if t > limits.max_duration_s:
             raise FingerprintError(f"video runs past {limits.max_duration_s:g} s; refusing to decode further")
-        while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-9:
+        # A frame shown at (or within 0.1 ms of) a sample time is that sample.
+        while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-4:
             samples.append((times[len(samples)], prev.rgb()))
         digest.update(b"t%d:" % round(t * 1000))
         frame.hash_into(digest)

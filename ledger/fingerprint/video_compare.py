@@ -1,17 +1,20 @@
 """compare_videos(a, b): align two sampled-frame sequences in time, then the verdict ladder.
 
 The samples sit at fixed timestamps; a replay may be re-encoded or start a frame or
-two late, so the sequences are paired at time lags of −2 … +2 sample steps (each
+two late, so the sequences are paired at time lags of up to ±0.25 s (at least ±2 sample steps) (each
 sample of ``a`` with the nearest sample of ``b`` at ``t + lag``) and the lag with the
 smallest mean phash distance wins. Per pair: the phash distance and the tile PSNR;
 the worst aligned segment is the run of ``SEGMENT`` consecutive pairs with the largest
 mean phash distance (where a backwards clip or another motion shows).
 
 identical       the decoded-frames hashes are equal: nothing else decides it
-near-identical  same size and duration, every aligned frame within ``near_phash`` and
-                at least ``near_psnr_db`` (re-encodes at another CRF or codec, ±1 noise)
-similar         the worst segment's mean phash within ``similar_segment_phash`` and the
-                mean within ``similar_mean_phash`` (visible drift, same motion)
+near-identical  same size and duration, median tile PSNR at least ``near_psnr_db``, mean
+                phash within ``near_mean_phash`` and the worst segment within
+                ``near_segment_phash`` (re-encodes at another CRF or codec, ±1 noise,
+                a frame late)
+similar         mean phash within ``similar_mean_phash``, worst segment within
+                ``similar_segment_phash`` and every aligned tile at least
+                ``similar_min_psnr_db`` (heavy noise, stochastic drift, same motion)
 different       otherwise (another clip, backwards, another motion, sizes or lengths apart)
 
 Thresholds come from ``scripts/calibrate_media.py`` (docs/calibration.md).
@@ -30,23 +33,29 @@ from ledger.fingerprint._types import Fingerprint, Verdict, hamming
 from ledger.fingerprint.video import VideoDetail
 
 SEGMENT = 3
-MAX_LAG_STEPS = 2
+#: Lags tried: ±MAX_LAG_S, at least ±2 sample steps.
+MAX_LAG_S = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
 class VideoThresholds:
-    near_phash: int
     near_psnr_db: float
+    near_mean_phash: float
+    near_segment_phash: float
     similar_mean_phash: float
     similar_segment_phash: float
+    similar_min_psnr_db: float
     min_coverage: float
 
 
+#: From scripts/calibrate_media.py (docs/calibration.md).
 DEFAULT_VIDEO_THRESHOLDS = VideoThresholds(
-    near_phash=8,
-    near_psnr_db=28.0,
+    near_psnr_db=30.0,
+    near_mean_phash=10.0,
+    near_segment_phash=14.0,
     similar_mean_phash=12.0,
-    similar_segment_phash=16.0,
+    similar_segment_phash=18.0,
+    similar_min_psnr_db=22.0,
     min_coverage=0.75,
 )
 
@@ -70,6 +79,7 @@ class VideoComparison:
     mean_phash: float
     max_phash: int
     min_psnr_db: float | None
+    median_psnr_db: float | None
     worst_segment_start_s: float
     worst_segment_end_s: float
     worst_segment_phash: float
@@ -106,7 +116,8 @@ def compare_videos(
     da, db = _detail(a), _detail(b)
     tiles_a, tiles_b = da.tiles().astype(np.int16), db.tiles().astype(np.int16)
     best: tuple[float, float, list[tuple[int, int]]] | None = None
-    for k in range(-MAX_LAG_STEPS, MAX_LAG_STEPS + 1):
+    steps = max(2, round(MAX_LAG_S / da.step_s))
+    for k in range(-steps, steps + 1):
         lag = k * da.step_s
         pairs = _pairs(da, db, lag)
         if not pairs:
@@ -126,6 +137,9 @@ def compare_videos(
     coverage = len(pairs) / max(len(da.sample_times), len(db.sample_times))
     finite = [p for p in psnr if p is not None]
     min_psnr = min(finite) if finite else None
+    # Equal tiles count as infinitely close: the median is None only if most are equal.
+    ranked = sorted(math.inf if p is None else p for p in psnr)
+    median = ranked[len(ranked) // 2]
     same_size = (a.width, a.height) == (b.width, b.height)
     fields = {
         "pixel_equal": a.pixel_sha256 == b.pixel_sha256,
@@ -134,6 +148,7 @@ def compare_videos(
         "mean_phash": round(sum(phash) / len(phash), 4),
         "max_phash": max(phash),
         "min_psnr_db": min_psnr,
+        "median_psnr_db": None if math.isinf(median) else median,
         "worst_segment_phash": round(windows[worst], 4),
     }
     frame = 1.0 / da.fps if da.fps else da.step_s
@@ -179,19 +194,28 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float | None:
 def _decide(f: dict[str, Any], same_length: bool, t: VideoThresholds) -> tuple[Verdict, str]:
     if f["pixel_equal"]:
         return Verdict.IDENTICAL, "decoded-frames hashes are equal"
-    psnr = math.inf if f["min_psnr_db"] is None else f["min_psnr_db"]
+    low = math.inf if f["min_psnr_db"] is None else f["min_psnr_db"]
+    median = math.inf if f["median_psnr_db"] is None else f["median_psnr_db"]
+    mean, worst = f["mean_phash"], f["worst_segment_phash"]
     if f["coverage"] < t.min_coverage:
         return Verdict.DIFFERENT, f"only {f['coverage']:.0%} of the sampled frames align in time"
-    if f["same_size"] and same_length and f["max_phash"] <= t.near_phash and psnr >= t.near_psnr_db:
+    if (
+        f["same_size"]
+        and same_length
+        and median >= t.near_psnr_db
+        and mean <= t.near_mean_phash
+        and worst <= t.near_segment_phash
+    ):
         return Verdict.NEAR_IDENTICAL, (
-            f"every aligned frame within phash {t.near_phash} and tile PSNR >= {t.near_psnr_db:g} dB"
+            f"median tile PSNR >= {t.near_psnr_db:g} dB, mean phash {mean:g} <= {t.near_mean_phash:g}, "
+            f"worst segment {worst:g} <= {t.near_segment_phash:g}"
         )
-    if f["worst_segment_phash"] <= t.similar_segment_phash and f["mean_phash"] <= t.similar_mean_phash:
+    if mean <= t.similar_mean_phash and worst <= t.similar_segment_phash and low >= t.similar_min_psnr_db:
         return Verdict.SIMILAR, (
-            f"mean phash {f['mean_phash']:g} <= {t.similar_mean_phash:g} and worst segment "
-            f"{f['worst_segment_phash']:g} <= {t.similar_segment_phash:g}"
+            f"mean phash {mean:g} <= {t.similar_mean_phash:g}, worst segment {worst:g} <= "
+            f"{t.similar_segment_phash:g}, every tile >= {t.similar_min_psnr_db:g} dB"
         )
-    return Verdict.DIFFERENT, (
-        f"mean phash {f['mean_phash']:g} or worst segment {f['worst_segment_phash']:g} "
-        "outside the similar band"
+    return (
+        Verdict.DIFFERENT,
+        f"mean phash {mean:g}, worst segment {worst:g} or tile PSNR outside the similar band",
     )

@@ -86,11 +86,6 @@ def render_video(
         ImageRequest(model=model, prompt=prompt, width=w + travel, height=h, seed=seed, scheduler=scheduler)
     )
     clip = [pixels[:, i : i + w] for i in range(count)]
-    if stochastic:  # sampler noise that survives the encoder: a replay drifts visibly
-        from ledger.backends.reference.generator import _fresh_rng
-
-        live = _fresh_rng()
-        clip = [np.clip(f + live.normal(0, 16, f.shape), 0, 255).astype(np.uint8) for f in clip]
     return Output(
         # Lossless H.264 (crf 0): x264's lossy decisions were seen to differ between
         # runs in one process under threads, and a deterministic replay must decode to
