@@ -76,16 +76,11 @@ def render_audio(
 ) -> Any:
     """A seeded chord whose timbre follows the prompt, mono 22,050 Hz, WAV or MP3. A new
     model revision changes the chord; a stochastic scheduler adds fresh noise."""
-    from ledger.backends.reference.generator import Output, _digest, _fresh_rng, _rng
-    from ledger.core.schedulers import classify
+    from ledger.backends.reference.generator import Output, _digest, _fresh_rng
+    from ledger.backends.reference.media import draw
 
-    used = gen.resolve_scheduler(model, scheduler)
-    stochastic = classify(used).is_stochastic
-    seedless = gen.is_seedless(model)
-    seed_used = (
-        None if seedless else (seed if seed is not None else _digest("audio-seed", _fresh_rng().random()))
-    )
-    rng = _fresh_rng() if seedless else _rng("audio", model, seed_used, gen.revision_for(model))
+    d = draw(gen, "audio", model, seed, scheduler)
+    used, stochastic, seed_used, rng = d.scheduler, d.stochastic, d.seed, d.rng
     rate = 22050
     t = np.arange(int(rate * max(0.5, min(float(duration), 30.0)))) / rate
     freqs = rng.uniform(160, 900, 3)

@@ -5,9 +5,36 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ledger.backends.reference.generator import Output
+import numpy as np
+
+from ledger.backends.reference.generator import _SEED_RANGE, Output, _fresh_rng, _rng
+from ledger.core.schedulers import classify
+from ledger.core.seeds import random_seed
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What one audio or 3D output is drawn from, by the rules images follow."""
+
+    scheduler: str
+    stochastic: bool
+    seed: int | None
+    rng: np.random.Generator
+
+
+def draw(gen: Any, kind: str, model: str, seed: int | None, scheduler: str | None) -> Draw:
+    """The scheduler used, whether it is stochastic, the seed used (None for a seedless
+    model, a random one when none was given) and the seeded generator (fresh if seedless;
+    a model revision seeds it differently)."""
+    used = gen.resolve_scheduler(model, scheduler)
+    if gen.is_seedless(model):
+        return Draw(used, classify(used).is_stochastic, None, _fresh_rng())
+    seed_used = seed if seed is not None else random_seed(_SEED_RANGE)
+    rng = _rng(kind, model, seed_used, gen.revision_for(model))
+    return Draw(used, classify(used).is_stochastic, seed_used, rng)
 
 
 def render_media(gen: Any, kind: str, model: str, plan: Mapping[str, Any], seed: int | None) -> Output:

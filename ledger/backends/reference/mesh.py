@@ -28,20 +28,15 @@ def render_mesh(
 ) -> Any:
     import trimesh
 
-    from ledger.backends.reference.generator import Output, _digest, _fresh_rng, _rng
-    from ledger.core.schedulers import classify
+    from ledger.backends.reference.generator import Output, _digest, _fresh_rng
+    from ledger.backends.reference.media import draw
     from ledger.errors import InvalidInputError
 
     fmt = output_format.upper()
     if fmt not in FORMATS:
         raise InvalidInputError(f"outputFormat {output_format!r} is not one of {', '.join(FORMATS)}")
-    used = gen.resolve_scheduler(model, scheduler)
-    stochastic = classify(used).is_stochastic
-    seedless = gen.is_seedless(model)
-    seed_used = (
-        None if seedless else (seed if seed is not None else _digest("mesh-seed", _fresh_rng().random()))
-    )
-    rng = _fresh_rng() if seedless else _rng("mesh", model, seed_used, gen.revision_for(model))
+    d = draw(gen, "mesh", model, seed, scheduler)
+    used, stochastic, seed_used, rng = d.scheduler, d.stochastic, d.seed, d.rng
     major = 1.0 + 0.02 * (_digest("shape", prompt) % 10)
     mesh = trimesh.creation.torus(major, float(rng.uniform(0.2, 0.45)), major_sections=48, minor_sections=16)
     v = mesh.vertices.copy()
