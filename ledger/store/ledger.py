@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +133,7 @@ class Ledger:
         *,
         conn: Connection | None = None,
         fingerprints: Sequence[Fingerprint | None] | None = None,
+        environments: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[int]:
         """Store records; return their ids in input order.
 
@@ -140,14 +141,19 @@ class Ledger:
         its existing id is returned. All or nothing. ``fingerprints``, if given, is
         aligned with ``new_records`` (None where an output has none) and is stored in
         the same transaction; a record that already has a fingerprint keeps it.
+        ``environments`` likewise (the runtime each output was made in).
         """
         if fingerprints is not None and len(fingerprints) != len(new_records):
             raise UsageError(
                 f"{len(fingerprints)} fingerprints for {len(new_records)} records; pass one per record"
             )
+        if environments is not None and len(environments) != len(new_records):
+            raise UsageError(
+                f"{len(environments)} environments for {len(new_records)} records; pass one per record"
+            )
         if conn is None:
             with self.writing() as own:
-                return self.add(new_records, conn=own, fingerprints=fingerprints)
+                return self.add(new_records, conn=own, fingerprints=fingerprints, environments=environments)
         if not new_records:
             return []
         recorded_at = utcnow()
@@ -182,6 +188,17 @@ class Ledger:
                 if fp is not None
             }
             fingerprint_store.insert_ignoring_existing(conn, list(fp_rows.values()))
+        if environments is not None:
+            from ledger.store import environments as environment_store
+
+            environment_store.insert_ignoring_existing(
+                conn,
+                [
+                    {"record_id": ids[key], "environment": dict(env)}
+                    for key, env in zip(keys, environments, strict=True)
+                    if env is not None
+                ],
+            )
         return [ids[key] for key in keys]
 
     def _insert_ignoring_duplicates(self, table: Any = records) -> Any:
@@ -235,7 +252,10 @@ class Ledger:
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        after: int | None = None,
     ) -> list[Record]:
+        """Matching records; ``after``: only ids past it in the listing order (keyset
+        pagination, with ``order_by="id"``)."""
         if order_by not in ORDERINGS:
             raise UsageError(f"cannot order by {order_by!r}; choose from {', '.join(ORDERINGS)}")
         if (limit is not None and limit < 0) or offset < 0:
@@ -246,6 +266,10 @@ class Ledger:
         if order_by != "id":
             keys.append(records.c.id.desc() if descending else records.c.id.asc())
         stmt = select(records).where(where.where()).order_by(*keys).offset(offset)
+        if after is not None:
+            if order_by != "id":
+                raise UsageError("--after pages by id: use it with --order id")
+            stmt = stmt.where(records.c.id < after if descending else records.c.id > after)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.reading() as conn:
@@ -298,6 +322,13 @@ class Ledger:
                 )
             fingerprint_store.replace(conn, row)
             return True
+
+    def environment_of(self, record_id: int) -> dict[str, Any] | None:
+        """The runtime record ``record_id`` was made in, if it reported one."""
+        from ledger.store import environments as environment_store
+
+        with self.reading() as conn:
+            return environment_store.get(conn, record_id)
 
     def fingerprint_of(self, record_id: int) -> Fingerprint:
         from ledger.store import fingerprints as fingerprint_store

@@ -1,7 +1,7 @@
 """media fingerprints: modality and per-modality detail; sampled video frames for lookup
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0009
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from ledger.store.types import JSONType
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
