@@ -45,7 +45,7 @@ def render_mesh(
     lobes = int(rng.integers(2, 6))
     v[:, 2] *= 1 + float(rng.uniform(0.2, 0.8)) * np.cos(lobes * angle + float(rng.uniform(0, 6)))
     if stochastic:
-        v += _fresh_rng().normal(0, 0.004, v.shape)
+        v += _fresh_rng().normal(0, 0.008, v.shape)
     mesh = trimesh.Trimesh(v, mesh.faces, process=False)
     file_type, ext, ctype = FORMATS[fmt]
     data = mesh.export(file_type=file_type)
