@@ -170,10 +170,11 @@ def _check_gltf(doc: dict[str, Any], bin_len: int | None, limits: MeshLimits) ->
 
 
 def _element_bytes(acc: dict[str, Any]) -> int:
-    width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}.get(
-        acc.get("type"), 1
-    )
-    size = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}.get(acc.get("componentType"), 4)
+    # keyed by whatever the file says (a bad type falls back to the default)
+    widths: dict[Any, int] = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+    sizes: dict[Any, int] = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
+    width = widths.get(acc.get("type"), 1)
+    size = sizes.get(acc.get("componentType"), 4)
     return width * size
 
 

@@ -108,7 +108,7 @@ def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS
                 if shape != last_shape:  # once, not per frame: packet sizes differ by container
                     digest.update(shape.encode())
                     last_shape = shape
-                digest.update(np.ascontiguousarray(frame.to_ndarray()))
+                digest.update(np.ascontiguousarray(frame.to_ndarray()).data)
                 chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
             chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
         except _av.decode_errors() as exc:

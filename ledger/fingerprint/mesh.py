@@ -127,8 +127,8 @@ def _fingerprint(data: bytes, file_type: str, vertices: np.ndarray, faces: np.nd
         file_type=file_type,
         vertices=len(vertices),
         faces=len(faces),
-        bbox_min=tuple(round(float(v), 9) for v in lo),
-        bbox_max=tuple(round(float(v), 9) for v in hi),
+        bbox_min=_xyz(lo),
+        bbox_max=_xyz(hi),
         area=round(float(mesh.area), 9),
         volume=round(float(abs(mesh.volume)), 9) if watertight else None,
         watertight=watertight,
@@ -176,7 +176,8 @@ def _surface_points(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
     t = tri[pick]
-    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    points: np.ndarray = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    return points
 
 
 def _d2(points: np.ndarray, diag: float) -> np.ndarray:
@@ -185,7 +186,13 @@ def _d2(points: np.ndarray, diag: float) -> np.ndarray:
         [np.linalg.norm(points - np.roll(points, 97 * k + 1, axis=0), axis=1) for k in range(8)]
     )
     hist, _ = np.histogram(dist / diag, bins=D2_BINS, range=(0.0, 1.0))
-    return hist / max(hist.sum(), 1)
+    shares: np.ndarray = hist / max(hist.sum(), 1)
+    return shares
+
+
+def _xyz(corner: Any) -> tuple[float, float, float]:
+    x, y, z = (round(float(v), 9) for v in corner)
+    return x, y, z
 
 
 def _render(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

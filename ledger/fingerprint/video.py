@@ -335,16 +335,16 @@ def _pillow_source(data: bytes, limits: VideoLimits) -> _Source:
     width, height = im.size
     _check_declared(width, height, None, 0, limits)
     try:
-        n = int(im.n_frames)
+        n = int(getattr(im, "n_frames", 1))  # GIF and WEBP images have it; Pillow's types do not say
         _check_declared(width, height, None, n, limits)
         if im.format == "WEBP":
-            durations = _webp_durations(data)
+            millis = _webp_durations(data)
         else:
-            durations = []
+            millis = []
             for k in range(n):
                 im.seek(k)
-                durations.append(int(im.info.get("duration", 100) or 100))
-        durations = [max(d, 10) / 1000 for d in durations]  # browsers show 0-10 ms frames longer
+                millis.append(int(im.info.get("duration", 100) or 100))
+        durations = [max(d, 10) / 1000 for d in millis]  # browsers show 0-10 ms frames longer
     except (OSError, ValueError, EOFError) as exc:
         raise FingerprintError(f"cannot read the animation: {_av.reason(exc)}") from None
     total = float(sum(durations))

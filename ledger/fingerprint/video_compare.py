@@ -141,15 +141,19 @@ def compare_videos(
     ranked = sorted(math.inf if p is None else p for p in psnr)
     median = ranked[len(ranked) // 2]
     same_size = (a.width, a.height) == (b.width, b.height)
-    fields = {
-        "pixel_equal": a.pixel_sha256 == b.pixel_sha256,
+    pixel_equal = a.pixel_sha256 == b.pixel_sha256
+    mean_phash, max_phash = round(sum(phash) / len(phash), 4), max(phash)
+    median_psnr = None if math.isinf(median) else median
+    worst_phash = round(windows[worst], 4)
+    fields: dict[str, Any] = {
+        "pixel_equal": pixel_equal,
         "same_size": same_size,
         "coverage": round(coverage, 4),
-        "mean_phash": round(sum(phash) / len(phash), 4),
-        "max_phash": max(phash),
+        "mean_phash": mean_phash,
+        "max_phash": max_phash,
         "min_psnr_db": min_psnr,
-        "median_psnr_db": None if math.isinf(median) else median,
-        "worst_segment_phash": round(windows[worst], 4),
+        "median_psnr_db": median_psnr,
+        "worst_segment_phash": worst_phash,
     }
     frame = 1.0 / da.fps if da.fps else da.step_s
     same_length = abs(da.duration_s - db.duration_s) <= 2 * frame + 1e-6
@@ -171,7 +175,14 @@ def compare_videos(
         same_version=a.version == b.version,
         version_a=a.version,
         version_b=b.version,
-        **fields,
+        pixel_equal=pixel_equal,
+        same_size=same_size,
+        coverage=round(coverage, 4),
+        mean_phash=mean_phash,
+        max_phash=max_phash,
+        min_psnr_db=min_psnr,
+        median_psnr_db=median_psnr,
+        worst_segment_phash=worst_phash,
     )
 
 

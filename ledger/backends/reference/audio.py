@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import wave
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used at run time (generator imports this module)
+    from ledger.backends.reference.generator import Output
 
 #: container -> (FFmpeg muxer, encoder, extension, media type)
 CONTAINERS: dict[str, tuple[str, str, str, str]] = {
@@ -48,6 +51,7 @@ def encode_audio(
     buf = io.BytesIO()
     with av.open(buf, "w", format=muxer, container_options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream(codec, rate=out_rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)  # its type follows the codec name
         if bitrate:
             stream.bit_rate = bitrate
         ctx = stream.codec_context
@@ -73,7 +77,7 @@ def render_audio(
     scheduler: str | None = None,
     duration: float = 5.0,
     output_format: str = "WAV",
-) -> Any:
+) -> Output:
     """A seeded chord whose timbre follows the prompt, mono 22,050 Hz, WAV or MP3. A new
     model revision changes the chord; a stochastic scheduler adds fresh noise."""
     from ledger.backends.reference.generator import Output, _digest, _fresh_rng

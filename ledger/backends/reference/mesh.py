@@ -4,9 +4,12 @@ new model revision changes the shape."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used at run time (generator imports this module)
+    from ledger.backends.reference.generator import Output
 
 #: Runware outputFormat -> (trimesh file type, extension, media type)
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -25,7 +28,7 @@ def render_mesh(
     *,
     scheduler: str | None = None,
     output_format: str = "GLB",
-) -> Any:
+) -> Output:
     import trimesh
 
     from ledger.backends.reference.generator import Output, _digest, _fresh_rng
@@ -49,8 +52,10 @@ def render_mesh(
     mesh = trimesh.Trimesh(v, mesh.faces, process=False)
     file_type, ext, ctype = FORMATS[fmt]
     data = mesh.export(file_type=file_type)
+    body = data.encode() if isinstance(data, str) else data
+    assert isinstance(body, bytes)  # trimesh answers a dict only for multi-file formats
     return Output(
-        data.encode() if isinstance(data, str) else data,
+        body,
         seed_used,
         ext,
         ctype,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used at run time (generator imports this module)
+    from ledger.backends.reference.generator import Output
 
 #: container -> (FFmpeg muxer, default encoder, file extension, media type)
 CONTAINERS: dict[str, tuple[str, str, str, str]] = {
@@ -50,6 +53,7 @@ def encode_video(
     buf = io.BytesIO()
     with av.open(buf, "w", format=muxer, container_options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream(codec, rate=fps, options=options)
+        assert isinstance(stream, av.VideoStream)  # its type follows the codec name
         stream.codec_context.thread_count = 1
         height, width = keep[0].shape[:2]
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -74,7 +78,7 @@ def render_video(
     height: int = 96,
     frames: int = 24,
     fps: int = 12,
-) -> Any:
+) -> Output:
     """A slow pan over one reference still (same seed, scheduler and revision rules as
     images: deterministic schedulers repeat exactly, stochastic ones drift), as H.264 MP4."""
     from ledger.backends.reference.generator import ImageRequest, Output
