@@ -22,7 +22,7 @@ install-test: $(BIN)/python build-deps media-deps
 	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
 	$(BIN)/python scripts/check_lock.py
 
-# headers for the optional native verify walker (ledger/integrity/_leafwalk/)
+# headers for the optional native verify walker (ledger/integrity/_leafwalk_src/)
 build-deps:
 	bash scripts/install-build-deps.sh
 

@@ -1,4 +1,4 @@
-"""Build the optional native leaf walker (ledger/integrity/_leafwalk/*.c).
+"""Build the optional native leaf walker (ledger/integrity/_leafwalk_src/*.c).
 
 Everything else is in pyproject.toml. The extension needs a C compiler and the SQLite
 and OpenSSL headers (Debian: gcc, libsqlite3-dev, libssl-dev); without them the build
@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import BaseError, CCompilerError, CompileError
 
-SOURCES = sorted(str(p) for p in Path("ledger/integrity/_leafwalk").glob("*.c"))
+SOURCES = sorted(str(p) for p in Path("ledger/integrity/_leafwalk_src").glob("*.c"))
 HEADERS = (("Python.h", "python3-dev"), ("sqlite3.h", "libsqlite3-dev"), ("openssl/evp.h", "libssl-dev"))
 WARNING = """
 ************************************************************************************
@@ -69,7 +69,7 @@ setup(
         Extension(
             "ledger.integrity._leafwalk",
             sources=SOURCES,
-            depends=["ledger/integrity/_leafwalk/leafwalk.h"],
+            depends=["ledger/integrity/_leafwalk_src/leafwalk.h"],
             libraries=["sqlite3", "crypto"],
             extra_compile_args=[
                 "-O2",

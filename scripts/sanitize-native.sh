@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A second build of the native leaf walker (ledger/integrity/_leafwalk/) with
+# A second build of the native leaf walker (ledger/integrity/_leafwalk_src/) with
 # AddressSanitizer and UndefinedBehaviorSanitizer, and tests/test_native_walk.py run
 # against it. The build goes to a temporary copy of the package, so the normal .so in
 # ledger/integrity is never replaced. Fails when the build fails or a sanitizer reports.
@@ -29,7 +29,7 @@ cp -r ledger tests pyproject.toml "$tmp/tree/"
 rm -f "$tmp/tree"/ledger/integrity/_leafwalk*.so
 sanitize=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 "$CC" -shared -fPIC -g -O1 -std=c11 -Wall -Wextra -Wno-missing-field-initializers -fvisibility=hidden \
-  "${sanitize[@]}" -I"$include" ledger/integrity/_leafwalk/*.c -lsqlite3 -lcrypto \
+  "${sanitize[@]}" -I"$include" ledger/integrity/_leafwalk_src/*.c -lsqlite3 -lcrypto \
   -o "$tmp/tree/ledger/integrity/_leafwalk$suffix"
 
 libasan=$("$CC" -print-file-name=libasan.so)

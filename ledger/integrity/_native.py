@@ -1,4 +1,4 @@
-"""The bridge to the native leaf walker (``_leafwalk/*.c``) that ``verify`` and ``seal``
+"""The bridge to the native leaf walker (``_leafwalk_src/*.c``) that ``verify`` and ``seal``
 use.
 
 The walker recomputes leaves from the stored rows in C and only *confirms* them: a leaf
@@ -44,12 +44,12 @@ from ledger.integrity.leaves import EntryType, joined_entries
 from ledger.store.schema import log_entries
 
 ENV_NATIVE = "SEEDLEDGER_NATIVE"
-#: What the walkers read of each log entry before its row (``_leafwalk/`` expects it).
+#: What the walkers read of each log entry before its row (``_leafwalk_src/`` expects it).
 _WALK_HEAD = (log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash)
 ENV_THREADS = "SEEDLEDGER_NATIVE_THREADS"
 
-# The C extension has no stub (and its source directory, _leafwalk/, would pass for a
-# namespace package): typed as Any, each call's result is annotated where it is used.
+# The C extension has no stub (its C sources live in _leafwalk_src/, named so that they
+# never pass for a namespace package): typed as Any, each result annotated where used.
 _leafwalk: Any
 try:
     _leafwalk = importlib.import_module("ledger.integrity._leafwalk")
