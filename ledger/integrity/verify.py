@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,11 +40,21 @@ from sqlalchemy import Connection, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ledger.core.canonical import canonical_json
-from ledger.errors import IntegrityError, InvalidInputError, NotFoundError
+from ledger.errors import IntegrityError, InvalidInputError, NotFoundError, UsageError
 from ledger.integrity import _native, merkle
+from ledger.integrity._columns import Recovered, recover_changed, undecodable_columns, unreadable_columns
+from ledger.integrity._input import load_json
 from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT, EntryType, joined_entries
 from ledger.integrity.merkle import EMPTY_ROOT, CompactRange, ProofError
-from ledger.integrity.note import Checkpoint, NoteError, Verifier, open_checkpoint
+from ledger.integrity.note import (
+    ENV_VERIFIER_KEY,
+    Checkpoint,
+    NoteError,
+    NoteFormatError,
+    Verifier,
+    open_checkpoint,
+    parse_checkpoint_note,
+)
 from ledger.integrity.seal import StoredCheckpoint, _stored, latest_checkpoint, read_head
 from ledger.store import Ledger
 from ledger.store.schema import checkpoints, log_entries
@@ -68,6 +77,9 @@ class Divergence:
     leaf_index: int | None = None
     entry_type: str | None = None
     entry_id: int | None = None
+    #: changed-row: the columns established as changed (``_columns``); () when the
+    #: change could not be attributed to a column.
+    columns: tuple[str, ...] = ()
 
     def message(self) -> str:
         where = f"leaf {self.leaf_index}" if self.leaf_index is not None else ""
@@ -106,6 +118,15 @@ class VerifyReport:
 class _Found(Exception):
     def __init__(self, divergence: Divergence) -> None:
         self.divergence = divergence
+
+
+class _Unreadable(Exception):
+    """A row that cannot be read in its leaf form: which columns, and why."""
+
+    def __init__(self, columns: tuple[str, ...], cause: Exception) -> None:
+        super().__init__(type(cause).__name__)
+        self.columns = columns
+        self.cause = type(cause).__name__
 
 
 class _Undecodable(bytes):
@@ -181,7 +202,7 @@ def _stream(
             try:
                 fields: Any = et.row_fields_from_raw(row[first:end], dialect)
             except (TypeError, ValueError, OverflowError) as exc:  # e.g. a JSON column that is not JSON
-                fields = exc
+                fields = _Unreadable(unreadable_columns(et, row[first:end], dialect), exc)
             yield row, et, fields
         if len(rows) < page:
             return
@@ -374,28 +395,28 @@ class _Walk:
             raise _Found(
                 Divergence("missing-row", f"the sealed {name} row is gone (deleted)", index, name, entry_id)
             )
-        changed = (
-            f"the {name} row no longer hashes to its sealed leaf: a column was "
-            "changed, or the entry was moved from another leaf position"
-        )
-        if isinstance(fields, Exception):
+        if isinstance(fields, _Unreadable):
             raise _Found(
-                Divergence(
-                    "changed-row",
-                    f"{changed} (a column no longer holds a value of its type: {type(fields).__name__})",
+                _changed(
                     index,
                     name,
                     entry_id,
+                    fields.columns,
+                    f"no longer holds a value of its type ({fields.cause})",
                 )
             )
         try:
             digest = merkle.leaf_hash(et.leaf_bytes_from_fields(index, fields))
         except (InvalidInputError, TypeError, ValueError) as exc:  # not JSON-encodable any more
             raise _Found(
-                Divergence("changed-row", f"{changed} ({type(exc).__name__})", index, name, entry_id)
+                _changed(
+                    index, name, entry_id, undecodable_columns(fields), f"is not text ({type(exc).__name__})"
+                )
             ) from None
-        if digest != bytes(row.leaf_hash):
-            raise _Found(Divergence("changed-row", changed, index, name, entry_id))
+        sealed = bytes(row.leaf_hash)
+        if digest != sealed:
+            recovered = recover_changed(et, index, fields, sealed)
+            raise _Found(_changed(index, name, entry_id, (), "", recovered))
         self.compact.append(digest)
         self.counts[name] += 1
         if index >= self.head_size:
@@ -429,6 +450,38 @@ class _Walk:
             return
         if self.compact.size // 100_000 > before // 100_000:
             self.progress(self.compact.size)
+
+
+def _changed(
+    index: int,
+    name: str,
+    entry_id: int,
+    columns: tuple[str, ...],
+    why: str,
+    recovered: tuple[Recovered, ...] = (),
+) -> Divergence:
+    """(3) a changed-row divergence naming the columns established as changed (columns
+    with a value that is not of their type, or a sealed value recovered), else saying
+    honestly that no column could be established."""
+    head = f"the {name} row no longer hashes to its sealed leaf"
+    if recovered:
+        detail = (
+            f"{head}: column {', '.join(r.describe() for r in recovered)} was changed (putting the "
+            "sealed value, which the row's own request/response still holds, back reproduces the "
+            "sealed leaf hash)"
+        )
+        return Divergence("changed-row", detail, index, name, entry_id, tuple(r.column for r in recovered))
+    if columns:
+        detail = f"{head}: column {', '.join(columns)} {why}"
+        return Divergence("changed-row", detail, index, name, entry_id, columns)
+    detail = (
+        f"{head}: which column changed cannot be established (the log keeps each leaf's hash, not "
+        "its columns, and no single column set back to a value the row still holds elsewhere "
+        "reproduces it); or the entry was moved from another leaf position"
+    )
+    if why:
+        detail += f" ({why})"
+    return Divergence("changed-row", detail, index, name, entry_id)
 
 
 #: Leaves per native call: bounds the walker's memory (32 bytes a leaf) and how long
@@ -488,6 +541,12 @@ def verify(
     to the Python path (the native walker only changes the speed; ``_native``)."""
     types = list(ENTRY_TYPES.values())
     counts = {et.name: 0 for et in types}
+    if against is not None:
+        # (6) a file that is not a checkpoint note at all is bad input, not tampering
+        try:
+            parse_checkpoint_note(against)
+        except NoteFormatError as exc:
+            raise InvalidInputError(f"the saved checkpoint is not a signed checkpoint note: {exc}") from None
     with _snapshot(ledger) as conn:
         # (1) head and checkpoints
         head = read_head(conn)
@@ -719,8 +778,7 @@ class ProofReport:
     tree_size: int
     origin: str
     root: bytes
-    key: str  # the verifier key that signed the checkpoint
-    key_pinned: bool  # False: the key came from the proof file itself
+    key: str  # the trusted verifier key that verified the checkpoint's signature
     row: dict[str, Any] = field(default_factory=dict)
 
 
@@ -734,12 +792,20 @@ def _field(data: dict[str, Any], name: str, kind: type) -> Any:
 def verify_proof(data: Any, verifiers: Sequence[Verifier] = ()) -> ProofReport:
     """Check an inclusion proof from :func:`prove` offline (no database).
 
-    Steps: (1) the format; (2) the checkpoint's signature, by a pinned key when given,
-    else by the key in the file; (3) the checkpoint's size is the proof's tree size;
-    (4) the leaf is canonical and names the same entry and index; (5) its hash is the
-    given leaf hash; (6) RFC 9162 inclusion of the leaf hash under the signed root.
-    Raises :class:`IntegrityError` (``ProofError``/``NoteError``) on failure.
+    Steps: (1) the format; (2) the checkpoint's signature, by one of ``verifiers`` (keys
+    the caller trusts; none given is a :class:`UsageError`, never the key in the file);
+    (3) the checkpoint's size is the proof's tree size; (4) the leaf is canonical and
+    names the same entry and index; (5) its hash is the given leaf hash; (6) RFC 9162
+    inclusion of the leaf hash under the signed root. Raises :class:`IntegrityError`
+    (``ProofError``/``NoteError``) on failure.
     """
+    # The key the proof file names vouches for nothing: whoever forged the proof would
+    # have put their own key there.
+    if not verifiers:
+        raise UsageError(
+            f"no trusted key to check the proof with: pass --key VERIFIER (or set {ENV_VERIFIER_KEY}); "
+            "the key inside the proof file is not trusted"
+        )
     # (1) format
     if not isinstance(data, dict) or data.get("format") != PROOF_FORMAT:
         raise InvalidInputError(f"not a {PROOF_FORMAT} file")
@@ -756,18 +822,16 @@ def verify_proof(data: Any, verifiers: Sequence[Verifier] = ()) -> ProofReport:
         leaf = base64.b64decode(_field(data, "leaf", str), validate=True)
     except (TypeError, ValueError, binascii.Error):
         raise InvalidInputError("proof hashes must be hex and the leaf base64") from None
-    # (2) signature
-    pinned = bool(verifiers)
-    keys = list(verifiers) or [Verifier.parse(_field(data, "verifier", str))]
-    checkpoint, opened = open_checkpoint(note, keys)
+    # (2) signature, by a key the caller trusts (required above)
+    checkpoint, opened = open_checkpoint(note, list(verifiers))
     # (3) sizes
     if checkpoint.size != size:
         raise ProofError(f"proof is for tree size {size}, the checkpoint has size {checkpoint.size}")
     # (4) the leaf itself
     try:
-        decoded = json.loads(leaf)
-    except ValueError:
-        raise ProofError("leaf is not JSON") from None
+        decoded = load_json(leaf, "the proof's leaf")
+    except InvalidInputError as exc:
+        raise ProofError(str(exc)) from None
     if not isinstance(decoded, dict) or canonical_json(decoded) != leaf:
         raise ProofError("leaf is not canonical JSON")
     et = ENTRY_TYPES.get(entry_type)
@@ -794,6 +858,5 @@ def verify_proof(data: Any, verifiers: Sequence[Verifier] = ()) -> ProofReport:
         checkpoint.origin,
         checkpoint.root,
         str(opened.verified_by[0]),
-        pinned,
         row,
     )
