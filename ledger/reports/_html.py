@@ -11,59 +11,18 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
+from importlib import resources
 from typing import Any, TextIO
 
 from ledger.reports import _images, _svg
 from ledger.reports._build import ReportSource
-from ledger.reports._markup import Safe, close_tag, el, open_tag
+from ledger.reports._html_integrity import banner, integrity_section
+from ledger.reports._markup import Safe, close_tag, el, open_tag, when
 from ledger.reports._model import OUTCOMES, VERDICTS, EvidenceItem, Report
 
-CSS = """
-:root { --ink: #1c2430; --muted: #5f6b7a; --line: #d5dbe1; --accent: #1565c0; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
-       color: var(--ink); margin: 0 auto; max-width: 1100px; padding: 24px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 19px; border-bottom: 2px solid var(--accent); padding-bottom: 4px; margin-top: 32px; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.muted, .meta { color: var(--muted); }
-nav ol { columns: 2; padding-left: 20px; }
-a { color: var(--accent); }
-table { border-collapse: collapse; margin: 6px 0 14px; width: 100%; }
-th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #f2f5f8; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 10px 0; }
-.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; min-width: 150px; }
-.card .v { font-size: 22px; font-weight: 600; }
-.card .k { color: var(--muted); font-size: 12px; }
-.ok { color: #2e7d32; } .bad { color: #c62828; } .warn { color: #a86b00; }
-.prompt { white-space: pre-wrap; word-break: break-word; max-width: 420px; }
-code, pre { font-family: "DejaVu Sans Mono", monospace; font-size: 12px; }
-pre { background: #f6f8fa; border: 1px solid var(--line); padding: 8px; white-space: pre-wrap;
-      word-break: break-all; }
-.evidence { border: 1px solid var(--line); border-radius: 6px; padding: 10px; margin: 10px 0;
-            break-inside: avoid; page-break-inside: avoid; }
-.triptych { display: flex; gap: 14px; }
-.triptych figure { margin: 0; text-align: center; }
-.triptych img { width: 144px; height: 144px; image-rendering: pixelated; border: 1px solid var(--line); }
-.triptych figcaption { font-size: 12px; color: var(--muted); }
-.chart { max-width: 100%; height: auto; display: block; margin: 8px 0; }
-.chart-title { font: 600 13px sans-serif; fill: #1c2430; }
-.chart-label, .chart-value { font: 12px sans-serif; fill: #1c2430; }
-.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; align-items: start; }
-.empty { border: 1px dashed var(--line); padding: 12px; color: var(--muted); border-radius: 6px; }
-@page { size: A4; margin: 14mm; }
-@media print {
-  body { max-width: none; padding: 0; font-size: 10.5pt; }
-  nav { display: none; }
-  h2 { break-after: avoid; page-break-after: avoid; }
-  table, .card, figure, .chart { break-inside: avoid; page-break-inside: avoid; }
-  a { color: inherit; text-decoration: none; }
-  .grid2 { display: block; }
-}
-"""
+#: The report's style sheet (package data), inlined and allowed by its hash in the CSP.
+CSS = resources.files("ledger.reports").joinpath("report.css").read_text("utf-8")
 
 _STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 CSP = (
@@ -82,7 +41,7 @@ SECTIONS = (
 
 
 def _when(value: datetime | None) -> str:
-    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return when(value)
 
 
 def _pct(value: float | None) -> str:
@@ -146,12 +105,13 @@ def render_html(report: Report, source: ReportSource, out: TextIO) -> None:
     )
     w(open_tag("body"))
     w(_header(report, title))
+    w(banner(report))
     w(el("nav", el("h3", "Contents"), el("ol", [el("li", el("a", t, href=f"#{i}")) for i, t in SECTIONS])))
     w(_summary(report))
-    w(_audit(report))
+    w(_audit(report, source))
     _risks(report, source, w)
     _evidence(report, source, w)
-    w(_integrity(report))
+    w(integrity_section(report))
     w(_methodology(report))
     w(
         el(
@@ -285,7 +245,63 @@ def _summary(report: Report) -> Safe:
     )
 
 
-def _audit(report: Report) -> Safe:
+def _runs_table(report: Report) -> Safe:
+    head = el(
+        "tr",
+        [el("th", h) for h in ("run", "started", "finished", "status", "backend")],
+        el("th", "results in selection", class_="n"),
+    )
+    rows = [
+        el(
+            "tr",
+            el("td", el("code", run.id)),
+            el("td", _when(run.created_at)),
+            el("td", _when(run.finished_at)),
+            el("td", run.status),
+            el("td", run.backend or "each record’s own"),
+            num(run.results, f"audit.run_results:{run.id}"),
+        )
+        for run in report.audit.run_list
+    ]
+    return el("div", el("h3", "Audit runs aggregated"), el("table", el("thead", head), el("tbody", rows)))
+
+
+def _earlier_failures(report: Report, source: ReportSource) -> Safe:
+    a = report.audit
+    title = el("h3", "Earlier failures (not erased by a later result)")
+    if not a.earlier_failures:
+        text = "No selected record failed in an earlier run while its latest result passes."
+        return el(
+            "div", title, el("p", text, class_="muted", data_metric="audit.earlier_failures", data_value=0)
+        )
+    limit = source.options.html_limit
+    items = [
+        el("li", el("strong", f"record {x.record_id}"), f": {x.sentence(_when)}")
+        for x in source.iter_earlier_failures(limit=limit)
+    ]
+    more = a.earlier_failures - len(items)
+    return el(
+        "div",
+        title,
+        el(
+            "p",
+            el(
+                "span",
+                f"{a.earlier_failures:,}",
+                data_metric="audit.earlier_failures",
+                data_value=a.earlier_failures,
+            ),
+            " selected record(s) failed in an earlier run; their latest result is not a failure:",
+            class_="warn",
+        ),
+        el("ul", items),
+        el("p", f"… and {more:,} more (all of them in the JSON report).", class_="muted")
+        if more > 0
+        else None,
+    )
+
+
+def _audit(report: Report, source: ReportSource) -> Safe:
     a = report.audit
     if not a.available:
         return el(
@@ -323,28 +339,21 @@ def _audit(report: Report) -> Safe:
         class_="cards",
     )
     segments = [(o, a.by_outcome.get(o, 0)) for o in OUTCOMES] + [("never audited", a.never_audited)]
-    run = a.latest_run
-    run_p = None
-    if run is not None:
-        run_p = el(
-            "p",
-            f"{a.runs:,} audit run(s) cover this selection; the latest, {run.id}, started "
-            f"{_when(run.created_at)}, {run.status}, finished {_when(run.finished_at)}, backend "
-            f"{run.backend or 'each record’s own'}.",
-            class_="muted",
-        )
     return el(
         "section",
         el("h2", "Audit outcomes"),
         el(
             "p",
-            "The latest verdict of each selected record. Pass rate = passed ÷ (audited − skipped); "
-            "expected drift (similar on a stochastic scheduler) is set apart from failures.",
+            f"The latest verdict of each selected record, across the {a.runs:,} audit run(s) listed "
+            "below (a record counts with its latest result, whichever run it came from). "
+            "Pass rate = passed ÷ (audited − skipped); expected drift (similar on a stochastic "
+            "scheduler) is set apart from failures.",
             class_="muted",
         ),
         cards,
-        run_p,
-        _svg.stacked_bar("Outcome of the latest audit, all selected records", segments),
+        _runs_table(report),
+        _earlier_failures(report, source),
+        _svg.stacked_bar(f"Latest outcome per record, across {a.runs:,} audit run(s)", segments),
         el(
             "div",
             _svg.bar_chart(
@@ -526,96 +535,6 @@ def _evidence(report: Report, source: ReportSource, w: Any) -> None:
                 )
             )
     w(close_tag("section"))
-
-
-def _integrity(report: Report) -> Safe:
-    i = report.integrity
-    cp = i.checkpoint
-    sealed = el(
-        "p",
-        el(
-            "span",
-            f"{i.sealed_records:,}",
-            data_metric="integrity.sealed_records",
-            data_value=i.sealed_records,
-        ),
-        " selected records are sealed in the log; ",
-        el(
-            "span",
-            f"{i.unsealed_records:,}",
-            data_metric="integrity.unsealed_records",
-            data_value=i.unsealed_records,
-        ),
-        " are not sealed yet.",
-    )
-    if cp is None:
-        return el(
-            "section",
-            el("h2", "Integrity"),
-            el(
-                "p",
-                "No checkpoint yet: the log has not been sealed and signed (run `seedledger seal`).",
-                class_="empty",
-                data_metric="integrity.none",
-            ),
-            sealed,
-            id="integrity",
-        )
-    rows = [
-        ("origin", cp.origin),
-        ("tree size", f"{cp.size:,}"),
-        ("root (hex)", el("code", cp.root_hex)),
-        ("signed at", _when(cp.created_at)),
-        ("key name", cp.key_name),
-        ("key id", el("code", cp.key_id)),
-        ("public key", el("code", cp.verifier)),
-        ("checkpoints", f"{i.checkpoints:,}"),
-        ("log size now", f"{i.log_size:,}"),
-    ]
-    parts: list[Any] = [
-        el("h2", "Integrity"),
-        el("table", [el("tr", el("th", k), el("td", v)) for k, v in rows]),
-        sealed,
-    ]
-    v = i.verification
-    if v is None:
-        parts.append(el("p", "Verification was not run for this report.", class_="muted"))
-    else:
-        parts.append(
-            el(
-                "p",
-                el("strong", f"Verification ({v.mode}): "),
-                el(
-                    "span",
-                    "passed" if v.ok else "FAILED",
-                    class_="ok" if v.ok else "bad",
-                    data_metric="integrity.verified",
-                    data_value=str(v.ok).lower(),
-                ),
-                f" at {_when(v.ran_at)}: {v.detail}.",
-            )
-        )
-    p = i.previous
-    if p is not None:
-        sig = {True: "signature valid", False: "signature INVALID", None: "signature not checked"}[
-            p.signature_ok
-        ]
-        parts.append(
-            el(
-                "p",
-                el("strong", "Previous checkpoint: "),
-                el(
-                    "span",
-                    "consistent" if p.consistent else "NOT consistent",
-                    class_="ok" if p.consistent else "bad",
-                    data_metric="integrity.previous_consistent",
-                    data_value=str(p.consistent).lower(),
-                ),
-                f" — size {p.size:,}, root {p.root_hex[:16]}…, {sig}; {p.detail}.",
-            )
-        )
-    parts += [el("h3", "Signed checkpoint (C2SP signed note)"), el("pre", cp.note)]
-    return el("section", *parts, id="integrity")
 
 
 def _methodology(report: Report) -> Safe:

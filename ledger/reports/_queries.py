@@ -1,4 +1,4 @@
-"""Every SQL statement a report runs, in one module.
+"""The SQL statements a report runs (the audit history's are in ``_history``).
 
 Aggregates are GROUP BY queries in the database; per-record sections are keyset
 pages (``id > last ORDER BY id LIMIT n``), so a report's memory does not grow with
@@ -28,7 +28,6 @@ from sqlalchemy.types import TypeDecorator
 from ledger.store.filters import RecordFilter
 from ledger.store.schema import (
     audit_results,
-    audit_runs,
     checkpoints,
     fingerprints,
     log_entries,
@@ -151,29 +150,6 @@ def audit_groups(conn: Connection, where: RecordFilter) -> list[dict[str, Any]]:
         .group_by(*keys)
     )
     return [dict(row._mapping) for row in conn.execute(stmt)]
-
-
-def audit_runs_info(conn: Connection, where: RecordFilter) -> tuple[int, dict[str, Any] | None]:
-    """How many runs hold results for the selection, and the latest of them."""
-    runs_with_selection = (
-        select(ar.run_id).join(records, r.id == ar.record_id).where(where.where()).distinct().subquery()
-    )
-    count = int(conn.execute(select(func.count()).select_from(runs_with_selection)).scalar_one())
-    row = conn.execute(
-        select(
-            audit_runs.c.id,
-            audit_runs.c.created_at,
-            audit_runs.c.finished_at,
-            audit_runs.c.status,
-            audit_runs.c.backend,
-            audit_runs.c.policy,
-            audit_runs.c.selected_count,
-        )
-        .where(audit_runs.c.id.in_(select(runs_with_selection.c.run_id)))
-        .order_by(audit_runs.c.created_at.desc(), audit_runs.c.id.desc())
-        .limit(1)
-    ).first()
-    return count, (dict(row._mapping) if row else None)
 
 
 # -- warnings -----------------------------------------------------------------------------
