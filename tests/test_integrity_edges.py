@@ -5,7 +5,11 @@ hostile nesting in proofs is a one-line error."""
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.errors import UsageError
+from ledger.integrity import _native
 from ledger.integrity.note import Signer
 from ledger.integrity.seal import seal
 from ledger.integrity.verify import VerifyReport, prove, verify, verify_proof
@@ -150,11 +155,52 @@ def test_deeply_nested_json_in_a_proof_is_one_line_bad_input(sealed: dict[str, A
     assert run.code == 2 and "nests deeper than" in run.err and "Traceback" not in run.err
     assert len(run.err.strip().splitlines()) == 1
     # A leaf inside a well-formed proof that nests too deep: refused, no RecursionError.
-    import base64
-
     proof = json.loads(sealed["proof"].read_text())
     proof["leaf"] = base64.b64encode(b'{"a":' * 100_000 + b"1" + b"}" * 100_000).decode()
     proof.pop("leaf_hash")
     deep.write_text(json.dumps(proof), encoding="utf-8")
     run = seedledger("verify-proof", str(deep), "--key", sealed["key"])
     assert run.code == 7 and "nests deeper than" in run.err and "Traceback" not in run.err
+
+
+# -- which path ran (issue 22) ---------------------------------------------------------------
+
+
+def test_verify_and_seal_say_which_path_ran(sqlite_url: str, signer: Signer, tmp_path: Path) -> None:
+    key = tmp_path / "k.key"
+    key.write_text(signer.private_key_string(), encoding="utf-8")
+    with Ledger.open(sqlite_url) as ledger:
+        _add(ledger, 3)
+    env = {"SEEDLEDGER_NATIVE": "0", "SEEDLEDGER_SIGNING_KEY": str(key)}
+    run = seedledger("--db", sqlite_url, "--json", "seal", env=env)
+    assert run.code == 0, run.err
+    assert run.json()["path"] == "python" and "SEEDLEDGER_NATIVE=0" in run.json()["path_reason"]
+    assert "Python path" in run.err
+    run = seedledger("--db", sqlite_url, "--json", "verify", "--key", str(signer.verifier), env=env)
+    assert run.code == 0, run.err
+    assert run.json()["path"] == "python" and "SEEDLEDGER_NATIVE=0" in run.json()["path_reason"]
+    assert "leaves verified on the Python path" in run.err
+    if not _native.available():  # pragma: no cover - depends on the build
+        return
+    run = seedledger("--db", sqlite_url, "--json", "verify", "--key", str(signer.verifier))
+    assert run.code == 0 and run.json()["path"] == "native" and "path_reason" not in run.json()
+    assert "Python path" not in run.err
+
+
+def test_a_failed_native_build_warns(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "ledger" / "integrity").mkdir(parents=True)
+    shutil.copy(root / "setup.py", tmp_path)
+    shutil.copy(root / "ledger" / "integrity" / "_leafwalk.c", tmp_path / "ledger" / "integrity")
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", "out", "--build-temp", "tmp"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "CC": "false", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr  # optional: the install goes on
+    assert "seedledger: WARNING: the native leaf walker" in done.stderr and "not built" in done.stderr
+    assert not list((tmp_path / "out").rglob("_leafwalk*"))

@@ -58,9 +58,13 @@ def seal_command(key_file: Path | None, origin: str | None, batch_size: int) -> 
             "checkpoint": "new" if result.new_checkpoint else "unchanged",
             "origin": cp.origin if cp else None,
             "key_id": cp.key_id if cp else None,
+            "path": result.path,
+            **({"path_reason": result.path_reason} if result.path_reason else {}),
         },
         as_json=ctx.json,
     )
+    if result.path_reason:
+        info(f"rows hashed on the Python path (slower): {result.path_reason}")
 
 
 @main.group()
@@ -120,10 +124,14 @@ def verify_command(against: Path | None, keys: tuple[str, ...], key_file: Path |
             "latest_checkpoint": report.latest_checkpoint,
             "unsigned_leaves": report.unsigned,
             "entries": report.entries,
+            "path": report.path,
+            **({"path_reason": report.path_reason} if report.path_reason else {}),
             **({"against": report.against} if report.against else {}),
         },
         as_json=ctx.json,
     )
+    if report.path_reason:
+        info(f"leaves verified on the Python path (slower): {report.path_reason}")
     if report.unsigned:
         info(f"{report.unsigned} leaves are sealed but not yet in a checkpoint; run `seedledger seal`")
 

@@ -100,6 +100,10 @@ class VerifyReport:
     against: dict[str, Any] | None = None
     #: Leaves the native walker recomputed and matched (the rest took the Python path).
     native_leaves: int = field(default=0, compare=False)
+    #: Which leaf walk ran: "native" (the walker, with the Python path for any leaf it
+    #: does not confirm) or "python"; and why the Python path read more than that.
+    path: str = field(default="python", compare=False)
+    path_reason: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -359,6 +363,8 @@ class _Walk:
         self.progress = progress
         self.compact = CompactRange()
         self.native_leaves = 0
+        self.path = "python"
+        self.path_reason: str | None = None
         self._pending = iter(cps)
         self.next_cp = next(self._pending, None)
         self._reached()  # a size-0 checkpoint is checked before any leaf
@@ -491,13 +497,15 @@ _NATIVE_CHUNK = 1 << 17
 _NATIVE_GIVE_UP = 256
 
 
-def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> None:
+def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> str | None:
     """(3) with the native walker while it is available: it confirms runs of leaves;
     each leaf it stops at goes through :meth:`_Walk.leaf` (the Python path), which
-    names any divergence. Returns when the head is reached or the walker is not used."""
-    walker = _native.open_walker(conn, types)
+    names any divergence. Returns when the head is reached or the walker is not used,
+    with the reason when the Python path is left to read the rest (else None)."""
+    walker, reason = _native.open_walker_or_reason(conn, types)
     if walker is None:
-        return
+        return reason
+    walk.path = "native"
     names = [et.name for et in types]
     refused = 0
     try:
@@ -513,19 +521,20 @@ def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> N
                 )
             except (RuntimeError, MemoryError) as exc:
                 log.warning("native leaf walk failed (%s); verifying the rest in Python", exc)
-                return
+                return f"the native leaf walk failed ({exc}); the rest was verified in Python"
             walk.confirmed(CompactRange(size, hashes), dict(zip(names, counts, strict=True)))
             if problem is None:
                 continue
             refused += 1
             if refused > _NATIVE_GIVE_UP:
-                return
+                return f"the native walker left {_NATIVE_GIVE_UP} leaves unconfirmed; the rest read in Python"
             row = next(_stream(conn, types, start=problem, page=1), None)
             if row is None:
-                return  # nothing stored from here on: the end of verify names it
+                return None  # nothing stored from here on: the end of verify names it
             walk.leaf(*row)
     finally:
         walker.close()
+    return None
 
 
 def verify(
@@ -566,7 +575,9 @@ def verify(
             # (3) every leaf, recomputed from its row: natively where it can, then the
             # rest (and anything stored beyond the head) on the Python path
             if native:
-                _walk_native(conn, walk, types)
+                walk.path_reason = _walk_native(conn, walk, types)
+            else:
+                walk.path_reason = "the Python path was asked for (native=False)"
             for row, et, fields in _stream(conn, types, start=walk.compact.size):
                 walk.leaf(row, et, fields)
             walked = True
@@ -602,7 +613,6 @@ def verify(
         except _Found as found:
             divergence = _first(conn, found.divergence, types, counted, walked)
             root = walk.compact.root() if walk is not None else EMPTY_ROOT
-            native_leaves = walk.native_leaves if walk is not None else 0
             return VerifyReport(
                 head_size,
                 root,
@@ -610,7 +620,9 @@ def verify(
                 latest,
                 counts,
                 divergence=divergence,
-                native_leaves=native_leaves,
+                native_leaves=walk.native_leaves if walk is not None else 0,
+                path=walk.path if walk is not None else "python",
+                path_reason=walk.path_reason if walk is not None else None,
             )
     return VerifyReport(
         head_size,
@@ -620,6 +632,8 @@ def verify(
         counts,
         against=against_report,
         native_leaves=walk.native_leaves,
+        path=walk.path,
+        path_reason=walk.path_reason,
     )
 
 

@@ -193,7 +193,7 @@ def _verify_full(
         return _failed("full", ran_at, "not-verified", "no ledger to verify")
     result = verify_log(ledger, verifiers)
     leaves = sum(result.entries.values())
-    path = "native" if result.native_leaves else "python"
+    path = result.path
     if result.divergence is not None:
         return VerificationInfo(
             status="failed",
@@ -210,7 +210,8 @@ def _verify_full(
         mode="full",
         ran_at=ran_at,
         detail=f"{leaves} leaves recomputed from their rows, {result.checkpoints} checkpoint(s) and "
-        f"their signatures check; log size {result.size}",
+        f"their signatures check; log size {result.size}"
+        + (f" (Python path: {result.path_reason})" if result.path_reason else ""),
         leaves_checked=leaves,
         key=_key(cp, verifiers, trusted),
         path=path,
