@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from ledger.cli import main
 from ledger.errors import LedgerError
 from ledger.integrity.note import Signer, open_checkpoint
+from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import prove, verify_proof
 from ledger.store import Ledger
 from tests.factories import new_record
 

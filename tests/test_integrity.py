@@ -36,8 +36,9 @@ from ledger.integrity.note import (
     sign_checkpoint,
     sign_note,
 )
+from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import VerifyReport, prove, verify, verify_proof
+from ledger.integrity.verify import VerifyReport, verify
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_runs, checkpoints, log_entries, log_state, records
 from ledger.store.types import SeedType, UTCDateTime

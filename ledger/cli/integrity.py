@@ -12,8 +12,9 @@ from ledger.cli.app import app, emit_json, emit_mapping, info, main
 from ledger.errors import InvalidInputError, UsageError
 from ledger.integrity import note as notes
 from ledger.integrity._input import load_json
+from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import DEFAULT_BATCH_SIZE, latest_checkpoint, seal
-from ledger.integrity.verify import prove, verify, verify_proof
+from ledger.integrity.verify import verify
 
 _KEY_FILE = click.option(
     "--key-file",
