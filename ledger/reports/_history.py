@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from ledger.reports._queries import PAGE_SIZE, _dicts, _latest_per_record, _time, ar, r
+from ledger.reports._queries import _latest_per_record, _time, ar, keyset_pages, r
 from ledger.store.filters import RecordFilter
 from ledger.store.schema import audit_results, audit_runs, records
 
@@ -89,19 +89,8 @@ def iter_earlier_failures(
     conn: Connection, where: RecordFilter, *, limit: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """:func:`_earlier_failures` in record-id order, keyset-paged."""
-    base = _earlier_failures(where)
-    last: int | None = None
-    left = limit
-    while left is None or left > 0:
-        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
-        stmt = base if last is None else base.where(r.id > last)
-        rows = _dicts(conn.execute(stmt.order_by(r.id).limit(size)))
-        yield from rows
-        if len(rows) < size:
-            return
-        last = rows[-1]["record_id"]
-        if left is not None:
-            left -= len(rows)
+    for page in keyset_pages(conn, _earlier_failures(where), r.id, "record_id", limit=limit):
+        yield from page
 
 
 def latest_failures_for(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, datetime]]:
