@@ -183,7 +183,10 @@ class KeyInfo:
 
     def statement(self) -> str:
         if self.trusted:
-            return f"signature verified with the trusted key {self.name}+{self.key_id} (given with --key)"
+            return (
+                f"signature verified with the trusted key {self.name}+{self.key_id} "
+                "(--key or SEEDLEDGER_VERIFIER_KEY)"
+            )
         return (
             f"signed by the key this ledger names ({self.name}+{self.key_id}); "
             "pass `--key` to check against a key you trust"
