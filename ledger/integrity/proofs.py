@@ -16,11 +16,11 @@ from ledger.core.canonical import canonical_json
 from ledger.errors import IntegrityError, InvalidInputError, NotFoundError, UsageError
 from ledger.integrity import merkle
 from ledger.integrity._input import load_json
+from ledger.integrity._reading import range_hash, snapshot
 from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT
 from ledger.integrity.merkle import ProofError
 from ledger.integrity.note import ENV_VERIFIER_KEY, Verifier, open_checkpoint
 from ledger.integrity.seal import latest_checkpoint
-from ledger.integrity.verify import _snapshot, range_hash
 from ledger.store import Ledger
 from ledger.store.schema import log_entries
 
@@ -34,7 +34,7 @@ def prove(ledger: Ledger, entry_id: int, *, entry_type: str = "record") -> dict[
     et = ENTRY_TYPES.get(entry_type)
     if et is None:
         raise NotFoundError(f"no entry type {entry_type!r}")
-    with _snapshot(ledger) as conn:
+    with snapshot(ledger) as conn:
         entry = conn.execute(
             select(log_entries.c.leaf_index, log_entries.c.leaf_hash).where(
                 log_entries.c.entry_type == entry_type, log_entries.c.entry_id == entry_id

@@ -29,18 +29,17 @@ differs. Nothing else is checked after it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
-from sqlalchemy.exc import DBAPIError
 
 from ledger.errors import IntegrityError, InvalidInputError
 from ledger.integrity import _native, merkle
-from ledger.integrity._columns import Recovered, recover_changed, undecodable_columns, unreadable_columns
-from ledger.integrity.leaves import ENTRY_TYPES, EntryType, joined_entries
+from ledger.integrity._columns import Recovered, recover_changed, undecodable_columns
+from ledger.integrity._reading import Unreadable, range_hash, snapshot, stream
+from ledger.integrity.leaves import ENTRY_TYPES, EntryType
 from ledger.integrity.merkle import EMPTY_ROOT, CompactRange, ProofError
 from ledger.integrity.note import (
     Checkpoint,
@@ -55,8 +54,6 @@ from ledger.store import Ledger
 from ledger.store.schema import checkpoints, log_entries
 
 log = logging.getLogger(__name__)
-
-_PAGE = 5000
 
 
 @dataclass(frozen=True)
@@ -115,95 +112,6 @@ class VerifyReport:
 class _Found(Exception):
     def __init__(self, divergence: Divergence) -> None:
         self.divergence = divergence
-
-
-class _Unreadable(Exception):
-    """A row that cannot be read in its leaf form: which columns, and why."""
-
-    def __init__(self, columns: tuple[str, ...], cause: Exception) -> None:
-        super().__init__(type(cause).__name__)
-        self.columns = columns
-        self.cause = type(cause).__name__
-
-
-class _Undecodable(bytes):
-    """A TEXT value whose bytes are not UTF-8: the row was changed at the byte level."""
-
-
-def _text_or_bytes(data: bytes) -> str | _Undecodable:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return _Undecodable(data)
-
-
-def _fetch(conn: Connection, stmt: Any) -> Sequence[Any]:
-    """The rows of ``stmt``. On SQLite a TEXT value that is not UTF-8 makes the driver
-    refuse the whole result; then the rows are read again with such values kept as
-    :class:`_Undecodable`, which no leaf form accepts, so the row is named as changed."""
-    try:
-        return conn.execute(stmt).all()
-    except DBAPIError as exc:
-        if conn.dialect.name != "sqlite" or "decode" not in str(exc.orig).lower():
-            raise
-    raw = conn.connection.dbapi_connection
-    factory = raw.text_factory  # type: ignore[union-attr]
-    raw.text_factory = _text_or_bytes  # type: ignore[union-attr]
-    try:
-        return conn.execute(stmt).all()
-    finally:
-        raw.text_factory = factory  # type: ignore[union-attr]
-
-
-def _stream(
-    conn: Connection, types: Sequence[EntryType], start: int = 0, page: int = _PAGE
-) -> Iterator[tuple[Any, EntryType | None, Any]]:
-    """Every log entry from leaf ``start`` on in leaf order with its row (None when
-    missing), keyset-paged. ``fields`` is an exception instance when the row cannot be
-    read in its leaf form at all (it was changed into something the column type cannot
-    hold)."""
-    head = [
-        log_entries.c.leaf_index,
-        log_entries.c.entry_type,
-        log_entries.c.entry_id,
-        log_entries.c.leaf_hash,
-    ]
-    columns, joined, starts = joined_entries(
-        types, head, lambda et, alias, prefix: et.raw_columns(alias, prefix=prefix)
-    )
-    # per type: its first column, end, id position
-    by_name = {
-        et.name: (et, (first, first + len(et.column_names), first + et.id_position))
-        for et, first in zip(types, starts, strict=True)
-    }
-    dialect = conn.dialect
-    last = start - 1
-    while True:
-        stmt = (
-            select(*columns)
-            .select_from(joined)
-            .where(log_entries.c.leaf_index > last)
-            .order_by(log_entries.c.leaf_index)
-            .limit(page)
-        )
-        rows = _fetch(conn, stmt)
-        for row in rows:
-            found = by_name.get(row[1])
-            if found is None:
-                yield row, None, None
-                continue
-            et, (first, end, id_pos) = found
-            if row[id_pos] is None:
-                yield row, et, None
-                continue
-            try:
-                fields: Any = et.row_fields_from_raw(row[first:end], dialect)
-            except (TypeError, ValueError, OverflowError) as exc:  # e.g. a JSON column that is not JSON
-                fields = _Unreadable(unreadable_columns(et, row[first:end], dialect), exc)
-            yield row, et, fields
-        if len(rows) < page:
-            return
-        last = int(rows[-1].leaf_index)
 
 
 def _all_sealed_by_count(conn: Connection, et: EntryType, top: int) -> bool:
@@ -313,22 +221,6 @@ def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Ver
         )
 
 
-@contextmanager
-def _snapshot(ledger: Ledger) -> Iterator[Connection]:
-    """One read transaction that sees one state of the log throughout, so a seal that
-    commits meanwhile cannot look like tampering. SQLite's read transaction already
-    does (WAL snapshot); PostgreSQL needs REPEATABLE READ."""
-    with ledger.translate_errors(), ledger.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                # Times in UTC for this transaction only, whichever path reads them: the
-                # leaf form is UTC anyway, and both paths then see the same values.
-                conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-            yield conn
-
-
 def _last_leaf(size: int) -> int | None:
     """The last leaf a checkpoint of ``size`` covers (None for the empty tree)."""
     return size - 1 if size > 0 else None
@@ -394,7 +286,7 @@ class _Walk:
             raise _Found(
                 Divergence("missing-row", f"the sealed {name} row is gone (deleted)", index, name, entry_id)
             )
-        if isinstance(fields, _Unreadable):
+        if isinstance(fields, Unreadable):
             raise _Found(
                 _changed(
                     index,
@@ -521,7 +413,7 @@ def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> s
             refused += 1
             if refused > _NATIVE_GIVE_UP:
                 return f"the native walker left {_NATIVE_GIVE_UP} leaves unconfirmed; the rest read in Python"
-            row = next(_stream(conn, types, start=problem, page=1), None)
+            row = next(stream(conn, types, start=problem, page=1), None)
             if row is None:
                 return None  # nothing stored from here on: the end of verify names it
             walk.leaf(*row)
@@ -549,7 +441,7 @@ def verify(
             parse_checkpoint_note(against)
         except NoteFormatError as exc:
             raise InvalidInputError(f"the saved checkpoint is not a signed checkpoint note: {exc}") from None
-    with _snapshot(ledger) as conn:
+    with snapshot(ledger) as conn:
         # (1) head and checkpoints
         head = read_head(conn)
         cps = [_stored(r) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size))]
@@ -571,7 +463,7 @@ def verify(
                 walk.path_reason = _walk_native(conn, walk, types)
             else:
                 walk.path_reason = "the Python path was asked for (native=False)"
-            for row, et, fields in _stream(conn, types, start=walk.compact.size):
+            for row, et, fields in stream(conn, types, start=walk.compact.size):
                 walk.leaf(row, et, fields)
             walked = True
             compact = walk.compact
@@ -695,26 +587,3 @@ def _check_against(conn: Connection, saved: Checkpoint, current: StoredCheckpoin
         ) from None
     report["proof"] = [h.hex() for h in proof]
     return report
-
-
-def range_hash(conn: Connection, start: int, end: int) -> bytes:
-    """MTH(D[start:end]) from the stored leaf hashes, streamed in leaf order."""
-    compact = CompactRange()
-    last = start - 1
-    while True:
-        hashes = conn.execute(
-            select(log_entries.c.leaf_hash)
-            .where(log_entries.c.leaf_index > last, log_entries.c.leaf_index < end)
-            .order_by(log_entries.c.leaf_index)
-            .limit(_PAGE * 4)
-        ).scalars()
-        got = 0
-        for h in hashes:
-            compact.append(bytes(h))
-            got += 1
-        last += got
-        if got < _PAGE * 4:
-            break
-    if compact.size != end - start:
-        raise IntegrityError(f"leaves {start}…{end - 1} are not all stored; run `seedledger verify`")
-    return compact.root()
