@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from ledger.integrity import Signer, seal
+from ledger.integrity.note import Checkpoint, sign_checkpoint
 from ledger.reports import FORMATS, ReportOptions, build_report, json_schema, write_report
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_runs, records
@@ -235,3 +236,14 @@ def test_a_deeply_nested_previous_report_is_one_line_bad_input(
     run, out = _report(sqlite_url, tmp_path, "json", "--previous-checkpoint", str(previous))
     assert run.code == 2 and "Traceback" not in run.err and len(run.err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_previous_checkpoint_the_log_does_not_extend_fails_the_report(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    _, signer = _ledger(sqlite_url, 3)
+    other = tmp_path / "other.note"  # same origin and key, another history
+    other.write_text(sign_checkpoint(Checkpoint(ORIGIN, 2, b"\x01" * 32), signer), encoding="utf-8")
+    run, out = _report(sqlite_url, tmp_path, "md", "--previous-checkpoint", str(other))
+    assert run.code == 7 and "does not extend the previous checkpoint" in run.err
+    assert out.read_text(encoding="utf-8").splitlines()[2].startswith("> **FAILED")
