@@ -20,7 +20,7 @@ from ledger.integrity.note import Checkpoint, sign_checkpoint
 from ledger.reports import FORMATS, ReportOptions, build_report, json_schema, write_report
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_runs, records
-from tests.cli import seedledger
+from tests.cli import invoke, seedledger
 from tests.factories import new_record, runware_task
 from tests.test_reports import html_metrics, read_csv
 
@@ -38,9 +38,13 @@ def _ledger(url: str, n: int = 6) -> tuple[list[int], Signer]:
     return ids, signer
 
 
-def _report(url: str, tmp_path: Path, fmt: str, *args: str, env: dict[str, str] | None = None) -> Any:
+def _report(
+    url: str, tmp_path: Path, fmt: str, *args: str, env: dict[str, str] | None = None, process: bool = False
+) -> Any:
+    """`seedledger report` in this process, or as a real subprocess with ``process``."""
     out = tmp_path / f"report.{fmt}"
-    run = seedledger("--db", url, "--json", "report", "--format", fmt, "--out", str(out), *args, env=env)
+    call = seedledger if process else invoke
+    run = call("--db", url, "--json", "report", "--format", fmt, "--out", str(out), *args, env=env)
     return run, out
 
 
@@ -55,7 +59,7 @@ def test_a_row_changed_after_sealing_fails_every_format_and_exits_7(sqlite_url: 
         conn.execute(update(records).where(records.c.id == ids[3]).values(prompt="harbour at noon"))
     where = f"leaf 3 (record {ids[3]}): changed-row"
     for fmt in FORMATS:
-        run, out = _report(sqlite_url, tmp_path, fmt)
+        run, out = _report(sqlite_url, tmp_path, fmt, process=fmt == "json")
         assert run.code == 7, (fmt, run.err)
         assert out.exists()  # the evidence is kept
         assert run.err.count("seedledger: error:") == 1 and where in run.err and "Traceback" not in run.err
