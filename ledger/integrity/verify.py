@@ -357,9 +357,9 @@ def _changed(
     head = f"the {name} row no longer hashes to its sealed leaf"
     if recovered:
         detail = (
-            f"{head}: column {', '.join(r.describe() for r in recovered)} was changed (putting the "
-            "sealed value, which the row's own request/response still holds, back reproduces the "
-            "sealed leaf hash)"
+            f"{head}: column {', '.join(r.describe() for r in recovered)} was changed (set back to "
+            "that value, found in the row's own JSON columns or null, the row hashes to its sealed "
+            "leaf again)"
         )
         return Divergence("changed-row", detail, index, name, entry_id, tuple(r.column for r in recovered))
     if columns:
