@@ -81,6 +81,18 @@ def test_verify_names_the_changed_column(
     assert f"column {column} (sealed value" in div.message()
 
 
+def test_verify_json_names_the_divergence_for_tools(sqlite_url: str, signer: Signer) -> None:
+    with Ledger.open(sqlite_url) as ledger:
+        ids = _add(ledger, 3)
+        seal(ledger, signer)
+        _sql(ledger, "UPDATE records SET prompt = 'edited' WHERE id = :id", id=ids[1])
+    run = invoke("--db", sqlite_url, "--json", "verify", "--key", str(signer.verifier))
+    assert run.code == 7 and run.err.startswith("seedledger: error: log does not verify: leaf 1")
+    out = run.json()
+    assert out["ok"] is False and out["divergence"]["columns"] == ["prompt"]
+    assert (out["divergence"]["kind"], out["divergence"]["entry_id"]) == ("changed-row", ids[1])
+
+
 def test_a_change_without_a_witness_is_not_attributed(ledger: Ledger, signer: Signer) -> None:
     ids = _add(ledger, 3)
     seal(ledger, signer)

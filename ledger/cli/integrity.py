@@ -115,6 +115,23 @@ def verify_command(against: Path | None, keys: tuple[str, ...], key_file: Path |
     verifiers = _verifiers(keys, key_file)
     saved = _read_text(against) if against else None
     report = verify(ctx.ledger(), verifiers, against=saved, progress=lambda n: info(f"verified {n} leaves"))
+    d = report.divergence
+    if d is not None and ctx.json:
+        # the same first divergence for tools, on stdout, before the one-line error and exit 7
+        emit_json(
+            {
+                "ok": False,
+                "divergence": {
+                    "kind": d.kind,
+                    "leaf_index": d.leaf_index,
+                    "entry_type": d.entry_type,
+                    "entry_id": d.entry_id,
+                    "columns": list(d.columns),
+                    "message": d.message(),
+                },
+                "path": report.path,
+            }
+        )
     report.raise_for_divergence()
     emit_mapping(
         {
