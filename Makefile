@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test install install-test build-deps browser lint bench clean sanitize-native lowest-deps
+.PHONY: demo test install install-test build-deps media-deps browser lint bench clean sanitize-native lowest-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(BIN)/python:
 install: $(BIN)/python build-deps
 	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e .
 
-install-test: $(BIN)/python build-deps
+install-test: $(BIN)/python build-deps media-deps
 	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
 	$(BIN)/python scripts/check_lock.py
 
 # headers for the optional native verify walker (ledger/integrity/_leafwalk/)
 build-deps:
 	bash scripts/install-build-deps.sh
+
+# Chromaprint (audio fingerprints), see scripts/install-media-deps.sh
+media-deps:
+	bash scripts/install-media-deps.sh
 
 browser:
 	bash scripts/install-browser.sh
