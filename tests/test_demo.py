@@ -52,6 +52,8 @@ def test_demo_tells_the_whole_story(demo_run: dict) -> None:
     assert verdict_of["recraft:1@1/-"] == "skipped"
     report = json.loads(Path(summary["report_json"]).read_text())
     assert report["summary"]["total"] == summary["records"]
+    # every sealed row re-hashed: a silent model update is an audit finding, not tampering
+    assert report["integrity_status"] == "passed" and report["integrity"]["verification"]["mode"] == "full"
 
     again = seedledger("demo", "--dir", str(out), timeout=60)
     assert again.code == 2 and "--force" in again.err

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from ledger.cli import main
 from ledger.errors import LedgerError
 from ledger.integrity.note import Signer, open_checkpoint
+from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import prove, verify_proof
 from ledger.store import Ledger
 from tests.factories import new_record
 
@@ -177,7 +177,9 @@ def test_cli_verify_proof_on_hostile_files(log: Log) -> None:
         else:
             target.write_text(json.dumps(data.draw(mutated_proofs(log.proof))))
         _clean_exit(_cli("verify-proof", str(target), "--key", log.verifier))
-        _clean_exit(_cli("--json", "verify-proof", str(target)))  # key taken from the file
+        unkeyed = _cli("--json", "verify-proof", str(target))  # never the key inside the file
+        _clean_exit(unkeyed)
+        assert unkeyed.exit_code == 2, unkeyed.output
 
     run()
 

@@ -36,8 +36,9 @@ from ledger.integrity.note import (
     sign_checkpoint,
     sign_note,
 )
+from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import VerifyReport, prove, verify, verify_proof
+from ledger.integrity.verify import VerifyReport, verify
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_runs, checkpoints, log_entries, log_state, records
 from ledger.store.types import SeedType, UTCDateTime
@@ -598,7 +599,7 @@ def test_prove_and_verify_proof_offline(ledger: Ledger, signer: Signer) -> None:
     for rid in ids:
         proof = prove(ledger, rid)
         report = verify_proof(json.loads(json.dumps(proof)), [signer.verifier])
-        assert (report.entry_id, report.tree_size, report.key_pinned) == (rid, 11, True)
+        assert (report.entry_id, report.tree_size, report.key) == (rid, 11, str(signer.verifier))
         assert report.row["seed"] == str(new_record(seed=1000 + ids.index(rid)).seed)
     proof = prove(ledger, ids[6])
     bad_leaf = json.loads(base64.b64decode(proof["leaf"]))
@@ -674,9 +675,9 @@ def test_cli_seal_prove_verify_end_to_end(db_url: str, tmp_path: Path, signer: S
     offline = {"SEEDLEDGER_DATABASE_URL": str(tmp_path / "missing" / "none.db")}
     run = seedledger("--json", "verify-proof", str(proof_file), "--key", verifier, env=offline)
     assert run.code == 0, run.err
-    assert run.json()["leaf_index"] == 7 and run.json()["key_pinned"] is True
+    assert run.json()["leaf_index"] == 7 and run.json()["key"] == verifier
     unpinned = _cli("verify-proof", str(proof_file), env=offline)
-    assert unpinned.exit_code == 0 and "pin it with --key" in unpinned.stderr
+    assert unpinned.exit_code == 2 and "--key" in unpinned.stderr
     other = str(Signer.generate(ORIGIN).verifier)
     assert _cli("verify-proof", str(proof_file), "--key", other, env=offline).exit_code == 7
     data = json.loads(proof_file.read_text())

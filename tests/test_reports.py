@@ -175,7 +175,8 @@ def test_numbers_agree_across_formats_and_with_sql(populated: Ledger, tmp_path: 
     assert len(report["evidence"]) == evidence == a["evidence_count"]
     assert report["integrity"]["sealed_records"] == sealed == total
     assert report["integrity"]["verification"]["ok"] is True
-    assert report["integrity"]["verification"]["mode"] == "checkpoint"
+    assert report["integrity"]["verification"]["mode"] == "full"  # the default re-hashes every row
+    assert report["integrity_status"] == "passed" and report["first_divergence"] is None
     assert len(report["records"]) == total
 
     # CSV == SQL (one row per record)
@@ -211,7 +212,7 @@ def test_numbers_agree_across_formats_and_with_sql(populated: Ledger, tmp_path: 
         assert int(metrics[f"risks.count:{code}"]) == count
     assert int(metrics["audit.evidence"]) == evidence
     assert int(metrics["integrity.sealed_records"]) == sealed
-    assert metrics["integrity.verified"] == "true"
+    assert metrics["integrity.verified"] == "passed" and "integrity.banner" not in metrics
     by_model_verdicts = dict(
         sql(
             ledger,
@@ -386,27 +387,32 @@ def test_previous_checkpoint_consistency(ledger: Ledger, tmp_path: Path) -> None
 def test_tampered_log_fails_verification(populated: Ledger, tmp_path: Path) -> None:
     with populated.writing() as conn:
         conn.execute(update(records).where(records.c.id == 5).values(prompt="changed after sealing"))
-    # The default check (signature, root over the stored leaf hashes) cannot see a row
-    # change; --verify full re-hashes every row and names it.
-    assert build_report(populated).integrity.verification.ok  # type: ignore[union-attr]
-    paths = write_all(populated, tmp_path, verify="full")
+    # The cheap check (signature, root over the stored leaf hashes) cannot see a row
+    # change, and says so instead of "passed"; the default re-hashes every row and names it.
+    cheap = build_report(populated, None, ReportOptions(verify="leaf-hashes")).integrity
+    assert cheap.verification is not None and cheap.verification.status == "not-rehashed"
+    assert not cheap.verification.ok and cheap.status() == "not-rehashed"
+    assert "rows not re-hashed" in cheap.verification.scope
+    paths = write_all(populated, tmp_path)
     report = json.loads(paths["json"].read_text(encoding="utf-8"))
+    jsonschema.validate(report, json_schema(), cls=jsonschema.Draft202012Validator)
     assert report["integrity"]["verification"]["ok"] is False
     assert report["integrity"]["verification"]["mode"] == "full"
     assert "changed-row" in report["integrity"]["verification"]["detail"]
-    assert html_metrics(paths["html"]).metrics["integrity.verified"] == "false"
-    assert "**Verification (full):** FAILED" in paths["md"].read_text(encoding="utf-8")
+    assert html_metrics(paths["html"]).metrics["integrity.verified"] == "failed"
+    assert "**Verification (full: " in paths["md"].read_text(encoding="utf-8")
 
 
 def test_rewritten_leaf_fails_the_checkpoint_check(populated: Ledger, tmp_path: Path) -> None:
     with populated.writing() as conn:
         conn.execute(update(log_entries).where(log_entries.c.leaf_index == 3).values(leaf_hash=b"\x00" * 32))
-    verification = build_report(populated).integrity.verification
-    assert verification is not None and verification.mode == "checkpoint" and not verification.ok
+    cheap = ReportOptions(verify="leaf-hashes")
+    verification = build_report(populated, None, cheap).integrity.verification
+    assert verification is not None and verification.mode == "leaf-hashes" and verification.failed
     assert "do not hash to the signed root" in verification.detail
     with populated.writing() as conn:
         conn.execute(delete(log_entries).where(log_entries.c.leaf_index == 7))
-    verification = build_report(populated).integrity.verification
+    verification = build_report(populated, None, cheap).integrity.verification
     assert verification is not None and not verification.ok and "only leaves 0…6" in verification.detail
 
 

@@ -11,8 +11,10 @@ import click
 from ledger.cli.app import app, emit_json, emit_mapping, info, main
 from ledger.errors import InvalidInputError, UsageError
 from ledger.integrity import note as notes
+from ledger.integrity._input import load_json
+from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import DEFAULT_BATCH_SIZE, latest_checkpoint, seal
-from ledger.integrity.verify import prove, verify, verify_proof
+from ledger.integrity.verify import verify
 
 _KEY_FILE = click.option(
     "--key-file",
@@ -57,9 +59,13 @@ def seal_command(key_file: Path | None, origin: str | None, batch_size: int) -> 
             "checkpoint": "new" if result.new_checkpoint else "unchanged",
             "origin": cp.origin if cp else None,
             "key_id": cp.key_id if cp else None,
+            "path": result.path,
+            **({"path_reason": result.path_reason} if result.path_reason else {}),
         },
         as_json=ctx.json,
     )
+    if result.path_reason:
+        info(f"rows hashed on the Python path (slower): {result.path_reason}")
 
 
 @main.group()
@@ -109,6 +115,23 @@ def verify_command(against: Path | None, keys: tuple[str, ...], key_file: Path |
     verifiers = _verifiers(keys, key_file)
     saved = _read_text(against) if against else None
     report = verify(ctx.ledger(), verifiers, against=saved, progress=lambda n: info(f"verified {n} leaves"))
+    d = report.divergence
+    if d is not None and ctx.json:
+        # the same first divergence for tools, on stdout, before the one-line error and exit 7
+        emit_json(
+            {
+                "ok": False,
+                "divergence": {
+                    "kind": d.kind,
+                    "leaf_index": d.leaf_index,
+                    "entry_type": d.entry_type,
+                    "entry_id": d.entry_id,
+                    "columns": list(d.columns),
+                    "message": d.message(),
+                },
+                "path": report.path,
+            }
+        )
     report.raise_for_divergence()
     emit_mapping(
         {
@@ -119,10 +142,14 @@ def verify_command(against: Path | None, keys: tuple[str, ...], key_file: Path |
             "latest_checkpoint": report.latest_checkpoint,
             "unsigned_leaves": report.unsigned,
             "entries": report.entries,
+            "path": report.path,
+            **({"path_reason": report.path_reason} if report.path_reason else {}),
             **({"against": report.against} if report.against else {}),
         },
         as_json=ctx.json,
     )
+    if report.path_reason:
+        info(f"leaves verified on the Python path (slower): {report.path_reason}")
     if report.unsigned:
         info(f"{report.unsigned} leaves are sealed but not yet in a checkpoint; run `seedledger seal`")
 
@@ -177,15 +204,10 @@ def prove_command(record_id: int, out: Path | None, entry_type: str) -> None:
 @click.argument("proof_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @_VERIFIER_KEYS
 def verify_proof_command(proof_file: Path, keys: tuple[str, ...]) -> None:
-    """Check an inclusion proof offline (no database). Pin the log's key with --key."""
+    """Check an inclusion proof offline (no database) against a key you trust (--key)."""
     ctx = app()
-    try:
-        data: Any = json.loads(_read_text(proof_file))
-    except ValueError:
-        raise InvalidInputError(f"{proof_file} is not JSON") from None
+    data: Any = load_json(_read_text(proof_file), str(proof_file))
     report = verify_proof(data, notes.load_verifiers(keys))
-    if not report.key_pinned:
-        info("warning: the signing key was taken from the proof file itself; pin it with --key")
     row = report.row
     emit_mapping(
         {
@@ -196,7 +218,6 @@ def verify_proof_command(proof_file: Path, keys: tuple[str, ...]) -> None:
             "origin": report.origin,
             "root": report.root.hex(),
             "key": report.key,
-            "key_pinned": report.key_pinned,
             **{k: row[k] for k in ("model", "seed", "created_at") if k in row},
         },
         as_json=ctx.json,

@@ -8,6 +8,7 @@ import click
 
 from ledger.cli.app import app, emit_json, info, main
 from ledger.cli.options import record_filter_options
+from ledger.errors import IntegrityError
 from ledger.reports import FORMATS, ReportOptions, write_report
 from ledger.store import RecordFilter
 
@@ -46,17 +47,20 @@ from ledger.store import RecordFilter
     "--key",
     "keys",
     multiple=True,
-    help="Public (verifier) key, or a file of them, to check checkpoint signatures with "
-    "[env SEEDLEDGER_VERIFIER_KEY; default: the key stored in the ledger].",
+    help="Trusted public (verifier) key, or a file of them, to check checkpoint signatures with "
+    "[env SEEDLEDGER_VERIFIER_KEY; without one, the key stored in the ledger is used and the "
+    "report says so: self-attested].",
 )
 @click.option(
     "--verify",
     "verify",
-    type=click.Choice(["checkpoint", "full", "none"]),
-    default="checkpoint",
+    type=click.Choice(["full", "leaf-hashes", "none"]),
+    default="full",
     show_default=True,
-    help="checkpoint: its signature and root over the stored leaf hashes; full: `seedledger verify` "
-    "(every sealed row re-hashed; slow on large ledgers); none: skip.",
+    help="full: `seedledger verify` (every sealed row re-hashed, every checkpoint checked); "
+    "leaf-hashes: only the latest checkpoint's signature and root over the stored leaf hashes "
+    "(rows not re-hashed; never reported as passed); none: skip. A divergence: the report is "
+    "still written, opens with FAILED, and the command exits 7.",
 )
 def report(
     where: RecordFilter,
@@ -88,8 +92,18 @@ def report(
         "pass_rate": r.audit.pass_rate,
         "checkpoint_size": r.integrity.checkpoint.size if r.integrity.checkpoint else None,
     }
+    integrity = r.integrity
+    data["integrity_status"] = integrity.status()
+    data["first_divergence"] = integrity.failure()
     if ctx.json:
         emit_json(data)
     else:
         click.echo(str(result.path))
-    info(f"wrote a {fmt} report on {result.records} record(s) to {result.path} ({result.bytes} bytes)")
+    info(f"wrote the {fmt} report on {result.records} record(s) to {result.path} ({result.bytes} bytes)")
+    if integrity.failure() is not None:
+        # Evidence kept (written above), and a failing exit that CI reads as tampering.
+        raise IntegrityError(f"the report is written, and it says FAILED: {integrity.failure()}")
+    if integrity.status() == "not-rehashed":
+        info(
+            "integrity: leaf hashes vs signed root; rows not re-hashed (drop --verify leaf-hashes to re-hash)"
+        )

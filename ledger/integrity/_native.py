@@ -12,7 +12,8 @@ they are, never what they find or write.
   their text and times in a UTC transaction, and the C code works from those values
   (``_leafwalk.confirm_rows``, ``hash_values``).
 
-It is used when all of these hold, and silently not otherwise:
+It is used when all of these hold; otherwise ``verify`` and ``seal`` say which path ran
+and why (:func:`unusable_reason`):
 
 - the extension was built (it needs the SQLite and OpenSSL headers at install time);
 - every entry type's columns have an exact native form (:meth:`EntryType.native_kinds`);
@@ -133,17 +134,30 @@ def _compiled(stmt: Any, conn: Connection) -> str:
     return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _usable(conn: Connection, types: Sequence[EntryType]) -> bool:
-    """Whether the extension can serve ``conn`` for ``types`` at all (the SQLite copy
-    matters only where the extension opens SQLite connections itself)."""
+def unusable_reason(conn: Connection, types: Sequence[EntryType]) -> str | None:
+    """Why the extension cannot serve ``conn`` for ``types`` (None: it can), in words
+    that ``verify``/``seal`` print: the slower Python path never runs unannounced."""
     engine = conn.dialect.name
-    if not enabled() or _leafwalk is None or engine not in ("sqlite", "postgresql"):
-        return False
+    if not enabled():
+        return f"{ENV_NATIVE}=0 turns the native walker off"
+    if _leafwalk is None:
+        return "the native walker is not built (it needs a C compiler and the SQLite and OpenSSL headers)"
+    if engine not in ("sqlite", "postgresql"):
+        return f"no native walker for {engine}"
+    # the SQLite copy matters only where the extension opens SQLite connections itself
     if engine == "sqlite" and not available():
-        return False
+        return "Python's sqlite3 module uses another copy of SQLite than the native walker"
     if any(et.native_kinds(conn.dialect) is None for et in types):
-        return False
-    return engine == "sqlite" or _postgresql_reads_alike(conn, types)
+        return "a column of the log has no native leaf form"
+    if engine == "postgresql" and not _postgresql_reads_alike(conn, types):
+        return "the PostgreSQL client encoding is not UTF-8, or a JSON column is no longer json/jsonb"
+    if engine == "sqlite" and _database_path(conn) is None:
+        return "the SQLite database is not a plain file"
+    return None
+
+
+def _usable(conn: Connection, types: Sequence[EntryType]) -> bool:
+    return unusable_reason(conn, types) is None
 
 
 def _postgresql_reads_alike(conn: Connection, types: Sequence[EntryType]) -> bool:
@@ -268,16 +282,22 @@ def row_hasher(conn: Connection, et: EntryType) -> RowHasher | None:
 
 def open_walker(conn: Connection, types: Sequence[EntryType]) -> Walker | None:
     """A native walker over the ledger behind ``conn``, or None (module docstring)."""
-    if not _usable(conn, types):
-        return None
+    return open_walker_or_reason(conn, types)[0]
+
+
+def open_walker_or_reason(conn: Connection, types: Sequence[EntryType]) -> tuple[Walker | None, str | None]:
+    """(walker, None), or (None, why the Python path reads the log instead)."""
+    reason = unusable_reason(conn, types)
+    if reason is not None:
+        return None, reason
     if conn.dialect.name == "postgresql":
-        return _ValuesWalker(conn, types)
+        return _ValuesWalker(conn, types), None
     path = _database_path(conn)
     if path is None:
-        return None
+        return None, "the SQLite database is not a plain file"
     sql, specs = walk_sql(types, conn)
     try:
         walker: Walker = _leafwalk.Walker(path, sql, tuple(specs), threads())
-    except RuntimeError:
-        return None  # e.g. the file cannot be opened read-only: the Python path reads it
-    return walker
+    except RuntimeError as exc:  # e.g. the file cannot be opened read-only: the Python path reads it
+        return None, f"the native walker cannot open the database ({exc})"
+    return walker, None

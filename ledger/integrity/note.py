@@ -68,6 +68,10 @@ class NoteError(IntegrityError):
     """A checkpoint or signed note is malformed or does not verify."""
 
 
+class NoteFormatError(NoteError):
+    """Text that is not a signed note (or checkpoint) at all: no signature was checked."""
+
+
 def _b64decode(text: str, what: str) -> bytes:
     if not _B64.match(text) or len(text) % 4:
         raise NoteError(f"{what} is not standard padded base64")
@@ -339,30 +343,43 @@ class SignedNote:
     verified_by: tuple[Verifier, ...]
 
 
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The text of ``note`` and its signature lines as (key name, key ID ‖ signature),
+    checking the form only (no key is needed). Raises :class:`NoteFormatError`."""
+    split = note.rfind("\n\n")
+    if split < 0:
+        raise NoteFormatError("signed note has no blank line before its signatures")
+    text, sig_block = note[: split + 1], note[split + 2 :]
+    if not sig_block.endswith("\n"):
+        raise NoteFormatError("signed note does not end with a newline")
+    signatures: list[tuple[str, bytes]] = []
+    for line in sig_block[:-1].split("\n"):
+        if not line.startswith(SIG_PREFIX):
+            raise NoteFormatError("signature line does not start with an em dash and a space")
+        name, sep, data = line[len(SIG_PREFIX) :].partition(" ")
+        if not sep or not name or " " in data:
+            raise NoteFormatError("malformed signature line")
+        try:
+            raw = _b64decode(data, "signature")
+        except NoteError as exc:
+            raise NoteFormatError(str(exc)) from None
+        if len(raw) < 5:
+            raise NoteFormatError("signature is too short")
+        signatures.append((name, raw))
+    return text, signatures
+
+
 def open_note(note: str, verifiers: Sequence[Verifier]) -> SignedNote:
     """Parse ``note`` and check its signatures against ``verifiers``.
 
     Unknown keys are ignored; a known key with a bad signature rejects the note; no
     verified signature at all rejects the note. Raises :class:`NoteError`.
     """
-    split = note.rfind("\n\n")
-    if split < 0:
-        raise NoteError("signed note has no blank line before its signatures")
-    text, sig_block = note[: split + 1], note[split + 2 :]
-    if not sig_block.endswith("\n"):
-        raise NoteError("signed note does not end with a newline")
+    text, signatures = split_note(note)
     known = {(v.name, v.key_id): v for v in verifiers}
     verified: list[Verifier] = []
     message = text.encode()
-    for line in sig_block[:-1].split("\n"):
-        if not line.startswith(SIG_PREFIX):
-            raise NoteError("signature line does not start with an em dash and a space")
-        name, sep, data = line[len(SIG_PREFIX) :].partition(" ")
-        if not sep or not name or " " in data:
-            raise NoteError("malformed signature line")
-        raw = _b64decode(data, "signature")
-        if len(raw) < 5:
-            raise NoteError("signature is too short")
+    for name, raw in signatures:
         verifier = known.get((name, raw[:4]))
         if verifier is None:
             continue  # an unknown key (e.g. a witness): ignored, as signed-note requires
@@ -373,6 +390,17 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> SignedNote:
         names = ", ".join(f"{v.name}+{v.key_id_hex}" for v in verifiers) or "none"
         raise NoteError(f"no signature by a known key (known: {names})")
     return SignedNote(text, tuple(verified))
+
+
+def parse_checkpoint_note(note: str) -> Checkpoint:
+    """The checkpoint in a signed note, its form checked but no signature: whether a
+    file is a checkpoint note at all (bad input) before whether it verifies (integrity).
+    Raises :class:`NoteFormatError`."""
+    text, _ = split_note(note)
+    try:
+        return Checkpoint.parse(text)
+    except NoteError as exc:
+        raise NoteFormatError(str(exc)) from None
 
 
 def sign_checkpoint(checkpoint: Checkpoint, signer: Signer) -> str:

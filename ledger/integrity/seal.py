@@ -78,6 +78,9 @@ class SealResult:
     root: bytes
     checkpoint: StoredCheckpoint | None  # the latest checkpoint after the call
     new_checkpoint: bool  # whether this call signed it
+    #: Which path hashed the rows ("native", or "python") and why python.
+    path: str = "python"
+    path_reason: str | None = None
 
 
 def lock(conn: Connection) -> None:
@@ -332,7 +335,9 @@ def seal(
             sealed += count
             if count < batch_size or (limit is not None and sealed >= limit):
                 stored, new = _write_checkpoint(conn, head, signer, origin)
-                return SealResult(sealed, head.size, head.root, stored, new)
+                reason = _native.unusable_reason(conn, types)
+                path = "python" if reason is not None else "native"
+                return SealResult(sealed, head.size, head.root, stored, new, path, reason)
 
 
 def _head(conn: Connection) -> LogHead:

@@ -1,4 +1,4 @@
-"""Verify the log from the stored rows; inclusion proofs for one entry, checked offline.
+"""Verify the log from the stored rows (inclusion proofs of one entry: ``proofs``).
 
 ``verify`` trusts nothing stored in the log tables except as something to compare
 against. Its steps (marked ``# (n)`` in the code):
@@ -28,33 +28,32 @@ differs. Nothing else is checked after it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
-from sqlalchemy.exc import DBAPIError
 
-from ledger.core.canonical import canonical_json
-from ledger.errors import IntegrityError, InvalidInputError, NotFoundError
+from ledger.errors import IntegrityError, InvalidInputError
 from ledger.integrity import _native, merkle
-from ledger.integrity.leaves import ENTRY_TYPES, LEAF_FORMAT, EntryType, joined_entries
+from ledger.integrity._columns import Recovered, recover_changed, undecodable_columns
+from ledger.integrity._reading import Unreadable, range_hash, snapshot, stream
+from ledger.integrity.leaves import ENTRY_TYPES, EntryType
 from ledger.integrity.merkle import EMPTY_ROOT, CompactRange, ProofError
-from ledger.integrity.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from ledger.integrity.seal import StoredCheckpoint, _stored, latest_checkpoint, read_head
+from ledger.integrity.note import (
+    Checkpoint,
+    NoteError,
+    NoteFormatError,
+    Verifier,
+    open_checkpoint,
+    parse_checkpoint_note,
+)
+from ledger.integrity.seal import StoredCheckpoint, _stored, read_head
 from ledger.store import Ledger
 from ledger.store.schema import checkpoints, log_entries
 
 log = logging.getLogger(__name__)
-
-PROOF_FORMAT = "seedledger/inclusion-proof"
-PROOF_VERSION = 1
-_PAGE = 5000
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,9 @@ class Divergence:
     leaf_index: int | None = None
     entry_type: str | None = None
     entry_id: int | None = None
+    #: changed-row: the columns established as changed (``_columns``); () when the
+    #: change could not be attributed to a column.
+    columns: tuple[str, ...] = ()
 
     def message(self) -> str:
         where = f"leaf {self.leaf_index}" if self.leaf_index is not None else ""
@@ -88,6 +90,10 @@ class VerifyReport:
     against: dict[str, Any] | None = None
     #: Leaves the native walker recomputed and matched (the rest took the Python path).
     native_leaves: int = field(default=0, compare=False)
+    #: Which leaf walk ran: "native" (the walker, with the Python path for any leaf it
+    #: does not confirm) or "python"; and why the Python path read more than that.
+    path: str = field(default="python", compare=False)
+    path_reason: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -106,86 +112,6 @@ class VerifyReport:
 class _Found(Exception):
     def __init__(self, divergence: Divergence) -> None:
         self.divergence = divergence
-
-
-class _Undecodable(bytes):
-    """A TEXT value whose bytes are not UTF-8: the row was changed at the byte level."""
-
-
-def _text_or_bytes(data: bytes) -> str | _Undecodable:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return _Undecodable(data)
-
-
-def _fetch(conn: Connection, stmt: Any) -> Sequence[Any]:
-    """The rows of ``stmt``. On SQLite a TEXT value that is not UTF-8 makes the driver
-    refuse the whole result; then the rows are read again with such values kept as
-    :class:`_Undecodable`, which no leaf form accepts, so the row is named as changed."""
-    try:
-        return conn.execute(stmt).all()
-    except DBAPIError as exc:
-        if conn.dialect.name != "sqlite" or "decode" not in str(exc.orig).lower():
-            raise
-    raw = conn.connection.dbapi_connection
-    factory = raw.text_factory  # type: ignore[union-attr]
-    raw.text_factory = _text_or_bytes  # type: ignore[union-attr]
-    try:
-        return conn.execute(stmt).all()
-    finally:
-        raw.text_factory = factory  # type: ignore[union-attr]
-
-
-def _stream(
-    conn: Connection, types: Sequence[EntryType], start: int = 0, page: int = _PAGE
-) -> Iterator[tuple[Any, EntryType | None, Any]]:
-    """Every log entry from leaf ``start`` on in leaf order with its row (None when
-    missing), keyset-paged. ``fields`` is an exception instance when the row cannot be
-    read in its leaf form at all (it was changed into something the column type cannot
-    hold)."""
-    head = [
-        log_entries.c.leaf_index,
-        log_entries.c.entry_type,
-        log_entries.c.entry_id,
-        log_entries.c.leaf_hash,
-    ]
-    columns, joined, starts = joined_entries(
-        types, head, lambda et, alias, prefix: et.raw_columns(alias, prefix=prefix)
-    )
-    # per type: its first column, end, id position
-    by_name = {
-        et.name: (et, (first, first + len(et.column_names), first + et.id_position))
-        for et, first in zip(types, starts, strict=True)
-    }
-    dialect = conn.dialect
-    last = start - 1
-    while True:
-        stmt = (
-            select(*columns)
-            .select_from(joined)
-            .where(log_entries.c.leaf_index > last)
-            .order_by(log_entries.c.leaf_index)
-            .limit(page)
-        )
-        rows = _fetch(conn, stmt)
-        for row in rows:
-            found = by_name.get(row[1])
-            if found is None:
-                yield row, None, None
-                continue
-            et, (first, end, id_pos) = found
-            if row[id_pos] is None:
-                yield row, et, None
-                continue
-            try:
-                fields: Any = et.row_fields_from_raw(row[first:end], dialect)
-            except (TypeError, ValueError, OverflowError) as exc:  # e.g. a JSON column that is not JSON
-                fields = exc
-            yield row, et, fields
-        if len(rows) < page:
-            return
-        last = int(rows[-1].leaf_index)
 
 
 def _all_sealed_by_count(conn: Connection, et: EntryType, top: int) -> bool:
@@ -295,22 +221,6 @@ def _check_checkpoint(cp: StoredCheckpoint, root: bytes, verifiers: Sequence[Ver
         )
 
 
-@contextmanager
-def _snapshot(ledger: Ledger) -> Iterator[Connection]:
-    """One read transaction that sees one state of the log throughout, so a seal that
-    commits meanwhile cannot look like tampering. SQLite's read transaction already
-    does (WAL snapshot); PostgreSQL needs REPEATABLE READ."""
-    with ledger.translate_errors(), ledger.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                # Times in UTC for this transaction only, whichever path reads them: the
-                # leaf form is UTC anyway, and both paths then see the same values.
-                conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-            yield conn
-
-
 def _last_leaf(size: int) -> int | None:
     """The last leaf a checkpoint of ``size`` covers (None for the empty tree)."""
     return size - 1 if size > 0 else None
@@ -338,6 +248,8 @@ class _Walk:
         self.progress = progress
         self.compact = CompactRange()
         self.native_leaves = 0
+        self.path = "python"
+        self.path_reason: str | None = None
         self._pending = iter(cps)
         self.next_cp = next(self._pending, None)
         self._reached()  # a size-0 checkpoint is checked before any leaf
@@ -374,28 +286,28 @@ class _Walk:
             raise _Found(
                 Divergence("missing-row", f"the sealed {name} row is gone (deleted)", index, name, entry_id)
             )
-        changed = (
-            f"the {name} row no longer hashes to its sealed leaf: a column was "
-            "changed, or the entry was moved from another leaf position"
-        )
-        if isinstance(fields, Exception):
+        if isinstance(fields, Unreadable):
             raise _Found(
-                Divergence(
-                    "changed-row",
-                    f"{changed} (a column no longer holds a value of its type: {type(fields).__name__})",
+                _changed(
                     index,
                     name,
                     entry_id,
+                    fields.columns,
+                    f"no longer holds a value of its type ({fields.cause})",
                 )
             )
         try:
             digest = merkle.leaf_hash(et.leaf_bytes_from_fields(index, fields))
         except (InvalidInputError, TypeError, ValueError) as exc:  # not JSON-encodable any more
             raise _Found(
-                Divergence("changed-row", f"{changed} ({type(exc).__name__})", index, name, entry_id)
+                _changed(
+                    index, name, entry_id, undecodable_columns(fields), f"is not text ({type(exc).__name__})"
+                )
             ) from None
-        if digest != bytes(row.leaf_hash):
-            raise _Found(Divergence("changed-row", changed, index, name, entry_id))
+        sealed = bytes(row.leaf_hash)
+        if digest != sealed:
+            recovered = recover_changed(et, index, fields, sealed)
+            raise _Found(_changed(index, name, entry_id, (), "", recovered))
         self.compact.append(digest)
         self.counts[name] += 1
         if index >= self.head_size:
@@ -431,6 +343,38 @@ class _Walk:
             self.progress(self.compact.size)
 
 
+def _changed(
+    index: int,
+    name: str,
+    entry_id: int,
+    columns: tuple[str, ...],
+    why: str,
+    recovered: tuple[Recovered, ...] = (),
+) -> Divergence:
+    """(3) a changed-row divergence naming the columns established as changed (columns
+    with a value that is not of their type, or a sealed value recovered), else saying
+    honestly that no column could be established."""
+    head = f"the {name} row no longer hashes to its sealed leaf"
+    if recovered:
+        detail = (
+            f"{head}: column {', '.join(r.describe() for r in recovered)} was changed (set back to "
+            "that value, found in the row's own JSON columns or null, the row hashes to its sealed "
+            "leaf again)"
+        )
+        return Divergence("changed-row", detail, index, name, entry_id, tuple(r.column for r in recovered))
+    if columns:
+        detail = f"{head}: column {', '.join(columns)} {why}"
+        return Divergence("changed-row", detail, index, name, entry_id, columns)
+    detail = (
+        f"{head}: which column changed cannot be established (the log keeps each leaf's hash, not "
+        "its columns, and no single column set back to a value the row still holds elsewhere "
+        "reproduces it); or the entry was moved from another leaf position"
+    )
+    if why:
+        detail += f" ({why})"
+    return Divergence("changed-row", detail, index, name, entry_id)
+
+
 #: Leaves per native call: bounds the walker's memory (32 bytes a leaf) and how long
 #: an interrupt waits.
 _NATIVE_CHUNK = 1 << 17
@@ -438,13 +382,15 @@ _NATIVE_CHUNK = 1 << 17
 _NATIVE_GIVE_UP = 256
 
 
-def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> None:
+def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> str | None:
     """(3) with the native walker while it is available: it confirms runs of leaves;
     each leaf it stops at goes through :meth:`_Walk.leaf` (the Python path), which
-    names any divergence. Returns when the head is reached or the walker is not used."""
-    walker = _native.open_walker(conn, types)
+    names any divergence. Returns when the head is reached or the walker is not used,
+    with the reason when the Python path is left to read the rest (else None)."""
+    walker, reason = _native.open_walker_or_reason(conn, types)
     if walker is None:
-        return
+        return reason
+    walk.path = "native"
     names = [et.name for et in types]
     refused = 0
     try:
@@ -453,26 +399,27 @@ def _walk_native(conn: Connection, walk: _Walk, types: Sequence[EntryType]) -> N
             if walk.compact.size == stop:
                 # a pause with nothing confirmed: an entry inserted in the middle
                 # belongs here, so the Python path reports it
-                return
+                return None
             try:
                 size, hashes, counts, problem = walker.walk(
                     walk.compact.size, list(walk.compact.hashes), min(stop, walk.compact.size + _NATIVE_CHUNK)
                 )
             except (RuntimeError, MemoryError) as exc:
                 log.warning("native leaf walk failed (%s); verifying the rest in Python", exc)
-                return
+                return f"the native leaf walk failed ({exc}); the rest was verified in Python"
             walk.confirmed(CompactRange(size, hashes), dict(zip(names, counts, strict=True)))
             if problem is None:
                 continue
             refused += 1
             if refused > _NATIVE_GIVE_UP:
-                return
-            row = next(_stream(conn, types, start=problem, page=1), None)
+                return f"the native walker left {_NATIVE_GIVE_UP} leaves unconfirmed; the rest read in Python"
+            row = next(stream(conn, types, start=problem, page=1), None)
             if row is None:
-                return  # nothing stored from here on: the end of verify names it
+                return None  # nothing stored from here on: the end of verify names it
             walk.leaf(*row)
     finally:
         walker.close()
+    return None
 
 
 def verify(
@@ -488,7 +435,13 @@ def verify(
     to the Python path (the native walker only changes the speed; ``_native``)."""
     types = list(ENTRY_TYPES.values())
     counts = {et.name: 0 for et in types}
-    with _snapshot(ledger) as conn:
+    if against is not None:
+        # (6) a file that is not a checkpoint note at all is bad input, not tampering
+        try:
+            parse_checkpoint_note(against)
+        except NoteFormatError as exc:
+            raise InvalidInputError(f"the saved checkpoint is not a signed checkpoint note: {exc}") from None
+    with snapshot(ledger) as conn:
         # (1) head and checkpoints
         head = read_head(conn)
         cps = [_stored(r) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size))]
@@ -507,8 +460,10 @@ def verify(
             # (3) every leaf, recomputed from its row: natively where it can, then the
             # rest (and anything stored beyond the head) on the Python path
             if native:
-                _walk_native(conn, walk, types)
-            for row, et, fields in _stream(conn, types, start=walk.compact.size):
+                walk.path_reason = _walk_native(conn, walk, types)
+            else:
+                walk.path_reason = "the Python path was asked for (native=False)"
+            for row, et, fields in stream(conn, types, start=walk.compact.size):
                 walk.leaf(row, et, fields)
             walked = True
             compact = walk.compact
@@ -543,7 +498,6 @@ def verify(
         except _Found as found:
             divergence = _first(conn, found.divergence, types, counted, walked)
             root = walk.compact.root() if walk is not None else EMPTY_ROOT
-            native_leaves = walk.native_leaves if walk is not None else 0
             return VerifyReport(
                 head_size,
                 root,
@@ -551,7 +505,9 @@ def verify(
                 latest,
                 counts,
                 divergence=divergence,
-                native_leaves=native_leaves,
+                native_leaves=walk.native_leaves if walk is not None else 0,
+                path=walk.path if walk is not None else "python",
+                path_reason=walk.path_reason if walk is not None else None,
             )
     return VerifyReport(
         head_size,
@@ -561,6 +517,8 @@ def verify(
         counts,
         against=against_report,
         native_leaves=walk.native_leaves,
+        path=walk.path,
+        path_reason=walk.path_reason,
     )
 
 
@@ -629,172 +587,3 @@ def _check_against(conn: Connection, saved: Checkpoint, current: StoredCheckpoin
         ) from None
     report["proof"] = [h.hex() for h in proof]
     return report
-
-
-def range_hash(conn: Connection, start: int, end: int) -> bytes:
-    """MTH(D[start:end]) from the stored leaf hashes, streamed in leaf order."""
-    compact = CompactRange()
-    last = start - 1
-    while True:
-        hashes = conn.execute(
-            select(log_entries.c.leaf_hash)
-            .where(log_entries.c.leaf_index > last, log_entries.c.leaf_index < end)
-            .order_by(log_entries.c.leaf_index)
-            .limit(_PAGE * 4)
-        ).scalars()
-        got = 0
-        for h in hashes:
-            compact.append(bytes(h))
-            got += 1
-        last += got
-        if got < _PAGE * 4:
-            break
-    if compact.size != end - start:
-        raise IntegrityError(f"leaves {start}…{end - 1} are not all stored; run `seedledger verify`")
-    return compact.root()
-
-
-# -- inclusion proofs -------------------------------------------------------------------
-
-
-def prove(ledger: Ledger, entry_id: int, *, entry_type: str = "record") -> dict[str, Any]:
-    """An inclusion proof of one entry against the latest checkpoint, as JSON data
-    that :func:`verify_proof` checks without the database."""
-    et = ENTRY_TYPES.get(entry_type)
-    if et is None:
-        raise NotFoundError(f"no entry type {entry_type!r}")
-    with _snapshot(ledger) as conn:
-        entry = conn.execute(
-            select(log_entries.c.leaf_index, log_entries.c.leaf_hash).where(
-                log_entries.c.entry_type == entry_type, log_entries.c.entry_id == entry_id
-            )
-        ).first()
-        if entry is None:
-            exists_row = conn.execute(
-                select(et.table.c[et.id_column]).where(et.table.c[et.id_column] == entry_id)
-            ).first()
-            if exists_row is None:
-                raise NotFoundError(f"no {entry_type} with id {entry_id}")
-            raise NotFoundError(f"{entry_type} {entry_id} is not sealed yet; run `seedledger seal`")
-        index = int(entry.leaf_index)
-        cp = latest_checkpoint(conn)
-        if cp is None or cp.size <= index:
-            raise NotFoundError(
-                f"{entry_type} {entry_id} was sealed after the latest checkpoint; run `seedledger seal`"
-            )
-        row = conn.execute(select(*et.raw_columns()).where(et.table.c[et.id_column] == entry_id)).first()
-        if row is None:
-            raise IntegrityError(f"leaf {index} ({entry_type} {entry_id}): the sealed row is gone")
-        leaf = et.leaf_bytes_from_fields(index, et.row_fields_from_raw(row, conn.dialect))
-        digest = merkle.leaf_hash(leaf)
-        if digest != bytes(entry.leaf_hash):
-            raise IntegrityError(
-                f"leaf {index} ({entry_type} {entry_id}): the row no longer matches its sealed leaf"
-            )
-        path = merkle.inclusion_proof(index, cp.size, lambda a, b: range_hash(conn, a, b))
-    try:
-        merkle.verify_inclusion(index, cp.size, digest, path, cp.root)
-    except ProofError as exc:
-        raise IntegrityError(f"leaf {index} ({entry_type} {entry_id}): {exc}") from None
-    return {
-        "format": PROOF_FORMAT,
-        "v": PROOF_VERSION,
-        "entry_type": entry_type,
-        "entry_id": entry_id,
-        "leaf_index": index,
-        "tree_size": cp.size,
-        "leaf": base64.b64encode(leaf).decode(),
-        "leaf_hash": digest.hex(),
-        "inclusion_path": [h.hex() for h in path],
-        "checkpoint": cp.note,
-        "verifier": cp.verifier,
-    }
-
-
-@dataclass(frozen=True)
-class ProofReport:
-    entry_type: str
-    entry_id: int
-    leaf_index: int
-    tree_size: int
-    origin: str
-    root: bytes
-    key: str  # the verifier key that signed the checkpoint
-    key_pinned: bool  # False: the key came from the proof file itself
-    row: dict[str, Any] = field(default_factory=dict)
-
-
-def _field(data: dict[str, Any], name: str, kind: type) -> Any:
-    value = data.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidInputError(f"proof field {name!r} is missing or not a {kind.__name__}")
-    return value
-
-
-def verify_proof(data: Any, verifiers: Sequence[Verifier] = ()) -> ProofReport:
-    """Check an inclusion proof from :func:`prove` offline (no database).
-
-    Steps: (1) the format; (2) the checkpoint's signature, by a pinned key when given,
-    else by the key in the file; (3) the checkpoint's size is the proof's tree size;
-    (4) the leaf is canonical and names the same entry and index; (5) its hash is the
-    given leaf hash; (6) RFC 9162 inclusion of the leaf hash under the signed root.
-    Raises :class:`IntegrityError` (``ProofError``/``NoteError``) on failure.
-    """
-    # (1) format
-    if not isinstance(data, dict) or data.get("format") != PROOF_FORMAT:
-        raise InvalidInputError(f"not a {PROOF_FORMAT} file")
-    if data.get("v") != PROOF_VERSION:
-        raise InvalidInputError(f"unsupported proof version {data.get('v')!r}")
-    entry_type = _field(data, "entry_type", str)
-    entry_id = _field(data, "entry_id", int)
-    index = _field(data, "leaf_index", int)
-    size = _field(data, "tree_size", int)
-    note = _field(data, "checkpoint", str)
-    path_hex = _field(data, "inclusion_path", list)
-    try:
-        path = [bytes.fromhex(h) for h in path_hex]
-        leaf = base64.b64decode(_field(data, "leaf", str), validate=True)
-    except (TypeError, ValueError, binascii.Error):
-        raise InvalidInputError("proof hashes must be hex and the leaf base64") from None
-    # (2) signature
-    pinned = bool(verifiers)
-    keys = list(verifiers) or [Verifier.parse(_field(data, "verifier", str))]
-    checkpoint, opened = open_checkpoint(note, keys)
-    # (3) sizes
-    if checkpoint.size != size:
-        raise ProofError(f"proof is for tree size {size}, the checkpoint has size {checkpoint.size}")
-    # (4) the leaf itself
-    try:
-        decoded = json.loads(leaf)
-    except ValueError:
-        raise ProofError("leaf is not JSON") from None
-    if not isinstance(decoded, dict) or canonical_json(decoded) != leaf:
-        raise ProofError("leaf is not canonical JSON")
-    et = ENTRY_TYPES.get(entry_type)
-    id_column = et.id_column if et else "id"
-    raw_row = decoded.get("row")
-    row: dict[str, Any] = raw_row if isinstance(raw_row, dict) else {}
-    if (
-        decoded.get("format") != LEAF_FORMAT
-        or decoded.get("type") != entry_type
-        or decoded.get("index") != index
-        or row.get(id_column) != entry_id
-    ):
-        raise ProofError("leaf does not name the entry and leaf index the proof claims")
-    # (5) leaf hash
-    digest = merkle.leaf_hash(leaf)
-    if "leaf_hash" in data and data["leaf_hash"] != digest.hex():
-        raise ProofError("leaf hash in the proof does not match the leaf")
-    # (6) inclusion
-    merkle.verify_inclusion(index, size, digest, path, checkpoint.root)
-    return ProofReport(
-        entry_type,
-        entry_id,
-        index,
-        size,
-        checkpoint.origin,
-        checkpoint.root,
-        str(opened.verified_by[0]),
-        pinned,
-        row,
-    )

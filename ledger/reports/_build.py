@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,33 +15,28 @@ from sqlalchemy import Connection
 from ledger import __version__
 from ledger.core.models import supports_seed
 from ledger.core.schedulers import SchedulerKind, classify
-from ledger.errors import InvalidInputError
-from ledger.integrity.merkle import CompactRange
-from ledger.integrity.note import Checkpoint, NoteError, Verifier, load_verifiers, open_checkpoint
-from ledger.integrity.verify import verify as verify_log
+from ledger.reports import _history
 from ledger.reports import _queries as q
+from ledger.reports._integrity import integrity_section, no_log
 from ledger.reports._methodology import methodology, warning_meaning
 from ledger.reports._model import (
     AffectedRecord,
     AuditSection,
-    CheckpointInfo,
+    EarlierFailure,
     EvidenceItem,
     IntegritySection,
     Meta,
-    PreviousCheckpoint,
     RecordRow,
     Report,
     RiskItem,
     RiskSection,
     RunInfo,
     Summary,
-    VerificationInfo,
 )
 from ledger.store import Ledger
 from ledger.store.filters import RecordFilter
 
 NO_SCHEDULER = "(default)"
-VERIFY_MODES = ("checkpoint", "full", "none")
 
 
 @lru_cache(maxsize=8192)
@@ -66,11 +60,11 @@ class ReportOptions:
     html_limit: int = 25
     evidence_limit: int = 50
     previous_checkpoint: Path | None = None
-    #: "checkpoint" (default): the latest checkpoint's signature, and the stored leaf
-    #: hashes recomputed into its root: fast, finds a rewritten or truncated log.
-    #: "full": ``seedledger verify`` (every leaf recomputed from its row): finds any
-    #: changed row too, at the cost of canonicalizing every sealed row. "none": skip.
-    verify: str = "checkpoint"
+    #: "full" (default): ``seedledger verify`` (every leaf recomputed from its row):
+    #: finds any changed row. "leaf-hashes": only the latest checkpoint's signature and
+    #: the stored leaf hashes recomputed into its root (rows not re-hashed: never
+    #: reported as passed). "none": skip. See ``_integrity``.
+    verify: str = "full"
     #: Public keys to check signatures with (plus SEEDLEDGER_VERIFIER_KEY); when none
     #: is given, the key stored beside the checkpoint is used and the report says so.
     keys: tuple[str, ...] = ()
@@ -170,22 +164,14 @@ class ReportSource:
             by_sched[scheduler_label(g["scheduler"], g["scheduler_requested"])][g["verdict"]] += n
         if not audited:
             return _no_audit(total)
-        runs, latest = q.audit_runs_info(self.conn, self.where)
-        run = None
-        if latest is not None:
-            run = RunInfo(
-                id=latest["id"],
-                created_at=latest["created_at"],
-                finished_at=latest["finished_at"],
-                status=latest["status"],
-                backend=latest["backend"],
-                selected_count=int(latest["selected_count"]),
-                policy=latest["policy"] or {},
-            )
+        run_list = tuple(_run(row) for row in _history.audit_run_list(self.conn, self.where))
+        latest = max(run_list, key=lambda x: (x.created_at, x.id), default=None)
         return AuditSection(
             available=True,
-            runs=runs,
-            latest_run=run,
+            runs=len(run_list),
+            latest_run=latest,
+            run_list=run_list,
+            earlier_failures=_history.earlier_failure_count(self.conn, self.where),
             audited=audited,
             never_audited=total - audited,
             by_verdict=_sorted(verdicts),
@@ -208,175 +194,16 @@ class ReportSource:
 
     def _integrity(self, total: int) -> IntegritySection:
         if not self.has_log:
-            return IntegritySection(
-                checkpoint=None,
-                checkpoints=0,
-                log_size=0,
-                sealed_records=0,
-                unsealed_records=total,
-                verification=None,
-                previous=None,
-            )
-        row = q.latest_checkpoint(self.conn)
-        checkpoint = None
-        if row is not None:
-            checkpoint = CheckpointInfo(
-                size=int(row["size"]),
-                root_hex=bytes(row["root"]).hex(),
-                origin=row["origin"],
-                key_name=row["key_name"],
-                key_id=row["key_id"],
-                verifier=row["verifier"],
-                note=row["note"],
-                created_at=row["created_at"],
-            )
-        sealed = q.sealed_record_count(self.conn, self.where)
-        if self.options.verify not in VERIFY_MODES:
-            raise InvalidInputError(f"--verify must be one of {', '.join(VERIFY_MODES)}")
-        verification = None
-        if checkpoint is not None and self.options.verify == "full":
-            verification = self._verify_full(checkpoint)
-        elif checkpoint is not None and self.options.verify == "checkpoint":
-            verification = self._verify_checkpoint(checkpoint)
-        previous = None
-        if self.options.previous_checkpoint is not None:
-            previous = self._previous(self.options.previous_checkpoint, checkpoint)
-        return IntegritySection(
-            checkpoint=checkpoint,
-            checkpoints=q.checkpoint_count(self.conn),
-            log_size=q.log_size(self.conn),
-            sealed_records=sealed,
-            unsealed_records=total - sealed,
-            verification=verification,
-            previous=previous,
-        )
-
-    def _verifiers(self, cp: CheckpointInfo | None) -> tuple[list[Verifier], bool]:
-        """(keys, pinned): keys given by the caller, else the one stored in the ledger."""
-        given = load_verifiers(self.options.keys)
-        if given:
-            return given, True
-        return ([Verifier.parse(cp.verifier)] if cp else []), False
-
-    def _verify_checkpoint(self, cp: CheckpointInfo) -> VerificationInfo:
-        """The latest checkpoint's signature, and its root recomputed from the stored
-        leaf hashes (rows are not re-hashed: that is ``--verify full``)."""
-        ran_at = datetime.now(UTC)
-        verifiers, pinned = self._verifiers(cp)
-        key_note = "" if pinned else "; signature checked with the public key stored in the ledger"
-
-        def failed(detail: str, leaves: int = 0) -> VerificationInfo:
-            return VerificationInfo(
-                ok=False, mode="checkpoint", ran_at=ran_at, detail=detail, leaves_checked=leaves
-            )
-
-        try:
-            parsed, _ = open_checkpoint(cp.note, verifiers)
-        except NoteError as exc:
-            return failed(f"checkpoint at size {cp.size}: {exc}")
-        if parsed.size != cp.size or parsed.root.hex() != cp.root_hex or parsed.origin != cp.origin:
-            return failed("the signed note disagrees with the stored checkpoint columns")
-        tree = CompactRange()
-        tree.extend(q.iter_leaf_hashes(self.conn, cp.size))
-        if tree.size != cp.size:
-            return failed(
-                f"only leaves 0…{tree.size - 1} of the checkpoint's {cp.size} are stored", tree.size
-            )
-        if tree.root().hex() != cp.root_hex:
-            return failed("the stored leaf hashes do not hash to the signed root", tree.size)
-        return VerificationInfo(
-            ok=True,
-            mode="checkpoint",
-            ran_at=ran_at,
-            detail=f"signature valid; the {cp.size} stored leaf hashes hash to the signed root{key_note} "
-            "(rows not re-hashed: use --verify full)",
-            leaves_checked=tree.size,
-        )
-
-    def _verify_full(self, cp: CheckpointInfo) -> VerificationInfo:
-        """``seedledger verify``: every leaf recomputed from its row, every checkpoint
-        root and signature checked."""
-        ran_at = datetime.now(UTC)
-        verifiers, pinned = self._verifiers(cp)
-        key_note = (
-            ""
-            if pinned
-            else " (signatures checked with the public key stored in the ledger; pin one with --key)"
-        )
-        if self.ledger is None:
-            return VerificationInfo(
-                ok=False, mode="full", ran_at=ran_at, detail="no ledger to verify", leaves_checked=0
-            )
-        result = verify_log(self.ledger, verifiers)
-        leaves = sum(result.entries.values())
-        if result.divergence is not None:
-            return VerificationInfo(
-                ok=False,
-                mode="full",
-                ran_at=ran_at,
-                detail=result.divergence.message() + key_note,
-                leaves_checked=leaves,
-            )
-        return VerificationInfo(
-            ok=True,
-            mode="full",
-            ran_at=ran_at,
-            detail=f"{leaves} leaves recomputed from their rows, {result.checkpoints} checkpoint(s) and "
-            f"their signatures check; log size {result.size}{key_note}",
-            leaves_checked=leaves,
-        )
-
-    def _previous(self, path: Path, current: CheckpointInfo | None) -> PreviousCheckpoint:
-        note = _read_previous_note(path)
-        verifiers, _ = self._verifiers(current)
-        signature_ok: bool | None = None
-        try:
-            if verifiers:
-                prev, _ = open_checkpoint(note, verifiers)
-                signature_ok = True
-            else:
-                prev = Checkpoint.parse(note[: note.find("\n\n") + 1] if "\n\n" in note else note)
-        except NoteError as exc:
-            try:
-                prev = Checkpoint.parse(note[: note.find("\n\n") + 1])
-            except NoteError:
-                raise InvalidInputError(f"{path} holds no readable checkpoint: {exc}") from None
-            signature_ok = False
-
-        def result(*, consistent: bool, detail: str) -> PreviousCheckpoint:
-            return PreviousCheckpoint(
-                origin=prev.origin,
-                size=prev.size,
-                root_hex=prev.root.hex(),
-                signature_ok=signature_ok,
-                consistent=consistent,
-                detail=detail,
-            )
-
-        if current is None:
-            return result(consistent=False, detail="no checkpoint in this ledger yet")
-        if prev.origin != current.origin:
-            return result(
-                consistent=False,
-                detail=f"origin {prev.origin!r} is not this log's {current.origin!r}",
-            )
-        if prev.size > current.size:
-            return result(
-                consistent=False,
-                detail=f"previous size {prev.size} > current {current.size}: log shrank",
-            )
-        tree = CompactRange()
-        for leaf in q.iter_leaf_hashes(self.conn, prev.size):
-            tree.append(leaf)
-        if tree.size != prev.size or tree.root() != prev.root:
-            return result(
-                consistent=False,
-                detail=f"the first {prev.size} leaves of this log do not hash to the previous root",
-            )
-        return result(
-            consistent=True,
-            detail=f"the first {prev.size} leaves of this log hash to the previous root; "
-            f"the log grew by {current.size - prev.size}",
+            return no_log(total)
+        o = self.options
+        return integrity_section(
+            self.conn,
+            self.where,
+            total,
+            mode=o.verify,
+            keys=o.keys,
+            previous=o.previous_checkpoint,
+            ledger=self.ledger,
         )
 
     # -- streams -----------------------------------------------------------------------
@@ -384,8 +211,17 @@ class ReportSource:
     def iter_records(self) -> Iterator[RecordRow]:
         for page in q.iter_record_rows(self.conn, self.where, audits=self.has_audits, sealed=self.has_log):
             codes = q.warnings_for(self.conn, [row["id"] for row in page]) if self.has_audits else {}
+            passing = [row["id"] for row in page if row.get("outcome") not in (None, "fail")]
+            fails = _history.latest_failures_for(self.conn, passing) if self.has_audits else {}
             for row in page:
-                yield _record_row(row, tuple(codes.get(row["id"], ())))
+                yield _record_row(row, tuple(codes.get(row["id"], ())), fails.get(row["id"]))
+
+    def iter_earlier_failures(self, *, limit: int | None = None) -> Iterator[EarlierFailure]:
+        """Records whose latest result is not a failure after an earlier run failed them."""
+        if not self.has_audits:
+            return
+        for row in _history.iter_earlier_failures(self.conn, self.where, limit=limit):
+            yield EarlierFailure(**row)
 
     def iter_affected(self, code: str, *, limit: int | None = None) -> Iterator[AffectedRecord]:
         for row in q.iter_warning_records(self.conn, self.where, code, limit=limit):
@@ -423,7 +259,9 @@ class ReportSource:
             )
 
 
-def _record_row(row: Mapping[str, Any], warnings: tuple[str, ...]) -> RecordRow:
+def _record_row(
+    row: Mapping[str, Any], warnings: tuple[str, ...], earlier_failure: tuple[str, datetime] | None = None
+) -> RecordRow:
     scheduler = row["scheduler"] or row["scheduler_requested"]
     kind, seed_capable = _design(row["model"], scheduler, row["backend"])
     explicit = row["seed"] is not None
@@ -453,6 +291,20 @@ def _record_row(row: Mapping[str, Any], warnings: tuple[str, ...]) -> RecordRow:
         outcome=row.get("outcome"),
         audited_at=row.get("audited_at"),
         warnings=warnings,
+        earlier_failure=earlier_failure,
+    )
+
+
+def _run(row: Mapping[str, Any]) -> RunInfo:
+    return RunInfo(
+        id=row["id"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        status=row["status"],
+        backend=row["backend"],
+        selected_count=int(row["selected_count"]),
+        policy=row["policy"] or {},
+        results=int(row.get("results") or 0),
     )
 
 
@@ -484,21 +336,3 @@ def _filters(where: RecordFilter) -> dict[str, Any]:
             value = list(value)
         out[name] = value
     return out
-
-
-def _read_previous_note(path: Path) -> str:
-    """A signed checkpoint note, or a previous JSON report holding one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read previous checkpoint {path}: {exc}") from None
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-            note = data["integrity"]["checkpoint"]["note"]
-        except (ValueError, KeyError, TypeError):
-            raise InvalidInputError(f"{path} is not a seedledger JSON report with a checkpoint") from None
-        if not isinstance(note, str):
-            raise InvalidInputError(f"{path}: the report's checkpoint note is not text")
-        return note
-    return text

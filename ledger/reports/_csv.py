@@ -16,6 +16,9 @@ from ledger.reports._build import ReportSource
 from ledger.reports._model import RecordRow, Report
 
 COLUMNS = (
+    # first, on every row: whether the log verifies (report.integrity.status), and the
+    # first divergence when it does not
+    "log_verification",
     "record_id",
     "created_at",
     "modality",
@@ -39,6 +42,7 @@ COLUMNS = (
     "pixel_sha256",
     "file_sha256",
     "leaf_index",
+    "earlier_failure",
     "prompt",
 )
 
@@ -58,8 +62,17 @@ def _cell(value: Any) -> str:
     return "'" + text if text.lstrip(" ").startswith(_FORMULA) else text
 
 
-def row_values(r: RecordRow) -> list[str]:
+def log_verification(report: Report) -> str:
+    failure = report.integrity.failure()
+    return f"FAILED: {failure}" if failure is not None else report.integrity.status()
+
+
+def row_values(r: RecordRow, verification: str = "") -> list[str]:
+    earlier = None
+    if r.earlier_failure is not None:
+        earlier = f"failed in run {r.earlier_failure[0]} at {_cell(r.earlier_failure[1])}"
     values = (
+        verification,
         r.id,
         r.created_at,
         r.modality,
@@ -83,6 +96,7 @@ def row_values(r: RecordRow) -> list[str]:
         r.pixel_sha256,
         r.file_sha256,
         r.leaf_index,
+        earlier,
         r.prompt,
     )
     return [_cell(v) for v in values]
@@ -91,5 +105,6 @@ def row_values(r: RecordRow) -> list[str]:
 def render_csv(report: Report, source: ReportSource, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
+    verification = log_verification(report)
     for record in source.iter_records():
-        writer.writerow(row_values(record))
+        writer.writerow(row_values(record, verification))

@@ -11,59 +11,20 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
+from importlib import resources
 from typing import Any, TextIO
 
-from ledger.reports import _images, _svg
+from ledger.reports import _svg
 from ledger.reports._build import ReportSource
-from ledger.reports._markup import Safe, close_tag, el, open_tag
-from ledger.reports._model import OUTCOMES, VERDICTS, EvidenceItem, Report
+from ledger.reports._html_audit import audit_section, evidence_section
+from ledger.reports._html_integrity import banner, integrity_section
+from ledger.reports._html_parts import card, counts_table, num, pct
+from ledger.reports._markup import Safe, close_tag, el, open_tag, when
+from ledger.reports._model import Report
 
-CSS = """
-:root { --ink: #1c2430; --muted: #5f6b7a; --line: #d5dbe1; --accent: #1565c0; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
-       color: var(--ink); margin: 0 auto; max-width: 1100px; padding: 24px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 19px; border-bottom: 2px solid var(--accent); padding-bottom: 4px; margin-top: 32px; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.muted, .meta { color: var(--muted); }
-nav ol { columns: 2; padding-left: 20px; }
-a { color: var(--accent); }
-table { border-collapse: collapse; margin: 6px 0 14px; width: 100%; }
-th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #f2f5f8; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 10px 0; }
-.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; min-width: 150px; }
-.card .v { font-size: 22px; font-weight: 600; }
-.card .k { color: var(--muted); font-size: 12px; }
-.ok { color: #2e7d32; } .bad { color: #c62828; } .warn { color: #a86b00; }
-.prompt { white-space: pre-wrap; word-break: break-word; max-width: 420px; }
-code, pre { font-family: "DejaVu Sans Mono", monospace; font-size: 12px; }
-pre { background: #f6f8fa; border: 1px solid var(--line); padding: 8px; white-space: pre-wrap;
-      word-break: break-all; }
-.evidence { border: 1px solid var(--line); border-radius: 6px; padding: 10px; margin: 10px 0;
-            break-inside: avoid; page-break-inside: avoid; }
-.triptych { display: flex; gap: 14px; }
-.triptych figure { margin: 0; text-align: center; }
-.triptych img { width: 144px; height: 144px; image-rendering: pixelated; border: 1px solid var(--line); }
-.triptych figcaption { font-size: 12px; color: var(--muted); }
-.chart { max-width: 100%; height: auto; display: block; margin: 8px 0; }
-.chart-title { font: 600 13px sans-serif; fill: #1c2430; }
-.chart-label, .chart-value { font: 12px sans-serif; fill: #1c2430; }
-.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; align-items: start; }
-.empty { border: 1px dashed var(--line); padding: 12px; color: var(--muted); border-radius: 6px; }
-@page { size: A4; margin: 14mm; }
-@media print {
-  body { max-width: none; padding: 0; font-size: 10.5pt; }
-  nav { display: none; }
-  h2 { break-after: avoid; page-break-after: avoid; }
-  table, .card, figure, .chart { break-inside: avoid; page-break-inside: avoid; }
-  a { color: inherit; text-decoration: none; }
-  .grid2 { display: block; }
-}
-"""
+#: The report's style sheet (package data), inlined and allowed by its hash in the CSP.
+CSS = resources.files("ledger.reports").joinpath("report.css").read_text("utf-8")
 
 _STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 CSP = (
@@ -82,50 +43,7 @@ SECTIONS = (
 
 
 def _when(value: datetime | None) -> str:
-    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def num(value: int, metric: str, tag: str = "td") -> Safe:
-    return el(tag, f"{value:,}", class_="n", data_metric=metric, data_value=value)
-
-
-def card(label: str, value: str, metric: str | None = None, raw: Any = None, cls: str | None = None) -> Safe:
-    return el(
-        "div",
-        el("div", value, class_=("v " + cls) if cls else "v", data_metric=metric, data_value=raw),
-        el("div", label, class_="k"),
-        class_="card",
-    )
-
-
-def counts_table(title: str, counts: Mapping[str, int], metric: str, total: int) -> Safe:
-    rows = [
-        el(
-            "tr",
-            el("td", key),
-            num(value, f"{metric}:{key}"),
-            el("td", _pct(value / total if total else None), class_="n"),
-        )
-        for key, value in counts.items()
-    ]
-    head = el("tr", el("th", title), el("th", "records", class_="n"), el("th", "share", class_="n"))
-    return el("table", el("thead", head), el("tbody", rows))
-
-
-def matrix_table(title: str, data: Mapping[str, Mapping[str, int]], metric: str) -> Safe:
-    columns = [v for v in VERDICTS if any(v in row for row in data.values())]
-    head = el(
-        "tr", el("th", title), [el("th", c, class_="n") for c in columns], el("th", "total", class_="n")
-    )
-    body = []
-    for key, row in data.items():
-        cells = [num(row.get(c, 0), f"{metric}:{key}:{c}") for c in columns]
-        body.append(el("tr", el("td", key), cells, el("td", f"{sum(row.values()):,}", class_="n")))
-    return el("table", el("thead", head), el("tbody", body))
+    return when(value)
 
 
 def render_html(report: Report, source: ReportSource, out: TextIO) -> None:
@@ -146,12 +64,13 @@ def render_html(report: Report, source: ReportSource, out: TextIO) -> None:
     )
     w(open_tag("body"))
     w(_header(report, title))
+    w(banner(report))
     w(el("nav", el("h3", "Contents"), el("ol", [el("li", el("a", t, href=f"#{i}")) for i, t in SECTIONS])))
     w(_summary(report))
-    w(_audit(report))
+    w(audit_section(report, source))
     _risks(report, source, w)
-    _evidence(report, source, w)
-    w(_integrity(report))
+    evidence_section(report, source, w)
+    w(integrity_section(report))
     w(_methodology(report))
     w(
         el(
@@ -190,22 +109,22 @@ def _summary(report: Report) -> Safe:
     cards = el(
         "div",
         card("outputs recorded", f"{s.total:,}", "summary.total", s.total),
-        card("explicit seed", _pct(shares["explicit_seed"]), "summary.explicit_seed", s.explicit_seed),
+        card("explicit seed", pct(shares["explicit_seed"]), "summary.explicit_seed", s.explicit_seed),
         card(
             "deterministic scheduler",
-            _pct(shares["deterministic_scheduler"]),
+            pct(shares["deterministic_scheduler"]),
             "summary.deterministic_scheduler",
             s.deterministic_scheduler,
         ),
         card(
             "seed-capable model",
-            _pct(shares["seed_capable_model"]),
+            pct(shares["seed_capable_model"]),
             "summary.seed_capable_model",
             s.seed_capable_model,
         ),
         card(
             "reproducible by design",
-            _pct(shares["reproducible_by_design"]),
+            pct(shares["reproducible_by_design"]),
             "summary.reproducible_by_design",
             s.reproducible_by_design,
             "ok",
@@ -232,7 +151,7 @@ def _summary(report: Report) -> Safe:
         "table",
         el("tr", el("th", "measure"), el("th", "records", class_="n"), el("th", "share", class_="n")),
         [
-            el("tr", el("td", label), num(value, f"summary.{key}"), el("td", _pct(shares[key]), class_="n"))
+            el("tr", el("td", label), num(value, f"summary.{key}"), el("td", pct(shares[key]), class_="n"))
             for key, label, value in (
                 ("explicit_seed", "explicit seed", s.explicit_seed),
                 ("deterministic_scheduler", "deterministic scheduler", s.deterministic_scheduler),
@@ -282,89 +201,6 @@ def _summary(report: Report) -> Safe:
         el("h3", "By scheduler"),
         counts_table("scheduler", s.by_scheduler, "summary.by_scheduler", s.total),
         id="summary",
-    )
-
-
-def _audit(report: Report) -> Safe:
-    a = report.audit
-    if not a.available:
-        return el(
-            "section",
-            el("h2", "Audit outcomes"),
-            el(
-                "p",
-                f"No audit yet: none of the {report.summary.total:,} selected records has an audit result. "
-                "Run `seedledger audit` to replay them.",
-                class_="empty",
-                data_metric="audit.none",
-            ),
-            el(
-                "p",
-                "Never audited: ",
-                el(
-                    "span",
-                    f"{a.never_audited:,}",
-                    data_metric="audit.never_audited",
-                    data_value=a.never_audited,
-                ),
-            ),
-            id="audit",
-        )
-    cards = el(
-        "div",
-        card("pass rate", _pct(a.pass_rate), "audit.pass_rate", a.pass_rate, "ok"),
-        card("passed", f"{a.passed:,}", "audit.passed", a.passed, "ok"),
-        card("expected drift", f"{a.expected_drift:,}", "audit.expected_drift", a.expected_drift, "warn"),
-        card("failed", f"{a.failed:,}", "audit.failed", a.failed, "bad"),
-        card("errors", f"{a.errors:,}", "audit.errors", a.errors),
-        card("skipped", f"{a.skipped:,}", "audit.skipped", a.skipped),
-        card("audited", f"{a.audited:,}", "audit.audited", a.audited),
-        card("never audited", f"{a.never_audited:,}", "audit.never_audited", a.never_audited),
-        class_="cards",
-    )
-    segments = [(o, a.by_outcome.get(o, 0)) for o in OUTCOMES] + [("never audited", a.never_audited)]
-    run = a.latest_run
-    run_p = None
-    if run is not None:
-        run_p = el(
-            "p",
-            f"{a.runs:,} audit run(s) cover this selection; the latest, {run.id}, started "
-            f"{_when(run.created_at)}, {run.status}, finished {_when(run.finished_at)}, backend "
-            f"{run.backend or 'each record’s own'}.",
-            class_="muted",
-        )
-    return el(
-        "section",
-        el("h2", "Audit outcomes"),
-        el(
-            "p",
-            "The latest verdict of each selected record. Pass rate = passed ÷ (audited − skipped); "
-            "expected drift (similar on a stochastic scheduler) is set apart from failures.",
-            class_="muted",
-        ),
-        cards,
-        run_p,
-        _svg.stacked_bar("Outcome of the latest audit, all selected records", segments),
-        el(
-            "div",
-            _svg.bar_chart(
-                "Latest verdict", {v: a.by_verdict.get(v, 0) for v in VERDICTS if v in a.by_verdict}
-            ),
-            el(
-                "table",
-                el("tr", el("th", "outcome"), el("th", "records", class_="n")),
-                [
-                    el("tr", el("td", o), num(a.by_outcome.get(o, 0), f"audit.by_outcome:{o}"))
-                    for o in OUTCOMES
-                ],
-            ),
-            class_="grid2",
-        ),
-        el("h3", "Latest verdict by model"),
-        matrix_table("model", a.by_model, "audit.by_model"),
-        el("h3", "Latest verdict by scheduler"),
-        matrix_table("scheduler", a.by_scheduler, "audit.by_scheduler"),
-        id="audit",
     )
 
 
@@ -444,178 +280,6 @@ def _risks(report: Report, source: ReportSource, w: Any) -> None:
                 )
             )
     w(close_tag("section"))
-
-
-def _img(png: bytes | None, alt: str) -> Safe:
-    if png is None:
-        return el("div", f"no {alt}", class_="empty")
-    return el("img", src=_images.data_uri(png), alt=alt, width=144, height=144)
-
-
-def _evidence_item(x: EvidenceItem) -> Safe:
-    original = _images.thumbnail_png(x.original_thumbnail)
-    replay = _images.thumbnail_png(x.replay_thumbnail)
-    heat = _images.heat_map(x.original_thumbnail, x.replay_thumbnail)
-    figures = [
-        el("figure", _img(original, "original thumbnail"), el("figcaption", "original")),
-        el("figure", _img(replay, "replay thumbnail"), el("figcaption", "replay")),
-        el(
-            "figure",
-            _img(heat[0] if heat else None, "difference heat map"),
-            el(
-                "figcaption",
-                f"difference ×{_images.HEAT_GAIN} (mean {heat[1]}, max {heat[2]})" if heat else "difference",
-            ),
-        ),
-    ]
-    dist_rows = [
-        el("tr", el("th", k), el("td", _fmt(v), class_="n"))
-        for k, v in x.distances.items()
-        if not isinstance(v, dict | list)
-    ]
-    cls = "bad" if x.outcome == "fail" else "warn"
-    return el(
-        "article",
-        el("h3", f"Record {x.record_id}: ", el("span", x.outcome, class_=cls), f" ({x.verdict})"),
-        el(
-            "p",
-            f"model {x.model} · scheduler {x.scheduler} · seed {'—' if x.seed is None else x.seed} · run "
-            f"{x.run_id}" + (f" · error {x.error_code}" if x.error_code else ""),
-            class_="muted",
-        ),
-        el("p", x.prompt or "", class_="prompt"),
-        el("div", el("div", figures, class_="triptych"), el("table", dist_rows), class_="grid2"),
-        class_="evidence",
-    )
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "—" if value is None else str(value)
-
-
-def _evidence(report: Report, source: ReportSource, w: Any) -> None:
-    a = report.audit
-    w(open_tag("section", id="evidence"))
-    w(el("h2", "Evidence for failures and drift"))
-    if not a.available:
-        w(el("p", "No audit yet, so no evidence.", class_="empty"))
-    elif not a.evidence:
-        w(el("p", "No failure and no drift in the latest audit results.", class_="empty"))
-    else:
-        limit = source.options.evidence_limit
-        w(
-            el(
-                "p",
-                el("span", f"{a.evidence:,}", data_metric="audit.evidence", data_value=a.evidence),
-                " records failed or drifted. Original and replay thumbnails side by side, with a heat map of "
-                "their per-pixel difference.",
-            )
-        )
-        shown = 0
-        for item in source.iter_evidence(limit=limit):
-            w(_evidence_item(item))
-            shown += 1
-        if a.evidence > shown:
-            w(
-                el(
-                    "p",
-                    f"… and {a.evidence - shown:,} more; the JSON report lists the distances of all of them.",
-                    class_="muted",
-                )
-            )
-    w(close_tag("section"))
-
-
-def _integrity(report: Report) -> Safe:
-    i = report.integrity
-    cp = i.checkpoint
-    sealed = el(
-        "p",
-        el(
-            "span",
-            f"{i.sealed_records:,}",
-            data_metric="integrity.sealed_records",
-            data_value=i.sealed_records,
-        ),
-        " selected records are sealed in the log; ",
-        el(
-            "span",
-            f"{i.unsealed_records:,}",
-            data_metric="integrity.unsealed_records",
-            data_value=i.unsealed_records,
-        ),
-        " are not sealed yet.",
-    )
-    if cp is None:
-        return el(
-            "section",
-            el("h2", "Integrity"),
-            el(
-                "p",
-                "No checkpoint yet: the log has not been sealed and signed (run `seedledger seal`).",
-                class_="empty",
-                data_metric="integrity.none",
-            ),
-            sealed,
-            id="integrity",
-        )
-    rows = [
-        ("origin", cp.origin),
-        ("tree size", f"{cp.size:,}"),
-        ("root (hex)", el("code", cp.root_hex)),
-        ("signed at", _when(cp.created_at)),
-        ("key name", cp.key_name),
-        ("key id", el("code", cp.key_id)),
-        ("public key", el("code", cp.verifier)),
-        ("checkpoints", f"{i.checkpoints:,}"),
-        ("log size now", f"{i.log_size:,}"),
-    ]
-    parts: list[Any] = [
-        el("h2", "Integrity"),
-        el("table", [el("tr", el("th", k), el("td", v)) for k, v in rows]),
-        sealed,
-    ]
-    v = i.verification
-    if v is None:
-        parts.append(el("p", "Verification was not run for this report.", class_="muted"))
-    else:
-        parts.append(
-            el(
-                "p",
-                el("strong", f"Verification ({v.mode}): "),
-                el(
-                    "span",
-                    "passed" if v.ok else "FAILED",
-                    class_="ok" if v.ok else "bad",
-                    data_metric="integrity.verified",
-                    data_value=str(v.ok).lower(),
-                ),
-                f" at {_when(v.ran_at)}: {v.detail}.",
-            )
-        )
-    p = i.previous
-    if p is not None:
-        sig = {True: "signature valid", False: "signature INVALID", None: "signature not checked"}[
-            p.signature_ok
-        ]
-        parts.append(
-            el(
-                "p",
-                el("strong", "Previous checkpoint: "),
-                el(
-                    "span",
-                    "consistent" if p.consistent else "NOT consistent",
-                    class_="ok" if p.consistent else "bad",
-                    data_metric="integrity.previous_consistent",
-                    data_value=str(p.consistent).lower(),
-                ),
-                f" — size {p.size:,}, root {p.root_hex[:16]}…, {sig}; {p.detail}.",
-            )
-        )
-    parts += [el("h3", "Signed checkpoint (C2SP signed note)"), el("pre", cp.note)]
-    return el("section", *parts, id="integrity")
 
 
 def _methodology(report: Report) -> Safe:

@@ -17,12 +17,15 @@ from ledger.reports._model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
     AuditSection,
+    EarlierFailure,
     EvidenceItem,
     IntegritySection,
     Methodology,
     RecordRow,
     Report,
+    RunInfo,
     Summary,
+    VerificationInfo,
 )
 
 
@@ -69,22 +72,27 @@ def summary_json(s: Summary) -> dict[str, Any]:
     }
 
 
+def run_json(run: RunInfo) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "created_at": _time(run.created_at),
+        "finished_at": _time(run.finished_at),
+        "status": run.status,
+        "backend": run.backend,
+        "selected_count": run.selected_count,
+        "policy": dict(run.policy),
+        "results": run.results,
+    }
+
+
 def audit_json(a: AuditSection) -> dict[str, Any]:
     run = a.latest_run
     return {
         "available": a.available,
         "runs": a.runs,
-        "latest_run": None
-        if run is None
-        else {
-            "id": run.id,
-            "created_at": _time(run.created_at),
-            "finished_at": _time(run.finished_at),
-            "status": run.status,
-            "backend": run.backend,
-            "selected_count": run.selected_count,
-            "policy": dict(run.policy),
-        },
+        "latest_run": None if run is None else run_json(run),
+        "runs_aggregated": [run_json(x) for x in a.run_list],
+        "earlier_failures_count": a.earlier_failures,
         "audited": a.audited,
         "never_audited": a.never_audited,
         "evaluated": a.evaluated,
@@ -121,15 +129,8 @@ def integrity_json(i: IntegritySection) -> dict[str, Any]:
         "log_size": i.log_size,
         "sealed_records": i.sealed_records,
         "unsealed_records": i.unsealed_records,
-        "verification": None
-        if v is None
-        else {
-            "ok": v.ok,
-            "mode": v.mode,
-            "ran_at": _time(v.ran_at),
-            "detail": v.detail,
-            "leaves_checked": v.leaves_checked,
-        },
+        "status": i.status(),
+        "verification": None if v is None else verification_json(v),
         "previous_checkpoint": None
         if p is None
         else {
@@ -140,6 +141,52 @@ def integrity_json(i: IntegritySection) -> dict[str, Any]:
             "consistent": p.consistent,
             "detail": p.detail,
         },
+    }
+
+
+def verification_json(v: VerificationInfo) -> dict[str, Any]:
+    d, k = v.divergence, v.key
+    return {
+        "status": v.status,
+        # null, not true, when rows were not re-hashed: nothing was found, nothing passed
+        "ok": True if v.ok else (False if v.failed else None),
+        "mode": v.mode,
+        "scope": v.scope,
+        "ran_at": _time(v.ran_at),
+        "detail": v.detail,
+        "leaves_checked": v.leaves_checked,
+        "path": v.path,
+        "divergence": None
+        if d is None
+        else {
+            "kind": d.kind,
+            "message": d.message,
+            "leaf_index": d.leaf_index,
+            "entry_type": d.entry_type,
+            "entry_id": d.entry_id,
+            "columns": list(d.columns),
+        },
+        "key": None
+        if k is None
+        else {
+            "trusted": k.trusted,
+            "name": k.name,
+            "key_id": k.key_id,
+            "public_key": k.verifier,
+            "statement": k.statement(),
+        },
+    }
+
+
+def earlier_failure_json(x: EarlierFailure) -> dict[str, Any]:
+    return {
+        "record_id": x.record_id,
+        "failed_run_id": x.failed_run_id,
+        "failed_at": _time(x.failed_at),
+        "latest_run_id": x.latest_run_id,
+        "latest_at": _time(x.latest_at),
+        "latest_outcome": x.latest_outcome,
+        "latest_verdict": x.latest_verdict,
     }
 
 
@@ -181,6 +228,9 @@ def record_json(r: RecordRow) -> dict[str, Any]:
         "outcome": r.outcome,
         "audited_at": _time(r.audited_at),
         "warnings": list(r.warnings),
+        "earlier_failure": None
+        if r.earlier_failure is None
+        else {"run_id": r.earlier_failure[0], "at": _time(r.earlier_failure[1])},
     }
 
 
@@ -215,6 +265,9 @@ def render_json(report: Report, source: ReportSource, out: TextIO) -> None:
     head = {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
+        # first, as the HTML banner: whether the log verifies, and where it first does not
+        "integrity_status": report.integrity.status(),
+        "first_divergence": report.integrity.failure(),
         "meta": {
             "generated_at": _time(m.generated_at),
             "seedledger_version": m.seedledger_version,
@@ -240,6 +293,9 @@ def render_json(report: Report, source: ReportSource, out: TextIO) -> None:
             out.write(("" if k == 0 else ", ") + str(record_id))
         out.write("]}")
     out.write("\n    ]\n  },\n" if report.risks.items else "]\n  },\n")
+    out.write('  "audit_history": ')
+    _array(out, (earlier_failure_json(x) for x in source.iter_earlier_failures()))
+    out.write(",\n")
     out.write('  "evidence": ')
     _array(out, (evidence_json(x) for x in source.iter_evidence(thumbnails=False)))
     out.write(",\n")

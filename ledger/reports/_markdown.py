@@ -66,6 +66,15 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
     m, s, a, r, i = report.meta, report.summary, report.audit, report.risks, report.integrity
     filters = ", ".join(f"{k}={v}" for k, v in m.filters.items()) or "all records"
     w("# seedledger compliance report\n\n")
+    failure, status = i.failure(), i.status()
+    if failure is not None:
+        w(f"> **FAILED: this ledger does not verify.** First divergence: {md(failure)}.\n")
+        w("> The report is kept as evidence; its figures come from the rows as they are now.\n\n")
+    elif status == "not-rehashed":
+        w("> **Integrity: leaf hashes vs signed root; rows not re-hashed.** A row changed after sealing ")
+        w("is not found; run the report without `--verify leaf-hashes` to re-hash every row.\n\n")
+    elif status == "not-verified" and i.checkpoint is not None:
+        w("> **Integrity: not verified for this report** (`--verify none`).\n\n")
     w(
         f"Generated {_when(m.generated_at)} · selection: {md(filters)} · records created "
         f"{_when(m.first_created_at)} to {_when(m.last_created_at)} · engine {m.engine}\n\n"
@@ -126,13 +135,39 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
                 [False, True],
             )
         )
-        for title, verdicts in (("model", a.by_model), ("scheduler", a.by_scheduler)):
-            cols = [v for v in VERDICTS if any(v in row for row in verdicts.values())]
+        w(f"The latest verdict of each selected record, across {a.runs} audit run(s):\n\n")
+        w(
+            table(
+                ["run", "started", "finished", "status", "backend", "results in selection"],
+                [
+                    (
+                        x.id,
+                        _when(x.created_at),
+                        _when(x.finished_at),
+                        x.status,
+                        x.backend or "each record's own",
+                        n(x.results),
+                    )
+                    for x in a.run_list
+                ],
+                [False, False, False, False, False, True],
+            )
+        )
+        w("### Earlier failures (not erased by a later result)\n\n")
+        if not a.earlier_failures:
+            w("No selected record failed in an earlier run while its latest result passes.\n\n")
+        else:
+            shown = list(source.iter_earlier_failures(limit=source.options.html_limit))
+            w("".join(f"- record {x.record_id}: {md(x.sentence(_when))}\n" for x in shown) + "\n")
+            if a.earlier_failures > len(shown):
+                w(f"… and {a.earlier_failures - len(shown)} more (all of them in the JSON report).\n\n")
+        for title, by_group in (("model", a.by_model), ("scheduler", a.by_scheduler)):
+            cols = [v for v in VERDICTS if any(v in row for row in by_group.values())]
             w(f"### Latest verdict by {title}\n\n")
             w(
                 table(
                     [title, *cols],
-                    [(k, *(n(row.get(c, 0)) for c in cols)) for k, row in verdicts.items()],
+                    [(k, *(n(row.get(c, 0)) for c in cols)) for k, row in by_group.items()],
                     [False, *([True] * len(cols))],
                 )
             )
@@ -223,8 +258,13 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
         )
         v = i.verification
         if v is not None:
-            verdict = "passed" if v.ok else "FAILED"
-            w(f"**Verification ({v.mode}):** {verdict} at {_when(v.ran_at)}: {md(v.detail)}.\n\n")
+            verdict = {"passed": "passed", "failed": "FAILED", "not-rehashed": "rows not re-hashed"}[v.status]
+            w(f"**Verification ({v.mode}: {md(v.scope)}):** {verdict} at {_when(v.ran_at)}: ")
+            w(f"{md(v.detail)}.\n\n")
+            if v.divergence is not None and v.divergence.columns:
+                w(f"Columns established as changed: {md(', '.join(v.divergence.columns))}.\n\n")
+            if v.key is not None:
+                w(f"**Signing key:** {md(v.key.statement())}.\n\n")
         p = i.previous
         if p is not None:
             w(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.core.text import strip_controls
@@ -76,3 +77,8 @@ def _flatten(children: Iterable[Any]) -> Iterable[Any]:
             yield from _flatten(child)
         else:
             yield str(child)
+
+
+def when(value: datetime | None) -> str:
+    """A time as the HTML report prints it (UTC, to the second)."""
+    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 #: Bumped whenever the JSON report's shape changes (see report.schema.json).
-SCHEMA_VERSION = 1
-SCHEMA_ID = "urn:seedledger:report:1"
+SCHEMA_VERSION = 2
+SCHEMA_ID = "urn:seedledger:report:2"
 
 VERDICTS = ("identical", "near-identical", "similar", "different", "error", "skipped")
 OUTCOMES = ("pass", "expected-drift", "fail", "error", "skipped")
@@ -69,6 +69,27 @@ class RunInfo:
     backend: str | None
     selected_count: int
     policy: Mapping[str, Any]
+    #: Results of this run for the selected records (any, not only latest ones).
+    results: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlierFailure:
+    """A record whose latest result is not a failure, after an earlier run failed it."""
+
+    record_id: int
+    failed_run_id: str
+    failed_at: datetime
+    latest_run_id: str
+    latest_at: datetime
+    latest_outcome: str
+    latest_verdict: str
+
+    def sentence(self, when: Any) -> str:
+        return (
+            f"failed in run {self.failed_run_id} on {when(self.failed_at)}, {self.latest_outcome} "
+            f"({self.latest_verdict}) in run {self.latest_run_id} on {when(self.latest_at)}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +97,10 @@ class AuditSection:
     available: bool  # False: no audit result for any selected record
     runs: int
     latest_run: RunInfo | None
+    #: Every run holding results for the selection, oldest first: the runs this
+    #: section aggregates (each record counts with its latest result, whichever run).
+    run_list: tuple[RunInfo, ...] = ()
+    earlier_failures: int = 0
     audited: int
     never_audited: int
     by_verdict: Mapping[str, int]
@@ -140,13 +165,69 @@ class CheckpointInfo:
     created_at: datetime
 
 
+#: What each verification mode checks, in the words every format prints.
+VERIFY_SCOPES = {
+    "full": "every sealed row re-hashed, every checkpoint root and signature checked",
+    "leaf-hashes": "leaf hashes vs signed root; rows not re-hashed",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyInfo:
+    """The key a checkpoint signature was checked with, and whether the caller trusts it."""
+
+    trusted: bool  # False: the public key stored in the ledger itself
+    name: str
+    key_id: str
+    verifier: str
+
+    def statement(self) -> str:
+        if self.trusted:
+            return (
+                f"signature verified with the trusted key {self.name}+{self.key_id} "
+                "(--key or SEEDLEDGER_VERIFIER_KEY)"
+            )
+        return (
+            f"signed by the key this ledger names ({self.name}+{self.key_id}); "
+            "pass `--key` to check against a key you trust"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DivergenceInfo:
+    kind: str
+    message: str
+    leaf_index: int | None = None
+    entry_type: str | None = None
+    entry_id: int | None = None
+    columns: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, kw_only=True)
 class VerificationInfo:
-    ok: bool
-    mode: str  # checkpoint | full
+    #: passed (full mode only), failed, or not-rehashed (the cheap mode found nothing:
+    #: not a pass, the rows were not checked)
+    status: str
+    mode: str  # full | leaf-hashes
     ran_at: datetime
     detail: str
     leaves_checked: int
+    divergence: DivergenceInfo | None = None
+    key: KeyInfo | None = None
+    #: full mode: which leaf walk ran (native | python) and why python, if it did
+    path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def scope(self) -> str:
+        return VERIFY_SCOPES[self.mode]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +249,25 @@ class IntegritySection:
     unsealed_records: int
     verification: VerificationInfo | None
     previous: PreviousCheckpoint | None
+
+    def failure(self) -> str | None:
+        """The first divergence, for the banner every format puts first; None when
+        nothing checked diverged."""
+        v, p = self.verification, self.previous
+        if v is not None and v.failed:
+            return v.divergence.message if v.divergence else v.detail
+        if p is not None and (not p.consistent or p.signature_ok is False):
+            return f"the log does not extend the previous checkpoint (size {p.size}): {p.detail}"
+        return None
+
+    def status(self) -> str:
+        """passed | failed | not-rehashed | not-verified: one word for the whole section."""
+        if self.failure() is not None:
+            return "failed"
+        v = self.verification
+        if v is None:
+            return "not-verified"
+        return v.status
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,6 +320,8 @@ class RecordRow:
     outcome: str | None
     audited_at: datetime | None
     warnings: tuple[str, ...]
+    #: (run id, time) of the latest failing result, when the latest result is not a failure
+    earlier_failure: tuple[str, datetime] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

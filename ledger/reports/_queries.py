@@ -1,4 +1,4 @@
-"""Every SQL statement a report runs, in one module.
+"""The SQL statements a report runs (the audit history's are in ``_history``).
 
 Aggregates are GROUP BY queries in the database; per-record sections are keyset
 pages (``id > last ORDER BY id LIMIT n``), so a report's memory does not grow with
@@ -28,7 +28,6 @@ from sqlalchemy.types import TypeDecorator
 from ledger.store.filters import RecordFilter
 from ledger.store.schema import (
     audit_results,
-    audit_runs,
     checkpoints,
     fingerprints,
     log_entries,
@@ -154,29 +153,6 @@ def audit_groups(conn: Connection, where: RecordFilter) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in conn.execute(stmt)]
 
 
-def audit_runs_info(conn: Connection, where: RecordFilter) -> tuple[int, dict[str, Any] | None]:
-    """How many runs hold results for the selection, and the latest of them."""
-    runs_with_selection = (
-        select(ar.run_id).join(records, r.id == ar.record_id).where(where.where()).distinct().subquery()
-    )
-    count = int(conn.execute(select(func.count()).select_from(runs_with_selection)).scalar_one())
-    row = conn.execute(
-        select(
-            audit_runs.c.id,
-            audit_runs.c.created_at,
-            audit_runs.c.finished_at,
-            audit_runs.c.status,
-            audit_runs.c.backend,
-            audit_runs.c.policy,
-            audit_runs.c.selected_count,
-        )
-        .where(audit_runs.c.id.in_(select(runs_with_selection.c.run_id)))
-        .order_by(audit_runs.c.created_at.desc(), audit_runs.c.id.desc())
-        .limit(1)
-    ).first()
-    return count, (dict(row._mapping) if row else None)
-
-
 # -- warnings -----------------------------------------------------------------------------
 
 
@@ -208,24 +184,13 @@ def iter_warning_records(
     Pages walk the (record_id, code) primary key from the last id: ``code || ''``
     keeps planners off the code index, whose use would sort every page."""
     w = record_warnings.c
-    last_id: int | None = None
-    left = limit
-    while left is None or left > 0:
-        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
-        stmt = (
-            select(*RECORD_COLUMNS, w.detail)
-            .select_from(record_warnings.join(records, r.id == w.record_id))
-            .where((w.code + "") == code, where.where())
-        )
-        if last_id is not None:
-            stmt = stmt.where(w.record_id > last_id)
-        page = _dicts(conn.execute(stmt.order_by(w.record_id).limit(size)))
+    stmt = (
+        select(*RECORD_COLUMNS, w.detail)
+        .select_from(record_warnings.join(records, r.id == w.record_id))
+        .where((w.code + "") == code, where.where())
+    )
+    for page in keyset_pages(conn, stmt, w.record_id, "id", limit=limit):
         yield from page
-        if len(page) < size:
-            return
-        last_id = page[-1]["id"]
-        if left is not None:
-            left -= len(page)
 
 
 def iter_warning_ids(conn: Connection, where: RecordFilter, code: str) -> Iterator[int]:
@@ -244,6 +209,26 @@ def iter_warning_ids(conn: Connection, where: RecordFilter, code: str) -> Iterat
         if len(page) < 10 * PAGE_SIZE:
             return
         last_id = page[-1]
+
+
+def keyset_pages(
+    conn: Connection, stmt: Any, key: Any, name: str, *, limit: int | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of ``stmt`` in ``key`` order, ``key > last`` each time (``name``: the key's
+    label in the rows), at most ``limit`` rows in all; no empty page."""
+    last: Any = None
+    left = limit
+    while left is None or left > 0:
+        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
+        page = stmt if last is None else stmt.where(key > last)
+        rows = _dicts(conn.execute(page.order_by(key).limit(size)))
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        last = rows[-1][name]
+        if left is not None:
+            left -= len(rows)
 
 
 def _dicts(result: Any) -> list[dict[str, Any]]:
@@ -385,14 +370,7 @@ def iter_evidence(
         .select_from(audit_results.join(records, r.id == ar.record_id))
         .where((ar.outcome + "").in_(EVIDENCE_OUTCOMES), is_latest, where.where())
     )
-    last: int | None = None
-    left = limit
-    while left is None or left > 0:
-        size = PAGE_SIZE if left is None else min(PAGE_SIZE, left)
-        stmt = base if last is None else base.where(ar.id > last)
-        rows = _dicts(conn.execute(stmt.order_by(ar.id).limit(size)))
-        if not rows:
-            return
+    for rows in keyset_pages(conn, base, ar.id, "result_id", limit=limit):
         fp_columns: list[Any] = [f.record_id.label("key"), f.pixel_sha256]
         if thumbnails:
             fp_columns.append(f.thumbnail)
@@ -402,11 +380,6 @@ def iter_evidence(
             row["pixel_sha256"] = fp.get("pixel_sha256")
             row["thumbnail"] = fp.get("thumbnail")
             yield row
-        if len(rows) < size:
-            return
-        last = rows[-1]["result_id"]
-        if left is not None:
-            left -= len(rows)
 
 
 # -- integrity ------------------------------------------------------------------------------
