@@ -4,6 +4,7 @@
     ├── UsageError                   exit 2: the caller asked for something invalid
     │   ├── InvalidSeedError         a seed outside 0 … 2^64−1, or not an integer
     │   ├── InvalidInputError        malformed JSON, wrong types, unknown fields
+    │   │   └── JSONTooDeepError     JSON nested deeper than allowed (core.jsonsafe)
     │   └── NotFoundError            exit 3: no record / run / checkpoint with that id
     ├── StoreError                   exit 4: the database cannot be reached or used
     │   └── SchemaOutdatedError      the database is behind the code's migrations
@@ -42,6 +43,10 @@ class InvalidSeedError(UsageError):
 
 
 class InvalidInputError(UsageError):
+    pass
+
+
+class JSONTooDeepError(InvalidInputError):
     pass
 
 

@@ -25,13 +25,13 @@ Everything here is pure and raises only :class:`InvalidInputError` (or
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source, utcnow
 from ledger.core.redaction import redact
 from ledger.core.seeds import parse_seed
@@ -99,9 +99,9 @@ def load_graph(value: Any) -> dict[str, dict[str, Any]]:
     """Check an API-format graph (a JSON string or an object) and return it."""
     if isinstance(value, str | bytes):
         try:
-            value = json.loads(value, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            raise InvalidInputError(f"ComfyUI prompt is not valid JSON: {exc}") from None
+            value = loads_bounded(value)
+        except InvalidInputError as exc:
+            raise type(exc)(f"ComfyUI prompt: {exc}") from None
     if not isinstance(value, Mapping) or not value:
         raise InvalidInputError("ComfyUI prompt: expected a non-empty object of nodes")
     graph: dict[str, dict[str, Any]] = {}
@@ -125,10 +125,6 @@ def is_api_graph(value: Any) -> bool:
         and bool(value)
         and all(isinstance(n, Mapping) and isinstance(n.get("class_type"), str) for n in value.values())
     )
-
-
-def _refuse_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not valid JSON")
 
 
 def _is_link(value: Any) -> bool:

@@ -30,7 +30,6 @@ built-in ones at equal specificity.
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 import tomllib
@@ -40,6 +39,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+from ledger.core.jsonsafe import loads_bounded
 from ledger.core.seeds import SEED_RANGES, SeedRange
 from ledger.errors import InvalidInputError
 
@@ -202,8 +202,13 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         except OSError as exc:
             raise InvalidInputError(f"cannot read model catalog {path}: {exc.strerror or exc}") from None
         try:
-            data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+            if path.suffix.lower() == ".json":
+                data = loads_bounded(raw)
+            else:
+                data = tomllib.loads(raw.decode("utf-8"))
+        except RecursionError:  # tomllib recurses once per nesting level
+            raise InvalidInputError(f"model catalog {path}: nested too deep") from None
+        except (InvalidInputError, ValueError, UnicodeDecodeError) as exc:
             raise InvalidInputError(
                 f"model catalog {path} is not valid {path.suffix or 'TOML'}: {exc}"
             ) from None

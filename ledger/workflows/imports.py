@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 from collections import deque
@@ -39,6 +38,7 @@ from sqlalchemy import select
 from ledger.core import comfy
 from ledger.core.documents import parse_documents
 from ledger.core.infotext import record_from_infotext
+from ledger.core.jsonsafe import JSONTooDeepError, loads_bounded
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source
 from ledger.core.seeds import parse_seed
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
@@ -230,8 +230,8 @@ def _comfy_png(name: str, text: dict[str, str], sha: str, key: str, source: Sour
     workflow: Any = None
     if "workflow" in text:
         try:
-            workflow = json.loads(text["workflow"], parse_constant=_refuse_constant)
-        except ValueError:
+            workflow = loads_bounded(text["workflow"])
+        except InvalidInputError:
             workflow = text["workflow"]  # kept verbatim: it is provenance, not input
     outputs = comfy.outputs_of(graph)
     output, how = comfy.match_output(outputs, name)
@@ -246,10 +246,6 @@ def _comfy_png(name: str, text: dict[str, str], sha: str, key: str, source: Sour
         idempotency_key=key,
         extra_params=_import_info(name, sha, "png"),
     )
-
-
-def _refuse_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not valid JSON")
 
 
 def _record_from_stamp(stamp: Stamp, name: str, sha: str, kind: str, source: Source) -> NewRecord:
@@ -322,8 +318,10 @@ def _stamp_time(value: Any) -> datetime:
 
 def _parse_text(name: str, text: str, sha: str, source: Source) -> Parsed:
     try:
-        whole = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
+        whole = loads_bounded(text)
+    except JSONTooDeepError:
+        raise
+    except InvalidInputError:
         whole = None
     graph = None
     if comfy.is_api_graph(whole):
