@@ -15,8 +15,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# with the PostgreSQL driver, so the README's PostgreSQL section runs as written
 install: $(BIN)/python build-deps
-	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[postgres]'
 
 install-test: $(BIN)/python build-deps
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'

@@ -84,7 +84,7 @@ EXIT_CODES: dict[int, str] = {
     1: "unexpected failure",
     2: "usage error: bad option, bad input, invalid seed",
     3: "not found: no record, run or checkpoint with that id",
-    4: "database unreachable, or behind the code's migrations",
+    4: "database unreachable, missing, or behind the code's migrations",
     5: "image bytes that cannot be decoded safely",
     6: "generation backend failed",
     7: "integrity check failed: the log does not verify",

@@ -38,10 +38,14 @@ class AppContext:
     debug: bool
     _ledger: Ledger | None = field(default=None, repr=False)
 
-    def ledger(self) -> Ledger:
-        """Open the ledger once per invocation; closed when the command ends."""
+    def ledger(self, *, create_missing: bool = False) -> Ledger:
+        """Open the ledger once per invocation; closed when the command ends.
+
+        Only commands that write new records pass ``create_missing``: every other
+        command refuses a SQLite file that does not exist (exit 4) rather than answer
+        from a fresh, empty ledger at a mistyped path."""
         if self._ledger is None:
-            self._ledger = Ledger.open(self.db_url)
+            self._ledger = Ledger.open(self.db_url, must_exist=not create_missing)
             click.get_current_context().call_on_close(self._ledger.close)
         return self._ledger
 

@@ -66,7 +66,7 @@ def record(
             for r in new_records:
                 emit_json(dataclasses.asdict(r))
         return
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create_missing=True)
     if parent_id is not None:
         ledger.get(parent_id)  # NotFoundError before anything is written
     ids = ledger.add(new_records)

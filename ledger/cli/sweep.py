@@ -135,7 +135,7 @@ def sweep(**options: Any) -> None:
             for cell in plan.cells:
                 click.echo(cell.label())
         return
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create_missing=True)
     show_progress = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:

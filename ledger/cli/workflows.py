@@ -32,7 +32,7 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
     Importing the same files again adds nothing.
     """
     ctx = app()
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create_missing=True)
     interactive = sys.stderr.isatty() and not ctx.json
 
     def progress(outcome: FileOutcome) -> None:
