@@ -1,0 +1,76 @@
+"""Records from `record_generation` (backend `local`) replayed with `--replay-backend`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ledger.backends import open_sync_backend, request_from_params
+from ledger.backends.reference.server import ReferenceServer
+from ledger.capture import record_generation
+from ledger.capture.recorder import Recorder
+from tests.cli import seedledger
+
+MODEL = "runware:101@1"
+PROMPT = "a lighthouse at dusk"
+
+
+def _original(url: str) -> bytes:
+    task = {
+        "model": MODEL,
+        "positivePrompt": PROMPT,
+        "width": 128,
+        "height": 128,
+        "steps": 20,
+        "CFGScale": 7.0,
+        "scheduler": "DPM++ 2M Karras",
+        "outputFormat": "PNG",
+    }
+    with open_sync_backend("reference", url) as backend:
+        return backend.generate(request_from_params("reference", task, seed=1234)).outputs[0].data
+
+
+def _record_locally(db: str, spool: Path, image: bytes) -> None:
+    recorder = Recorder(spool, db, signer=None)
+    common: dict[str, Any] = {"model": MODEL, "seed": 1234, "scheduler": "DPM++ 2M Karras"}
+    common["recorder"] = recorder
+    # In a diffusers pipeline's own words: each of these is also a record column.
+    full = {"prompt": PROMPT, "width": 128, "height": 128, "num_inference_steps": 20, "guidance_scale": 7.0}
+    record_generation(parameters=full, output=image, **common)
+    record_generation(parameters={"prompt": PROMPT}, output=image, **common)  # no size
+    record_generation(parameters={**full, "eta": 0.3}, output=image, **common)  # eta: not expressible
+    assert recorder.close()
+
+
+def test_local_records_replay_on_the_reference_backend(sqlite_url: str, tmp_path: Path) -> None:
+    with ReferenceServer.running() as server:
+        _record_locally(sqlite_url, tmp_path / "spool", _original(server.url))
+        done = seedledger(
+            "--db", sqlite_url, "--json", "audit", "--replay-backend", "reference",
+            "--backend-url", server.url, "--fail-on", "none",
+        )  # fmt: skip
+    assert done.code == 0, done.err
+    run = done.json()["id"]
+    shown = seedledger("--db", sqlite_url, "audit", "show", run, "--json")
+    results = {r["record_id"]: r for r in shown.json()["results"]}
+    assert sorted(results) == [1, 2, 3]
+    assert (results[1]["verdict"], results[1]["outcome"]) == ("identical", "pass")
+    assert results[1]["replay"]["seed"] == "1234"
+    assert results[2]["outcome"] == "error"
+    assert "has no width, height (needs model, prompt, width, height)" in results[2]["error"]
+    assert results[3]["outcome"] == "error"
+    assert "cannot express the parameter(s) eta" in results[3]["error"]
+
+
+def test_a_protocol_that_cannot_take_the_record_says_what_it_needs(sqlite_url: str, tmp_path: Path) -> None:
+    with ReferenceServer.running() as server:
+        _record_locally(sqlite_url, tmp_path / "spool", _original(server.url))
+    done = seedledger(
+        "--db", sqlite_url, "--json", "audit", "--ids", "1", "--replay-backend", "comfyui",
+        "--backend-url", "http://127.0.0.1:9/", "--fail-on", "none",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    shown = seedledger("--db", sqlite_url, "audit", "show", done.json()["id"], "--json")
+    [result] = shown.json()["results"]
+    assert result["outcome"] == "error"
+    assert "needs the original comfyui request" in result["error"]
