@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +87,11 @@ class LedgerGroup(click.Group):
             if debug:
                 raise
             fail(str(exc), exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly with SIGPIPE's status, as Unix
+            # tools do; stdout goes to /dev/null so the final flush cannot complain again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except OSError as exc:
             # A file the user named cannot be read or written: one line, not a traceback.
             if isinstance(ctx.obj, AppContext) and ctx.obj.debug:

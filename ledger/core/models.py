@@ -98,7 +98,7 @@ class ModelInfo:
     builtin: bool = True
 
 
-# Built-in entries, from reference/runware.md.
+# Built-in entries, from Runware's model schemas (https://schemas.runware.ai/registry.json).
 _SEEDLESS_PROVIDERS: Final = (
     "recraft",
     "klingai",
@@ -110,7 +110,8 @@ _SEEDLESS_PROVIDERS: Final = (
     "minimax",
 )
 _SEEDED_PROVIDERS: Final = ("runware", "civitai", "rundiffusion", "alibaba", "vidu", "pixverse")
-_SCHEMA_NOTE: Final = "Runware curated schemas (reference/runware.md)"
+# Cited in warnings people read: a public source, never a document outside the project.
+_SCHEMA_NOTE: Final = "Runware's curated model schemas (https://schemas.runware.ai)"
 
 BUILTIN_MODELS: Final[tuple[ModelInfo, ...]] = (
     *(ModelInfo(f"{p}:*", False, note=f"no seed parameter: {_SCHEMA_NOTE}") for p in _SEEDLESS_PROVIDERS),
