@@ -66,3 +66,44 @@ def test_closed_pipe_ends_quietly(sqlite_url: str) -> None:
     )  # fmt: skip
     assert done.stderr == ""
     assert done.returncode == 141  # 128 + SIGPIPE, as `yes | head` ends
+
+
+def _png(path: Path, colour: tuple[int, int, int] = (200, 40, 40)) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), colour).save(path, format="PNG")
+    return path
+
+
+def test_a_missing_image_file_is_a_usage_error(sqlite_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent.png"
+    for args in (("find", str(missing)), ("fingerprint", "1", str(missing))):
+        done = seedledger("--db", sqlite_url, *args)
+        assert done.code == 2, (args, done.err)
+        assert str(missing) in done.err and "does not exist" in done.err
+
+
+def test_audit_without_a_key_names_the_variable_and_the_option(sqlite_url: str, tmp_path: Path) -> None:
+    assert seedledger("--db", sqlite_url, "record", "-", input=json.dumps(exchange(11))).code == 0
+    assert seedledger("--db", sqlite_url, "fingerprint", "1", str(_png(tmp_path / "a.png"))).code == 0
+    done = seedledger("--db", sqlite_url, "audit")
+    assert done.code == 2
+    assert "RUNWARE_API_KEY" in done.err and "--replay-backend" in done.err
+    assert "api_key" not in done.err
+    runs = seedledger("--db", sqlite_url, "--json", "audit", "list")
+    assert runs.json_lines() == []  # refused before a run was created
+    dry = seedledger("--db", sqlite_url, "audit", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "warning: the real run would fail" in dry.err and "RUNWARE_API_KEY" in dry.err
+    with_key = seedledger("--db", sqlite_url, "audit", "--dry-run", env={"RUNWARE_API_KEY": "k"})
+    assert "would fail" not in with_key.err
+
+
+def test_help_texts_say_what_the_options_do() -> None:
+    audit_help = seedledger("audit", "--help").out
+    sweep_help = seedledger("sweep", "--help").out
+    assert "required for reference" not in audit_help + sweep_help
+    assert "in-processreferenceserver" in "".join(audit_help.split())
+    server_help = seedledger("reference-server", "--help").out
+    assert "--url" not in server_help.replace("--backend-url", "")
+    assert "default: 8931" in server_help  # the README's proxy listens on 8787

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -71,6 +72,25 @@ class IdList(click.ParamType):
             except ValueError:
                 self.fail(f"{part!r} is not a record id or an id range like 5-9", param, ctx)
         return tuple(out)
+
+
+def _missing_api_key(plan: Any, options: AuditOptions) -> str | None:
+    """Why the run would fail for lack of a Runware API key, or None.
+
+    Checked before a run is created: otherwise every replay would be stored as an
+    error that only the Python API's wording explains."""
+    from ledger.backends.runware import ENV_API_KEY
+
+    if os.environ.get(ENV_API_KEY):
+        return None
+    on_runware = sum(1 for p in plan.replays if (options.backend or p.backend).lower() == "runware")
+    if not on_runware:
+        return None
+    return (
+        f"{on_runware} record(s) would be replayed on the hosted Runware API, but {ENV_API_KEY} is not "
+        "set: export it, or replay on another backend with --replay-backend NAME "
+        "(e.g. --replay-backend reference --backend-url URL)"
+    )
 
 
 def _merge_ids(where: RecordFilter, ids: tuple[int, ...]) -> RecordFilter:
@@ -216,7 +236,12 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
     metavar="NAME",
     help="Replay on this backend instead of each record's own (--backend filters records).",
 )
-@click.option("--backend-url", metavar="URL", help="API endpoint of the backend (required for reference).")
+@click.option(
+    "--backend-url",
+    metavar="URL",
+    help="API endpoint of the replay backend (default: the backend's own; for reference, an "
+    "in-process reference server on a free loopback port).",
+)
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Replays in flight at once.")
 @click.option("--rate", type=float, help="At most this many replay requests per second per backend.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per HTTP request.")
@@ -311,6 +336,9 @@ def audit(
         check_inputs=not no_input_check,
     )
     plan = plan_audit(ledger, selection, options)
+    no_key = _missing_api_key(plan, options)
+    if no_key is not None and not dry_run:
+        raise UsageError(no_key)
     if dry_run:
         rows = [
             {
@@ -330,6 +358,8 @@ def audit(
             + (f" ({plan.unknown_cost} without a recorded cost)" if plan.unknown_cost else "")
             + (f"; sample seed {plan.selection.sample_seed}" if plan.selection.sample is not None else "")
         )
+        if no_key is not None:
+            info(f"warning: the real run would fail: {no_key}")
         return
     if not plan.records:
         raise UsageError("no records match the selection; nothing to audit")

@@ -31,7 +31,7 @@ def _fingerprint_dict(fp: Fingerprint) -> dict[str, Any]:
 
 @main.command()
 @click.argument("record_id", type=int)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--replace", is_flag=True, help="Overwrite a fingerprint of other pixels.")
 @_MAX_PIXELS
 def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int) -> None:
@@ -76,7 +76,7 @@ def compare_(a: str, b: str, max_pixels: int) -> None:
 
 
 @main.command()
-@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--radius",
     type=click.IntRange(min=0),
