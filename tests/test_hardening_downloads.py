@@ -222,7 +222,7 @@ def test_runware_adapter_url_outputs_follow_the_host_policy(tmp_path: Path) -> N
     probe.close()
     with ReferenceServer.running(port=port, public_url=f"http://localhost:{port}") as server:
         api = server.url
-        with pytest.raises(DownloadError, match="private or loopback") as refused:
+        with pytest.raises(DownloadError, match="a loopback address, not a public one") as refused:
             _replay(RunwareBackend(api, api_key="k", read_env=False))
         assert refused.value.code == "url-refused"
         _replay(RunwareBackend(api, api_key="k", read_env=False, host_policy=HostPolicy(allow_loopback=True)))

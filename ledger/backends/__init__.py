@@ -1,4 +1,10 @@
-"""Generation backends: one protocol, the Runware/A1111/ComfyUI adapters, the reference backend."""
+"""Generation backends: one protocol, the Runware/A1111/ComfyUI adapters, the reference backend.
+
+The reference backend (numpy, Pillow, Starlette, uvicorn) is imported on first use of
+its names, so ``import ledger.backends`` and CLI start-up stay light.
+"""
+
+from typing import Any
 
 from ledger.backends.a1111 import A1111Backend, request_from_a1111
 from ledger.backends.base import (
@@ -26,8 +32,6 @@ from ledger.backends.base import (
 )
 from ledger.backends.comfyui import ComfyUIBackend
 from ledger.backends.http import HostPolicy, PollPolicy, RetryPolicy
-from ledger.backends.reference.generator import ReferenceGenerator
-from ledger.backends.reference.server import ReferenceServer
 from ledger.backends.runware import RunwareBackend
 
 __all__ = [
@@ -62,3 +66,16 @@ __all__ = [
     "request_from_params",
     "request_from_record",
 ]
+
+_LAZY = {
+    "ReferenceGenerator": "ledger.backends.reference.generator",
+    "ReferenceServer": "ledger.backends.reference.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,16 +19,14 @@ One place decides how seedledger talks HTTP:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json as jsonlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
@@ -42,7 +40,10 @@ from ledger.backends.base import (
     RateLimited,
     sniff_media_type,
 )
-from ledger.core.redaction import redact, redact_text, redact_url
+from ledger.backends.hostpolicy import HostPolicy, PinnedURL
+from ledger.backends.policies import PollPolicy, RetryPolicy, parse_retry_after
+from ledger.backends.redacting import Secret, describe_error, safe_url
+from ledger.core.redaction import redact, redact_text
 from ledger.errors import UsageError
 
 log = logging.getLogger("ledger.backends.http")
@@ -69,199 +70,6 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _ERROR_BODY_BYTES = 8192
 MEDIA_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
-
-
-def safe_url(url: str | httpx.URL) -> str:
-    """A URL fit for messages and logs: no userinfo, no query, no fragment."""
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return "<invalid url>"
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-class _RedactHttpxUrls(logging.Filter):
-    """httpx logs every request URL at INFO; signed download URLs carry credentials."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
-            )
-        return True
-
-
-_httpx_logger = logging.getLogger("httpx")
-if not any(isinstance(f, _RedactHttpxUrls) for f in _httpx_logger.filters):
-    _httpx_logger.addFilter(_RedactHttpxUrls())
-
-
-def describe_error(value: Any, secrets: tuple[str, ...] = (), limit: int = 200) -> str:
-    """The human part of a JSON error body: ``error``/``message``/``detail`` fields,
-    or the first of an ``errors`` list; redacted and shortened."""
-    if isinstance(value, dict):
-        errors = value.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            value = errors[0]
-        parts = []
-        for key in ("code", "error", "message", "detail", "errors"):
-            item = value.get(key)
-            if isinstance(item, str | int) and str(item).strip() and str(item) not in parts:
-                parts.append(str(item).strip())
-        text = ": ".join(parts)
-    elif isinstance(value, str):
-        text = value
-    else:
-        return ""
-    text = " ".join(redact_text(text, secrets).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class Secret:
-    """Holds a credential; repr, str and pickling never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a secret cannot be pickled")
-
-
-# -- policies --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before trying again."""
-
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-    #: A server asking for a longer pause than this gets this much.
-    retry_after_cap: float = 60.0
-    retry_statuses: frozenset[int] = frozenset({408, 429})
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise UsageError("retry max_attempts must be at least 1")
-        if min(self.base_delay, self.max_delay, self.retry_after_cap) < 0:
-            raise UsageError("retry delays must not be negative")
-
-    def should_retry(self, status: int) -> bool:
-        return status in self.retry_statuses or 500 <= status <= 599
-
-    def backoff(self, retry_number: int, rng: random.Random) -> float:
-        """Full jitter: uniform in 0 … min(max_delay, base_delay·2^(n−1))."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, retry_number - 1)))
-        return rng.uniform(0.0, ceiling)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How an async task is polled: ``initial`` seconds, growing ×``factor`` up to
-    ``max_interval``, giving up after ``timeout`` seconds in total."""
-
-    initial: float = 0.5
-    factor: float = 1.5
-    max_interval: float = 10.0
-    timeout: float = 600.0
-
-
-@dataclass(frozen=True)
-class HostPolicy:
-    """Which hosts a download may reach.
-
-    Public addresses are allowed. Loopback needs ``allow_loopback``; other private,
-    link-local, reserved and multicast addresses need ``allow_private``. Hosts in
-    ``allowed_hosts`` (e.g. the configured API host, whose own URLs it serves) are
-    always allowed. Names are resolved and every address must pass. (A name that
-    resolves differently a moment later is not caught: this guards against mistakes
-    and hostile URLs in responses, not a hostile DNS.)
-    """
-
-    allow_loopback: bool = False
-    allow_private: bool = False
-    allowed_hosts: frozenset[str] = frozenset()
-
-    def with_host(self, host: str | None) -> HostPolicy:
-        if not host:
-            return self
-        return HostPolicy(
-            allow_loopback=self.allow_loopback,
-            allow_private=self.allow_private,
-            allowed_hosts=self.allowed_hosts | {host.lower()},
-        )
-
-    def _address_allowed(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if ip.is_loopback:
-            return self.allow_loopback or self.allow_private
-        if ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified:
-            return self.allow_private
-        return True
-
-    async def check(self, url: str) -> None:
-        """Raise :class:`DownloadError` unless ``url`` may be fetched."""
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            raise DownloadError("refused a malformed URL", code="url-refused") from None
-        if parts.scheme not in ("http", "https"):
-            raise DownloadError(
-                f"refused a {parts.scheme or 'schemeless'} URL: only http and https are fetched",
-                code="url-refused",
-            )
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise DownloadError("refused a URL without a host", code="url-refused")
-        if host in self.allowed_hosts:
-            return
-        try:
-            addresses: Iterable[str] = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port or (443 if parts.scheme == "https" else 80)
-                )
-            except OSError:
-                raise DownloadError(f"cannot resolve download host {host}", code="url-refused") from None
-            addresses = {str(info[4][0]) for info in infos}
-        for address in addresses:
-            if not self._address_allowed(address):
-                raise DownloadError(
-                    f"refused download from {host}: {address} is a private or loopback address "
-                    "(allow it in the backend's host policy if this is intended)",
-                    code="url-refused",
-                )
 
 
 # -- exchanges -------------------------------------------------------------------------
@@ -383,8 +191,18 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         max_bytes: int,
         accept: tuple[str, ...] | None = None,
+        pinned: PinnedURL | None = None,
     ) -> RawResponse:
-        request = self._client.build_request(method, url, json=json, headers=headers, params=params)
+        extensions: dict[str, Any] = {}
+        if pinned is not None and pinned.address is not None:
+            # Connect to the address the host policy approved; the name stays in the
+            # Host header and the TLS SNI (so the certificate is checked against it).
+            url = pinned.connect_url()
+            headers = {**(headers or {}), "Host": urlsplit(pinned.url).netloc.rsplit("@", 1)[-1]}
+            extensions["sni_hostname"] = pinned.host
+        request = self._client.build_request(
+            method, url, json=json, headers=headers, params=params, extensions=extensions or None
+        )
         response = await self._client.send(request, stream=True)
         try:
             status = response.status_code
@@ -434,6 +252,7 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
         accept: tuple[str, ...] | None = None,
+        pinned: PinnedURL | None = None,
     ) -> RawResponse:
         """Send with retries; return the first non-retryable response.
 
@@ -450,7 +269,14 @@ class HttpClient:
             failure: BackendTimeout | BackendUnavailable | BackendHTTPError | RateLimited
             try:
                 raw = await self._once(
-                    method, url, json=json, headers=headers, params=params, max_bytes=cap, accept=accept
+                    method,
+                    url,
+                    json=json,
+                    headers=headers,
+                    params=params,
+                    max_bytes=cap,
+                    accept=accept,
+                    pinned=pinned,
                 )
             except _TooLarge:
                 raise DownloadError(
@@ -586,13 +412,14 @@ class HttpClient:
     ) -> Downloaded:
         current = url
         for _hop in range(self.max_redirects + 1):
-            await self.host_policy.check(current)
+            pinned = await self.host_policy.check(current)
             raw = await self.exchange(
-                "GET", current, stats=stats, max_bytes=cap, accept=accept, params=params
+                "GET", current, stats=stats, max_bytes=cap, accept=accept, params=params, pinned=pinned
             )
             params = None  # only the first hop carries explicit query parameters
             if 300 <= raw.status < 400 and raw.headers.get("location"):
-                current = urljoin(raw.url, raw.headers["location"])
+                # Relative to the URL by name (raw.url may name the pinned address).
+                current = urljoin(current, raw.headers["location"])
                 continue
             if not 200 <= raw.status < 300:
                 raise DownloadError(

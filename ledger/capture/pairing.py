@@ -24,12 +24,12 @@ import logging
 import os
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger.capture.encodings import decode_body as _decode_body
 from ledger.capture.entries import Output
 from ledger.core.records import Modality, NewRecord, Source
 from ledger.core.redaction import redact, redact_text
@@ -64,25 +64,8 @@ class Captured:
 
 def decode_body(raw: bytes, content_encoding: str | None) -> bytes:
     """The body with its Content-Encoding removed (the transport and proxy see the
-    bytes as sent). Raises CaptureParseError for an encoding we cannot undo."""
-    encodings = [e.strip().lower() for e in (content_encoding or "").split(",") if e.strip()]
-    data = raw
-    for encoding in reversed(encodings):
-        if encoding in ("identity", ""):
-            continue
-        try:
-            if encoding in ("gzip", "x-gzip"):
-                data = zlib.decompress(data, wbits=31)
-            elif encoding == "deflate":
-                try:
-                    data = zlib.decompress(data)
-                except zlib.error:
-                    data = zlib.decompress(data, wbits=-15)
-            else:
-                raise CaptureParseError(f"cannot decode Content-Encoding {encoding!r}")
-        except zlib.error as exc:
-            raise CaptureParseError(f"bad {encoding} body: {exc}") from None
-    return data
+    bytes as sent). Raises CaptureParseError for a body we cannot undo."""
+    return _decode_body(raw, content_encoding, error=CaptureParseError)
 
 
 def secrets_from_headers(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:

@@ -73,15 +73,16 @@ def is_inference_task(task: Mapping[str, Any]) -> bool:
     return isinstance(task_type, str) and task_type in INFERENCE_TASKS  # a list is unhashable
 
 
-def strip_payloads(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The result without base64 payloads (kept as their size), secrets removed."""
+def strip_payloads(result: Mapping[str, Any], known_secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The result without base64 payloads (kept as their size), secrets removed
+    (``known_secrets`` wherever they appear, even in a field a server echoes)."""
     out: dict[str, Any] = {}
     for key, value in result.items():
         if key in _PAYLOAD_KEYS and isinstance(value, str):
             out[key + "Length"] = len(value)
         else:
             out[key] = value
-    return redact(out)
+    return redact(out, known_secrets)
 
 
 def is_delivered(result: Mapping[str, Any]) -> bool:
@@ -196,7 +197,7 @@ def records_for_task(
                 **common,
                 seed=seed,
                 seed_origin=origin,
-                response=strip_payloads(result),
+                response=strip_payloads(result, known_secrets),
                 output_uuid=output_uuid,
                 output_index=index,
                 cost=float(cost) if cost is not None else None,

@@ -1,7 +1,9 @@
 """The CSV report: one row per selected record, a header row first.
 
-Text cells that a spreadsheet would take for a formula (starting with ``=``, ``+``,
-``-``, ``@``, tab or carriage return) are prefixed with ``'`` (OWASP CSV injection).
+Text cells that a spreadsheet would take for a formula (starting, after any spaces,
+with ``=``, ``+``, ``-``, ``@``, their full-width forms ``＝＋－＠`` which some
+spreadsheets fold to ASCII, tab, carriage return or newline) are prefixed with ``'``
+(OWASP CSV injection).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ COLUMNS = (
     "prompt",
 )
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\t", "\r", "\n")
 
 
 def _cell(value: Any) -> str:
@@ -53,7 +55,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
+    return "'" + text if text.lstrip(" ").startswith(_FORMULA) else text
 
 
 def row_values(r: RecordRow) -> list[str]:
