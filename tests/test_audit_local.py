@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,24 @@ def test_local_records_replay_on_the_reference_backend(sqlite_url: str, tmp_path
     assert "has no width, height (needs model, prompt, width, height)" in results[2]["error"]
     assert results[3]["outcome"] == "error"
     assert "cannot express the parameter(s) eta" in results[3]["error"]
+    # One name for whether the policy held, in every text output.
+    listed = seedledger("--db", sqlite_url, "audit", "list")
+    assert listed.out.splitlines()[0].split()[-1] == "POLICY"
+    assert listed.out.splitlines()[1].split()[-1] == "held"
+    text = seedledger("--db", sqlite_url, "audit", "show", run).out
+    assert re.search(r"^policy\s+held$", text, re.M) and re.search(r"^fail_on\s+none$", text, re.M)
+    assert "policy_held" not in text
+
+
+def test_audit_text_names_the_policy_outcome(sqlite_url: str, tmp_path: Path) -> None:
+    with ReferenceServer.running() as server:
+        _record_locally(sqlite_url, tmp_path / "spool", _original(server.url))
+        done = seedledger(
+            "--db", sqlite_url, "audit", "--ids", "1", "--replay-backend", "reference",
+            "--backend-url", server.url,
+        )  # fmt: skip
+    assert done.code == 0, done.err
+    assert re.search(r"^policy\s+held$", done.out, re.M), done.out
 
 
 def test_a_protocol_that_cannot_take_the_record_says_what_it_needs(sqlite_url: str, tmp_path: Path) -> None:

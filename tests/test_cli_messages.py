@@ -107,3 +107,29 @@ def test_help_texts_say_what_the_options_do() -> None:
     server_help = seedledger("reference-server", "--help").out
     assert "--url" not in server_help.replace("--backend-url", "")
     assert "default: 8931" in server_help  # the README's proxy listens on 8787
+
+
+def test_small_wordings_are_consistent(sqlite_url: str, tmp_path: Path) -> None:
+    seedless = exchange(5, model="openai:gpt-image@1")
+    assert seedledger("--db", sqlite_url, "record", "-", input=json.dumps(seedless)).code == 0
+    report = seedledger("--db", sqlite_url, "report", "--format", "html", "--out", str(tmp_path / "r.html"))
+    assert "wrote an HTML report" in report.err, report.err
+    # check: a severity column, the worst warning of each record.
+    checked = seedledger("--db", sqlite_url, "check")
+    header, row = checked.out.splitlines()[:2]
+    assert header.split()[:2] == ["RECORD_ID", "SEVERITY"]
+    rows = seedledger("--db", sqlite_url, "--json", "check").json_lines()[0]["warnings"]
+    worst = max(rows, key=lambda w: ["info", "warning", "error"].index(w["severity"]))["severity"]
+    assert row.split()[:2] == ["1", worst]
+    # compare: equal thumbnails print as `inf`, as in `find` and `audit show`.
+    image = _png(tmp_path / "same.png")
+    same = seedledger("compare", str(image), str(image))
+    assert re.search(r"^thumb_psnr_db\s+inf$", same.out, re.M), same.out
+    # keys public --json prints JSON.
+    key = tmp_path / "k.key"
+    assert seedledger("keys", "generate", "--out", str(key), "--name", "example.org/log").code == 0
+    public = seedledger("--json", "keys", "public", "--key-file", str(key))
+    assert public.code == 0, public.err
+    data = public.json()
+    assert data["name"] == "example.org/log"
+    assert data["verifier"] == (tmp_path / "k.key.pub").read_text().strip()

@@ -123,7 +123,20 @@ def test_malformed_input_fails_cleanly_and_writes_nothing(db_url: str, payload: 
 def test_dry_run_validates_without_writing(sqlite_url: str) -> None:
     done = seedledger("--db", sqlite_url, "record", "--dry-run", "-", input=json.dumps(exchange(5)))
     assert done.code == 0 and "1 record(s) would be stored" in done.err
+    # It shows what would be stored, not only how many.
+    header, row = done.out.splitlines()
+    assert header.split() == ["CREATED_AT", "MODEL", "SCHEDULER", "SEED", "SIZE", "STATUS", "PROMPT"]
+    assert "runware:101@1" in row and " 5 " in row and "512x512" in row
     assert seedledger("--db", sqlite_url, "--json", "list").out == ""
+
+
+def test_record_rerun_says_nothing_new_was_stored(sqlite_url: str) -> None:
+    lines = json.dumps(exchange(5)) + "\n" + json.dumps(exchange(6)) + "\n"
+    first = seedledger("--db", sqlite_url, "record", "-", input=lines)
+    assert first.code == 0 and "recorded 2 new record(s), 0 already present" in first.err
+    again = seedledger("--db", sqlite_url, "record", "-", input=lines)
+    assert again.code == 0 and again.out == first.out
+    assert "recorded 0 new record(s), 2 already present" in again.err
 
 
 def test_unknown_record_and_parent_exit_3(sqlite_url: str) -> None:

@@ -156,10 +156,14 @@ async def _with_signals(start: Any) -> AuditOutcome:
 # -- rendering -----------------------------------------------------------------------------
 
 
+def policy_word(held: bool | None) -> str:
+    """How every text output names whether the run met its --fail-on policy."""
+    return "-" if held is None else ("held" if held else "failed")
+
+
 def _run_row(run: Any) -> dict[str, Any]:
     summary = run.summary or {}
     outcomes = summary.get("outcomes") or {}
-    held = summary.get("policy_held")
     return {
         "id": run.id,
         "created_at": run.created_at,
@@ -170,7 +174,7 @@ def _run_row(run: Any) -> dict[str, Any]:
         "fail": outcomes.get("fail", 0),
         "error": outcomes.get("error", 0),
         "skipped": outcomes.get("skipped", 0),
-        "policy": "-" if held is None else ("held" if held else "failed"),
+        "policy": policy_word(summary.get("policy_held")),
     }
 
 
@@ -202,7 +206,7 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
                 "verdicts": summary.get("verdicts"),
                 "cost": summary.get("cost"),
                 "fail_on": ",".join(outcome.policy.names) or "none",
-                "policy": "-" if summary.get("policy_held") is None else summary.get("policy_held"),
+                "policy": policy_word(summary.get("policy_held")),
             },
             as_json=False,
         )
@@ -404,7 +408,9 @@ def audit_show(run_id: str, thumbnails: bool, local_json: bool) -> None:
         return
     data = run.to_dict()
     summary = data.pop("summary") or {}
-    data.update({k: summary.get(k) for k in ("outcomes", "verdicts", "cost", "policy_held", "pending")})
+    data["fail_on"] = ",".join((data.pop("policy") or {}).get("fail_on") or []) or "none"
+    data.update({k: summary.get(k) for k in ("outcomes", "verdicts", "cost", "pending")})
+    data["policy"] = policy_word(summary.get("policy_held"))
     emit_mapping(data, as_json=False)
     click.echo("")
     emit_rows((_result_row(r) for r in results), RESULT_COLUMNS, as_json=False)
@@ -446,9 +452,11 @@ def check(
                 {"record_id": record.id, "model": record.model, "warnings": [w.to_dict() for w in warnings]}
             )
         else:
+            worst = max((w.severity for w in warnings), key=lambda s: s.rank, default=None)
             rows.append(
                 {
                     "record_id": record.id,
+                    "severity": str(worst) if worst else None,
                     "model": record.model,
                     "seed": record.seed,
                     "scheduler": record.scheduler or record.scheduler_requested,
@@ -459,7 +467,7 @@ def check(
     if obj.json:
         emit_json({"checked": run.checked, "with_warnings": run.with_warnings, "counts": counts})
     else:
-        emit_rows(rows, ("record_id", "model", "seed", "scheduler", "warnings"), as_json=False)
+        emit_rows(rows, ("record_id", "severity", "model", "seed", "scheduler", "warnings"), as_json=False)
         click.echo("")
         emit_rows(
             ({"code": code, "records": n} for code, n in counts.items()), ("code", "records"), as_json=False

@@ -70,7 +70,10 @@ def compare_(a: str, b: str, max_pixels: int) -> None:
 
     ctx = app()
     result = compare(_resolve(ctx, a, max_pixels), _resolve(ctx, b, max_pixels))
-    emit_mapping(result.to_dict(), as_json=ctx.json)
+    data = result.to_dict()
+    if not ctx.json and data.get("thumb_psnr_db") is None:
+        data["thumb_psnr_db"] = "inf"  # equal thumbnails, as `find` and `audit show` print it
+    emit_mapping(data, as_json=ctx.json)
     if not result.same_version:
         info("warning: the fingerprints were made by different hashing versions; distances may be off")
 

@@ -7,15 +7,18 @@ import sys
 from typing import Any
 
 import click
+from sqlalchemy import select
 
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main
 from ledger.cli.options import record_filter_options
 from ledger.core.documents import parse_documents
-from ledger.core.records import Record, Source
+from ledger.core.records import NewRecord, Record, Source
 from ledger.errors import InvalidInputError
-from ledger.store import ORDERINGS, RecordFilter
+from ledger.store import ORDERINGS, Ledger, RecordFilter
+from ledger.store.schema import records as records_table
 
 LIST_COLUMNS = ("id", "created_at", "model", "scheduler", "seed", "size", "status", "prompt")
+DRY_RUN_COLUMNS = LIST_COLUMNS[1:]
 
 
 def record_dict(record: Record) -> dict[str, Any]:
@@ -24,10 +27,10 @@ def record_dict(record: Record) -> dict[str, Any]:
     return data
 
 
-def _summary(record: Record) -> dict[str, Any]:
+def _summary(record: NewRecord) -> dict[str, Any]:
     prompt = record.prompt or ""
     return {
-        "id": record.id,
+        "id": getattr(record, "id", None),
         "created_at": record.created_at,
         "model": record.model,
         "scheduler": record.scheduler or record.scheduler_requested,
@@ -61,21 +64,43 @@ def record(
         text, source=Source.API, tags=tags, experiment_id=experiment, parent_id=parent_id
     )
     if dry_run:
-        info(f"dry run: {len(new_records)} record(s) would be stored")
         if ctx.json:
             for r in new_records:
                 emit_json(dataclasses.asdict(r))
+        else:
+            emit_rows([_summary(r) for r in new_records], DRY_RUN_COLUMNS, as_json=False)
+        info(f"dry run: {len(new_records)} record(s) would be stored; nothing was written")
         return
     ledger = ctx.ledger(create_missing=True)
     if parent_id is not None:
         ledger.get(parent_id)  # NotFoundError before anything is written
-    ids = ledger.add(new_records)
+    ids, present = _add_counting(ledger, new_records)
     if ctx.json:
         for rid in ids:
             emit_json({"id": rid})
     else:
         click.echo(" ".join(str(i) for i in ids))
-    info(f"recorded {len(ids)} record(s) in {ledger.display_url}")
+    new = len(set(ids) - present)
+    info(f"recorded {new} new record(s), {len(present)} already present, in {ledger.display_url}")
+
+
+def _add_counting(ledger: Ledger, new_records: list[NewRecord]) -> tuple[list[int], set[int]]:
+    """Store records; return their ids and the ids that were already stored.
+
+    Both in one write transaction, so the count is exact: a re-run of the same input
+    says "0 new", not "recorded 1"."""
+    keys = list({r.idempotency_key for r in new_records if r.idempotency_key})
+    with ledger.writing() as conn:
+        present: set[int] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            present.update(
+                int(rid)
+                for (rid,) in conn.execute(
+                    select(records_table.c.id).where(records_table.c.idempotency_key.in_(chunk))
+                )
+            )
+        return ledger.add(new_records, conn=conn), present
 
 
 @main.command(name="list")

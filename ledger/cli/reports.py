@@ -92,4 +92,5 @@ def report(
         emit_json(data)
     else:
         click.echo(str(result.path))
-    info(f"wrote a {fmt} report on {result.records} record(s) to {result.path} ({result.bytes} bytes)")
+    kind = {"html": "an HTML", "json": "a JSON", "csv": "a CSV", "md": "a Markdown"}.get(fmt, f"a {fmt}")
+    info(f"wrote {kind} report on {result.records} record(s) to {result.path} ({result.bytes} bytes)")
