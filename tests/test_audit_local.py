@@ -68,6 +68,10 @@ def test_local_records_replay_on_the_reference_backend(sqlite_url: str, tmp_path
     text = seedledger("--db", sqlite_url, "audit", "show", run).out
     assert re.search(r"^policy\s+held$", text, re.M) and re.search(r"^fail_on\s+none$", text, re.M)
     assert "policy_held" not in text
+    # `show` lists the record's audit history.
+    shown_record = seedledger("--db", sqlite_url, "--json", "show", "1").json()
+    assert [(a["run_id"], a["outcome"]) for a in shown_record["audits"]] == [(run, "pass")]
+    assert f"error (error) in run {run}" in seedledger("--db", sqlite_url, "show", "2").out
 
 
 def test_audit_text_names_the_policy_outcome(sqlite_url: str, tmp_path: Path) -> None:

@@ -131,6 +131,65 @@ def list_(where: RecordFilter, order: str, desc: bool, limit: int, offset: int) 
 @main.command()
 @click.argument("record_id", type=int)
 def show(record_id: int) -> None:
-    """Show one record in full."""
+    """Show one record in full, with what one asks next: its fingerprint, warnings,
+    every audit result (oldest first) and its place in the signed log."""
+    from ledger.audit.history import audit_history, log_position
+    from ledger.core.warnings import warnings_for
+    from ledger.errors import NotFoundError
+
     ctx = app()
-    emit_mapping(record_dict(ctx.ledger().get(record_id)), as_json=ctx.json)
+    ledger = ctx.ledger()
+    record = ledger.get(record_id)
+    try:
+        fingerprint: dict[str, Any] | None = ledger.fingerprint_of(record_id).to_dict()
+    except NotFoundError:
+        fingerprint = None
+    warnings = warnings_for(record)
+    audits = audit_history(ledger, record_id)
+    log = log_position(ledger, record_id)
+    if ctx.json:
+        emit_json(
+            {
+                **record_dict(record),
+                "fingerprint": fingerprint,
+                "warnings": [w.to_dict() for w in warnings],
+                "audits": [a.to_dict() for a in audits],
+                "log": log.to_dict(),
+            }
+        )
+        return
+    emit_mapping(record_dict(record), as_json=False)
+    click.echo("")
+    emit_mapping(
+        {
+            "fingerprint": _fingerprint_line(fingerprint, record_id),
+            "warnings": "; ".join(f"{w.code} ({w.severity}): {w.explanation}" for w in warnings) or "none",
+            "audits": "; ".join(
+                f"{a.outcome} ({a.verdict}) in run {a.run_id} on {a.run_created_at:%Y-%m-%d %H:%M}Z"
+                + (f" on {a.backend}" if a.backend else "")
+                for a in audits
+            )
+            or "never audited",
+            "log": _log_line(log, record_id),
+        },
+        as_json=False,
+    )
+
+
+def _fingerprint_line(fingerprint: dict[str, Any] | None, record_id: int) -> str:
+    if fingerprint is None:
+        return f"none: attach one with `seedledger fingerprint {record_id} FILE`"
+    fp = fingerprint
+    size = f"{fp['width']}x{fp['height']}"
+    hashes = f"pixels {fp['pixel_sha256'][:16]}…, phash {fp['phash']}"
+    return f"{hashes}, {size} {fp['media_type']} ({fp['version']})"
+
+
+def _log_line(log: Any, record_id: int) -> str:
+    if log.leaf_index is None:
+        return "not sealed yet: run `seedledger seal`"
+    where = f"leaf {log.leaf_index}, sealed {log.sealed_at:%Y-%m-%d %H:%M}Z"
+    if log.in_checkpoint:
+        size = log.checkpoint_size
+        return f"{where}; in the signed checkpoint of size {size}: `seedledger prove {record_id}`"
+    return f"{where}; not in a signed checkpoint yet: run `seedledger seal`"
