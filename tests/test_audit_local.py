@@ -6,29 +6,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ledger.backends import open_sync_backend, request_from_params
+from ledger.backends import open_sync_backend
 from ledger.backends.reference.server import ReferenceServer
 from ledger.capture import record_generation
 from ledger.capture.recorder import Recorder
 from tests.cli import seedledger
+from tests.test_audit import image_request
 
 MODEL = "runware:101@1"
 PROMPT = "a lighthouse at dusk"
 
 
 def _original(url: str) -> bytes:
-    task = {
-        "model": MODEL,
-        "positivePrompt": PROMPT,
-        "width": 128,
-        "height": 128,
-        "steps": 20,
-        "CFGScale": 7.0,
-        "scheduler": "DPM++ 2M Karras",
-        "outputFormat": "PNG",
-    }
+    # The same generation as the audit tests' reference request (128x128, 20 steps, CFG 7).
     with open_sync_backend("reference", url) as backend:
-        return backend.generate(request_from_params("reference", task, seed=1234)).outputs[0].data
+        return backend.generate(image_request(seed=1234)).outputs[0].data
 
 
 def _record_locally(db: str, spool: Path, image: bytes) -> None:

@@ -7,7 +7,7 @@ newest signed checkpoint covers it (then `seedledger prove ID` gives its proof).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,14 +31,7 @@ class AuditEntry:
     error_code: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "run_created_at": self.run_created_at,
-            "backend": self.backend,
-            "verdict": self.verdict,
-            "outcome": self.outcome,
-            "error_code": self.error_code,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -58,12 +51,7 @@ class LogPosition:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "leaf_index": self.leaf_index,
-            "sealed_at": self.sealed_at,
-            "checkpoint_size": self.checkpoint_size,
-            "in_checkpoint": self.in_checkpoint,
-        }
+        return {**asdict(self), "in_checkpoint": self.in_checkpoint}
 
 
 def audit_history(ledger: Ledger, record_id: int) -> list[AuditEntry]:

@@ -23,21 +23,13 @@ from ledger.backends.base import (
     protocol_of,
     request_from_record,
 )
+from ledger.core.params import PARAM_COLUMNS
 from ledger.core.records import Modality, Record
 from ledger.errors import BackendError
 
-# How in-process callers name the parameters that are also record columns (the names
-# ``record_generation`` maps to columns), and the keys that repeat a column.
-_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "prompt": ("prompt", "positivePrompt"),
-    "negative_prompt": ("negative_prompt", "negativePrompt"),
-    "width": ("width",),
-    "height": ("height",),
-    "steps": ("steps", "num_inference_steps"),
-    "cfg_scale": ("cfg_scale", "CFGScale", "guidance_scale"),
-}
+# The parameters `record_generation` maps to columns, and the keys that repeat a column.
 _REPEATS_A_COLUMN = frozenset({"seed", "model", "scheduler", "sampler", "sampler_name"})
-_EXPRESSED = frozenset(name for names in _COLUMN_ALIASES.values() for name in names) | _REPEATS_A_COLUMN
+_EXPRESSED = frozenset(name for names in PARAM_COLUMNS.values() for name in names) | _REPEATS_A_COLUMN
 
 
 def own_protocol(backend: str) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ledger.capture.entries import Output
 from ledger.capture.recorder import Recorder
+from ledger.core.params import PARAM_COLUMNS
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source, Status
 from ledger.core.redaction import redact
 from ledger.core.seeds import parse_seed
@@ -46,14 +47,7 @@ def default_recorder() -> Recorder:
         return _default
 
 
-_PARAM_COLUMNS = {
-    "prompt": ("prompt", "positivePrompt"),
-    "negative_prompt": ("negative_prompt", "negativePrompt"),
-    "width": ("width",),
-    "height": ("height",),
-    "steps": ("steps", "num_inference_steps"),
-    "cfg_scale": ("cfg_scale", "CFGScale", "guidance_scale"),
-}
+_PARAM_COLUMNS = PARAM_COLUMNS
 
 
 @dataclass
