@@ -24,6 +24,7 @@ COMMAND_MODULES: dict[str, str] = {
     "checkpoint": "ledger.cli.integrity",
     "prove": "ledger.cli.integrity",
     "verify-proof": "ledger.cli.integrity",
+    "verify-file": "ledger.cli.credentials",
     "audit": "ledger.cli.audit",
     "check": "ledger.cli.audit",
     "report": "ledger.cli.reports",

@@ -212,3 +212,7 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InvalidInputError(f"cannot read {path} as UTF-8 text") from None
+
+
+# `keys c2pa-test-cert` lives with the other credential commands.
+from ledger.cli import credentials as _credentials  # noqa: E402, F401

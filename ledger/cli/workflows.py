@@ -178,11 +178,47 @@ def pick_(record_id: int, out: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the stamped image here instead of replacing IMAGE (atomically).",
 )
-def stamp(record_id: int, image: Path, out: Path | None) -> None:
+@click.option(
+    "--c2pa-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also sign a C2PA Content Credential with this PEM certificate chain (leaf first).",
+)
+@click.option(
+    "--c2pa-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The PEM private key of --c2pa-cert's leaf.",
+)
+def stamp(
+    record_id: int, image: Path, out: Path | None, c2pa_cert: Path | None, c2pa_key: Path | None
+) -> None:
     """Write provenance into IMAGE (PNG or JPEG): the record id, IPTC DigitalSourceType
     trainedAlgorithmicMedia, and the latest ledger checkpoint, as XMP (and a PNG iTXt
-    chunk). `seedledger import` reads it back."""
+    chunk). `seedledger import` reads it back.
+
+    With --c2pa-cert and --c2pa-key (PNG, JPEG or WEBP) the file also gets a signed C2PA
+    manifest carrying the record and its inclusion proof; the record must be sealed and
+    IMAGE must be its output. `seedledger verify-file` checks it."""
     ctx = app()
+    if (c2pa_cert is None) != (c2pa_key is None):
+        raise UsageError("--c2pa-cert and --c2pa-key go together")
+    if c2pa_cert is not None and c2pa_key is not None:
+        from ledger.workflows.credentials import credential_file
+
+        signed = credential_file(
+            ctx.ledger(), record_id, image, out or image, cert_chain=c2pa_cert, key=c2pa_key
+        )
+        emit_mapping(
+            {
+                "record_id": signed.record_id,
+                "path": signed.path,
+                "format": signed.format,
+                "c2pa": True,
+                "checkpoint_size": signed.tree_size,
+                "leaf_index": signed.leaf_index,
+            },
+            as_json=ctx.json,
+        )
+        return
     result = stamp_file(ctx.ledger(), record_id, image, out)
     checkpoint = result.checkpoint or {}
     data = {
