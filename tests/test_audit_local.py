@@ -64,6 +64,12 @@ def test_local_records_replay_on_the_reference_backend(sqlite_url: str, tmp_path
     shown_record = seedledger("--db", sqlite_url, "--json", "show", "1").json()
     assert [(a["run_id"], a["outcome"]) for a in shown_record["audits"]] == [(run, "pass")]
     assert f"error (error) in run {run}" in seedledger("--db", sqlite_url, "show", "2").out
+    # The report names the run's state once ("finished <time>", not "finished, finished").
+    html = tmp_path / "r.html"
+    assert seedledger("--db", sqlite_url, "report", "--format", "html", "--out", str(html)).code == 0
+    text = html.read_text(encoding="utf-8")
+    assert "finished, finished" not in text
+    assert re.search(rf"the latest, {run}, started [^<]*, finished ", text)
 
 
 def test_audit_text_names_the_policy_outcome(sqlite_url: str, tmp_path: Path) -> None:

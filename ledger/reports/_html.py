@@ -329,7 +329,9 @@ def _audit(report: Report) -> Safe:
         run_p = el(
             "p",
             f"{a.runs:,} audit run(s) cover this selection; the latest, {run.id}, started "
-            f"{_when(run.created_at)}, {run.status}, finished {_when(run.finished_at)}, backend "
+            f"{_when(run.created_at)}, "
+            + (f"finished {_when(run.finished_at)}" if run.finished_at else f"{run.status}, not finished")
+            + ", backend "
             f"{run.backend or 'each record’s own'}.",
             class_="muted",
         )
