@@ -1,4 +1,4 @@
-"""`seedledger audit` (run, --resume, --dry-run), `audit list`, `audit show` and `check`."""
+"""`seedledger audit` (run, --resume, --dry-run), `audit list` and `audit show`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import click
@@ -23,11 +22,9 @@ from ledger.audit import (
     resume_audit,
     run_audit,
 )
-from ledger.audit.checks import CheckRun, check_records
 from ledger.audit.engine import AuditOutcome
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize
-from ledger.cli.options import SEED, record_filter_options
-from ledger.core.warnings import Severity
+from ledger.cli.options import SEED, IdList, merge_ids, record_filter_options
 from ledger.errors import PolicyError, UsageError
 from ledger.store import RecordFilter
 
@@ -47,33 +44,6 @@ RESULT_COLUMNS = ("record_id", "verdict", "outcome", "phash", "psnr", "warnings"
 _SHORT = {"expected-drift": "drift"}
 
 
-class IdList(click.ParamType):
-    """``1,2,5-9``: record ids and inclusive ranges."""
-
-    name = "IDS"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        out: list[int] = []
-        for part in str(value).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "-" in part[1:]:
-                    low, high = part.split("-", 1)
-                    a, b = int(low), int(high)
-                    if b < a or b - a > 1_000_000:
-                        raise ValueError
-                    out.extend(range(a, b + 1))
-                else:
-                    out.append(int(part))
-            except ValueError:
-                self.fail(f"{part!r} is not a record id or an id range like 5-9", param, ctx)
-        return tuple(out)
-
-
 def _missing_api_key(plan: Any, options: AuditOptions) -> str | None:
     """Why the run would fail for lack of a Runware API key, or None.
 
@@ -91,12 +61,6 @@ def _missing_api_key(plan: Any, options: AuditOptions) -> str | None:
         "set: export it, or replay on another backend with --replay-backend NAME "
         "(e.g. --replay-backend reference --backend-url URL)"
     )
-
-
-def _merge_ids(where: RecordFilter, ids: tuple[int, ...]) -> RecordFilter:
-    if not ids:
-        return where
-    return replace(where, ids=tuple(dict.fromkeys((*where.ids, *ids))))
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -326,7 +290,7 @@ def audit(
         _report(outcome, obj.json)
         return
 
-    where = _merge_ids(where, id_list or ())
+    where = merge_ids(where, id_list or ())
     selection = Selection(where=where, sample=sample, sample_seed=sample_seed)
     options = AuditOptions(
         backend=backend_name,
@@ -417,63 +381,3 @@ def audit_show(run_id: str, thumbnails: bool, local_json: bool) -> None:
     errors = [r for r in results if r.error]
     for r in errors[:20]:
         info(f"record {r.record_id}: {r.error_code}: {sanitize(r.error or '')}")
-
-
-@main.command()
-@record_filter_options
-@click.option("--ids", "id_list", type=IdList(), default=None, help="Record ids: 1,2,5-9.")
-@click.option(
-    "--refresh", is_flag=True, help="Fetch input image URLs again (bounded) to refresh inputs-unavailable."
-)
-@click.option(
-    "--fail-on",
-    "fail_on",
-    type=click.Choice([s.value for s in Severity]),
-    help="Exit 8 if a record has a warning of this severity or worse.",
-)
-@click.option("--all", "show_all", is_flag=True, help="Also list records without warnings.")
-def check(
-    where: RecordFilter, id_list: tuple[int, ...] | None, refresh: bool, fail_on: str | None, show_all: bool
-) -> None:
-    """Warnings of records without replaying them; stored for reports.
-
-    Prints each record with warnings, then the count by code (with --json: one JSON
-    line per record, then {"counts": …}).
-    """
-    obj = app()
-    ledger = obj.ledger()
-    run = CheckRun()
-    rows = []
-    for record, warnings in check_records(ledger, _merge_ids(where, id_list or ()), run, refresh=refresh):
-        if not warnings and not show_all:
-            continue
-        if obj.json:
-            emit_json(
-                {"record_id": record.id, "model": record.model, "warnings": [w.to_dict() for w in warnings]}
-            )
-        else:
-            worst = max((w.severity for w in warnings), key=lambda s: s.rank, default=None)
-            rows.append(
-                {
-                    "record_id": record.id,
-                    "severity": str(worst) if worst else None,
-                    "model": record.model,
-                    "seed": record.seed,
-                    "scheduler": record.scheduler or record.scheduler_requested,
-                    "warnings": ",".join(w.code for w in warnings) or None,
-                }
-            )
-    counts = run.ordered_counts()
-    if obj.json:
-        emit_json({"checked": run.checked, "with_warnings": run.with_warnings, "counts": counts})
-    else:
-        emit_rows(rows, ("record_id", "severity", "model", "seed", "scheduler", "warnings"), as_json=False)
-        click.echo("")
-        emit_rows(
-            ({"code": code, "records": n} for code, n in counts.items()), ("code", "records"), as_json=False
-        )
-        info(f"checked {run.checked} record(s); {run.with_warnings} with warnings")
-    if fail_on is not None:
-        bad = run.at_or_above(Severity(fail_on))
-        if bad:
-            raise PolicyError(f"{bad} record(s) have a warning of severity {fail_on} or worse")
