@@ -198,8 +198,6 @@ def test_show_answers_the_next_questions(sqlite_url: str, tmp_path: Path) -> Non
     assert seedledger("keys", "generate", "--out", str(key), "--name", "t").code == 0
     assert seedledger("--db", sqlite_url, "seal", "--key-file", str(key)).code == 0
     after = seedledger("--db", sqlite_url, "--json", "show", "1").json()
-    fp = seedledger("--db", sqlite_url, "--json", "compare", str(tmp_path / "out.png"), "1").json()
-    assert fp["verdict"] == "identical"
     assert after["fingerprint"]["width"] == 32 and len(after["fingerprint"]["pixel_sha256"]) == 64
     assert "seedless-model" in [w["code"] for w in after["warnings"]]
     assert after["audits"] == []
