@@ -6,11 +6,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ledger.backends import open_sync_backend
+from ledger.backends import open_sync_backend, request_from_params
 from ledger.backends.reference.server import ReferenceServer
 from ledger.capture import record_generation
 from ledger.capture.recorder import Recorder
 from tests.cli import seedledger
+from tests.fakes.a1111 import FakeA1111
+from tests.fakes.server import live_server
 from tests.test_audit import image_request
 
 MODEL = "runware:101@1"
@@ -95,3 +97,26 @@ def test_a_protocol_that_cannot_take_the_record_says_what_it_needs(sqlite_url: s
     [result] = shown.json()["results"]
     assert result["outcome"] == "error"
     assert "needs the original comfyui request" in result["error"]
+
+
+def test_local_records_replay_on_an_a1111_server(sqlite_url: str, tmp_path: Path) -> None:
+    server = FakeA1111()
+    with live_server(server.app()) as url:
+        params = {"prompt": PROMPT, "width": 64, "height": 64, "steps": 20, "cfg_scale": 7.0}
+        original = request_from_params("a1111", {**params, "sampler_name": "Euler"}, seed=1234, model="m")
+        with open_sync_backend("a1111", url) as backend:
+            image = backend.generate(original).outputs[0].data
+        recorder = Recorder(tmp_path / "spool", sqlite_url, signer=None)
+        record_generation(
+            model="m", seed=1234, scheduler="Euler", parameters=params, output=image, recorder=recorder
+        )
+        assert recorder.close()
+        done = seedledger(
+            "--db", sqlite_url, "--json", "audit", "--replay-backend", "a1111", "--backend-url", url,
+        )  # fmt: skip
+    assert done.code == 0, done.err
+    [result] = seedledger("--db", sqlite_url, "audit", "show", done.json()["id"], "--json").json()["results"]
+    assert (result["verdict"], result["outcome"]) == ("identical", "pass")
+    sent = server.payloads[-1]
+    assert (sent["prompt"], sent["sampler_name"], sent["seed"], sent["steps"]) == (PROMPT, "Euler", 1234, 20)
+    assert sent["override_settings"]["sd_model_checkpoint"] == "m"
