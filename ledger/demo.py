@@ -3,7 +3,8 @@
 A new SQLite ledger in DIR, the bundled reference backend on a loopback port and a
 freshly generated signing key. The demo sends production traffic through the httpx
 recording transport and through the recording proxy (a real `seedledger proxy`
-subprocess), runs a seed sweep and a CFG sweep, seals the log, lets the provider
+subprocess), over REST and over WebSocket (the Runware SDKs' default transport), runs
+a seed sweep and a CFG sweep, seals the log, lets the provider
 silently update one model, audits every record, verifies the log and writes HTML and
 JSON compliance reports. The reference backend is a procedural stand-in for a
 generation API, made for demos and tests; it is not a model.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import shutil
 import signal
 import socket
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import connect as ws_connect
 
 from ledger.audit import AuditOptions, Policy, Selection, run_audit
 from ledger.backends.reference.server import ReferenceServer
@@ -112,6 +115,42 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
             pass
         time.sleep(0.1)
     raise LedgerError("the recording proxy did not start within 30 s")
+
+
+async def _websocket_traffic(url: str, tasks: list[dict[str, Any]]) -> tuple[int, str]:
+    """Tasks over WebSocket: with the official ``runware-sdk`` when it is installed,
+    else with a plain ``websockets`` client. Returns (outputs received, client used)."""
+    try:
+        from runware import RuntimeDependencies, Runware  # noqa: F401  (only runware-sdk has both)
+    except ImportError:
+        return await _plain_websocket_traffic(url, tasks), "websockets"
+    async with Runware(api_key="demo-key-not-a-secret", ws_base_url=url) as client:
+        answers = await asyncio.gather(*(client.run(dict(task)) for task in tasks))
+    return sum(len(results) for results in answers), "runware-sdk"
+
+
+async def _plain_websocket_traffic(url: str, tasks: list[dict[str, Any]]) -> int:
+    """As Runware's SDKs do it: authenticate, send the tasks in one frame, collect
+    results by taskUUID, poll ``getResponse`` for async ones."""
+    wanted = {t["taskUUID"]: int(t.get("numberResults", 1)) for t in tasks}
+    got: dict[str, set[str]] = {key: set() for key in wanted}
+    async with ws_connect(url, max_size=None) as ws:
+        await ws.send(json.dumps([{"taskType": "authentication", "apiKey": "demo-key-not-a-secret"}]))
+        await ws.recv()
+        await ws.send(json.dumps(tasks))
+        deadline = time.monotonic() + 60
+        while any(len(got[k]) < n for k, n in wanted.items()) and time.monotonic() < deadline:
+            try:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+            except TimeoutError:  # async tasks: ask for their results
+                missing = [k for k, n in wanted.items() if len(got[k]) < n]
+                polls = [{"taskType": "getResponse", "taskUUID": k} for k in missing]
+                await ws.send(json.dumps(polls))
+                continue
+            for item in frame.get("data", []):
+                if item.get("taskUUID") in got and item.get("imageUUID"):
+                    got[item["taskUUID"]].add(item["imageUUID"])
+    return sum(len(v) for v in got.values())
 
 
 def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None] = print) -> DemoResult:
@@ -201,6 +240,12 @@ def run_demo(directory: Path, *, force: bool = False, say: Callable[[str], None]
                 timeout=60,
             )
             say(f"      {len(proxy_tasks)} tasks -> HTTP {reply.status_code} via the proxy")
+            socket_tasks = [
+                _task(STABLE_MODEL, "a harbour at night, over WebSocket", seed=2026, numberResults=2),
+                _task(STABLE_MODEL, "a harbour at night, over WebSocket", seed=2027, deliveryMethod="async"),
+            ]
+            outputs, client = asyncio.run(_websocket_traffic(f"ws://127.0.0.1:{port}/v1", socket_tasks))
+            say(f"      {len(socket_tasks)} tasks -> {outputs} outputs over the proxy's WebSocket ({client})")
         finally:
             proxy.send_signal(signal.SIGTERM)  # graceful: drains pending records
             try:

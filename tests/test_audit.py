@@ -376,4 +376,4 @@ def test_finished_run_is_sealed_into_the_log_when_a_key_is_configured(
         assert outcome.run.summary["sealed"] == 2 * len(ids)  # the records and their results
         report = verify(ledger, [signer.verifier])
         assert report.divergence is None
-        assert report.entries == {"record": 2, "audit-result": 2}
+        assert report.entries == {"record": 2, "audit-result": 2, "environment": 0}

@@ -49,12 +49,22 @@ def test_catalog_has_every_code_with_severity_and_explanation() -> None:
         "inputs-unavailable",
         "batch-seed-unknown",
         "nondeterministic-settings",
+        "seeded-stochastic-scheduler",
+        "global-rng-noise",
+        "generator-state-advanced",
+        "output-unreadable",
     }
     for kind in CATALOG.values():
         assert isinstance(kind.severity, Severity)
         assert kind.explanation and "\n" not in kind.explanation
     blocking = {code for code, kind in CATALOG.items() if kind.blocks_replay}
-    assert blocking == {"seedless-model", "seed-not-captured", "batch-seed-unknown", "inputs-unavailable"}
+    assert blocking == {
+        "seedless-model",
+        "seed-not-captured",
+        "batch-seed-unknown",
+        "inputs-unavailable",
+        "generator-state-advanced",
+    }
 
 
 @pytest.mark.parametrize(

@@ -81,18 +81,24 @@ def test_torn_tail_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogC
     assert "truncated entry" in caplog.text
 
 
-def test_damaged_entry_stops_its_segment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_entry_costs_only_its_own_bytes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with Spool(tmp_path) as spool:
         for i in range(3):
             spool.append(b"y%d" % i * 50)
     (seq,) = list_segments(tmp_path)
     path = segment_path(tmp_path, seq)
     data = bytearray(path.read_bytes())
-    data[HEADER_SIZE + 100 + HEADER_SIZE + 5] ^= 0xFF  # a bit flip inside the second payload
+    second = HEADER_SIZE + 100
+    data[second + HEADER_SIZE + 5] ^= 0xFF  # a bit flip inside the second payload
     path.write_bytes(bytes(data))
     with Spool(tmp_path) as spool:
-        assert [e.payload for e in spool.read(spool.start())] == [b"y0" * 50]
+        # Resynchronised on the third entry; the damaged one is kept in dead/, once.
+        assert [e.payload for e in spool.read(spool.start())] == [b"y0" * 50, b"y2" * 50]
+        assert [e.payload for e in spool.read(spool.start())] == [b"y0" * 50, b"y2" * 50]
+        assert (spool.damaged, spool.torn_tails) == (1, 0)
     assert "checksum mismatch" in caplog.text
+    (kept,) = (tmp_path / "dead").iterdir()
+    assert kept.read_bytes() == bytes(data[second : second + HEADER_SIZE + 100])
 
 
 def test_one_owner_per_spool(tmp_path: Path) -> None:

@@ -40,6 +40,11 @@ def test_demo_tells_the_whole_story(demo_run: dict) -> None:
                 "JOIN records r ON r.id = a.record_id"
             ).fetchall()
         )
+        over_socket = conn.execute(
+            "SELECT count(*) FROM records WHERE source = 'proxy' AND prompt LIKE '%over WebSocket'"
+        ).fetchone()[0]
+    assert over_socket == 3  # numberResults 2 (sync) + 1 async, through the proxy's WebSocket relay
+    assert "3 outputs over the proxy's WebSocket (websockets)" in summary["stderr"]
     # traffic came through both the transport (hook) and the proxy
     assert any(k.endswith(":hook") for k in rows) and any(k.endswith(":proxy") for k in rows)
     assert verdict_of["runware:101@1/DPM++ 2M Karras"] in ("different", "similar")  # model changed

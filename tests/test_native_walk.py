@@ -364,7 +364,11 @@ def test_native_walker_confirms_every_leaf_of_a_varied_ledger(sqlite_ledger: Led
     _fill(sqlite_ledger, 80, start=120)
     seal(sqlite_ledger, signer)
     report = _both(sqlite_ledger, signer)
-    assert report.ok and report.size == 206 and report.entries == {"record": 200, "audit-result": 6}
+    assert (
+        report.ok
+        and report.size == 206
+        and report.entries == {"record": 200, "audit-result": 6, "environment": 0}
+    )
     assert report.native_leaves == report.size  # nothing needed the Python path
 
 

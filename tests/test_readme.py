@@ -2,8 +2,11 @@
 every `seedledger` command and flag it mentions exists.
 
 The blocks run as one bash script in a scratch directory with three substitutions: the
-hosted Runware URL points at the bundled reference server, the example ports become free
-ephemeral ports, and the example PostgreSQL database becomes a throwaway one. `make demo`
+hosted Runware URLs (REST and WebSocket) point at the bundled reference server, the
+example ports become free ephemeral ports, and the example PostgreSQL database becomes a
+throwaway one. A Python block that opens with `# pip install runware` or
+`# pip install runware-sdk` runs with that official SDK from its own venv
+(scripts/sdk_venvs.py; the two install the same module). `make demo`
 runs the command the Makefile target runs; `make test` is checked, not run (it is what
 runs this test).
 """
@@ -67,6 +70,16 @@ def pg_database() -> Iterator[str | None]:
         admin.dispose()
 
 
+_SDK_BLOCK = re.compile(r"\A# pip install (runware-sdk|runware)\n")
+
+
+def _sdk_site(name: str) -> str:
+    from scripts import sdk_venvs
+
+    python = sdk_venvs.build(name)
+    return str(next(python.parent.parent.glob("lib/python3*/site-packages")))
+
+
 def _script(server_base: str, pg_url: str | None) -> str:
     ports = {"8931": str(_free_port()), "8787": str(_free_port())}
     lines = [
@@ -80,12 +93,17 @@ def _script(server_base: str, pg_url: str | None) -> str:
         for port, free in ports.items():
             body = body.replace(port, free)
         body = body.replace("https://api.runware.ai", server_base)
+        body = body.replace("wss://ws-api.runware.ai", "ws" + server_base.removeprefix("http"))
         if pg_url is not None:
             body = body.replace(PG_EXAMPLE, pg_url)
         elif PG_EXAMPLE in body:
             continue  # no PostgreSQL outside CI: that block cannot run here
         if lang == "python":
-            lines += ["echo '+ python <<README'", "python - <<'README_PY'", body.rstrip(), "README_PY"]
+            sdk = _SDK_BLOCK.match(body)
+            # The SDK's venv after the project's own path entries (seedledger first).
+            prefix = f'PYTHONPATH="${{PYTHONPATH:-}}:{_sdk_site(sdk[1])}" ' if sdk else ""
+            run = f"{prefix}python - <<'README_PY'"
+            lines += ["echo '+ python <<README'", run, body.rstrip(), "README_PY"]
             continue
         for line in body.splitlines():
             command = line.strip()

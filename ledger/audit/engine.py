@@ -52,7 +52,8 @@ from ledger.audit.store import AuditResult, AuditRun
 from ledger.backends import AsyncBackend, GeneratedOutput, RetryPolicy, open_backend
 from ledger.backends.base import protocol_of
 from ledger.backends.http import safe_url
-from ledger.backends.translate import replay_request
+from ledger.backends.translate import accepted_protocols, replay_request
+from ledger.core.environment import differences as environment_differences
 from ledger.core.models import ModelCatalog
 from ledger.core.records import Record, Status
 from ledger.core.warnings import RecordWarning, warnings_for
@@ -560,7 +561,7 @@ class _Runner:
         try:
             backend = self.backend_for(record)
             # The record's own request, or one rebuilt from its columns for another protocol.
-            request = replay_request(record, backend.protocol)
+            request = replay_request(record, accepted_protocols(backend))
         except LedgerError as exc:
             return self._error(record, warnings, getattr(exc, "code", "unsupported"), str(exc))
         name = backend.name
@@ -603,6 +604,12 @@ class _Runner:
             "file_sha256": output.sha256,
             "started_at": generated.started_at.isoformat(),
         }
+        reported = generated.metadata if isinstance(generated.metadata, Mapping) else {}
+        replay_env = reported.get("environment")
+        if isinstance(replay_env, Mapping):
+            replay["environment"] = dict(replay_env)
+        if reported.get("scheduler_mapping"):
+            replay["scheduler_mapping"] = str(reported["scheduler_mapping"])
         try:
             if len(output.data) <= _INLINE_FINGERPRINT_BYTES:
                 replay_fp = fingerprint_bytes(output.data)
@@ -615,6 +622,10 @@ class _Runner:
         verdict = str(comparison.verdict)
         distances = comparison.to_dict()
         distances.pop("verdict", None)
+        if verdict != "identical" and isinstance(replay_env, Mapping):
+            # Name what differs between the record's runtime and the replay's.
+            recorded_env = await asyncio.to_thread(self.ledger.environment_of, record.id)
+            replay["environment_differences"] = environment_differences(recorded_env, replay_env)
         return AuditResult(
             run_id=self.run.id,
             record_id=record.id,

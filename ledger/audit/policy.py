@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger.core.warnings import STOCHASTIC_SCHEDULER
+from ledger.core.warnings import GLOBAL_RNG_NOISE, STOCHASTIC_SCHEDULER
 from ledger.errors import UsageError
 
 PASS: Final = "pass"
@@ -51,7 +51,7 @@ def outcome_for(verdict: str, warning_codes: Iterable[str]) -> str:
     """The outcome of a replay verdict for a record with these warnings."""
     if verdict in ("identical", "near-identical"):
         return PASS
-    if verdict == "similar" and STOCHASTIC_SCHEDULER in set(warning_codes):
+    if verdict == "similar" and {STOCHASTIC_SCHEDULER, GLOBAL_RNG_NOISE} & set(warning_codes):
         return EXPECTED_DRIFT
     if verdict == VERDICT_SKIPPED:
         return SKIPPED

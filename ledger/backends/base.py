@@ -148,6 +148,7 @@ _PROTOCOLS = {
     "automatic1111": "a1111",
     "comfyui": "comfyui",
     "comfy": "comfyui",
+    "diffusers": "diffusers",
 }
 
 
@@ -249,8 +250,9 @@ def request_from_record(
         model=record.model,
         number_results=number_results,
         output_format=output_format,
-        # Only ComfyUI replays the whole batch and needs to know which output it was.
-        output_index=record.output_index if proto == "comfyui" else None,
+        # ComfyUI (one noise tensor per batch) and diffusers (one generator consumed
+        # across a batch) replay the whole batch and need to know which output it was.
+        output_index=record.output_index if proto in ("comfyui", "diffusers") else None,
         record_id=record.id,
     )
 
@@ -478,6 +480,7 @@ _REGISTRY: dict[str, str | Factory] = {
     "a1111": "ledger.backends.a1111:A1111Backend",
     "forge": "ledger.backends.a1111:forge_backend",
     "comfyui": "ledger.backends.comfyui:ComfyUIBackend",
+    "diffusers": "ledger.backends.diffusers.backend:diffusers_backend",
 }
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger.backends.base import (
+    AsyncBackend,
     GenerationRequest,
     UnsupportedRequest,
     protocol_of,
@@ -40,13 +41,22 @@ def own_protocol(backend: str) -> str | None:
         return None
 
 
-def replay_request(record: Record, protocol: str) -> GenerationRequest:
-    """The request that replays ``record`` on a backend speaking ``protocol``.
+def accepted_protocols(backend: AsyncBackend) -> tuple[str, ...]:
+    """The request protocols ``backend`` takes: its own, or the several a backend such as
+    diffusers lists in ``_PROTOCOLS`` (it maps Runware and A1111 requests itself)."""
+    listed = getattr(backend, "_PROTOCOLS", None)
+    return tuple(listed) if listed else (backend.protocol,)
+
+
+def replay_request(record: Record, accepted: str | tuple[str, ...]) -> GenerationRequest:
+    """The request that replays ``record`` on a backend taking the ``accepted`` protocols.
 
     Raises UnsupportedRequest naming what the protocol would need and the record lacks."""
+    accepted = (accepted,) if isinstance(accepted, str) else accepted
     own = own_protocol(record.backend)
-    if own == protocol:
+    if own in accepted:
         return request_from_record(record)
+    protocol = next((p for p in accepted if p in _BUILDERS), accepted[0])
     if own is not None:
         raise UnsupportedRequest(
             f"record {record.id} holds a {own} request (backend {record.backend!r}); the {protocol} "

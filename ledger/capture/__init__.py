@@ -1,10 +1,12 @@
 """Production capture: record every generation, lose none, slow nothing.
 
-The httpx recording transports, the recording proxy, the in-process API, and the
+The httpx recording transports, the recording proxy, the in-process API (and
+``record_pipeline`` for diffusers pipelines), and the
 durable spool with its background writer (see ``spool.py`` for the durability promise).
 """
 
 from ledger.capture.api import Generation, default_recorder, generation, record_generation
+from ledger.capture.pipelines import RecordedPipeline, record_pipeline
 from ledger.capture.recorder import ENV_SPOOL, Recorder, resolve_spool
 from ledger.capture.spool import Spool, SpoolError, SpoolLockedError
 from ledger.capture.transport import (
@@ -20,6 +22,7 @@ __all__ = [
     "AsyncRecordingTransport",
     "Counters",
     "Generation",
+    "RecordedPipeline",
     "Recorder",
     "RecordingTransport",
     "Spool",
@@ -30,6 +33,7 @@ __all__ = [
     "default_recorder",
     "generation",
     "record_generation",
+    "record_pipeline",
     "recording_client",
     "resolve_spool",
 ]

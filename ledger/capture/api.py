@@ -18,9 +18,11 @@ and drains at interpreter exit). Parameters are redacted before spooling.
 from __future__ import annotations
 
 import atexit
+import io
+import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +33,10 @@ from ledger.core.params import PARAM_COLUMNS
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source, Status
 from ledger.core.redaction import redact
 from ledger.core.seeds import parse_seed
+from ledger.core.warnings import OUTPUT_UNREADABLE_KEY
 from ledger.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 _default: Recorder | None = None
 _default_lock = threading.Lock()
@@ -43,8 +48,26 @@ def default_recorder() -> Recorder:
     with _default_lock:
         if _default is None:
             _default = Recorder()
-            atexit.register(_default.close)
+            _at_exit(_default.close)
         return _default
+
+
+def _at_exit(callback: Callable[[], object]) -> None:
+    """Run ``callback`` at interpreter exit while threads still work. Plain ``atexit``
+    runs after ``concurrent.futures`` has shut its executors (fingerprinting uses one),
+    so a drain from there lost fingerprints. ``threading``'s exit hooks run in reverse
+    order of registration, so registering after importing ``concurrent.futures.thread``
+    puts the drain first."""
+    import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(callback)
+            return
+    except RuntimeError:  # first used while the interpreter is already exiting
+        pass
+    atexit.register(callback)
 
 
 _PARAM_COLUMNS = PARAM_COLUMNS
@@ -119,9 +142,15 @@ class Generation:
         for index, (data, seed, output_id) in enumerate(self.outputs):
             used = parse_seed(seed) if seed is not None else self.seed
             key = f"{self.backend}:{self.task_id}:{output_id or index}"
+            unreadable = _unreadable(data) if data is not None and self.modality == Modality.IMAGE else None
+            if unreadable is not None:
+                # Kept (a record accepted is a record kept), but flagged where check and
+                # reports see it: warnings_for derives `output-unreadable` from this.
+                log.warning("record %s: output %d is not a readable image: %s", key, index, unreadable)
             records.append(
                 NewRecord(
                     **common,
+                    response={OUTPUT_UNREADABLE_KEY: unreadable} if unreadable else {},
                     seed=used,
                     seed_origin=SeedOrigin.REQUEST if used is not None else SeedOrigin.UNKNOWN,
                     output_uuid=output_id,
@@ -132,6 +161,25 @@ class Generation:
             if data is not None and self.modality == Modality.IMAGE:
                 outputs[key] = Output(data=data)
         return records, outputs
+
+
+def _unreadable(data: bytes) -> str | None:
+    """Why ``data`` is not a readable image, or None. Reads the header only: the full
+    decode happens in the writer, off the caller's path."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ledger.fingerprint import ALLOWED_FORMATS
+
+    if not data:
+        return "empty output (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        return f"not a supported image ({', '.join(ALLOWED_FORMATS)}), {len(data)} bytes"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"unreadable image header: {type(exc).__name__}"
+    return None if width > 0 and height > 0 else f"image has no pixels ({width}x{height})"
 
 
 def _start(

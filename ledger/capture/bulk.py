@@ -15,13 +15,14 @@ record written here reads back equal to the same record written by Ledger.add.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from ledger.capture.entries import ENTRY_COLUMNS, KEY_INDEX, TAGS_INDEX, storage_time
+from ledger.store import environments as environment_store
 from ledger.store.schema import record_tags, records
 from ledger.store.types import to_seed_key
 
@@ -80,14 +81,16 @@ class BulkInserter:
         recorded_at: datetime,
         *,
         want_ids: Sequence[str] = (),
+        environments: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> dict[str, int]:
         """Insert ``items`` in the caller's transaction; return ids for ``want_ids``
-        (and for every record with tags, whose tag rows are written here too)."""
+        (and for every record with tags or an environment, whose rows are written here
+        too)."""
         if not items:
             return {}
         conn.exec_driver_sql(self._sql, self.rows(items, recorded_at))
         tagged = {item[KEY_INDEX]: item[TAGS_INDEX] for item in items if item[TAGS_INDEX] not in ("[]", None)}
-        keys = list(dict.fromkeys([*want_ids, *tagged]))
+        keys = list(dict.fromkeys([*want_ids, *tagged, *(environments or {})]))
         ids: dict[str, int] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
@@ -104,4 +107,13 @@ class BulkInserter:
             ]
             if tag_rows:
                 conn.exec_driver_sql(self._tag_sql, tag_rows)
+        if environments:
+            environment_store.insert_ignoring_existing(
+                conn,
+                [
+                    {"record_id": ids[key], "environment": dict(env)}
+                    for key, env in environments.items()
+                    if key in ids
+                ],
+            )
         return ids

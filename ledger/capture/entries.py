@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,10 +116,12 @@ def encode_entry(
     outputs: Mapping[str, Output] | None = None,
     *,
     known_secrets: tuple[str, ...] = (),
+    environments: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> bytes:
     """The spool payload for ``records`` (each must carry an ``idempotency_key``).
 
-    ``outputs`` maps an idempotency key to the output to fingerprint.
+    ``outputs`` maps an idempotency key to the output to fingerprint; ``environments``
+    to the runtime it was made in (an optional key: older entries have none).
     """
     body: dict[str, Any] = {"v": ENTRY_VERSION, "records": []}
     for record in records:
@@ -138,6 +140,8 @@ def encode_entry(
             # that output is fingerprinted later from its bytes instead.
             if output.data is not None or (output.url and redact_url(output.url) == output.url)
         }
+    if environments:
+        body["environments"] = {key: dict(env) for key, env in environments.items()}
     text = _dumps(body)
     secrets = [s for s in known_secrets if s and s in text]
     if secrets:
@@ -154,6 +158,7 @@ def encode_entry(
 class DecodedEntry:
     records: list[list[Any]]  # positional, in ENTRY_COLUMNS order
     outputs: dict[str, Output]
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def decode_entries(payloads: Sequence[bytes]) -> list[DecodedEntry | ValueError]:
@@ -191,7 +196,10 @@ def _decoded(body: Any) -> DecodedEntry:
         isinstance(r, list) and len(r) == len(ENTRY_COLUMNS) for r in records
     ):
         raise ValueError("malformed records in spool entry")
-    return DecodedEntry(records=records, outputs=outputs)
+    environments = body.get("environments") or {}
+    if not isinstance(environments, dict) or not all(isinstance(e, dict) for e in environments.values()):
+        raise ValueError("malformed environments in spool entry")
+    return DecodedEntry(records=records, outputs=outputs, environments=environments)
 
 
 def safe_url(url: str) -> str:

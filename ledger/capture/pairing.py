@@ -37,6 +37,7 @@ from ledger.core.runware import (
     is_delivered,
     is_inference_task,
     output_url_of,
+    output_uuid_of,
     records_for_task,
     split_envelope,
 )
@@ -153,20 +154,32 @@ class PendingTasks:
             item = self._tasks.get(task_uuid)
             return None if item is None else item["task"]
 
-    def add(self, task: Mapping[str, Any], delivered: int = 0) -> None:
+    def add(self, task: Mapping[str, Any], delivered: int = 0, seen: Iterable[str | None] = ()) -> None:
         with self._lock:
             now = time.time()
             if len(self._tasks) >= MAX_PENDING:
                 self._expire(now)
             key = str(task["taskUUID"])
             self._tasks[key] = {"task": dict(task), "delivered": delivered, "at": now}
+            if ids := [i for i in seen if i]:
+                self._tasks[key]["seen"] = ids
             self._journal(key)
 
-    def delivered(self, task_uuid: str, outputs: int, failed: bool) -> None:
+    def delivered(
+        self, task_uuid: str, outputs: int, failed: bool, output_ids: Iterable[str | None] = ()
+    ) -> None:
+        """Count delivered outputs. Outputs with an id count once however often they are
+        delivered: polling may answer with every result so far, each time."""
         with self._lock:
             item = self._tasks.get(task_uuid)
             if item is None:
                 return
+            ids = [i for i in output_ids if i]
+            if ids:
+                seen = item.setdefault("seen", [])
+                fresh = [i for i in dict.fromkeys(ids) if i not in seen]
+                seen.extend(fresh)
+                outputs = outputs - len(ids) + len(fresh)
             item["delivered"] += outputs
             wanted = item["task"].get("numberResults") or 1
             if failed or not isinstance(wanted, int) or item["delivered"] >= wanted:
@@ -271,6 +284,36 @@ class Pairer:
         self._pair(data, errors, {}, captured, [])
         return captured
 
+    def submitted(self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()) -> int:
+        """Inference tasks sent on a socket (WebSocket): each becomes pending until its
+        results arrive, in whatever later frames carry them. Returns how many."""
+        count = 0
+        for task in tasks:
+            task_uuid = task.get("taskUUID")
+            # A task sent again (an SDK resending after a reconnect) keeps what was delivered.
+            if is_inference_task(task) and isinstance(task_uuid, str) and self.pending.get(task_uuid) is None:
+                self.pending.add(redact(dict(task), known_secrets))
+                count += 1
+        return count
+
+    def frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> Captured | None:
+        """Records for one server frame on a socket: results and task-scoped errors of
+        pending tasks (any number of tasks per frame, any number of frames per task).
+        None for a frame that names no task (auth replies, pongs)."""
+        if b"taskUUID" not in body:
+            return None
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CaptureParseError(f"frame is not JSON: {exc.__class__.__name__}") from None
+        data, errors = self._split(value)
+        # conflictTaskUUID answers a task sent again (an SDK resending after a reconnect):
+        # the original still runs and delivers, so it is no failure of that task.
+        scoped = [e for e in errors if e.get("taskUUID") and e.get("code") != "conflictTaskUUID"]
+        captured = Captured(known_secrets=known_secrets)
+        self._pair(data, scoped, {}, captured, [])
+        return captured
+
     # -- internals ---------------------------------------------------------------------
 
     def _envelope(self, body: bytes, secrets: tuple[str, ...]) -> tuple[list[Any], list[Any]]:
@@ -347,7 +390,9 @@ class Pairer:
             captured.records.extend(records)
             wanted = task.get("numberResults") or 1
             if from_pending:
-                self.pending.delivered(task_uuid, len(results), bool(task_errors))
+                ids = [output_uuid_of(r) for r in results]
+                self.pending.delivered(task_uuid, len(results), bool(task_errors), ids)
             elif not task_errors and isinstance(wanted, int) and len(results) < wanted:
                 # Part of a multi-output task delivered so far: wait for the rest.
-                self.pending.add(redact(dict(task), secrets), delivered=len(results))
+                seen = [output_uuid_of(r) for r in results]
+                self.pending.add(redact(dict(task), secrets), delivered=len(results), seen=seen)

@@ -40,7 +40,9 @@ import httpx
 
 from ledger.capture.pairing import CaptureParseError, secrets_from_headers
 from ledger.capture.recorder import Recorder
+from ledger.capture.spool import SpoolError
 from ledger.capture.transport import MAX_CAPTURE_BYTES
+from ledger.capture.ws_relay import WebSocketRelay, ws_upstream_for
 from ledger.core.records import Source
 from ledger.core.redaction import redact_url
 from ledger.errors import UsageError
@@ -88,6 +90,7 @@ class RecordingProxy:
         timeout: float = 600.0,
         drain_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ws_upstream: str | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -109,12 +112,16 @@ class RecordingProxy:
             trust_env=False,
         )
         self._timeout = {"connect": 30.0, "read": timeout, "write": timeout, "pool": timeout}
+        self.ws_relay = WebSocketRelay(ws_upstream_for(upstream, ws_upstream), recorder)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":  # websockets are not proxied
+        if scope["type"] == "websocket":  # see ws_relay.py
+            await self.ws_relay(scope, receive, send)
+            return
+        if scope["type"] != "http":
             return
         path: str = scope["path"]
         if path.startswith(PREFIX + "/"):
@@ -196,6 +203,9 @@ class RecordingProxy:
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _clean(list(scope["headers"]))
         record = scope["method"] == "POST"
+        if record and not self.recorder.accepting():
+            await _spool_full(send)  # refused before forwarding: nothing generated unrecorded
+            return
         captured_request: list[bytes] = []
 
         async def body() -> Any:
@@ -278,12 +288,19 @@ class RecordingProxy:
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
                 )
                 encoding = response.headers.get("content-encoding")
-                await self._record(
-                    lambda: self.recorder.record_exchange(
-                        request_body, response_body, content_encoding=encoding, known_secrets=secrets
-                    ),
-                    len(response_body),
-                )
+                try:
+                    await self._record(
+                        lambda: self.recorder.record_exchange(
+                            request_body,
+                            response_body,
+                            content_encoding=encoding,
+                            known_secrets=secrets,
+                            strict=True,
+                        ),
+                        len(response_body),
+                    )
+                except SpoolError:  # counted and logged: the client never gets the last chunk
+                    return
             await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         finally:
             await response.aclose()
@@ -292,6 +309,15 @@ class RecordingProxy:
         if size > _OFFLOAD_BYTES:
             return await asyncio.to_thread(work)
         return work()
+
+
+async def _spool_full(send: Send) -> None:
+    """503 with Retry-After: the spool cannot take records (see Recorder.accepting)."""
+    error = {"code": "proxySpoolFull", "message": "recording spool is full; retry later"}
+    body = json.dumps({"errors": [error]}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -336,6 +362,7 @@ def serve(
     drain_timeout: float = 30.0,
     fingerprint: bool = True,
     announce: Callable[[str], None] | None = None,
+    ws_upstream: str | None = None,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM, then drain (see module docstring)."""
     import uvicorn
@@ -367,6 +394,7 @@ def serve(
             webhook_token=webhook_token,
             forward_webhooks=forward_webhooks,
             drain_timeout=drain_timeout,
+            ws_upstream=ws_upstream,
         )
     except BaseException:
         recorder.close(drain_timeout=0)
@@ -376,7 +404,7 @@ def serve(
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     (announce or (lambda m: print(m, file=sys.stderr, flush=True)))(
         f"seedledger proxy: listening on http://{shown}:{bound_port} -> {redact_url(upstream)} "
-        f"(spool {recorder.spool.directory})"
+        f"(spool {recorder.spool.directory}; websocket -> {redact_url(app.ws_relay.ws_upstream)})"
     )
     config = uvicorn.Config(
         app,
@@ -386,5 +414,7 @@ def serve(
         server_header=False,  # relay the upstream's Server and Date headers unchanged
         date_header=False,
         timeout_graceful_shutdown=60,
+        ws="websockets-sansio",
+        ws_max_size=None,  # type: ignore[arg-type]  # Runware frames have no size limit
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -1,6 +1,15 @@
 """The Recorder: spool + pairing + background writer, shared by the transport, the
-proxy and the in-process API. Recording never raises into the caller: a body that
-cannot be read is logged (without secrets) and counted."""
+proxy and the in-process API. A body that cannot be read is logged (without secrets)
+and counted, never raised into the caller.
+
+When the spool cannot take a record (a full disk), ``on_spool_full`` decides:
+``"direct"`` (the default) writes it straight to the ledger on the caller's thread;
+``"raise"`` does not. Either way, a record nothing could take is counted as failed,
+logged, and raised as :class:`SpoolFullError` to callers that asked for it (the
+transport and the in-process API), so no caller is told a generation was recorded
+when it was not. The proxy asks :meth:`Recorder.accepting` before it forwards and
+answers 503 while the spool is full.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +19,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.capture.entries import Output, encode_entry
+from ledger.capture.entries import Output, decode_entry, encode_entry
 from ledger.capture.fingerprints import default_fingerprinter, default_sealer, load_env_signer
 from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks
-from ledger.capture.spool import Spool
+from ledger.capture.spool import Spool, SpoolError, SpoolFullError
 from ledger.capture.writer import Counters, SpoolWriter
 from ledger.core.records import NewRecord, Source
 from ledger.core.redaction import redact_text
+from ledger.errors import LedgerError, UsageError
 
 log = logging.getLogger(__name__)
 
 ENV_SPOOL = "SEEDLEDGER_SPOOL"
+ON_SPOOL_FULL = ("direct", "raise")
 DEFAULT_SPOOL = ".seedledger-spool"
 
 
@@ -54,11 +65,21 @@ class Recorder:
         batch_records: int = 5000,
         max_backoff: float = 5.0,
         sync: bool = False,
+        on_spool_full: str = "direct",
+        segment_bytes: int | None = None,
     ) -> None:
+        if on_spool_full not in ON_SPOOL_FULL:
+            choices = ", ".join(ON_SPOOL_FULL)
+            raise UsageError(f"on_spool_full must be one of {choices}, got {on_spool_full!r}")
+        self.on_spool_full = on_spool_full
         if signer == "env":
             # Automatic sealing when a signing key is configured (SEEDLEDGER_SIGNING_KEY).
             signer = load_env_signer()
-        self.spool = Spool(resolve_spool(spool))
+        self.spool = (
+            Spool(resolve_spool(spool), segment_bytes=segment_bytes)
+            if segment_bytes
+            else Spool(resolve_spool(spool))
+        )
         self.counters = Counters()
         self.sync = sync
         pending = PendingTasks(self.spool.directory / "pending.jsonl")
@@ -90,10 +111,13 @@ class Recorder:
         *,
         content_encoding: str | None = None,
         known_secrets: tuple[str, ...] = (),
+        strict: bool = False,
     ) -> int:
         """Record what one Runware request/response pair produced; return how many
-        records were spooled. ``response_body`` is as sent (``content_encoding`` is
-        undone here). Never raises: failures are logged and counted."""
+        records were kept. ``response_body`` is as sent (``content_encoding`` is
+        undone here). Failures are logged and counted; with ``strict``, records that
+        nothing could take raise :class:`SpoolFullError` (bodies that cannot be read
+        never raise)."""
         try:
             captured = self.pairer.exchange(
                 request_body, response_body, content_encoding=content_encoding, known_secrets=known_secrets
@@ -104,7 +128,7 @@ class Recorder:
         except Exception as exc:  # recording must never break the caller
             self.note_failure(exc, known_secrets)
             return 0
-        return 0 if captured is None else self._spool(captured)
+        return 0 if captured is None else self._spool(captured, strict=strict)
 
     def record_webhook(self, body: bytes) -> int:
         try:
@@ -114,35 +138,86 @@ class Recorder:
             return 0
         return self._spool(captured)
 
-    def record(self, records: Sequence[NewRecord], outputs: Mapping[str, Output] | None = None) -> int:
+    def record_socket_tasks(
+        self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()
+    ) -> None:
+        """A client frame on a WebSocket: its inference tasks become pending (journaled
+        before the frame is forwarded). Never raises."""
+        try:
+            self.pairer.submitted(tasks, known_secrets=known_secrets)
+        except Exception as exc:
+            self.note_failure(exc, known_secrets)
+
+    def record_socket_frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> int:
+        """A server frame on a WebSocket: spool the records it completes. Never raises."""
+        try:
+            captured = self.pairer.frame(body, known_secrets=known_secrets)
+        except Exception as exc:
+            self.note_failure(exc, known_secrets)
+            return 0
+        return 0 if captured is None else self._spool(captured)
+
+    def record(
+        self,
+        records: Sequence[NewRecord],
+        outputs: Mapping[str, Output] | None = None,
+        *,
+        environments: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
         """Spool records built by the caller (the in-process API). Raises on a full
-        disk or an unusable spool: the caller asked explicitly."""
+        disk or an unusable spool: the caller asked explicitly. ``environments`` maps
+        an idempotency key to the runtime that output was made in."""
         if not records:
             return 0
-        self.spool.append(encode_entry(records, outputs), sync=self.sync)
-        self.counters.add(spooled=len(records))
-        self.writer.wake()
-        return len(records)
+        return self._keep(
+            encode_entry(records, outputs, environments=environments), len(records), (), strict=True
+        )
 
-    def _spool(self, captured: Captured) -> int:
+    def _spool(self, captured: Captured, *, strict: bool = False) -> int:
         if captured.unpaired:
             self.counters.add(unpaired=captured.unpaired)
         if not captured.records:
             return 0
         try:
             payload = encode_entry(captured.records, captured.outputs, known_secrets=captured.known_secrets)
-            self.spool.append(payload, sync=self.sync)
         except Exception as exc:
-            log.error(
-                "cannot spool %d records: %s",
-                len(captured.records),
-                redact_text(str(exc), captured.known_secrets),
-            )
-            self.counters.add(failed=len(captured.records))
+            self._lost(len(captured.records), exc, captured.known_secrets)
             return 0
-        self.counters.add(spooled=len(captured.records))
+        return self._keep(payload, len(captured.records), captured.known_secrets, strict=strict)
+
+    def _keep(self, payload: bytes, count: int, secrets: tuple[str, ...], *, strict: bool) -> int:
+        """Spool one entry, or write it directly when the spool is full and the policy
+        allows; otherwise count it failed (and raise when ``strict``)."""
+        try:
+            self.spool.append(payload, sync=self.sync)
+        except Exception as exc:  # a full disk, an unusable spool, an entry too large
+            failure: BaseException = exc
+            if isinstance(exc, SpoolFullError) and self.on_spool_full == "direct":
+                try:
+                    decoded = decode_entry(payload)
+                    self.writer.write_direct(decoded.records, decoded.outputs, decoded.environments)
+                    return count
+                except LedgerError as direct_exc:
+                    failure = SpoolFullError(f"{exc}; direct write to the ledger failed too: {direct_exc}")
+            self._lost(count, failure, secrets)
+            if strict:
+                if isinstance(failure, UsageError):  # e.g. an entry over the size limit
+                    raise failure from None
+                kind = SpoolFullError if isinstance(failure, SpoolFullError) else SpoolError
+                raise kind(f"{count} record(s) not recorded: {redact_text(str(failure), secrets)}") from None
+            return 0
+        self.counters.add(spooled=count)
         self.writer.wake()
-        return len(captured.records)
+        return count
+
+    def _lost(self, count: int, exc: BaseException, secrets: tuple[str, ...]) -> None:
+        log.error("cannot record %d records: %s", count, redact_text(str(exc), secrets))
+        self.counters.add(failed=count)
+
+    def accepting(self) -> bool:
+        """Whether a record made now can be kept (the proxy asks before it forwards,
+        so nothing is generated that cannot be recorded)."""
+        return self.spool.accepting()
 
     def note_failure(self, exc: BaseException, secrets: tuple[str, ...] = ()) -> None:
         """Count and log a body that could not be recorded (the caller is unaffected)."""
@@ -152,7 +227,21 @@ class Recorder:
     # -- status and shutdown -------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """Health: ``status`` is ``error`` while records cannot be kept (the spool is
+        full or failed, the writer keeps failing), ``degraded`` while records wait
+        (database unreachable) or the spool needs attention (stray names, damaged
+        bytes), else ``ok``; ``problems`` names each."""
+        problems = self.spool.problems()
+        if self.writer.fault is not None:
+            problems.append(f"writer failing: {self.writer.fault}")
+        if self.writer.last_error is not None:
+            problems.append(f"database unreachable: {self.writer.last_error}")
+        blocked = not self.spool.accepting() or self.writer.fault is not None
         return {
+            "status": "error" if blocked else ("degraded" if problems else "ok"),
+            "problems": problems,
+            "spool_refused": self.spool.refused,
+            "spool_damaged": self.spool.damaged,
             "spool": str(self.spool.directory),
             "pending_tasks": len(self.pairer.pending),
             "spool_bytes": self.spool.pending_bytes(),

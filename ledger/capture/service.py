@@ -12,7 +12,17 @@ from ledger.capture.entries import decode_entry
 from ledger.capture.fingerprints import default_fingerprinter
 from ledger.capture.pairing import PendingTasks
 from ledger.capture.recorder import resolve_spool
-from ledger.capture.spool import Spool, count_dead, list_segments, lock_owner, read_segment, segment_path
+from ledger.capture.spool import (
+    Skip,
+    Spool,
+    SpoolError,
+    count_dead,
+    list_segments,
+    lock_owner,
+    read_segment,
+    segment_path,
+    stray_segments,
+)
 from ledger.capture.writer import Counters, SpoolWriter
 from ledger.errors import StoreError, UsageError
 
@@ -23,15 +33,14 @@ def spool_status(directory: str | os.PathLike[str] | None) -> dict[str, Any]:
     path = resolve_spool(directory)
     if not path.is_dir():
         raise UsageError(f"no spool directory at {path}")
-    entries = records = size = torn = 0
+    entries = records = size = torn = damaged = 0
     oldest: float | None = None
     segments = list_segments(path)
     for seq in segments:
         segment = segment_path(path, seq)
-        last_end = 0
-        for _offset, end, payload in read_segment(segment):
+        skipped: list[Skip] = []
+        for _offset, _end, payload in read_segment(segment, on_skip=skipped.append):
             entries += 1
-            last_end = end
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 records += len(decode_entry(payload).records)
         try:
@@ -39,7 +48,8 @@ def spool_status(directory: str | os.PathLike[str] | None) -> dict[str, Any]:
         except FileNotFoundError:
             continue
         size += stat.st_size
-        torn += stat.st_size > last_end
+        torn += any(skip.tail for skip in skipped)
+        damaged += sum(not skip.tail for skip in skipped)
         oldest = stat.st_mtime if oldest is None else min(oldest, stat.st_mtime)
     pending_tasks = len(PendingTasks(path / "pending.jsonl"))
     owner = lock_owner(path)
@@ -51,7 +61,9 @@ def spool_status(directory: str | os.PathLike[str] | None) -> dict[str, Any]:
         "entries": entries,
         "records": records,
         "torn_segments": torn,
+        "damaged_ranges": damaged,
         "dead_entries": count_dead(path),
+        "stray": stray_segments(path),
         "pending_tasks": pending_tasks,
         "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
     }
@@ -88,4 +100,20 @@ def drain(
                 f"spool not drained within {timeout:g}s: {writer.last_error or 'database unavailable'}; "
                 "the records stay in the spool, run `seedledger spool drain` again"
             )
-    return {"spool": str(path), **counters.snapshot()}
+        skipped = {"damaged_ranges": spool.damaged, "torn_tails": spool.torn_tails}
+    return {"spool": str(path), **counters.snapshot(), **skipped, "stray": stray_segments(path)}
+
+
+def drain_problem(result: dict[str, Any]) -> SpoolError | None:
+    """Why a drain that emptied the spool still did not land everything: damaged
+    bytes skipped (kept in ``dead/``) or entries the database refused. None when every
+    entry landed. A torn tail (an append cut short by a crash, so never acknowledged to
+    a caller) is reported but is not a loss."""
+    parts = []
+    if result["damaged_ranges"]:
+        parts.append(f"{result['damaged_ranges']} damaged byte range(s) skipped")
+    if result["failed"]:
+        parts.append(f"{result['failed']} record(s) refused by the database")
+    if not parts:
+        return None
+    return SpoolError(f"spool drained with losses: {', '.join(parts)}; kept in {result['spool']}/dead/")

@@ -11,15 +11,17 @@ Durability promise (documented in docs and asserted by the crash tests):
   milliseconds). ``append(..., sync=True)`` or :meth:`Spool.sync` wait for that fsync,
   for callers that need power-loss durability before they go on.
 * The caller never waits for the database: the spool is the only thing on its path.
+* An append is all or nothing. A write cut short (a full disk, a quota, a file size
+  limit) is truncated back to the last whole entry before :class:`SpoolFullError` is
+  raised, so the entries after it stay readable; when the disk is full, segments whose
+  entries have all landed are deleted and the append is tried once more first.
 
-Format: files ``<seq>.spool`` in the spool directory; each entry is a 12-byte header
-(magic ``SL``, format version, flags, payload length u32, CRC-32 of the payload u32,
-little endian) followed by the payload. An entry cut short by a crash (a torn tail) or
-whose checksum does not match is detected on reading: the rest of that segment is
-skipped with a warning. A process always starts a fresh segment, so it never appends
-after a torn tail. Segments are deleted only after the store has committed every
-entry in them (:meth:`Spool.release`). One process owns a spool directory at a time
-(an ``flock`` on ``spool.lock``); others may read it for ``spool status``.
+Format and reading: :mod:`ledger.capture.frames`. Damaged bytes are skipped up to the
+next intact entry and copied to ``dead/`` (never deleted unseen). A process always
+starts a fresh segment, so it never appends after a torn tail. Segments are deleted
+only after the store has committed every entry in them (:meth:`Spool.release`). One
+process owns a spool directory at a time (an ``flock`` on ``spool.lock``); others may
+read it for ``spool status``.
 """
 
 from __future__ import annotations
@@ -29,32 +31,64 @@ import errno
 import fcntl
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ledger.capture.frames import (
+    HEADER_SIZE,
+    MAX_ENTRY,
+    Skip,
+    encode_frame,
+    list_segments,
+    read_segment,
+    segment_path,
+    stray_segments,
+)
+from ledger.capture.spooldir import ScanResult, count_dead, dead_letter, keep_skipped, lock_owner, scan
 from ledger.errors import LedgerError, UsageError
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_ENTRY",
+    "Entry",
+    "Position",
+    "ScanResult",
+    "Skip",
+    "Spool",
+    "SpoolError",
+    "SpoolFullError",
+    "SpoolLockedError",
+    "count_dead",
+    "encode_frame",
+    "list_segments",
+    "lock_owner",
+    "read_segment",
+    "scan",
+    "segment_path",
+    "stray_segments",
+]
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"SL"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<2sBBII")
-HEADER_SIZE = _HEADER.size
-MAX_ENTRY = 256 * 1024 * 1024
-DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
-_SUFFIX = ".spool"
+#: Appends roll to a new segment past this size, so landed entries are released a
+#: segment at a time while traffic continues (a small disk must not fill with them).
+DEFAULT_SEGMENT_BYTES = 256 * 1024
+#: Errors that mean "no room": the append is refused whole, never written in part.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class SpoolError(LedgerError):
     """The spool directory cannot be used (permissions, disk full, locked)."""
 
     exit_code = 4
+
+
+class SpoolFullError(SpoolError):
+    """The spool cannot take an entry now (disk full, quota, file size limit); nothing
+    of it was written."""
 
 
 class SpoolLockedError(UsageError):
@@ -82,135 +116,6 @@ class Entry(NamedTuple):
     @property
     def end(self) -> Position:
         return Position(self.segment, self.stop)
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    entries: int
-    bytes: int
-    torn: int  # segments whose tail (or a damaged entry) had to be skipped
-
-
-def encode_frame(payload: bytes) -> bytes:
-    if len(payload) > MAX_ENTRY:
-        raise UsageError(f"spool entry of {len(payload)} bytes exceeds the {MAX_ENTRY}-byte limit")
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(payload), zlib.crc32(payload)) + payload
-
-
-def segment_path(directory: Path, seq: int) -> Path:
-    return directory / f"{seq:016d}{_SUFFIX}"
-
-
-def list_segments(directory: Path) -> list[int]:
-    out = []
-    for path in directory.glob(f"*{_SUFFIX}"):
-        with contextlib.suppress(ValueError):
-            out.append(int(path.stem))
-    return sorted(out)
-
-
-_READ_CHUNK = 8 * 1024 * 1024
-
-
-def read_segment(path: Path, start: int = 0, limit: int | None = None) -> Iterator[tuple[int, int, bytes]]:
-    """Yield (offset, end, payload) for each intact entry from ``start``.
-
-    ``limit`` bounds the bytes considered (the active segment's written end). A torn or
-    damaged entry stops the scan with a warning; it is never yielded. The file is read
-    in large chunks and frames are cut from memory.
-    """
-    try:
-        handle = path.open("rb", buffering=0)
-    except FileNotFoundError:
-        return
-    with handle:
-        size = os.fstat(handle.fileno()).st_size
-        end_of_data = size if limit is None else min(size, limit)
-        offset = start
-        handle.seek(offset)
-        buf = b""
-        buf_start = offset  # file offset of buf[0]
-        read_to = offset  # file offset just past buf
-
-        def refill(need: int) -> bool:
-            nonlocal buf, buf_start, read_to
-            keep = buf[offset - buf_start :]
-            want = min(max(_READ_CHUNK, need - len(keep)), end_of_data - read_to)
-            more = handle.read(want) if want > 0 else b""
-            buf, buf_start = keep + more, offset
-            read_to += len(more)
-            return len(buf) >= need
-
-        while offset < end_of_data:
-            rel = offset - buf_start
-            if len(buf) - rel < HEADER_SIZE:
-                if not refill(HEADER_SIZE):
-                    _warn_torn(path, offset, end_of_data, "truncated header")
-                    return
-                rel = 0
-            magic, version, _flags, length, crc = _HEADER.unpack_from(buf, rel)
-            if magic != MAGIC or version != FORMAT_VERSION or length > MAX_ENTRY:
-                _warn_torn(path, offset, end_of_data, "bad entry header")
-                return
-            end = offset + HEADER_SIZE + length
-            if end > end_of_data:
-                _warn_torn(path, offset, end_of_data, "truncated entry")
-                return
-            if rel + HEADER_SIZE + length > len(buf):
-                if not refill(HEADER_SIZE + length):
-                    _warn_torn(path, offset, end_of_data, "truncated entry")
-                    return
-                rel = 0
-            payload = buf[rel + HEADER_SIZE : rel + HEADER_SIZE + length]
-            if zlib.crc32(payload) != crc:
-                _warn_torn(path, offset, end_of_data, "checksum mismatch")
-                return
-            yield offset, end, payload
-            offset = end
-
-
-_torn_seen: set[tuple[str, int]] = set()
-
-
-def _warn_torn(path: Path, offset: int, end: int, why: str) -> None:
-    # Warn once per place: the same torn tail is seen by every scan until it is deleted.
-    key = (str(path), offset)
-    if key not in _torn_seen:
-        _torn_seen.add(key)
-        log.warning("spool %s: %s at byte %d; skipping %d bytes", path.name, why, offset, end - offset)
-
-
-def scan(directory: Path) -> ScanResult:
-    """Count intact entries and bytes left in a spool directory (read only)."""
-    entries = total = torn = 0
-    for seq in list_segments(directory):
-        path = segment_path(directory, seq)
-        last_end = 0
-        for _offset, end, _payload in read_segment(path):
-            entries += 1
-            last_end = end
-        with contextlib.suppress(FileNotFoundError):
-            size = path.stat().st_size
-            total += size
-            if size > last_end:
-                torn += 1
-    return ScanResult(entries=entries, bytes=total, torn=torn)
-
-
-def lock_owner(directory: Path) -> int | None:
-    """The pid that owns the spool directory, or None when it is free."""
-    lock_path = directory / "spool.lock"
-    if not lock_path.exists():
-        return None
-    with lock_path.open("a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            text = handle.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return None
 
 
 class Spool:
@@ -243,6 +148,13 @@ class Spool:
         self._dir_dirty = False
         self._error: OSError | None = None
         self.appended = 0
+        self._landed = Position(0, 0)  # everything before this is in the store
+        self._full_need: int | None = None  # bytes an append lacked room for, until one fits
+        self.refused = 0  # appends refused whole for lack of room
+        self.last_refusal: str | None = None
+        self._skipped: set[tuple[int, int]] = set()  # (segment, offset) already quarantined
+        self.damaged = 0  # damaged byte ranges skipped (and copied to dead/)
+        self.torn_tails = 0  # tails cut short by a crash mid-append (an append that never returned)
         self._flusher = threading.Thread(target=self._flush_loop, name="seedledger-spool-fsync", daemon=True)
         self._flusher.start()
 
@@ -270,23 +182,25 @@ class Spool:
 
     def append(self, payload: bytes, *, sync: bool = False) -> Position:
         """Append one entry; return its end position. See the module docstring for
-        what is durable when this returns."""
+        what is durable when this returns. Raises :class:`SpoolFullError` when there
+        is no room (nothing of the entry is left in the spool)."""
         frame = encode_frame(payload)
         with self._mutex:
             if self._closed:
                 raise SpoolError("the spool is closed")
             if self._error is not None:
                 raise SpoolError(f"spool {self.directory} failed: {self._error.strerror}")
-            if self._fd is None or (self._end.offset + len(frame) > self.segment_bytes and self._end.offset):
-                self._open_segment()
-            assert self._fd is not None and self._active is not None
-            try:
-                written = os.write(self._fd, frame)
-                if written != len(frame):  # pragma: no cover - regular files write fully
-                    raise OSError(errno.EIO, "short write")
-            except OSError as exc:
-                raise SpoolError(f"cannot write spool {self.directory}: {exc.strerror}") from None
-            self._end = Position(self._active, self._end.offset + len(frame))
+            failure = self._write(frame)
+            if failure is not None and failure.errno in _NO_SPACE and self._reclaim():
+                failure = self._write(frame)  # landed segments deleted: room for one more try
+            if failure is not None:
+                self.refused += 1
+                self.last_refusal = f"{failure.strerror or failure}"
+                if failure.errno in _NO_SPACE:
+                    self._full_need = len(frame)
+                    raise SpoolFullError(f"spool {self.directory} is full: {failure.strerror}")
+                raise SpoolError(f"cannot write spool {self.directory}: {failure.strerror or failure}")
+            self._full_need = None
             self.appended += 1
             end = self._end
             self._sync_cond.notify_all()
@@ -295,15 +209,89 @@ class Spool:
                     self._sync_cond.wait(1.0)
         return end
 
+    def _write(self, frame: bytes) -> OSError | None:
+        """One all-or-nothing write of ``frame`` (called with _mutex held)."""
+        try:
+            if self._fd is None or (self._end.offset + len(frame) > self.segment_bytes and self._end.offset):
+                self._open_segment()
+        except SpoolError as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else None
+            return cause or OSError(errno.EIO, str(exc))
+        except OSError as exc:  # closing the previous segment failed (its fsync)
+            return exc
+        assert self._fd is not None and self._active is not None
+        try:
+            written = os.write(self._fd, frame)
+        except OSError as exc:
+            written, failure = 0, exc
+        else:
+            failure = None if written == len(frame) else OSError(errno.ENOSPC, "short write: no space left")
+        if failure is not None:
+            # Cut the partial frame off, so the entries after it stay readable; if even
+            # that fails, never append to this segment again (its tail is torn).
+            try:
+                os.ftruncate(self._fd, self._end.offset)
+            except OSError:
+                log.error("spool segment %d: cannot cut off a partial entry; starting another", self._active)
+                self._close_fd(fsync=False)
+            return failure
+        self._end = Position(self._active, self._end.offset + len(frame))
+        return None
+
+    def _reclaim(self) -> bool:
+        """Delete segments whose entries have all landed, the active one included
+        (called with _mutex held, on a full disk). True when something was deleted."""
+        deleted = 0
+        if self._active is not None and self._end.offset and self._landed >= self._end:
+            self._close_fd(fsync=False)
+            with contextlib.suppress(FileNotFoundError):
+                segment_path(self.directory, self._active).unlink()
+                deleted += 1
+            self._active = None
+            self._synced = self._end = Position(self._next_seq, 0)
+        for seq in list_segments(self.directory):
+            if seq >= self._landed.segment or seq == self._active:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                segment_path(self.directory, seq).unlink()
+                deleted += 1
+        return deleted > 0
+
+    @property
+    def under_pressure(self) -> bool:
+        """True since an append was refused for lack of room, until one fits again."""
+        return self._full_need is not None
+
+    def accepting(self) -> bool:
+        """Whether an append is expected to fit: False after a refusal for lack of room
+        until the file system has room for that entry again."""
+        with self._mutex:
+            if self._closed or self._error is not None:
+                return False
+            need = self._full_need
+        if need is None:
+            return True
+        try:
+            stat = os.statvfs(self.directory)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize >= need + 64 * 1024
+
     def _open_segment(self) -> None:
         self._close_fd()
-        seq = self._next_seq
-        self._next_seq += 1
-        path = segment_path(self.directory, seq)
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise SpoolError(f"cannot create spool segment {path}: {exc.strerror}") from None
+        for _attempt in range(100):  # a stray file or directory may hold a name: skip it
+            seq = self._next_seq
+            self._next_seq += 1
+            path = segment_path(self.directory, seq)
+            try:
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise SpoolError(f"cannot create spool segment {path}: {exc.strerror}") from exc
+        else:
+            raise SpoolError(f"cannot create a spool segment in {self.directory}: names taken")
         self._active = seq
         self._end = Position(seq, 0)
         if self._synced < self._end:
@@ -378,7 +366,8 @@ class Spool:
                 continue
             start = after.offset if seq == after.segment else 0
             limit = end.offset if seq == active else None
-            for offset, stop, payload in read_segment(segment_path(self.directory, seq), start, limit):
+            path = segment_path(self.directory, seq)
+            for offset, stop, payload in read_segment(path, start, limit, self._quarantine):
                 out.append(Entry(seq, offset, stop, payload))
                 size += len(payload)
                 if len(out) >= max_entries or size >= max_bytes:
@@ -394,6 +383,7 @@ class Spool:
         Returns how many segment files were deleted."""
         deleted = 0
         with self._mutex:
+            self._landed = max(self._landed, consumed)
             if (
                 rotate
                 and self._active is not None
@@ -425,18 +415,35 @@ class Spool:
 
     # -- dead letters ---------------------------------------------------------------
 
+    def _quarantine(self, skip: Skip) -> None:
+        """Keep bytes that hold no intact entry in ``dead/`` (once), before the segment
+        holding them can be released."""
+        seq = int(skip.path.stem)
+        with self._mutex:
+            if (seq, skip.offset) in self._skipped:
+                return
+            self._skipped.add((seq, skip.offset))
+            if skip.tail:
+                self.torn_tails += 1
+            else:
+                self.damaged += 1
+        keep_skipped(self.directory, seq, skip)
+
+    def problems(self) -> list[str]:
+        """What is wrong with the spool now, one line each (empty when healthy)."""
+        out = [f"not a segment file: {name}" for name in stray_segments(self.directory)]
+        with self._mutex:
+            if self._error is not None:
+                out.append(f"spool failed: {self._error.strerror}")
+            if self._full_need is not None:
+                out.append(f"spool full: {self.refused} entries refused ({self.last_refusal})")
+            if self.damaged:
+                out.append(f"{self.damaged} damaged byte ranges skipped (kept in dead/)")
+        return out
+
     def dead_letter(self, payload: bytes, reason: str) -> None:
         """Keep an entry the store rejects for good, out of the drain path."""
-        dead = self.directory / "dead"
-        dead.mkdir(exist_ok=True)
-        path = dead / f"dead-{os.getpid()}{_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, encode_frame(payload))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        log.error("spool entry moved to %s: %s", path, reason)
+        dead_letter(self.directory, payload, reason)
 
     # -- closing -------------------------------------------------------------------
 
@@ -451,12 +458,13 @@ class Spool:
             self._close_fd()
         os.close(self._lock_file)
 
-    def _close_fd(self) -> None:
+    def _close_fd(self, *, fsync: bool = True) -> None:
         # Called with _mutex held. fsync before close: a closed segment is durable.
         with self._fd_mutex:
             if self._fd is not None:
                 try:
-                    os.fsync(self._fd)
+                    if fsync:
+                        os.fsync(self._fd)
                 finally:
                     os.close(self._fd)
                     self._fd = None
@@ -474,10 +482,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def count_dead(directory: Path) -> int:
-    dead = directory / "dead"
-    if not dead.is_dir():
-        return 0
-    return sum(1 for path in dead.glob(f"*{_SUFFIX}") for _ in read_segment(path))

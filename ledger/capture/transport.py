@@ -7,7 +7,9 @@ wrapped by a tee that copies the chunks as they pass. When the body is complete 
 request and response are paired and spooled before the last read returns to the
 caller, so a response the caller has fully read is in the spool. A body that cannot
 be parsed is logged (without secrets) and counted; the caller never sees an error
-from recording.
+from that. Records that nothing can keep (the spool is full and, with the default
+``on_spool_full="direct"``, the ledger cannot be written either) raise
+:class:`~ledger.capture.spool.SpoolFullError` from the read that completes the body.
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class _Base:
                 resp.value(),
                 content_encoding=None if decoded else response.headers.get("content-encoding"),
                 known_secrets=secrets_from_headers(request.headers.multi_items()),
+                strict=True,  # a record nothing could keep fails the read: never a silent loss
             )
 
         return complete

@@ -35,10 +35,13 @@ from ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 
-#: Rotate the active segment once this much of it has landed (keeps files bounded
-#: without creating a file per batch on the caller's path).
-ROTATE_AFTER_BYTES = 4 * 1024 * 1024
-IDLE_ROTATE_S = 30.0
+#: Release the active segment once this much of it has landed, or once the writer has
+#: been idle this long (landed bytes must not hold a small disk), and at once when the
+#: spool has refused an append for lack of room. Not per batch: that would create a file
+#: per batch on the caller's path.
+ROTATE_AFTER_BYTES = 256 * 1024
+IDLE_ROTATE_S = 1.0
+MAX_FAULT_BACKOFF = 30.0
 
 
 @dataclass
@@ -53,7 +56,9 @@ class Counters:
     parse_errors: int = 0  # bodies that could not be read as Runware envelopes
     unpaired: int = 0  # results for tasks this process never saw
     fingerprinted: int = 0
-    fingerprint_failed: int = 0
+    fingerprint_failed: int = 0  # outputs that could not be fingerprinted (undecodable, not downloaded)
+    fingerprint_retried: int = 0  # batches landed again because fingerprinting could not reach the store
+    direct: int = 0  # records written straight to the store because the spool was full
     sealed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -88,8 +93,12 @@ class SpoolWriter:
         fingerprinter: Callable[[Ledger, list[tuple[int, Output]]], int] | None = None,
         sealer: Callable[..., int] | None = None,
         ledger: Ledger | None = None,
+        rotate_bytes: int = ROTATE_AFTER_BYTES,
+        idle_rotate_s: float = IDLE_ROTATE_S,
     ) -> None:
         self.spool = spool
+        self.rotate_bytes = rotate_bytes
+        self.idle_rotate_s = idle_rotate_s
         self.db_url = db_url
         self.counters = counters or Counters()
         self.batch_records = batch_records
@@ -107,7 +116,10 @@ class SpoolWriter:
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
         self._last_progress = time.monotonic()
-        self.last_error: str | None = None
+        self._counted = self._cursor  # records before this were counted as recorded
+        self.last_error: str | None = None  # why the database is unreachable, while it is
+        self.fault: str | None = None  # an unexpected writer error, while it persists
+        self._fault_backoff = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -143,17 +155,35 @@ class SpoolWriter:
         while not self._stop.is_set():
             try:
                 landed = self.step()
-            except Exception:  # the writer thread must survive anything
-                log.exception("spool writer step failed")
-                landed = -1
+            except Exception as exc:  # the writer thread must survive anything
+                self._faulted(exc)
+                self._stop.wait(self._fault_backoff)
+                continue
+            if self.fault is not None:
+                log.warning("spool writer recovered from: %s", self.fault)
+                self.fault, self._fault_backoff = None, 0.0
             if landed >= self.batch_records:
                 continue  # a backlog: keep going
             wait = self._backoff if landed < 0 else (self.linger if landed > 0 else 0.25)
-            if self._wake.wait(wait) and landed >= 0:
+            if self._wake.wait(wait) and landed >= 0 and not self._backlog():
                 # Let a few more records arrive so one transaction lands them together
                 # (less CPU per record next to the caller; the spool already holds them).
                 self._stop.wait(self.linger)
             self._wake.clear()
+
+    def _backlog(self) -> bool:
+        """More than a segment waits, or the spool is short of room: no lingering."""
+        return self.spool.under_pressure or self.spool.end.segment > self._cursor.segment + 1
+
+    def _faulted(self, exc: BaseException) -> None:
+        """An unexpected error: back off (up to MAX_FAULT_BACKOFF), name it in status,
+        and log it once while it persists (the traceback only at debug level)."""
+        message = f"{type(exc).__name__}: {_short(exc)}"
+        self._fault_backoff = min(MAX_FAULT_BACKOFF, max(0.1, self._fault_backoff * 2))
+        if message != self.fault:
+            log.error("spool writer failed (retrying with backoff): %s", message)
+            log.debug("spool writer failure", exc_info=exc)
+        self.fault = message
 
     # -- draining ----------------------------------------------------------------
 
@@ -184,8 +214,8 @@ class SpoolWriter:
             if not entries:
                 if self._cursor < end_before:
                     self._cursor = end_before
-                idle = time.monotonic() - self._last_progress > IDLE_ROTATE_S
-                self.spool.release(self._cursor, rotate=rotate or idle)
+                idle = time.monotonic() - self._last_progress > self.idle_rotate_s
+                self.spool.release(self._cursor, rotate=rotate or idle or self.spool.under_pressure)
                 return 0
             decoded: list[tuple[Entry, DecodedEntry]] = []
             for entry, result in zip(entries, decode_entries([e.payload for e in entries]), strict=True):
@@ -197,9 +227,9 @@ class SpoolWriter:
             landed = self._land(decoded)
             if landed < 0:
                 return -1
-            self._cursor = entries[-1].end
+            self._cursor = self._counted = max(self._counted, entries[-1].end)
             self._last_progress = time.monotonic()
-            rotate = rotate or self._cursor.offset >= ROTATE_AFTER_BYTES
+            rotate = rotate or self._cursor.offset >= self.rotate_bytes or self.spool.under_pressure
             self.spool.release(self._cursor, rotate=rotate)
             return max(landed, 1) if entries else 0
 
@@ -213,11 +243,13 @@ class SpoolWriter:
     def _land(self, decoded: list[tuple[Entry, DecodedEntry]]) -> int:
         items = [record for _, d in decoded for record in d.records]
         outputs = {key: out for _, d in decoded for key, out in d.outputs.items()}
+        environments = {key: env for _, d in decoded for key, env in d.environments.items()}
         if not items:
             return 0
         want = list(outputs) if self.fingerprinter is not None else []
         try:
-            ids = self._insert(items, want)
+            ids = self._insert(items, want, environments)
+            fingerprinted = self._fingerprint(ids, outputs)
         except (StoreError, *_TRANSIENT) as exc:
             self._unreachable(exc, len(items))
             return -1
@@ -229,17 +261,25 @@ class SpoolWriter:
             # The database refused the data: find the entries it refuses.
             log.warning("batch of %d records rejected (%s); retrying entry by entry", len(items), _short(exc))
             return self._land_one_by_one(decoded)
+        if not fingerprinted:  # records are in; their fingerprints wait with them in the spool
+            self.counters.add(fingerprint_retried=1)
+            return -1
         self._backoff = 0.0
         self.last_error = None
-        self.counters.add(recorded=len(items))
-        self._after_commit(ids, outputs)
+        fresh = [record for entry, d in decoded if entry.end > self._counted for record in d.records]
+        self.counters.add(recorded=len(fresh))
+        self._seal()
         return len(items)
 
     def _land_one_by_one(self, decoded: list[tuple[Entry, DecodedEntry]]) -> int:
         landed = 0
         for entry, d in decoded:
             try:
-                ids = self._insert(d.records, list(d.outputs) if self.fingerprinter is not None else [])
+                ids = self._insert(
+                    d.records, list(d.outputs) if self.fingerprinter is not None else [], d.environments
+                )
+                if not self._fingerprint(ids, d.outputs):
+                    return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
             except (StoreError, *_TRANSIENT) as exc:
                 self._unreachable(exc, len(d.records))
                 return -1 if landed == 0 else landed  # pragma: no cover - rare interleaving
@@ -248,17 +288,25 @@ class SpoolWriter:
                 self.counters.add(failed=len(d.records))
                 continue
             landed += len(d.records)
-            self.counters.add(recorded=len(d.records))
-            self._after_commit(ids, d.outputs)
+            if entry.end > self._counted:
+                self.counters.add(recorded=len(d.records))
+            self._seal()
         return landed
 
-    def _insert(self, items: list[list[Any]], want_ids: list[str]) -> dict[str, int]:
+    def _insert(
+        self,
+        items: list[list[Any]],
+        want_ids: list[str],
+        environments: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, int]:
         ledger = self._open()
         assert self._inserter is not None
         with ledger.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                return self._inserter.insert(conn, items, utcnow(), want_ids=want_ids)
+                return self._inserter.insert(
+                    conn, items, utcnow(), want_ids=want_ids, environments=environments
+                )
 
     def _unreachable(self, exc: BaseException, count: int) -> None:
         self._backoff = min(self.max_backoff, max(0.05, self._backoff * 2))
@@ -268,20 +316,51 @@ class SpoolWriter:
         self.last_error = message
         self.counters.add(retried=count)
 
-    def _after_commit(self, ids: dict[str, int], outputs: dict[str, Output]) -> None:
-        if self.fingerprinter is not None and outputs:
-            work = [(ids[key], out) for key, out in outputs.items() if key in ids]
-            try:
-                done = self.fingerprinter(self._open(), work)
-                self.counters.add(fingerprinted=done, fingerprint_failed=len(work) - done)
-            except LedgerError as exc:
-                log.warning("fingerprinting %d outputs failed: %s", len(work), exc)
-                self.counters.add(fingerprint_failed=len(work))
+    def _fingerprint(self, ids: dict[str, int], outputs: dict[str, Output]) -> bool:
+        """Fingerprint committed records. False when the store could not take the
+        fingerprints (the caller keeps the batch in the spool: it lands again, exactly
+        once, and the fingerprints are retried with it)."""
+        if self.fingerprinter is None or not outputs:
+            return True
+        work = [(ids[key], out) for key, out in outputs.items() if key in ids]
+        try:
+            done = self.fingerprinter(self._open(), work)
+        except (StoreError, SQLAlchemyError) as exc:
+            self._unreachable(exc, 0)
+            return False
+        except LedgerError as exc:
+            log.warning("fingerprinting %d outputs failed: %s", len(work), exc)
+            done = 0
+        self.counters.add(fingerprinted=done, fingerprint_failed=len(work) - done)
+        return True
+
+    def _seal(self) -> None:
         if self.sealer is not None:
             try:
                 self.counters.add(sealed=self.sealer(self._open()))
             except LedgerError as exc:
                 log.warning("sealing failed (records are stored; seal later): %s", exc)
+
+    def write_direct(
+        self,
+        records: list[list[Any]],
+        outputs: dict[str, Output],
+        environments: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Land records now, on the caller's thread (the spool is full). Raises
+        StoreError when the store cannot take them."""
+        with self._step_lock:
+            try:
+                ids = self._insert(
+                    records, list(outputs) if self.fingerprinter is not None else [], environments
+                )
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot write to the ledger: {_short(exc)}") from None
+            self.counters.add(recorded=len(records), direct=len(records))
+            if not self._fingerprint(ids, outputs):
+                log.warning("fingerprints of %d directly written records not stored", len(outputs))
+                self.counters.add(fingerprint_failed=len(outputs))
+            self._seal()
 
 
 def _short(exc: BaseException) -> str:

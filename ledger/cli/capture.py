@@ -36,6 +36,12 @@ from ledger.cli.app import app, emit_mapping, info, main
     type=float,
     help="Seconds to land spooled records at shutdown.",
 )
+@click.option(
+    "--ws-upstream",
+    metavar="URL",
+    help="WebSocket API to relay upgrades to "
+    "[default: wss://ws-api.runware.ai; ws:// on a loopback --upstream]",
+)
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
 def proxy(
     upstream: str,
@@ -44,6 +50,7 @@ def proxy(
     webhook_token: str | None,
     forward_webhooks: str | None,
     drain_timeout: float,
+    ws_upstream: str | None,
     no_fingerprint: bool,
 ) -> None:
     """Run the recording proxy: point a Runware SDK's base URL at it."""
@@ -59,6 +66,7 @@ def proxy(
         drain_timeout=drain_timeout,
         fingerprint=not no_fingerprint,
         announce=info,
+        ws_upstream=ws_upstream,
     )
 
 
@@ -96,10 +104,14 @@ def status(spool_dir: str | None) -> None:
 )
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
 def drain(spool_dir: str | None, timeout: float, no_fingerprint: bool) -> None:
-    """Land every spooled record in the ledger now (exactly once)."""
+    """Land every spooled record in the ledger now (exactly once). Exits 4 when the
+    database stayed unreachable, or when anything was skipped (damaged bytes, entries the
+    database refused: kept in the spool's dead/ folder)."""
     from ledger.capture.service import drain as drain_spool
+    from ledger.capture.service import drain_problem
 
-    emit_mapping(
-        drain_spool(spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint),
-        as_json=app().json,
-    )
+    result = drain_spool(spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint)
+    emit_mapping(result, as_json=app().json)
+    problem = drain_problem(result)
+    if problem is not None:
+        raise problem

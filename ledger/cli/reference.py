@@ -80,6 +80,26 @@ from ledger.cli.app import fail, info, main
 @click.option(
     "--public-url", default=None, help="Base URL written into imageURL (default: from the Host header)."
 )
+@click.option(
+    "--ws-idle-seconds",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="WebSocket: close a socket after this long without a client message.",
+)
+@click.option(
+    "--ws-buffer-seconds",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="WebSocket: keep undelivered results this long for a client that resumes its session.",
+)
+@click.option(
+    "--ws-split-results/--no-ws-split-results",
+    default=False,
+    show_default=True,
+    help="WebSocket: one frame per result of a multi-output task.",
+)
 def reference_server(
     host: str,
     port: int,
@@ -97,12 +117,16 @@ def reference_server(
     api_key_env: str | None,
     models_config: str | None,
     public_url: str | None,
+    ws_idle_seconds: float,
+    ws_buffer_seconds: float,
+    ws_split_results: bool,
 ) -> None:
     """Run the reference backend: procedural test images behind Runware's API.
 
     A reference backend for demos and tests, NOT a model. Point the Runware adapter
-    at http://HOST:PORT/v1, or pass `--backend-url http://HOST:PORT/v1` to `sweep
-    --backend reference` and `audit --replay-backend reference`.
+    at http://HOST:PORT/v1 (a Runware SDK's WebSocket URL at ws://HOST:PORT/v1), or pass
+    `--backend-url http://HOST:PORT/v1` to `sweep --backend reference` and
+    `audit --replay-backend reference`.
     """
     from ledger.backends.reference.server import serve_forever
     from ledger.core.models import ModelCatalog
@@ -148,4 +172,7 @@ def reference_server(
         async_polls=async_polls,
         async_error_rate=async_error_rate,
         knob_seed=knob_seed,
+        ws_idle_seconds=ws_idle_seconds,
+        ws_buffer_seconds=ws_buffer_seconds,
+        ws_split_results=ws_split_results,
     )

@@ -96,6 +96,8 @@ class ModelInfo:
     default_scheduler: str | None = None
     note: str = ""
     builtin: bool = True
+    #: Where a diffusers replay loads this model from (a local directory or a hub id).
+    diffusers_path: str | None = None
 
 
 # Built-in entries, from Runware's model schemas (https://schemas.runware.ai/registry.json).
@@ -182,6 +184,10 @@ class ModelCatalog:
     def default_scheduler(self, model: str) -> str | None:
         return self.lookup(model).default_scheduler
 
+    def diffusers_path(self, model: str) -> str | None:
+        """The diffusers checkpoint a ``[models]`` entry maps ``model`` to, if any."""
+        return self.lookup(model).diffusers_path
+
     def is_known(self, model: str) -> bool:
         """True when ``model`` is an AIR whose provider (or exact AIR) the catalog lists."""
         try:
@@ -226,8 +232,8 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         if not isinstance(pattern, str) or ":" not in pattern:
             raise InvalidInputError(f"{where}: key must be an AIR or pattern like 'provider:*'")
         if not isinstance(fields, Mapping):
-            raise InvalidInputError(f"{where}: expected a table with seed/default_scheduler/note")
-        unknown = set(fields) - {"seed", "default_scheduler", "note"}
+            raise InvalidInputError(f"{where}: expected a table of catalog fields")
+        unknown = set(fields) - {"seed", "default_scheduler", "note", "diffusers_path"}
         if unknown:
             raise InvalidInputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         seed = fields.get("seed")
@@ -239,7 +245,10 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         note = fields.get("note", "user configuration")
         if not isinstance(note, str):
             raise InvalidInputError(f"{where}.note: expected a string")
-        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False))
+        path = fields.get("diffusers_path")
+        if path is not None and not isinstance(path, str):
+            raise InvalidInputError(f"{where}.diffusers_path: expected a string")
+        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False, diffusers_path=path))
     return tuple(out)
 
 

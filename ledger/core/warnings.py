@@ -59,6 +59,13 @@ LOSSY_OUTPUT = "lossy-output"
 INPUTS_UNAVAILABLE = "inputs-unavailable"
 BATCH_SEED_UNKNOWN = "batch-seed-unknown"
 NONDETERMINISTIC_SETTINGS = "nondeterministic-settings"
+SEEDED_STOCHASTIC = "seeded-stochastic-scheduler"
+GLOBAL_RNG_NOISE = "global-rng-noise"
+GENERATOR_STATE_ADVANCED = "generator-state-advanced"
+OUTPUT_UNREADABLE = "output-unreadable"
+#: Where a capture hook notes, in the record's ``response``, that the output bytes it
+#: was given are not a readable image (so no fingerprint identifies the output).
+OUTPUT_UNREADABLE_KEY = "output_unreadable"
 
 _E, _W, _I = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -91,9 +98,22 @@ CATALOG: Final[dict[str, WarningKind]] = {
             blocks_replay=True,
         ),
         WarningKind(
+            GENERATOR_STATE_ADVANCED,
+            _E,
+            "the generator had already drawn numbers before the call, so its seed does not say "
+            "what noise the call used",
+            blocks_replay=True,
+        ),
+        WarningKind(
             STOCHASTIC_SCHEDULER,
             _W,
             "the scheduler injects fresh noise at each step: a fixed seed may still drift",
+        ),
+        WarningKind(
+            GLOBAL_RNG_NOISE,
+            _W,
+            "the scheduler draws its step noise from the global torch RNG, not the seeded generator "
+            "(DPMSolverSDEScheduler without noise_sampler_seed): a replay may drift",
         ),
         WarningKind(
             SCHEDULER_UNRESOLVED,
@@ -111,9 +131,20 @@ CATALOG: Final[dict[str, WarningKind]] = {
             "recorded settings are known to be non-deterministic (xformers, SDP attention, GPU RNG)",
         ),
         WarningKind(
+            SEEDED_STOCHASTIC,
+            _I,
+            "the scheduler injects noise at each step, but draws it from the recorded seeded "
+            "generator: a replay on the same stack is exact",
+        ),
+        WarningKind(
             LOSSY_OUTPUT,
             _I,
             "the output is JPG or WEBP: compression noise limits exact comparison",
+        ),
+        WarningKind(
+            OUTPUT_UNREADABLE,
+            _W,
+            "the output bytes recorded are not a readable image: no fingerprint identifies the output",
         ),
     )
 }
@@ -194,12 +225,34 @@ def warnings_for(record: Record, *, catalog: ModelCatalog | None = None) -> tupl
             options["default_scheduler"] = default
         options.update(_scheduler_options(record.params))
         verdict = classify(name, record.backend, options)
-        if verdict.is_stochastic:
+        if verdict.is_stochastic and record.backend == "diffusers" and record.seed is not None:
+            # diffusers draws ancestral/SDE step noise from the generator passed in,
+            # except DPMSolverSDEScheduler's Brownian tree without noise_sampler_seed.
+            config = record.params.get("scheduler_config")
+            config = config if isinstance(config, Mapping) else {}
+            if (
+                record.params.get("scheduler_class") == "DPMSolverSDEScheduler"
+                and config.get("noise_sampler_seed") is None
+            ):
+                found[GLOBAL_RNG_NOISE] = make_warning(
+                    GLOBAL_RNG_NOISE, f"{name}: noise_sampler_seed not set"
+                )
+            else:
+                found[SEEDED_STOCHASTIC] = make_warning(
+                    SEEDED_STOCHASTIC, f"{name}: step noise from the seeded generator"
+                )
+        elif verdict.is_stochastic:
             found[STOCHASTIC_SCHEDULER] = make_warning(
                 STOCHASTIC_SCHEDULER, f"{name or 'default'}: {verdict.reason}"
             )
         elif not verdict.is_deterministic:
             found[SCHEDULER_UNRESOLVED] = make_warning(SCHEDULER_UNRESOLVED, verdict.reason)
+
+    generator = record.params.get("generator")
+    if isinstance(generator, Mapping) and generator.get("state") == "advanced":
+        found[GENERATOR_STATE_ADVANCED] = make_warning(
+            GENERATOR_STATE_ADVANCED, "seed not claimed: the generator state had moved past it"
+        )
 
     if not is_pinned(record.model) and not _model_hash(record.params):
         found[MODEL_UNPINNED] = make_warning(MODEL_UNPINNED, f"{record.model} names no @version")
@@ -211,6 +264,10 @@ def warnings_for(record: Record, *, catalog: ModelCatalog | None = None) -> tupl
     lossy = _lossy_format(record)
     if lossy:
         found[LOSSY_OUTPUT] = make_warning(LOSSY_OUTPUT, f"output format {lossy}")
+
+    unreadable = record.response.get(OUTPUT_UNREADABLE_KEY)
+    if unreadable:
+        found[OUTPUT_UNREADABLE] = make_warning(OUTPUT_UNREADABLE, str(unreadable))
 
     return tuple(found[code] for code in CATALOG if code in found)
 
@@ -302,6 +359,8 @@ __all__ = [
     "LOSSY_OUTPUT",
     "MODEL_UNPINNED",
     "NONDETERMINISTIC_SETTINGS",
+    "OUTPUT_UNREADABLE",
+    "OUTPUT_UNREADABLE_KEY",
     "SCHEDULER_UNRESOLVED",
     "SEEDLESS_MODEL",
     "SEED_NOT_CAPTURED",

@@ -40,7 +40,7 @@ from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from ledger.core.canonical import canonical_json
 from ledger.integrity.merkle import leaf_hash
-from ledger.store.schema import audit_results, fingerprints, log_entries, records
+from ledger.store.schema import audit_results, fingerprints, log_entries, record_environments, records
 from ledger.store.types import SeedType, UTCDateTime
 
 LEAF_FORMAT = "seedledger/leaf"
@@ -315,8 +315,15 @@ FINGERPRINT = EntryType("fingerprint", 1, fingerprints, id_column="record_id")
 #: One stored replay result of an audit run (ledger.audit); rows are never updated.
 AUDIT_RESULT = EntryType("audit-result", 1, audit_results)
 
+#: The runtime a record's output was made in (ledger.store.environments); append-only.
+ENVIRONMENT = EntryType("environment", 1, record_environments, id_column="record_id")
+
 #: Entry types the sealer seals and the verifier knows, in sealing order.
-ENTRY_TYPES: dict[str, EntryType] = {RECORD.name: RECORD, AUDIT_RESULT.name: AUDIT_RESULT}
+ENTRY_TYPES: dict[str, EntryType] = {
+    RECORD.name: RECORD,
+    AUDIT_RESULT.name: AUDIT_RESULT,
+    ENVIRONMENT.name: ENVIRONMENT,
+}
 
 
 def register(entry_type: EntryType) -> None:

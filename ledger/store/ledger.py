@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +138,7 @@ class Ledger:
         *,
         conn: Connection | None = None,
         fingerprints: Sequence[Fingerprint | None] | None = None,
+        environments: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[int]:
         """Store records; return their ids in input order.
 
@@ -145,14 +146,19 @@ class Ledger:
         its existing id is returned. All or nothing. ``fingerprints``, if given, is
         aligned with ``new_records`` (None where an output has none) and is stored in
         the same transaction; a record that already has a fingerprint keeps it.
+        ``environments`` likewise (the runtime each output was made in).
         """
         if fingerprints is not None and len(fingerprints) != len(new_records):
             raise UsageError(
                 f"{len(fingerprints)} fingerprints for {len(new_records)} records; pass one per record"
             )
+        if environments is not None and len(environments) != len(new_records):
+            raise UsageError(
+                f"{len(environments)} environments for {len(new_records)} records; pass one per record"
+            )
         if conn is None:
             with self.writing() as own:
-                return self.add(new_records, conn=own, fingerprints=fingerprints)
+                return self.add(new_records, conn=own, fingerprints=fingerprints, environments=environments)
         if not new_records:
             return []
         recorded_at = utcnow()
@@ -187,6 +193,17 @@ class Ledger:
                 if fp is not None
             }
             fingerprint_store.insert_ignoring_existing(conn, list(fp_rows.values()))
+        if environments is not None:
+            from ledger.store import environments as environment_store
+
+            environment_store.insert_ignoring_existing(
+                conn,
+                [
+                    {"record_id": ids[key], "environment": dict(env)}
+                    for key, env in zip(keys, environments, strict=True)
+                    if env is not None
+                ],
+            )
         return [ids[key] for key in keys]
 
     def _insert_ignoring_duplicates(self, table: Any = records) -> Any:
@@ -303,6 +320,13 @@ class Ledger:
                 )
             fingerprint_store.replace(conn, row)
             return True
+
+    def environment_of(self, record_id: int) -> dict[str, Any] | None:
+        """The runtime record ``record_id`` was made in, if it reported one."""
+        from ledger.store import environments as environment_store
+
+        with self.reading() as conn:
+            return environment_store.get(conn, record_id)
 
     def fingerprint_of(self, record_id: int) -> Fingerprint:
         from ledger.store import fingerprints as fingerprint_store

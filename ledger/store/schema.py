@@ -118,6 +118,17 @@ fingerprints = Table(
     *(Index(f"ix_fingerprints_phash_c{i}", f"phash_c{i}", "phash", "record_id") for i in range(4)),
 )
 
+# The runtime a generation ran in (library versions, device, dtype, determinism
+# flags: ledger.backends.diffusers.runtime), one row per record that reported one.
+# Kept beside records rather than as a column so that leaves sealed before it existed
+# still recompute; sealed as its own log entry type ("environment").
+record_environments = Table(
+    "record_environments",
+    metadata,
+    Column("record_id", _ID, ForeignKey("records.id"), primary_key=True),
+    Column("environment", JSONType, nullable=False),
+)
+
 # -- integrity: the Merkle log (ledger.integrity) -------------------------------------
 # One row per sealed entry. leaf_index is assigned by the sealer under its lock as
 # size + i: gap-free, never from a sequence (sequences have gaps). Entries of any type
