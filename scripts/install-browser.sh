@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Headless Chromium for the HTML report tests, from Debian's packages.
+# Headless Chromium for the report and web UI tests, from Debian's packages. Playwright
+# (the test extra) drives it through executable_path; its own browser download is not used.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then
   exit 0

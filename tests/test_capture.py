@@ -32,6 +32,7 @@ from ledger.store import Ledger
 from tests.conftest import SENTINEL_KEY
 
 AUTH = {"Authorization": f"Bearer {SENTINEL_KEY}"}
+WEBHOOK_SECRET = "webhook-secret-0123456789"
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 
 
@@ -135,7 +136,13 @@ def running_proxy(upstream: str, recorder: Recorder, **options: Any) -> Iterator
     port = sock.getsockname()[1]
     app = RecordingProxy(upstream, recorder, owns_recorder=False, **options)
     config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False, server_header=False, date_header=False
+        app,
+        lifespan="on",
+        http="h11",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -334,10 +341,10 @@ def test_webhook_delivery_is_paired_with_the_request_that_went_through_the_proxy
     recorder = make_recorder(tmp_path, sqlite_url, fingerprint=False, source=Source.PROXY)
     task = video_task()
     with (
-        running_proxy(reference.base_url, recorder, webhook_token="t0k") as proxy,
+        running_proxy(reference.base_url, recorder, webhook_token=WEBHOOK_SECRET) as proxy,
         httpx.Client(base_url=proxy) as client,
     ):
-        task["webhookURL"] = f"{proxy}/_seedledger/webhook/t0k"
+        task["webhookURL"] = f"{proxy}/_seedledger/webhook/{WEBHOOK_SECRET}"
         ack = client.post("/v1", json=[task]).json()
         assert ack["data"][0]["taskUUID"] == task["taskUUID"]
         # The backend's webhook POST (simulated: the reference server does not call webhooks).
@@ -354,14 +361,15 @@ def test_webhook_delivery_is_paired_with_the_request_that_went_through_the_proxy
             ]
         }
         assert client.post("/_seedledger/webhook/wrong", json=delivery).status_code == 404
-        assert client.post("/_seedledger/webhook/t0k", json=delivery).json() == {"recorded": 1}
+        assert client.post(f"/_seedledger/webhook/{WEBHOOK_SECRET}", json=delivery).json() == {"recorded": 1}
         stranger = {**delivery["data"][0], "taskUUID": str(uuid.uuid4())}
-        assert client.post("/_seedledger/webhook/t0k", json=stranger).json() == {"recorded": 0}
+        assert client.post(f"/_seedledger/webhook/{WEBHOOK_SECRET}", json=stranger).json() == {"recorded": 0}
     assert recorder.close(drain_timeout=10)
     with Ledger.open(sqlite_url) as ledger:
         (record,) = ledger.query()
     assert (record.task_uuid, record.output_uuid, record.seed) == (task["taskUUID"], "v-1", 2**63 + 5)
-    assert record.params["webhookURL"].endswith("/_seedledger/webhook/t0k")
+    # The secret in webhookURL is cut out of what is recorded.
+    assert record.params["webhookURL"].endswith("/_seedledger/webhook/[redacted]")
     assert recorder.counters.snapshot()["unpaired"] == 1
 
 

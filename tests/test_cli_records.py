@@ -209,3 +209,21 @@ def test_show_answers_the_next_questions(sqlite_url: str, tmp_path: Path) -> Non
     }
     text = seedledger("--db", sqlite_url, "show", "1").out
     assert "in the signed checkpoint of size 1: `seedledger prove 1`" in text
+
+
+def test_list_json_returns_every_match_and_pages_explicitly(sqlite_url: str) -> None:
+    from ledger.store import Ledger
+    from tests.factories import new_record
+
+    ledger = Ledger.open(sqlite_url, create=True)
+    try:
+        ids = ledger.add([new_record(seed=i, idempotency_key=f"k{i}") for i in range(130)])
+    finally:
+        ledger.close()
+    every = seedledger("--db", sqlite_url, "--json", "list")
+    assert every.code == 0, every.err
+    assert [r["id"] for r in every.json_lines()] == ids  # not cut at 100
+    page = seedledger("--db", sqlite_url, "--json", "list", "--limit", "50", "--after", str(ids[99]))
+    assert [r["id"] for r in page.json_lines()] == ids[100:130]
+    wrong = seedledger("--db", sqlite_url, "list", "--order", "seed", "--after", "3")
+    assert wrong.code == 2 and "--after pages by id" in wrong.err

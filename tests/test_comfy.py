@@ -146,6 +146,12 @@ def test_cycles_and_dangling_links_do_not_hang() -> None:
     graph = copy.deepcopy(comfy_graph())
     graph["8"]["inputs"]["samples"] = ["99", 0]  # dangling
     (output,) = comfy.outputs_of(graph)
+    # The sampler chain is still in the graph (the only one): it is read, and the break noted.
+    assert output.sampler is not None and output.sampler.node_id == "12"
+    assert output.notes[0] == "ComfyUI node 8 (VAEDecode).samples links to node 99, which is not in the graph"
+    graph["50"] = copy.deepcopy(graph["3"])  # a second terminal chain: which one is not knowable
+    graph["50"]["inputs"]["latent_image"] = ["5", 0]
+    (output,) = comfy.outputs_of(graph)
     assert output.sampler is None
     cyclic = {
         "1": {"class_type": "Loop", "inputs": {"x": ["2", 0]}},

@@ -271,7 +271,7 @@ def test_test_certificates_are_not_overwritten(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "mime"), [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
-def test_jpeg_and_webp_credentials(setup: Setup, fmt: str, mime: str) -> None:
+def test_jpeg_and_webp_credentials(setup: Setup, fmt: str, mime: str, _sqlite_template: Path) -> None:
     buffer = io.BytesIO()
     Image.open(io.BytesIO(_png(5))).save(buffer, fmt, quality=90)
     data = buffer.getvalue()
@@ -293,3 +293,87 @@ def test_jpeg_and_webp_credentials(setup: Setup, fmt: str, mime: str) -> None:
     code, report, err = setup.verify(out)
     assert code == 0, err
     assert report["record_id"] == record_id
+    # Into another ledger: WEBP carries no XMP stamp, so the record comes from the leaf row.
+    import shutil
+
+    other = setup.tmp / f"other-{fmt}.db"
+    shutil.copyfile(_sqlite_template, other)
+    assert _import(f"sqlite:///{other}", out)["status"] == "imported"
+    with Ledger.open(f"sqlite:///{other}") as ledger:
+        (copy,) = ledger.query()
+    assert (copy.seed, copy.model, copy.prompt) == (5, "runware:101@1", "a lighthouse at dusk")
+
+
+# -- import reads Content Credentials ---------------------------------------------------
+
+
+def _import(url: str, path: Path) -> Any:
+    done = seedledger("--db", url, "--json", "import", str(path))
+    assert done.code == 0, done.err
+    (outcome,) = [o for o in done.json_lines() if o.get("path") or o.get("file") or o.get("status")]
+    return outcome
+
+
+def test_import_links_a_credential_to_its_record_or_reads_it(setup: Setup, _sqlite_template: Path) -> None:
+    import shutil
+
+    out = setup.tmp / "signed.png"
+    setup.stamp(2**64 - 1, out)
+    linked = _import(setup.url, out)
+    assert linked["status"] == "linked" and linked["record_ids"] == [setup.ids[2**64 - 1]]
+    empty = setup.tmp / "empty.db"
+    shutil.copyfile(_sqlite_template, empty)
+    elsewhere = _import(f"sqlite:///{empty}", out)
+    assert elsewhere["status"] == "imported"  # this ledger has no such record: nothing linked
+    with Ledger.open(f"sqlite:///{empty}") as ledger:
+        (record,) = ledger.query()
+    assert record.seed == 2**64 - 1 and record.idempotency_key == new_record_key(setup, 2**64 - 1)
+    c2pa_facts = record.params["c2pa"]
+    assert c2pa_facts["digital_source_type"] == TRAINED_ALGORITHMIC_MEDIA
+    assert (
+        c2pa_facts["trusted"] is None and c2pa_facts["seedledger_record"]["record_id"] == setup.ids[2**64 - 1]
+    )
+
+
+def new_record_key(setup: Setup, seed: int) -> str | None:
+    with Ledger.open(setup.url) as ledger:
+        return ledger.get(setup.ids[seed]).idempotency_key
+
+
+def test_import_reads_a_manifest_made_elsewhere(setup: Setup) -> None:
+    # A manifest with no seedledger assertion, on an image with no other metadata (as
+    # Firefly or an OpenAI image carries): the software agent is the model, no seed.
+    manifest = {
+        "claim_generator_info": [{"name": "Adobe Firefly", "version": "3.0"}],
+        "title": "elsewhere.png",
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
+                            "softwareAgent": {"name": "Firefly Image 3"},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    signed = sign_manifest(
+        _png(4242),
+        "image/png",
+        manifest,
+        Path(setup.certs["chain"]).read_bytes(),
+        Path(setup.certs["key"]).read_bytes(),
+    )
+    path = setup.tmp / "elsewhere.png"
+    path.write_bytes(signed)
+    outcome = _import(setup.url, path)
+    assert outcome["status"] == "imported"
+    with Ledger.open(setup.url) as ledger:
+        record = ledger.get(outcome["record_ids"][0])
+    assert record.model == "Firefly Image 3" and record.seed is None
+    assert record.params["c2pa"]["claim_generator"] == "Adobe Firefly 3.0"
+    assert record.params["c2pa"]["signer"]["issuer"] == "seedledger UNTRUSTED TEST"

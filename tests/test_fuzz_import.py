@@ -28,6 +28,7 @@ from ledger.cli import main
 from ledger.errors import LedgerError
 from ledger.store import Ledger
 from ledger.workflows import _media, import_paths, parse_file, stamp_file
+from tests import reader_fixtures as rf
 from tests.workflow_fixtures import a1111_png, comfy_graph, comfy_png, exif_image, image, runware_jsonl
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=400)
@@ -60,6 +61,26 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         stamp_file(ledger, rid, plain_png)
         stamp_file(ledger, rid, plain_jpg)
     files["stamp.png"], files["stamp.jpg"] = plain_png, plain_jpg
+    # Every other reader's format (tests/reader_fixtures.py).
+    swarm = {"sui_image_params": {"seed": 3, "model": "m", "steps": 20, "width": 64, "height": 64}}
+    files.update(
+        {
+            "flux.png": rf.png_with_text(root / "flux.png", {"prompt": json.dumps(rf.flux_custom_graph())}),
+            "ui.png": rf.png_with_text(root / "ui.png", {"workflow": json.dumps(rf.ui_workflow())}),
+            "video.webp": rf.animated_webp(
+                root / "v.webp", rf.two_pass_noop_seed_graph(), {"nodes": [], "links": []}
+            ),
+            "stealth.png": rf.stealth_png(root / "stealth.png"),
+            "swarm.jpg": rf.jpeg_with_comment(root / "swarm.jpg", json.dumps(swarm)),
+            "civitai.jpg": rf.jpeg_with_comment(root / "civitai.jpg", json.dumps(comfy_graph())),
+            "exif.png": rf.png_with_exif_comment(root / "exif.png", "a\nSteps: 5, Sampler: Euler, Seed: 1"),
+            "dream.png": rf.png_with_text(root / "dream.png", {"Dream": '"a" -s 5 -S 9 -W 64 -H 64'}),
+            "novelai.png": rf.png_with_text(
+                root / "novelai.png", {"Software": "NovelAI", "Comment": json.dumps({"seed": 1, "steps": 5})}
+            ),
+            "drawthings.png": rf.xmp_png(root / "dt.png", rf.drawthings_xmp({"seed": 1, "steps": 5})),
+        }
+    )
     return {name: path.read_bytes() for name, path in files.items()}
 
 

@@ -15,6 +15,7 @@ from ledger.errors import InvalidInputError
 from ledger.store import Ledger, RecordFilter
 from ledger.workflows import _media, import_paths, parse_file
 from tests.cli import seedledger
+from tests.reader_fixtures import flux_custom_graph, png_with_text
 from tests.workflow_fixtures import (
     A1111_INFOTEXT,
     COMFY_WORKFLOW,
@@ -123,7 +124,9 @@ def test_comfyui_png_two_ksamplers(ledger: Ledger, tmp_path: Path) -> None:
 def test_comfyui_api_graph_json_one_record_per_save_node(ledger: Ledger, tmp_path: Path) -> None:
     graph = comfy_graph()
     graph["13"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
-    graph["14"] = {"class_type": "PreviewImage", "inputs": {"images": ["13", 0]}}
+    graph["14"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "base", "images": ["13", 0]}}
+    # A preview beside real savers is not an output of its own.
+    graph["15"] = {"class_type": "PreviewImage", "inputs": {"images": ["13", 0]}}
     path = tmp_path / "queue.json"
     path.write_text(json.dumps({"prompt": graph, "client_id": "abc"}))
     outcome = _only(import_paths(ledger, [path]))
@@ -308,16 +311,36 @@ def test_stamped_image_links_back_and_imports_elsewhere(ledger: Ledger, tmp_path
 def test_import_cli_json_outcomes_and_summary(sqlite_url: str, tmp_path: Path) -> None:
     a1111_png(tmp_path / "good.png")
     (tmp_path / "bad.json").write_text("{nope")
+    png_with_text(tmp_path / "flux.png", {"prompt": json.dumps(flux_custom_graph())})
+    lone = {"9": {"class_type": "SaveImage", "inputs": {"images": ["99", 0]}}}
+    png_with_text(tmp_path / "dangling.png", {"prompt": json.dumps(lone)})
     run = seedledger("--db", sqlite_url, "--json", "import", str(tmp_path))
     assert run.code == 0, run.err
     rows = {Path(r["path"]).name: r for r in run.json_lines()}
     assert rows["good.png"]["status"] == "imported"
     assert rows["good.png"]["kind"] == "a1111-png"
     assert rows["good.png"]["added"] == 1
+    # What was read and what was not, per file.
+    assert rows["good.png"]["read"] == [
+        "seed",
+        "model",
+        "sampler",
+        "steps",
+        "cfg_scale",
+        "width",
+        "height",
+        "prompt",
+    ]
+    assert rows["good.png"]["not_read"] == [] and rows["good.png"]["notes"] == []
+    assert rows["flux.png"]["read"] == ["seed", "model", "sampler", "steps", "width", "height", "prompt"]
+    assert rows["flux.png"]["not_read"] == ["cfg_scale"]
+    assert rows["dangling.png"]["status"] == "skipped"
+    assert rows["dangling.png"]["reason"].startswith("ComfyUI graph: no sampler pass feeds save node 9")
+    assert "links to node 99, which is not in the graph" in rows["dangling.png"]["reason"]
     assert rows["bad.json"]["status"] == "skipped"
     assert rows["bad.json"]["reason"].startswith("invalid JSON")
     assert (
-        "2 file(s): 1 imported (1 new record(s)), 0 unchanged, 0 linked to stamped records, 1 skipped"
+        "4 file(s): 2 imported (2 new record(s)), 0 unchanged, 0 linked to stamped records, 2 skipped"
         in run.err
     )
     strict = seedledger("--db", sqlite_url, "import", "--strict", str(tmp_path))

@@ -81,7 +81,7 @@ def _sdk_site(name: str) -> str:
 
 
 def _script(server_base: str, pg_url: str | None) -> str:
-    ports = {"8931": str(_free_port()), "8787": str(_free_port())}
+    ports = {"8931": str(_free_port()), "8787": str(_free_port()), "8765": str(_free_port())}
     lines = [
         "set -euo pipefail",
         "wait_for_port() { for _ in $(seq 1 300); do "

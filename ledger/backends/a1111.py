@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +44,7 @@ from ledger.backends.http import (
     Secret,
     safe_url,
 )
+from ledger.core import infotext as core_infotext
 from ledger.core.records import utcnow
 from ledger.core.seeds import check_seed_for_backend, parse_seed
 from ledger.errors import InvalidSeedError
@@ -92,43 +92,24 @@ _INFOTEXT_SETTINGS: dict[str, tuple[str, type]] = {
     "RNG": ("randn_source", str),
 }
 _INFOTEXT_MARKERS = frozenset({"Steps", "Sampler", "CFG scale", "Seed", "Size", "Size-1"})
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _RE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
 def parse_infotext(text: str) -> dict[str, Any]:
-    """Parse A1111 infotext (the PNG ``parameters`` chunk) into its key/values.
+    """A1111 infotext (the PNG ``parameters`` chunk) as the keys the file states.
 
-    Follows ``infotext_utils.parse_generation_parameters``: the last line holds the
-    parameters when it has at least three ``Key: value`` pairs; lines before
-    ``Negative prompt:`` are the prompt; ``WxH`` values split into ``Key-1``/``Key-2``.
+    Parsed by :func:`ledger.core.infotext.parse_infotext` (the WebUI's own rules), without
+    the defaults it fills in; ``Prompt`` / ``Negative prompt`` hold the prompts and
+    ``Size-1``/``Size-2`` are integers.
     """
-    lines = text.strip().split("\n")
-    out: dict[str, Any] = {}
-    params_line = ""
-    if lines and len(_RE_PARAM.findall(lines[-1])) >= 3:
-        params_line = lines.pop()
-    prompt: list[str] = []
-    negative: list[str] = []
-    in_negative = False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:") :].strip()
-        (negative if in_negative else prompt).append(line)
-    out["Prompt"] = "\n".join(prompt).strip()
-    if in_negative:
-        out["Negative prompt"] = "\n".join(negative).strip()
-    for key, raw in _RE_PARAM.findall(params_line):
-        value = raw.strip()
-        if value.startswith('"') and value.endswith('"'):
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
-        size = _RE_SIZE.match(str(value))
-        if size:
-            out[f"{key}-1"], out[f"{key}-2"] = int(size.group(1)), int(size.group(2))
-        else:
-            out[key] = value
+    info = core_infotext.parse_infotext(text)
+    out: dict[str, Any] = {"Prompt": info.prompt.strip()}
+    if info.negative_prompt.strip():
+        out["Negative prompt"] = info.negative_prompt.strip()
+    for key, value in info.parameters.items():
+        if key in info.defaulted:
+            continue
+        out[key] = int(value) if key.startswith("Size-") and value.isdigit() else value
     return out
 
 

@@ -1,10 +1,17 @@
 """The recording proxy: `seedledger proxy --upstream URL --listen HOST:PORT`.
 
-A plain ASGI application (served by uvicorn) that forwards every request unchanged
-to the upstream (method, path, query, headers including Authorization, body) and
+A plain ASGI application (served by uvicorn) that forwards every request to the one
+configured upstream (method, path, query, headers including Authorization, body) and
 relays the response unchanged (status, headers, body bytes as sent, streamed chunk by
 chunk). It records through the same :class:`~ledger.capture.recorder.Recorder` and
 pairing code as the httpx transport.
+
+It is a reverse proxy for one origin, never a relay: only origin-form targets are
+forwarded, to the configured origin (``proxy_targets.py``); hop-by-hop headers, and
+those the ``Connection`` header names, are dropped both ways. Request bodies are read
+under size, time and concurrency bounds (``proxy_limits.py``); clients and webhooks are
+authenticated by shared secrets (``proxy_auth.py``). Every refusal is one log line and a
+4xx/503 answer (or a quiet close for a client that went away), never a 500.
 
 Ordering guarantee: the last chunk of a response is held back until the exchange has
 been appended to the spool, so a client that received a complete response is sure
@@ -12,14 +19,15 @@ its records are in the spool (a ``kill -9`` of the proxy after that loses nothin
 
 Own endpoints, under a prefix no Runware path uses:
 
-* ``GET /_seedledger/health``: ``{"status": "ok", ...counters}``.
-* ``POST /_seedledger/webhook`` (or ``/_seedledger/webhook/<token>``): a webhook
-  receiver. Design: the proxy rewrites nothing. A client that wants webhook results
-  recorded sets ``webhookURL`` to this endpoint itself; the request goes through the
-  proxy, whose acknowledgement makes the task pending, and each POST the backend makes
-  is paired with it by ``taskUUID``. With ``--webhook-token`` only that token's path is
-  accepted; with ``--forward-webhooks URL`` each delivery is passed on unchanged to the
-  application's own receiver after it is recorded.
+* ``GET /_seedledger/health``: ``{"status": "ok", ...counters}``; the spool path and the
+  database error text only for a loopback peer. No authentication.
+* ``POST /_seedledger/webhook/<secret>``: a webhook receiver. Design: the proxy rewrites
+  nothing. A client that wants webhook results recorded sets ``webhookURL`` to this
+  endpoint itself; the request goes through the proxy, whose acknowledgement makes the
+  task pending, and each POST the backend makes is paired with it by ``taskUUID``. Any
+  other webhook path answers 404 and records nothing. With ``--forward-webhooks URL``
+  each delivery is passed on unchanged to the application's own receiver after it is
+  recorded.
 
 Graceful shutdown (SIGINT/SIGTERM): uvicorn stops accepting, finishes in-flight
 requests, then the writer lands what the spool holds (bounded wait) and exits.
@@ -30,22 +38,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
-import sys
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ledger.capture.pairing import CaptureParseError, secrets_from_headers
+from ledger.capture.proxy_auth import (
+    CLIENT_TOKEN_HEADER,
+    check_token,
+    is_loopback,
+    same_secret,
+)
+from ledger.capture.proxy_limits import (
+    DEFAULT_LIMITS,
+    BodyReader,
+    BodyRefused,
+    InflightBodies,
+    ProxyLimits,
+    check_depth,
+    declared_length,
+)
+from ledger.capture.proxy_targets import BadTarget, Origin, check_target, forwarded_headers
 from ledger.capture.recorder import Recorder
 from ledger.capture.spool import SpoolError
 from ledger.capture.transport import MAX_CAPTURE_BYTES
 from ledger.capture.ws_relay import WebSocketRelay, ws_upstream_for
-from ledger.core.records import Source
 from ledger.core.redaction import redact_url
-from ledger.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +75,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PREFIX = "/_seedledger"
-# Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's.
-_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"host",
-    }
-)
 _OFFLOAD_BYTES = 256 * 1024  # bigger bodies are parsed on a worker thread
 _SMALL_BODY = 1024 * 1024
-
-
-def _clean(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in headers if k.lower() not in _HOP]
+_REASONS = {400: "bad request", 401: "unauthorized", 408: "timeout", 413: "too large", 503: "busy"}
 
 
 class RecordingProxy:
-    """The ASGI app. ``recorder`` is closed (drained) at lifespan shutdown when owned."""
+    """The ASGI app. ``recorder`` is closed (drained) at lifespan shutdown when owned.
+
+    ``webhook_token`` None disables the webhook receiver (``serve`` always passes one);
+    ``client_token`` None lets any client use the proxy (loopback only, see ``serve``)."""
 
     def __init__(
         self,
@@ -87,20 +94,27 @@ class RecordingProxy:
         owns_recorder: bool = True,
         webhook_token: str | None = None,
         forward_webhooks: str | None = None,
+        client_token: str | None = None,
+        limits: ProxyLimits = DEFAULT_LIMITS,
         timeout: float = 600.0,
         drain_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         ws_upstream: str | None = None,
     ) -> None:
-        parts = urlsplit(upstream)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"--upstream must be an http(s) URL, got {redact_url(upstream)!r}")
+        self.origin = Origin.parse(upstream)
+        check_token("--webhook-token", webhook_token)
+        check_token("--client-token", client_token)
         self.upstream = upstream.rstrip("/")
         self.recorder = recorder
         self.owns_recorder = owns_recorder
         self.webhook_token = webhook_token
         self.forward_webhooks = forward_webhooks
+        self.client_token = client_token
+        self.limits = limits
         self.drain_timeout = drain_timeout
+        # Cut out of anything recorded: a webhookURL names the webhook secret.
+        self._secrets = tuple(t for t in (webhook_token, client_token) if t)
+        self._inflight = InflightBodies(limits.max_inflight_bodies)
         # The proxy talks to the transport directly: no client-level defaults (User-Agent,
         # Accept-Encoding, cookies, redirects) may change what is forwarded, and the
         # per-request overhead stays small.
@@ -119,15 +133,46 @@ class RecordingProxy:
             await self._lifespan(receive, send)
             return
         if scope["type"] == "websocket":  # see ws_relay.py
-            await self.ws_relay(scope, receive, send)
+            await self._websocket(scope, receive, send)
             return
         if scope["type"] != "http":
             return
-        path: str = scope["path"]
-        if path.startswith(PREFIX + "/"):
-            await self._own(scope, receive, send)
-        else:
-            await self._forward(scope, receive, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            url = self.origin.target(scope["method"], raw_path, scope.get("query_string", b""))
+            if scope["path"].startswith(PREFIX + "/"):
+                await self._own(scope, receive, tracked)
+            else:
+                await self._forward(scope, url, receive, tracked)
+        except (BadTarget, BodyRefused) as exc:
+            status = exc.status if isinstance(exc, BodyRefused) else 400
+            client = (scope.get("client") or ("?", 0))[0]
+            log.warning("refused %s request from %s: %s", scope["method"], client, exc)
+            if status and not started:
+                retry = ((b"retry-after", b"1"),) if status == 503 else ()
+                await _json(send, status, {"error": _REASONS.get(status, "refused")}, close=True, extra=retry)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same target and client-token checks as for HTTP; a refusal closes the
+        handshake (uvicorn answers 403) with one log line."""
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        try:
+            check_target("GET", raw_path, scope.get("query_string", b""))
+            if not self._authorised(scope):
+                raise BadTarget("missing or wrong client token")
+        except BadTarget as exc:
+            client = (scope.get("client") or ("?", 0))[0]
+            log.warning("refused websocket from %s: %s", client, exc)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.ws_relay(scope, receive, send)
 
     # -- lifespan ----------------------------------------------------------------------
 
@@ -154,27 +199,39 @@ class RecordingProxy:
         path: str = scope["path"][len(PREFIX) :]
         method = scope["method"]
         if path == "/health" and method in ("GET", "HEAD"):
-            await _json(send, 200, {"status": "ok", **self.recorder.status()})
+            await _json(send, 200, self._health(scope))
             return
-        if path == "/webhook" or path.startswith("/webhook/"):
-            token = path[len("/webhook/") :] if path.startswith("/webhook/") else None
-            if self.webhook_token is not None and token != self.webhook_token:
-                await _json(send, 404, {"error": "not found"})
-                return
+        if path.startswith("/webhook/") and self.webhook_token is not None:
+            if not same_secret(path[len("/webhook/") :], self.webhook_token):
+                raise BodyRefused(404, "webhook delivery with a wrong secret")
             if method != "POST":
                 await _json(send, 405, {"error": "POST only"})
                 return
-            body = await _read_body(receive)
-            recorded = await self._record(lambda: self.recorder.record_webhook(body), len(body))
+            body = await self._read(scope, receive, self.limits.max_webhook_body)
+            await check_depth(body, self.limits.max_json_depth)
+            recorded = await self._record(
+                lambda: self.recorder.record_webhook(body, known_secrets=self._secrets), len(body)
+            )
             if self.forward_webhooks:
                 await self._forward_webhook(scope, body)
             await _json(send, 200, {"recorded": recorded})
             return
         await _json(send, 404, {"error": "not found"})
 
+    def _health(self, scope: Scope) -> dict[str, Any]:
+        status = {"status": "ok", **self.recorder.status()}
+        if is_loopback((scope.get("client") or ("", 0))[0]):
+            return status
+        # Remote peers see counts and states, not paths or database details: each problem
+        # keeps its label ("database unreachable"), not the text after it.
+        error = status.pop("database_error", None)
+        status.pop("spool", None)
+        problems = [str(p).split(":", 1)[0] for p in status.get("problems", ())]
+        return {**status, "problems": problems, "database": "unavailable" if error else "ok"}
+
     async def _forward_webhook(self, scope: Scope, body: bytes) -> None:
         assert self.forward_webhooks is not None
-        headers = [(k, v) for k, v in _clean(list(scope["headers"])) if k.lower() != b"content-length"]
+        headers = forwarded_headers(list(scope["headers"]), frozenset({b"content-length"}))
         request = httpx.Request(
             "POST",
             self.forward_webhooks,
@@ -193,48 +250,52 @@ class RecordingProxy:
 
     # -- forwarding --------------------------------------------------------------------
 
-    def _target(self, scope: Scope) -> str:
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        url = self.upstream + raw_path.decode("latin-1")
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        return url
+    def _authorised(self, scope: Scope) -> bool:
+        if self.client_token is None:
+            return True
+        given = next((v for k, v in scope["headers"] if k.lower() == CLIENT_TOKEN_HEADER), None)
+        return same_secret(given, self.client_token)
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _clean(list(scope["headers"]))
+    def _reader(self, scope: Scope, receive: Receive, limit: int) -> BodyReader:
+        length = declared_length(list(scope["headers"]))
+        if length is not None and length > limit:  # refused before a byte is read
+            raise BodyRefused(413, f"declared body of {length} bytes is larger than {limit}")
+        return BodyReader(receive, limit, time.monotonic() + self.limits.body_timeout)
+
+    async def _read(self, scope: Scope, receive: Receive, limit: int) -> bytes:
+        reader = self._reader(scope, receive, limit)
+        self._inflight.enter()
+        try:
+            return await reader.read()
+        finally:
+            self._inflight.leave()
+
+    async def _forward(self, scope: Scope, url: httpx.URL, receive: Receive, send: Send) -> None:
+        if not self._authorised(scope):
+            raise BodyRefused(401, "missing or wrong client token")
+        headers = forwarded_headers(list(scope["headers"]), frozenset({CLIENT_TOKEN_HEADER}))
         record = scope["method"] == "POST"
         if record and not self.recorder.accepting():
             await _spool_full(send)  # refused before forwarding: nothing generated unrecorded
             return
-        captured_request: list[bytes] = []
-
-        async def body() -> Any:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                if chunk:
-                    if record:
-                        captured_request.append(chunk)
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-
-        length = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), None)
+        length = declared_length(list(scope["headers"]))
         chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
+        request_body = b""
         content: Any = None
-        if length is not None and length.isdigit() and int(length) <= _SMALL_BODY and not chunked:
-            # A small body (every Runware task request) is read whole: cheaper to send.
-            content = b"".join([chunk async for chunk in body()])
+        streaming = False
+        if record or (length is not None and length <= _SMALL_BODY and not chunked):
+            # Task requests are recorded, so read whole (capped); other small bodies too.
+            request_body = await self._read(scope, receive, self.limits.max_body)
+            if record:
+                await check_depth(request_body, self.limits.max_json_depth)
+            content = request_body if (length is not None or chunked or request_body) else None
         elif length is not None or chunked:
-            content = body()  # streamed through as it arrives
+            reader = self._reader(scope, receive, self.limits.max_body)
+            self._inflight.enter()
+            streaming = True
+            content = reader.chunks()  # relayed as it arrives, never held
         request = httpx.Request(
-            scope["method"],
-            self._target(scope),
-            headers=headers,
-            content=content,
-            extensions={"timeout": self._timeout},
+            scope["method"], url, headers=headers, content=content, extensions={"timeout": self._timeout}
         )
         try:
             response = await self._transport.handle_async_request(request)
@@ -253,57 +314,64 @@ class RecordingProxy:
                 },
             )
             return
+        finally:
+            if streaming:
+                self._inflight.leave()
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": _clean(list(response.headers.raw)),
-                }
-            )
-            captured: list[bytes] = []
-            size = 0
-            held: bytes | None = None
-            async for chunk in response.stream:  # type: ignore[union-attr]
-                if not chunk:
-                    continue
-                if record:
-                    size += len(chunk)
-                    if size > MAX_CAPTURE_BYTES:  # relayed, but too big to record
-                        record = False
-                        captured.clear()
-                        self.recorder.note_failure(
-                            CaptureParseError(f"body larger than {MAX_CAPTURE_BYTES} bytes")
-                        )
-                    else:
-                        captured.append(chunk)
-                if held is not None:
-                    await send({"type": "http.response.body", "body": held, "more_body": True})
-                held = chunk
-            if record:
-                # Spool before the client can hold the complete response.
-                request_body = b"".join(captured_request)
-                response_body = b"".join(captured)
-                secrets = secrets_from_headers(
-                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-                )
-                encoding = response.headers.get("content-encoding")
-                try:
-                    await self._record(
-                        lambda: self.recorder.record_exchange(
-                            request_body,
-                            response_body,
-                            content_encoding=encoding,
-                            known_secrets=secrets,
-                            strict=True,
-                        ),
-                        len(response_body),
-                    )
-                except SpoolError:  # counted and logged: the client never gets the last chunk
-                    return
-            await send({"type": "http.response.body", "body": held or b"", "more_body": False})
+            await self._relay(scope, response, send, request_body if record else None)
         finally:
             await response.aclose()
+
+    async def _relay(
+        self, scope: Scope, response: httpx.Response, send: Send, request_body: bytes | None
+    ) -> None:
+        record = request_body is not None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": forwarded_headers(list(response.headers.raw)),
+            }
+        )
+        captured: list[bytes] = []
+        size = 0
+        held: bytes | None = None
+        async for chunk in response.stream:  # type: ignore[union-attr]
+            if not chunk:
+                continue
+            if record:
+                size += len(chunk)
+                if size > MAX_CAPTURE_BYTES:  # relayed, but too big to record
+                    record = False
+                    captured.clear()
+                    too_big = CaptureParseError(f"body larger than {MAX_CAPTURE_BYTES} bytes")
+                    self.recorder.note_failure(too_big)
+                else:
+                    captured.append(chunk)
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
+        if record and request_body is not None:
+            # Spool before the client can hold the complete response.
+            response_body = b"".join(captured)
+            secrets = self._secrets + secrets_from_headers(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            )
+            encoding = response.headers.get("content-encoding")
+            try:
+                await self._record(
+                    lambda: self.recorder.record_exchange(
+                        request_body,
+                        response_body,
+                        content_encoding=encoding,
+                        known_secrets=secrets,
+                        strict=True,
+                    ),
+                    len(response_body),
+                )
+            except SpoolError:  # counted and logged: the client never gets the last chunk
+                return
+        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
 
     async def _record(self, work: Callable[[], int], size: int) -> int:
         if size > _OFFLOAD_BYTES:
@@ -320,101 +388,12 @@ async def _spool_full(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _json(send: Send, status: int, value: Any) -> None:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"--listen must be HOST:PORT, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-def serve(
-    upstream: str,
-    listen: str,
-    *,
-    spool: str | None = None,
-    db: str | None = None,
-    webhook_token: str | None = None,
-    forward_webhooks: str | None = None,
-    drain_timeout: float = 30.0,
-    fingerprint: bool = True,
-    announce: Callable[[str], None] | None = None,
-    ws_upstream: str | None = None,
+async def _json(
+    send: Send, status: int, value: Any, *, close: bool = False, extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    """Run the proxy until SIGINT/SIGTERM, then drain (see module docstring)."""
-    import uvicorn
-
-    host, port = parse_listen(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without
-    # it each response waits for a delayed ACK (~40 ms: headers and body are two writes).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    # Result URLs on the upstream's own host may be fetched for fingerprints.
-    upstream_host = urlsplit(upstream).hostname or ""
-    recorder = Recorder(
-        spool,
-        db,
-        source=Source.PROXY,
-        fingerprint=fingerprint,
-        trusted_hosts=(upstream_host,) if upstream_host else (),
-    )
-    try:
-        app = RecordingProxy(
-            upstream,
-            recorder,
-            webhook_token=webhook_token,
-            forward_webhooks=forward_webhooks,
-            drain_timeout=drain_timeout,
-            ws_upstream=ws_upstream,
-        )
-    except BaseException:
-        recorder.close(drain_timeout=0)
-        sock.close()
-        raise
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    (announce or (lambda m: print(m, file=sys.stderr, flush=True)))(
-        f"seedledger proxy: listening on http://{shown}:{bound_port} -> {redact_url(upstream)} "
-        f"(spool {recorder.spool.directory}; websocket -> {redact_url(app.ws_relay.ws_upstream)})"
-    )
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        server_header=False,  # relay the upstream's Server and Date headers unchanged
-        date_header=False,
-        timeout_graceful_shutdown=60,
-        ws="websockets-sansio",
-        ws_max_size=None,  # type: ignore[arg-type]  # Runware frames have no size limit
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    body = json.dumps(value, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    if close:  # the rest of a refused body is never read: this connection cannot be reused
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

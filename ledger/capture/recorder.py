@@ -130,11 +130,11 @@ class Recorder:
             return 0
         return 0 if captured is None else self._spool(captured, strict=strict)
 
-    def record_webhook(self, body: bytes) -> int:
+    def record_webhook(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> int:
         try:
-            captured = self.pairer.webhook(body)
+            captured = self.pairer.webhook(body, known_secrets=known_secrets)
         except Exception as exc:
-            self.note_failure(exc, ())
+            self.note_failure(exc, known_secrets)
             return 0
         return self._spool(captured)
 

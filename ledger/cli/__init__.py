@@ -35,6 +35,8 @@ COMMAND_MODULES: dict[str, str] = {
     "stamp": "ledger.cli.workflows",
     "sweep": "ledger.cli.sweep",
     "demo": "ledger.cli.demo",
+    "ui": "ledger.cli.ui",
+    "archive": "ledger.cli.archive",
 }
 main.lazy_commands = COMMAND_MODULES
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ledger.cli.app import app, emit_mapping, info, main
+
+
+def _bytes_option(name: str, default: int, help: str) -> Any:
+    return click.option(
+        name, default=default, show_default=True, type=click.IntRange(min=1), metavar="BYTES", help=help
+    )
 
 
 @main.command()
@@ -26,9 +34,36 @@ from ledger.cli.app import app, emit_mapping, info, main
     help="Spool directory [env SEEDLEDGER_SPOOL; default ./.seedledger-spool]",
 )
 @click.option(
-    "--webhook-token", metavar="TOKEN", help="Accept webhook deliveries only at /_seedledger/webhook/TOKEN."
+    "--webhook-token",
+    envvar="SEEDLEDGER_WEBHOOK_TOKEN",
+    metavar="TOKEN",
+    help="Accept webhook deliveries only at /_seedledger/webhook/TOKEN [env SEEDLEDGER_WEBHOOK_TOKEN; "
+    "default: generated once into SPOOL/webhook-token, mode 0600].",
 )
 @click.option("--forward-webhooks", metavar="URL", help="Pass each recorded webhook delivery on to this URL.")
+@click.option(
+    "--client-token",
+    envvar="SEEDLEDGER_PROXY_TOKEN",
+    metavar="TOKEN",
+    help="Require the header X-Seedledger-Token: TOKEN on every forwarded request "
+    "[env SEEDLEDGER_PROXY_TOKEN; required to listen beyond loopback].",
+)
+@_bytes_option("--max-body", 16 * 1024 * 1024, "Largest request body (413 above).")
+@_bytes_option("--max-webhook-body", 4 * 1024 * 1024, "Largest webhook delivery (413 above).")
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request body may take to arrive (408 after).",
+)
+@click.option(
+    "--max-inflight-bodies",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Request bodies read at once (503 beyond).",
+)
 @click.option(
     "--drain-timeout",
     default=30.0,
@@ -49,12 +84,18 @@ def proxy(
     spool_dir: str | None,
     webhook_token: str | None,
     forward_webhooks: str | None,
+    client_token: str | None,
+    max_body: int,
+    max_webhook_body: int,
+    body_timeout: float,
+    max_inflight_bodies: int,
     drain_timeout: float,
     ws_upstream: str | None,
     no_fingerprint: bool,
 ) -> None:
     """Run the recording proxy: point a Runware SDK's base URL at it."""
-    from ledger.capture.proxy import serve
+    from ledger.capture.proxy_limits import ProxyLimits
+    from ledger.capture.proxy_serve import serve
 
     serve(
         upstream,
@@ -63,6 +104,13 @@ def proxy(
         db=app().db_url,
         webhook_token=webhook_token,
         forward_webhooks=forward_webhooks,
+        client_token=client_token,
+        limits=ProxyLimits(
+            max_body=max_body,
+            max_webhook_body=max_webhook_body,
+            body_timeout=body_timeout,
+            max_inflight_bodies=max_inflight_bodies,
+        ),
         drain_timeout=drain_timeout,
         fingerprint=not no_fingerprint,
         announce=info,

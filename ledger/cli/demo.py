@@ -58,5 +58,7 @@ def demo(directory: Path, force: bool) -> None:
         f"  seedledger --db {rel} audit show {result.run_id}\n"
         f"  seedledger --db {rel} find {result.asset}\n"
         f"  seedledger --db {rel} verify --key-file {result.key_file} "
-        f"--against {result.checkpoint_file}"
+        f"--against {result.checkpoint_file}\n"
+        "\nBrowse it all in a web browser (read-only, http://127.0.0.1:8765/):\n"
+        f"  seedledger --db {rel} ui --key {result.key_file}.pub"
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 
 from ledger.core.seeds import parse_seed
+from ledger.core.times import parse_time
 from ledger.errors import InvalidInputError, InvalidSeedError
 from ledger.store import RecordFilter
 
@@ -35,15 +36,10 @@ class TimeParam(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
         if isinstance(value, datetime):
             return value
-        text = str(value).strip()
         try:
-            if len(text) == 10:
-                parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-            else:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return parse_time(str(value))
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 date or time (e.g. 2026-11-25T12:00Z)", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 SEED = SeedParam()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -110,22 +110,32 @@ def _add_counting(ledger: Ledger, new_records: list[NewRecord]) -> tuple[list[in
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="At most this many (0: no limit).",
+    default=None,
+    help="At most this many (default and 0: every match).",
 )
-@click.option("--offset", type=click.IntRange(min=0), default=0)
-def list_(where: RecordFilter, order: str, desc: bool, limit: int, offset: int) -> None:
-    """List records matching the filters (JSON Lines with --json)."""
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first.")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only records after this id in the listing (keyset paging with --limit; --order id).",
+)
+def list_(
+    where: RecordFilter, order: str, desc: bool, limit: int | None, offset: int, after: int | None
+) -> None:
+    """List records matching the filters (JSON Lines with --json): every match unless
+    --limit is given; page with --limit N --after LAST_ID (or --offset)."""
     ctx = app()
+    limit = limit or None
     ledger = ctx.ledger()
-    found = ledger.query(where, order_by=order, descending=desc, limit=limit or None, offset=offset)
+    if order == "id" and not desc and limit is None and not offset and after is None:
+        found: Iterable[Record] = ledger.iter_records(where)  # every match, in flat memory
+    else:
+        found = ledger.query(where, order_by=order, descending=desc, limit=limit, offset=offset, after=after)
     if ctx.json:
         emit_rows((record_dict(r) for r in found), (), as_json=True)
         return
     emit_rows([_summary(r) for r in found], LIST_COLUMNS, as_json=False)
-    if limit and len(found) == limit and sys.stderr.isatty():
-        info(f"showing {limit} records; use --limit 0 for all or --offset to page")
 
 
 @main.command()

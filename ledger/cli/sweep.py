@@ -77,6 +77,13 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the contact sheet [default: ./sweeps/EXPERIMENT].",
 )
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar="SEEDLEDGER_ARCHIVE",
+    metavar="DIR",
+    help="Also keep each output in this output archive [env SEEDLEDGER_ARCHIVE].",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; generate nothing.")
 def sweep(**options: Any) -> None:
     """Run a seed sweep, batch, CFG sweep or grid and record every output.
@@ -88,6 +95,7 @@ def sweep(**options: Any) -> None:
     seedledger sweep ... --seed 42 --cfg 1..15:1       # CFG sweep
     seedledger sweep ... --seed 42 --vary steps=20,30,40 --vary "scheduler=DPM++ 2M Karras,Euler a"
     """
+    from ledger.store.archive import Archive
     from ledger.workflows.sweep import (
         parse_number_range,
         parse_seed_range,
@@ -157,6 +165,7 @@ def sweep(**options: Any) -> None:
         max_cost=options["max_cost"],
         output_format=options["output_format"],
         on_cell=progress,
+        archive=Archive.open(options["archive_dir"]) if options["archive_dir"] else None,
     )
     outcome = report.outcome
     summary = {

@@ -33,8 +33,12 @@ from ledger.core.seeds import parse_seed
 from ledger.errors import InvalidInputError, InvalidSeedError
 
 # The WebUI's own pattern: a key starting with a word character, then a quoted value
-# (JSON string escapes allowed) or anything up to the next comma.
+# (JSON string escapes allowed) or anything up to the next comma. Extensions also write
+# JSON arrays/objects unquoted (``Civitai resources: [{…}]``, ``Hashes: {…}``):
+# :func:`param_pairs` reads those whole instead of cutting them at their first comma.
 _RE_PARAM: Final = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_RE_KEY: Final = re.compile(r"\s*(\w[\w \-/]+):\s*(?=[\[{])")
+_JSON_DECODER: Final = json.JSONDecoder()
 _RE_IMAGESIZE: Final = re.compile(r"^(\d+)x(\d+)$")
 _NEGATIVE: Final = "Negative prompt:"
 
@@ -99,6 +103,40 @@ class Infotext:
         return self.parameters.get(key)
 
 
+def param_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``Key: value`` pairs of a parameters line, in order, as the WebUI's regex
+    finds them, except that a value opening with ``[`` or ``{`` that is valid JSON is
+    taken whole (its text, verbatim)."""
+    pairs: list[tuple[str, str]] = []
+    pos = 0
+    while (m := _RE_PARAM.search(line, pos)) is not None:
+        key = _RE_KEY.match(line, m.start())
+        if key is not None:
+            try:
+                _, end = _JSON_DECODER.raw_decode(line, key.end())
+            except (ValueError, RecursionError):
+                end = -1
+            if end > 0 and (end == len(line) or line[end] == ","):
+                pairs.append((key.group(1), line[key.end() : end]))
+                pos = end + 1
+                continue
+        pairs.append((m.group(1), m.group(2)))
+        pos = max(m.end(), pos + 1)
+    return pairs
+
+
+def json_values(parameters: Mapping[str, str]) -> dict[str, Any]:
+    """The parameters whose value is a JSON array/object, parsed."""
+    out: dict[str, Any] = {}
+    for key, value in parameters.items():
+        if value[:1] in ("[", "{"):
+            try:
+                out[key] = json.loads(value)
+            except (ValueError, RecursionError):
+                continue
+    return out
+
+
 def unquote(text: str) -> str:
     """JSON-unquote a ``"…"`` value; anything else (or bad JSON) is returned as is."""
     if len(text) < 2 or text[0] != '"' or text[-1] != '"':
@@ -141,7 +179,7 @@ def parse_infotext(text: str) -> Infotext:
     if not stripped:
         raise InvalidInputError("infotext is empty")
     *lines, last = stripped.split("\n")
-    if len(_RE_PARAM.findall(last)) < 3:
+    if len(param_pairs(last)) < 3:
         lines.append(last)
         last = ""
 
@@ -156,7 +194,7 @@ def parse_infotext(text: str) -> Infotext:
         (negative_lines if in_negative else prompt_lines).append(line)
 
     found: dict[str, str] = {}
-    for key, raw_value in _RE_PARAM.findall(last):
+    for key, raw_value in param_pairs(last):
         value = unquote(raw_value) if raw_value[:1] == '"' and raw_value[-1:] == '"' else raw_value
         size = _RE_IMAGESIZE.match(value)
         if size is not None:
@@ -214,6 +252,23 @@ def _backcompat(
     return flags
 
 
+_FORGE: Final = re.compile(r"^(f\d+\.\d+\.\d+\S*?)v\d+\.\d+\.\d+")
+
+
+def generator_of(parameters: Mapping[str, str]) -> tuple[str, str | None]:
+    """The WebUI that wrote an infotext and its version, from ``App`` / ``Version``
+    (Forge writes ``f2.0.1v1.10.1-…``; SD.Next ``App: SD.Next``)."""
+    version = parameters.get("Version") or None
+    app = parameters.get("App")
+    if app:
+        return app, version
+    if version and (m := _FORGE.match(version)):
+        return "Forge", m.group(1)
+    if version and version.lower().startswith("fooocus"):
+        return "Fooocus", version.split()[-1]
+    return ("AUTOMATIC1111" if version else "A1111-compatible"), version
+
+
 def _int(value: str | None, key: str) -> int | None:
     if value is None or value == "":
         return None
@@ -263,15 +318,25 @@ def record_from_infotext(
         seed = parse_seed(p["Seed"]) if p.get("Seed") not in (None, "") else None
     except InvalidSeedError as exc:
         raise InvalidSeedError(f"infotext Seed: {exc}") from None
-    model = p.get("Model") or (f"hash:{p['Model hash']}" if p.get("Model hash") else "unknown")
+    values = json_values(p)
+    hashes = values.get("Hashes")
+    model_hash = p.get("Model hash") or (hashes.get("model") if isinstance(hashes, dict) else None)
+    model = p.get("Model") or (f"hash:{model_hash}" if model_hash else "unknown")
+    name, version = generator_of(p)
     params: dict[str, Any] = {
         "format": "a1111-infotext",
+        "generator": {"name": name, "version": version},
         "infotext": text,
         "parameters": dict(p),
         "defaulted": list(info.defaulted),
         "sampler": info.sampler,
         "schedule_type": info.schedule_type,
+        # The schedule the file states (None when the WebUI default was filled in).
+        "schedule": None if "Schedule type" in info.defaulted else info.schedule_type,
+        "model_hash": model_hash if isinstance(model_hash, str) else None,
     }
+    if values:
+        params["json_values"] = values
     if info.flags:
         params["backcompat"] = dict(info.flags)
     if extra_params:

@@ -257,7 +257,10 @@ class Ledger:
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        after: int | None = None,
     ) -> list[Record]:
+        """Matching records; ``after``: only ids past it in the listing order (keyset
+        pagination, with ``order_by="id"``)."""
         if order_by not in ORDERINGS:
             raise UsageError(f"cannot order by {order_by!r}; choose from {', '.join(ORDERINGS)}")
         if (limit is not None and limit < 0) or offset < 0:
@@ -268,6 +271,10 @@ class Ledger:
         if order_by != "id":
             keys.append(records.c.id.desc() if descending else records.c.id.asc())
         stmt = select(records).where(where.where()).order_by(*keys).offset(offset)
+        if after is not None:
+            if order_by != "id":
+                raise UsageError("--after pages by id: use it with --order id")
+            stmt = stmt.where(records.c.id < after if descending else records.c.id > after)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.reading() as conn:

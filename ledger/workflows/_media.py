@@ -275,6 +275,11 @@ def _ifd(tiff: bytes, offset: int, order: str) -> dict[int, tuple[int, int, byte
 def exif_user_comment(exif: bytes) -> bytes | None:
     """The raw UserComment (0x9286) of EXIF data (a TIFF structure, optionally after the
     ``Exif\\0\\0`` prefix), from the Exif IFD or, as some writers put it, IFD0."""
+    return exif_tags(exif).get(_USER_COMMENT)
+
+
+def exif_tags(exif: bytes) -> dict[int, bytes]:
+    """Raw values of IFD0 and Exif IFD tags (Exif IFD first where both hold a tag)."""
     tiff = exif[len(_EXIF_PREFIX) :] if exif.startswith(_EXIF_PREFIX) else exif
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         raise InvalidInputError("corrupt EXIF: no TIFF header")
@@ -289,11 +294,8 @@ def exif_user_comment(exif: bytes) -> bytes | None:
         if kind not in (4, 13) or n != 1 or len(value) != 4:
             raise InvalidInputError("corrupt EXIF: bad Exif IFD pointer")
         sub = _ifd(tiff, struct.unpack(order + "I", value)[0], order)
-        if _USER_COMMENT in sub:
-            return sub[_USER_COMMENT][2]
-    if _USER_COMMENT in ifd0:
-        return ifd0[_USER_COMMENT][2]
-    return None
+        return {tag: v[2] for tag, v in (ifd0 | sub).items()}
+    return {tag: v[2] for tag, v in ifd0.items()}
 
 
 def _riff_chunks(data: bytes) -> dict[bytes, bytes]:
@@ -312,10 +314,11 @@ def _riff_chunks(data: bytes) -> dict[bytes, bytes]:
     return chunks
 
 
-def image_meta(data: bytes) -> ImageMeta:
-    """EXIF UserComment and XMP of a JPEG or WEBP, read from the container's own
-    structure (no pixel decode, no Pillow: its EXIF reader only warns on corrupt data,
-    and catching warnings is not thread-safe)."""
+def exif_and_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
+    """The raw EXIF (TIFF, maybe ``Exif\\0\\0``-prefixed) and XMP packet of a JPEG,
+    WEBP or PNG (``eXIf`` chunk; XMP from the ``XML:com.adobe.xmp`` iTXt), read from the
+    container's own structure (no pixel decode, no Pillow: its EXIF reader only warns
+    on corrupt data, and catching warnings is not thread-safe)."""
     kind = sniff(data)
     exif: bytes | None = None
     xmp_raw: bytes | None = None
@@ -329,9 +332,69 @@ def image_meta(data: bytes) -> ImageMeta:
     elif kind == "webp":
         chunks = _riff_chunks(data)
         exif, xmp_raw = chunks.get(b"EXIF"), chunks.get(b"XMP ")
+    elif kind == "png":
+        exif = next((c.data for c in png_chunks(data) if c.type == b"eXIf"), None)
     else:
+        raise InvalidInputError("not a PNG, JPEG or WEBP file")
+    return exif, xmp_raw
+
+
+def image_meta(data: bytes) -> ImageMeta:
+    """EXIF UserComment and XMP of a JPEG or WEBP (see :func:`exif_and_xmp`)."""
+    if sniff(data) not in ("jpeg", "webp"):
         raise InvalidInputError("not a JPEG or WEBP file")
+    exif, xmp_raw = exif_and_xmp(data)
     raw = exif_user_comment(exif) if exif else None
     comment = decode_user_comment(raw) if raw else None
     xmp = xmp_raw.decode("utf-8", errors="replace") if xmp_raw else None
     return ImageMeta(comment.rstrip("\x00") if comment else None, xmp)
+
+
+# -- pixel size from the headers -------------------------------------------------------
+
+_JPEG_SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def pixel_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file's header (PNG IHDR, JPEG SOF, WEBP VP8X/VP8/VP8L),
+    or None when the header does not say."""
+    kind = sniff(data)
+    if kind == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if kind == "jpeg":
+        for marker, start, end in jpeg_segments(data):
+            if marker in _JPEG_SOF and end - start >= 9:
+                height, width = struct.unpack(">HH", data[start + 5 : start + 9])
+                return width, height
+        return None
+    if kind == "webp":
+        chunks = _riff_chunks(data)
+        if len(vp8x := chunks.get(b"VP8X", b"")) >= 10:
+            return int.from_bytes(vp8x[4:7], "little") + 1, int.from_bytes(vp8x[7:10], "little") + 1
+        if len(vp8 := chunks.get(b"VP8 ", b"")) >= 10:
+            width, height = struct.unpack("<HH", vp8[6:10])
+            return width & 0x3FFF, height & 0x3FFF
+        if len(vp8l := chunks.get(b"VP8L", b"")) >= 5 and vp8l[0] == 0x2F:
+            bits = int.from_bytes(vp8l[1:5], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def is_animated(data: bytes) -> bool:
+    """An animated PNG (``acTL`` before the image data) or WEBP (``ANIM`` chunk)."""
+    kind = sniff(data)
+    try:
+        if kind == "png":  # chunk headers only, up to the image data (no CRC pass)
+            pos = len(PNG_SIGNATURE)
+            while pos + 8 <= len(data):
+                length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+                if ctype == b"acTL":
+                    return True
+                if ctype in (b"IDAT", b"IEND"):
+                    return False
+                pos += 12 + length
+        elif kind == "webp":
+            return b"ANIM" in _riff_chunks(data)
+    except InvalidInputError:
+        return False
+    return False

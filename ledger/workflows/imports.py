@@ -1,18 +1,13 @@
 """`seedledger import PATH…`: records from files other tools wrote.
 
-Formats, recognised by content (magic bytes / JSON shape), not by file name:
+Formats are recognised by content (magic bytes, metadata carriers, JSON shape), never
+by file name, by the reader registry (:mod:`ledger.workflows.readers`: A1111/Forge
+infotext, ComfyUI graphs, InvokeAI, SwarmUI, Fooocus, NovelAI, Draw Things, Civitai,
+seedledger stamps, Runware JSON / JSON Lines logs). A stamped image whose record is in
+this ledger is reported as ``linked`` and adds nothing.
 
-- **AUTOMATIC1111 / Forge PNG**: the ``parameters`` text chunk (infotext).
-- **A1111 JPEG / WEBP**: the infotext in the EXIF ``UserComment``.
-- **ComfyUI PNG**: the ``prompt`` chunk (API graph) and ``workflow`` (UI graph).
-- **ComfyUI API graph JSON** (or a ``{"prompt": graph}`` queue body): one record per
-  image-saving node (no image bytes, so no fingerprint).
-- **Runware JSON / JSON Lines** request+response logs (:mod:`ledger.core.documents`).
-- **seedledger stamps** (PNG iTXt / XMP): the image points at the record it was made
-  from; if that record is in this ledger the file is reported as ``linked`` and nothing
-  is added, otherwise the stamp's embedded record summary is imported.
-
-Every image is fingerprinted as it is imported. Each file is one transaction: a file
+Every still image is fingerprinted as it is imported (animated ones are kept without a
+fingerprint, and the outcome says so). Each file is one transaction: a file
 that cannot be read, parsed or fingerprinted is skipped with its reason and nothing
 of it is written. Re-importing adds nothing: image records are keyed by the file's
 SHA-256 and output position (``import:<sha256>:<n>``), Runware records by their task
@@ -23,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,37 +29,27 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from ledger.core import comfy
-from ledger.core.documents import parse_documents
-from ledger.core.infotext import record_from_infotext
-from ledger.core.jsonsafe import JSONTooDeepError, loads_bounded
-from ledger.core.records import Modality, NewRecord, SeedOrigin, Source
-from ledger.core.seeds import parse_seed
+from ledger.core.records import NewRecord, Source
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
 from ledger.store import Ledger
 from ledger.store.schema import records as records_table
-from ledger.workflows import _media
-from ledger.workflows.stamp import Stamp, stamp_in_png_text, stamp_in_xmp
+from ledger.workflows import _media, readers
+from ledger.workflows._storable import check_storable, finite, one_line, stated_fields
+from ledger.workflows.readers import Reading
+from ledger.workflows.stamp import Stamp
 
 #: File name endings picked up when a folder is imported (files named explicitly are
 #: always tried, whatever their name).
 SCANNED_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".json", ".jsonl", ".ndjson"})
 MAX_FILE_BYTES: Final = 256 * 1024 * 1024
-_INT32_MAX: Final = 2**31 - 1
 #: Threads reading/parsing/fingerprinting ahead of the writer (see import_paths).
 DEFAULT_WORKERS: Final = 1
 
 Fingerprinter = Callable[[bytes], Any]
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """What one file holds: records to store, the image to fingerprint, its stamp."""
-
-    kind: str
-    records: tuple[NewRecord, ...]
-    image: bytes | None = None
-    stamp: Stamp | None = None
+#: What one file holds (records, the image to fingerprint, its stamp).
+Parsed = Reading
 
 
 @dataclass(frozen=True)
@@ -79,9 +63,15 @@ class FileOutcome:
     record_ids: tuple[int, ...] = ()
     added: int = 0
     reason: str | None = None
+    #: Record fields the file stated / did not state, and what the reader noted
+    #: (values computed at run time, a dangling link, which save node, …).
+    read: tuple[str, ...] = ()
+    not_read: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"record_ids": list(self.record_ids)}
+        out = dataclasses.asdict(self)
+        return out | {k: list(out[k]) for k in ("record_ids", "read", "not_read", "notes")}
 
 
 @dataclass(frozen=True)
@@ -132,7 +122,8 @@ def iter_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, 
 def parse_file(
     name: str, data: bytes, *, source: Source = Source.IMPORT, created_at: datetime | None = None
 ) -> Parsed:
-    """Parse one file's bytes. Raises :class:`LedgerError` subclasses only.
+    """Parse one file's bytes through the reader registry. Raises :class:`LedgerError`
+    subclasses only.
 
     ``created_at`` (the file's modification time when importing) dates image records,
     whose metadata carries no time of its own; JSON logs keep their own times.
@@ -140,7 +131,7 @@ def parse_file(
     sha = hashlib.sha256(data).hexdigest()
     kind = _media.sniff(data)
     if kind is not None:
-        parsed = _parse_image(name, data, kind, sha, source)
+        parsed = readers.read_image(data, readers.Context(name, sha, kind, source))
         if created_at is not None and parsed.kind != "seedledger-stamp":
             dated = tuple(dataclasses.replace(r, created_at=created_at) for r in parsed.records)
             parsed = dataclasses.replace(parsed, records=dated)
@@ -149,215 +140,11 @@ def parse_file(
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
-        parsed = _parse_text(name, text, sha, source)
-    for record in parsed.records:
-        _check_storable(record)
-    return parsed
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _check_storable(record: NewRecord) -> None:
-    # PostgreSQL text and JSON cannot hold NUL; refuse the file rather than fail the
-    # database write (which would stop the whole import).
-    fields = (record.prompt, record.negative_prompt, record.model, record.scheduler, record.params)
-    if any(_has_nul(value) for value in fields):
-        raise InvalidInputError("metadata contains NUL characters, which the ledger cannot store")
-    # Integer columns are 32-bit on PostgreSQL: an absurd size or step count is bad input.
-    for name in ("width", "height", "steps", "output_index"):
-        value = getattr(record, name)
-        if value is not None and not 0 <= value <= _INT32_MAX:
-            raise InvalidInputError(f"{name} {value} is out of range")
-    if record.cfg_scale is not None and not math.isfinite(record.cfg_scale):
-        raise InvalidInputError(f"CFG scale {record.cfg_scale} is not a finite number")
-
-
-def _import_info(name: str, sha: str, fmt: str) -> dict[str, Any]:
-    # Only the base name: full paths would leak the importer's directory layout.
-    return {"import": {"file": os.path.basename(name), "sha256": sha, "format": fmt}}
-
-
-def _parse_image(name: str, data: bytes, kind: str, sha: str, source: Source) -> Parsed:
-    key = f"import:{sha}:0"
-    output_format = "JPG" if kind == "jpeg" else kind.upper()
-    if kind == "png":
-        text = _media.png_text(data)
-        stamp = stamp_in_png_text(text)
-        if "parameters" in text:
-            record = record_from_infotext(
-                text["parameters"],
-                source=source,
-                output_format=output_format,
-                idempotency_key=key,
-                extra_params=_import_info(name, sha, kind),
-            )
-            return Parsed("a1111-png", (record,), data, stamp)
-        if "prompt" in text:
-            return Parsed("comfyui-png", (_comfy_png(name, text, sha, key, source),), data, stamp)
-        if stamp is not None:
-            return Parsed(
-                "seedledger-stamp", (_record_from_stamp(stamp, name, sha, kind, source),), data, stamp
-            )
-        raise InvalidInputError(
-            "PNG has no generation metadata (no 'parameters', 'prompt' or seedledger chunk)"
-        )
-    meta = _media.image_meta(data)
-    stamp = stamp_in_xmp(meta.xmp)
-    if meta.user_comment and meta.user_comment.strip():
-        record = record_from_infotext(
-            meta.user_comment,
-            source=source,
-            output_format=output_format,
-            idempotency_key=key,
-            extra_params=_import_info(name, sha, kind),
-        )
-        return Parsed(f"a1111-{kind}", (record,), data, stamp)
-    if stamp is not None:
-        return Parsed("seedledger-stamp", (_record_from_stamp(stamp, name, sha, kind, source),), data, stamp)
-    raise InvalidInputError(f"{kind.upper()} has no EXIF UserComment infotext and no seedledger stamp")
-
-
-def _comfy_png(name: str, text: dict[str, str], sha: str, key: str, source: Source) -> NewRecord:
-    graph = comfy.load_graph(text["prompt"])
-    workflow: Any = None
-    if "workflow" in text:
-        try:
-            workflow = loads_bounded(text["workflow"])
-        except InvalidInputError:
-            workflow = text["workflow"]  # kept verbatim: it is provenance, not input
-    outputs = comfy.outputs_of(graph)
-    output, how = comfy.match_output(outputs, name)
-    return comfy.record_for_output(
-        output,
-        graph,
-        workflow=workflow,
-        all_outputs=outputs,
-        matched_by=how,
-        source=source,
-        output_format="PNG",
-        idempotency_key=key,
-        extra_params=_import_info(name, sha, "png"),
-    )
-
-
-def _record_from_stamp(stamp: Stamp, name: str, sha: str, kind: str, source: Source) -> NewRecord:
-    """A record from a stamp's embedded summary (the original ledger is elsewhere)."""
-    r = stamp.record
-    try:
-        seed = parse_seed(r["seed"]) if r.get("seed") is not None else None
-        modality = Modality(r.get("modality", "image"))
-        origin = SeedOrigin(r.get("seed_origin", "unknown" if seed is None else "request"))
-    except (ValueError, LedgerError) as exc:
-        raise InvalidInputError(f"seedledger stamp: bad record summary: {exc}") from None
-    if not isinstance(r.get("model"), str) or not isinstance(r.get("backend"), str):
-        raise InvalidInputError("seedledger stamp: record summary lacks backend/model")
-
-    def text(key: str) -> str | None:
-        value = r.get(key)
-        return value if isinstance(value, str) else None
-
-    def number(key: str, kind_: type) -> Any:
-        value = r.get(key)
-        return kind_(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    params = {
-        "format": "seedledger-stamp",
-        "stamp": {
-            "record_id": stamp.record_id,
-            "idempotency_key": stamp.idempotency_key,
-            "stamped_at": stamp.stamped_at,
-            "checkpoint": dict(stamp.checkpoint) if stamp.checkpoint else None,
-        },
-        **_import_info(name, sha, kind),
-    }
-    return NewRecord(
-        backend=r["backend"],
-        task_type=text("task_type") or "imageInference",
-        modality=modality,
-        model=r["model"],
-        seed=seed,
-        seed_origin=origin,
-        scheduler_requested=text("scheduler_requested"),
-        scheduler=text("scheduler"),
-        prompt=text("prompt"),
-        negative_prompt=text("negative_prompt"),
-        width=number("width", int),
-        height=number("height", int),
-        steps=number("steps", int),
-        cfg_scale=number("cfg_scale", float),
-        output_format=text("output_format"),
-        params=params,
-        task_uuid=text("task_uuid"),
-        output_uuid=text("output_uuid"),
-        output_index=number("output_index", int) or 0,
-        source=source,
-        created_at=_stamp_time(r.get("created_at")),
-        # The original record's key: the same output is one record in any ledger.
-        idempotency_key=stamp.idempotency_key,
-    )
-
-
-def _stamp_time(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed.astimezone(UTC)
-    return datetime.now(UTC)
-
-
-def _parse_text(name: str, text: str, sha: str, source: Source) -> Parsed:
-    try:
-        whole = loads_bounded(text)
-    except JSONTooDeepError:
-        raise
-    except InvalidInputError:
-        whole = None
-    graph = None
-    if comfy.is_api_graph(whole):
-        graph = whole
-    elif isinstance(whole, dict) and comfy.is_api_graph(whole.get("prompt")):
-        graph = whole["prompt"]
-    if graph is not None:
-        graph = comfy.load_graph(graph)
-        outputs = comfy.outputs_of(graph)
-        if not outputs:
-            raise InvalidInputError("ComfyUI graph has no image-saving node (SaveImage)")
-        workflow = None
-        if isinstance(whole, dict) and isinstance(whole.get("extra_data"), dict):
-            extra = whole["extra_data"].get("extra_pnginfo")
-            workflow = extra.get("workflow") if isinstance(extra, dict) else None
-        records = tuple(
-            comfy.record_for_output(
-                output,
-                graph,
-                workflow=workflow,
-                all_outputs=outputs,
-                matched_by="graph",
-                source=source,
-                idempotency_key=f"import:{sha}:{output.node_id}",
-                output_index=index,
-                extra_params=_import_info(name, sha, "json"),
-            )
-            for index, output in enumerate(outputs)
-        )
-        return Parsed("comfyui-json", records)
-    if isinstance(whole, dict) and "nodes" in whole and "links" in whole:
-        raise InvalidInputError("a ComfyUI UI workflow without the API graph ('prompt') cannot be mapped")
-    return Parsed("runware-json", tuple(parse_documents(text, source=source)))
-
-
-# -- storing ------------------------------------------------------------------------
+        parsed = readers.read_text(text, readers.Context(name, sha, "json", source))
+    records = tuple(finite(r) for r in parsed.records)
+    for record in records:
+        check_storable(record)
+    return dataclasses.replace(parsed, records=records)
 
 
 def default_fingerprinter() -> Fingerprinter:
@@ -425,6 +212,7 @@ class Prepared:
     parsed: Parsed
     fingerprint: Any | None = None
     fingerprint_error: str | None = None
+    note: str | None = None
 
 
 def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileOutcome:
@@ -440,9 +228,13 @@ def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileO
     try:
         parsed = parse_file(path.name, data, created_at=datetime.fromtimestamp(stat.st_mtime, UTC))
     except LedgerError as exc:
-        return FileOutcome(shown, "skipped", reason=exc.message)
+        return FileOutcome(shown, "skipped", reason=one_line(exc.message))
     if parsed.image is None or fingerprinter is None:
         return Prepared(shown, parsed)
+    if _media.is_animated(parsed.image):
+        # Fingerprints cover still images: the record is kept, unfingerprinted, and says so.
+        note = "animated image: not fingerprinted (fingerprints cover still images)"
+        return Prepared(shown, parsed, note=note)
     try:
         return Prepared(shown, parsed, fingerprinter(parsed.image))
     except FingerprintError as exc:
@@ -468,7 +260,12 @@ def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> Fi
         if exc.exit_code == 4:  # the database itself failed: stop, do not skip on
             raise
         return FileOutcome(shown, "skipped", parsed.kind, reason=exc.message)
-    return FileOutcome(shown, "imported" if added else "unchanged", parsed.kind, tuple(ids), added)
+    read, not_read, notes = stated_fields(parsed.records)
+    notes = tuple(one_line(n) for n in notes)
+    if prepared.note is not None:
+        notes = (*notes, prepared.note)
+    status = "imported" if added else "unchanged"
+    return FileOutcome(shown, status, parsed.kind, tuple(ids), added, None, read, not_read, notes)
 
 
 def import_one(

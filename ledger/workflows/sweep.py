@@ -24,6 +24,7 @@ from ledger.core.seeds import FULL_RANGE, SEED_RANGES, check_seed_for_backend, p
 from ledger.errors import BackendError, FingerprintError, InvalidInputError, UsageError
 from ledger.fingerprint import Fingerprint, fingerprint_bytes
 from ledger.store import Ledger
+from ledger.store.archive import Archive
 from ledger.workflows.contact import ContactCell, write_contact_sheet
 
 __all__ = [
@@ -227,6 +228,14 @@ def _fingerprints(generated: Sequence[Generated]) -> list[Fingerprint | None]:
     return out
 
 
+def _archive_outputs(
+    archive: Archive, generated: Sequence[Generated], prints: Sequence[Fingerprint | None]
+) -> None:
+    for g, fp in zip(generated, prints, strict=True):
+        if fp is not None:
+            archive.put(g.data)
+
+
 async def run_sweep(
     ledger: Ledger,
     backend: AsyncBackend,
@@ -238,8 +247,12 @@ async def run_sweep(
     max_cost: float | None = None,
     output_format: str | None = None,
     on_cell: Callable[[int, int], None] | None = None,
+    archive: Archive | None = None,
 ) -> tuple[SweepOutcome, list[tuple[SweepCell, Generated | None]]]:
     """Generate every cell and store the results under a new experiment.
+
+    With an ``archive``, each fingerprinted output's bytes are kept there too (after the
+    record is stored: the archive is never the only copy of a record's facts).
 
     Returns the outcome and, per cell in plan order, the stored output (None for a
     failed cell) so callers can build a contact sheet without reading bytes back.
@@ -283,6 +296,8 @@ async def run_sweep(
                 )
                 prints = await asyncio.to_thread(_fingerprints, generated)
                 ids = await asyncio.to_thread(ledger.add, [g.record for g in generated], fingerprints=prints)
+                if archive is not None:
+                    await asyncio.to_thread(_archive_outputs, archive, generated, prints)
                 per_cell[index] = (cell, generated[0] if generated else None, ids[0] if ids else -1)
                 async with lock:
                     spent += result.cost or 0.0
@@ -325,6 +340,7 @@ def sweep(
     max_cost: float | None = None,
     output_format: str | None = None,
     on_cell: Callable[[int, int], None] | None = None,
+    archive: Archive | None = None,
 ) -> SweepReport:
     """Run a sweep on a named backend and write its contact sheet (PNG and HTML)."""
 
@@ -340,6 +356,7 @@ def sweep(
                 max_cost=max_cost,
                 output_format=output_format,
                 on_cell=on_cell,
+                archive=archive,
             )
 
     outcome, stored = asyncio.run(go())

@@ -1,0 +1,1 @@
+"""One module per page; each exposes ``routes`` (HTML path and its .json twin)."""
