@@ -9,22 +9,27 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test install install-test build-deps browser lint bench clean
+.PHONY: demo test install install-test build-deps media-deps browser lint bench clean sanitize-native lowest-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip setuptools wheel
 
 # with the PostgreSQL driver, so the README's PostgreSQL section runs as written
 install: $(BIN)/python build-deps
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[postgres]'
+	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[postgres]'
 
-install-test: $(BIN)/python build-deps
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+install-test: $(BIN)/python build-deps media-deps
+	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
+	$(BIN)/python scripts/check_lock.py
 
-# headers for the optional native verify walker (ledger/integrity/_leafwalk.c)
+# headers for the optional native verify walker (ledger/integrity/_leafwalk/)
 build-deps:
 	bash scripts/install-build-deps.sh
+
+# Chromaprint (audio fingerprints), see scripts/install-media-deps.sh
+media-deps:
+	bash scripts/install-media-deps.sh
 
 browser:
 	bash scripts/install-browser.sh
@@ -35,10 +40,20 @@ demo: install
 test: install-test browser
 	$(BIN)/ruff check ledger tests bench scripts
 	$(BIN)/python -m pytest
+	bash scripts/sanitize-native.sh $(BIN)/python
 
 lint: install-test
 	$(BIN)/ruff check ledger tests bench scripts
 	$(BIN)/ruff format --check ledger tests bench scripts
+
+# the native walker's tests against an ASan+UBSan build of it (part of `test`)
+sanitize-native: install-test
+	bash scripts/sanitize-native.sh $(BIN)/python
+
+# a fast subset of the suite with every direct dependency at its pyproject floor (PyPI;
+# ~1 min to install, then the tests; not part of `test`: too slow for CI)
+lowest-deps: install-test
+	$(BIN)/python scripts/lowest_deps.py
 
 bench: install-test
 	$(BIN)/python bench/run.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headers for the native leaf walker (ledger/integrity/_leafwalk.c), from Debian's
+# Headers for the native leaf walker (ledger/integrity/_leafwalk/), from Debian's
 # packages. Without them pip builds seedledger without it and `seedledger verify`
 # takes its pure-Python path (slower, same results); in CI the suite then fails.
 set -euo pipefail

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from ledger.audit.inputs import input_urls
 from ledger.audit.policy import Policy, outcome_for
 from ledger.cli import main
-from ledger.core.records import Record
+from ledger.core.models import ModelCatalog
+from ledger.core.records import Modality, Record
 from ledger.core.warnings import CATALOG, WARNING_CODES, Severity, warnings_for
-from ledger.errors import UsageError
+from ledger.errors import InvalidInputError, UsageError
 from ledger.store import Ledger
 from ledger.store.schema import record_warnings
 from tests.cli import Run
@@ -49,6 +50,7 @@ def test_catalog_has_every_code_with_severity_and_explanation() -> None:
         "inputs-unavailable",
         "batch-seed-unknown",
         "nondeterministic-settings",
+        "media-not-reproducible",
         "seeded-stochastic-scheduler",
         "global-rng-noise",
         "generator-state-advanced",
@@ -89,6 +91,10 @@ def test_catalog_has_every_code_with_severity_and_explanation() -> None:
         ({"output_format": "JPG"}, ["lossy-output"]),
         ({"output_format": "webp"}, ["lossy-output"]),
         ({"output_format": "PNG"}, []),
+        ({"modality": Modality.VIDEO, "task_type": "videoInference"}, ["lossy-output"]),
+        ({"modality": Modality.VIDEO, "output_format": "MP4"}, ["lossy-output"]),
+        ({"modality": Modality.AUDIO, "output_format": "MP3"}, ["lossy-output"]),
+        ({"modality": Modality.AUDIO, "output_format": "WAV"}, []),
         (
             {"seed": None, "params": {"numberResults": 4}, "output_index": 2},
             ["seed-not-captured", "batch-seed-unknown"],
@@ -230,3 +236,13 @@ def test_rate_limiter_gives_each_start_the_next_free_slot() -> None:
     # Twenty starts reserve twenty consecutive 1 ms slots: the last ends >= 20 ms on.
     assert max(slots) >= 0.020
     assert _RateLimiter(None).interval == 0.0
+
+
+def test_known_non_reproducible_media_models_are_warned_about() -> None:
+    catalog = ModelCatalog().with_overrides({"models": {"acme:*": {"seed": True, "reproducible": False}}})
+    video = record(model="acme:7@1", modality=Modality.VIDEO, output_format="GIF")
+    still = record(model="acme:7@1")
+    assert [w.code for w in warnings_for(video, catalog=catalog)] == ["media-not-reproducible"]
+    assert "media-not-reproducible" not in [w.code for w in warnings_for(still, catalog=catalog)]
+    with pytest.raises(InvalidInputError, match="reproducible: expected true or false"):
+        ModelCatalog().with_overrides({"models": {"acme:*": {"reproducible": "no"}}})

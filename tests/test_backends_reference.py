@@ -209,7 +209,7 @@ def test_per_task_error_beside_a_success(server: ReferenceServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "media"), [("videoInference", "image/gif"), ("audioInference", "audio/wav")]
+    ("kind", "media"), [("videoInference", "video/mp4"), ("audioInference", "audio/wav")]
 )
 def test_async_video_and_audio(server: ReferenceServer, kind: str, media: str) -> None:
     params = {

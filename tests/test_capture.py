@@ -264,7 +264,7 @@ def test_transport_records_every_output_and_changes_nothing(
     counters = recorder.counters.snapshot()
     assert counters["spooled"] == counters["recorded"] == 8
     assert counters["failed"] == counters["parse_errors"] == 0
-    assert counters["fingerprinted"] == 6  # the image outputs (URL results, downloaded)
+    assert counters["fingerprinted"] == 7  # every output, the video too (URL results, downloaded)
     check_ledger(db_url, expected, Source.HOOK)
     assert_no_secret(db_url, tmp_path / "spool", debug_logs)
 

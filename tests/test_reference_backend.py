@@ -27,6 +27,7 @@ from ledger.backends.reference.generator import ImageRequest, ReferenceGenerator
 from ledger.backends.reference.server import ReferenceServer
 from ledger.core.models import ModelCatalog
 from ledger.errors import BackendError, InvalidInputError
+from ledger.fingerprint import fingerprint
 from tests.conftest import SENTINEL_KEY
 
 MODEL = "runware:101@1"
@@ -403,9 +404,9 @@ def test_video_is_async_by_default_and_polled_with_get_response(client, server) 
     (done,) = poll_until_done(client, server, poll)
     assert done["status"] == "success" and done["seed"] == 8 and done["taskUUID"] == task_uuid
     video = client.get(done["videoURL"])
-    assert video.headers["content-type"] == "image/gif"
-    with Image.open(io.BytesIO(video.content)) as gif:
-        assert gif.n_frames > 1
+    assert video.headers["content-type"] == "video/mp4"
+    clip = fingerprint(video.content)  # a real H.264 MP4 with several frames
+    assert clip.modality == "video" and clip.detail.codec == "h264" and clip.detail.frame_count > 1
     # Same seed, same video.
     again = dict(task, taskUUID=str(uuid.uuid4()), deliveryMethod="sync", outputType="base64Data")
     (sync_result,) = call(client, server, [again]).json()["data"]

@@ -55,10 +55,10 @@ from ledger.backends.http import safe_url
 from ledger.backends.translate import accepted_protocols, replay_request
 from ledger.core.environment import differences as environment_differences
 from ledger.core.models import ModelCatalog
-from ledger.core.records import Record, Status
+from ledger.core.records import Modality, Record, Status
 from ledger.core.warnings import RecordWarning, warnings_for
 from ledger.errors import BackendError, FingerprintError, LedgerError, StoreError, UsageError
-from ledger.fingerprint import Fingerprint, compare, fingerprint_bytes
+from ledger.fingerprint import Fingerprint, compare, fingerprint
 from ledger.integrity import seal_if_configured
 from ledger.store import Ledger, RecordFilter
 from ledger.store.schema import records as records_table
@@ -611,13 +611,17 @@ class _Runner:
         if reported.get("scheduler_mapping"):
             replay["scheduler_mapping"] = str(reported["scheduler_mapping"])
         try:
-            if len(output.data) <= _INLINE_FINGERPRINT_BYTES:
-                replay_fp = fingerprint_bytes(output.data)
+            # Read as the record's modality: a replay that is not one fails in one line.
+            if len(output.data) <= _INLINE_FINGERPRINT_BYTES and record.modality is Modality.IMAGE:
+                replay_fp = fingerprint(output.data, str(record.modality))
             else:
-                replay_fp = await asyncio.to_thread(fingerprint_bytes, output.data)
+                replay_fp = await asyncio.to_thread(fingerprint, output.data, str(record.modality))
         except FingerprintError as exc:
             return self._error(record, warnings, "undecodable-output", str(exc), replay=replay)
-        comparison = compare(stored_fp, replay_fp)
+        try:
+            comparison = compare(stored_fp, replay_fp)
+        except FingerprintError as exc:  # e.g. the stored fingerprint is of another modality
+            return self._error(record, warnings, "undecodable-output", str(exc), replay=replay)
         replay["fingerprint_version"] = replay_fp.version
         verdict = str(comparison.verdict)
         distances = comparison.to_dict()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from ledger.backends import AsyncBackend, GenerationRequest
 from ledger.backends.records import Generated, records_from_result
 from ledger.core.records import NewRecord, Source
-from ledger.fingerprint import fingerprint_bytes
+from ledger.fingerprint import fingerprint as fingerprint_of
 from ledger.store import Ledger
 
 __all__ = ["generate_originals", "store_originals"]
@@ -47,5 +47,5 @@ def store_originals(
     """Store the records (``edit`` may change each first) with the fingerprints of
     their bytes, in one transaction; return the record ids in order."""
     records = [edit(g.record) if edit else g.record for g in generated]
-    fps = [fingerprint_bytes(g.data) for g in generated] if fingerprint else None
+    fps = [fingerprint_of(g.data, str(g.record.modality)) for g in generated] if fingerprint else None
     return ledger.add(records, fingerprints=fps)

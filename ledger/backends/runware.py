@@ -58,7 +58,7 @@ from ledger.backends.http import (
 )
 from ledger.core.records import utcnow
 from ledger.core.redaction import redact
-from ledger.core.runware import is_delivered, output_uuid_of, split_envelope, strip_payloads
+from ledger.core.runware import flat_result, is_delivered, output_uuid_of, split_envelope, strip_payloads
 from ledger.core.seeds import check_seed_for_backend, parse_seed
 from ledger.errors import BackendError, InvalidInputError, InvalidSeedError, UsageError
 
@@ -440,6 +440,7 @@ class RunwareBackend(HttpBackend):
         )
 
     async def _payload(self, result: Mapping[str, Any], where: str, stats: CallStats) -> tuple[bytes, str]:
+        result = flat_result(result)  # a 3dInference result's first file in outputs.files
         for prefix in _OUTPUT_PREFIXES:
             encoded = result.get(f"{prefix}Base64Data")
             if isinstance(encoded, str) and encoded:

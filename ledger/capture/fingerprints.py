@@ -15,9 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from ledger.capture.entries import Output
 from ledger.core.records import utcnow
 from ledger.errors import LedgerError
@@ -37,9 +34,8 @@ def default_fingerprinter(
 ) -> Callable[[Ledger, list[tuple[int, Output]]], int] | None:
     """A fingerprinter using :mod:`ledger.fingerprint`, or None if it is unavailable."""
     try:
-        from ledger.fingerprint import fingerprint_bytes
+        from ledger.fingerprint import fingerprint
         from ledger.store import fingerprints as fingerprint_store
-        from ledger.store.schema import fingerprints as table
     except ImportError:  # pragma: no cover - the fingerprint layer ships with the package
         return None
 
@@ -51,15 +47,14 @@ def default_fingerprinter(
         rows = []
         now = utcnow()
         for rid, data in blobs:
-            try:
-                rows.append(fingerprint_store.to_row(rid, fingerprint_bytes(data), now))
+            try:  # any modality: sniffed from the bytes (a 3D result's files each their own)
+                rows.append(fingerprint_store.to_row(rid, fingerprint(data), now))
             except LedgerError as exc:
                 log.info("record %d: output not fingerprinted: %s", rid, exc)
         if not rows:
             return 0
-        insert: Any = pg_insert(table) if ledger.dialect == "postgresql" else sqlite_insert(table)
         with ledger.writing() as conn:
-            conn.execute(insert.on_conflict_do_nothing(), rows)
+            fingerprint_store.insert_ignoring_existing(conn, rows)
         return len(rows)
 
     return run

@@ -31,9 +31,10 @@ from typing import Any
 
 from ledger.capture.encodings import decode_body as _decode_body
 from ledger.capture.entries import Output
-from ledger.core.records import Modality, NewRecord, Source
+from ledger.core.records import NewRecord, Source
 from ledger.core.redaction import redact, redact_text
 from ledger.core.runware import (
+    flat_result,
     is_delivered,
     is_inference_task,
     output_url_of,
@@ -45,7 +46,7 @@ from ledger.errors import LedgerError
 
 log = logging.getLogger(__name__)
 
-_PAYLOAD_FIELDS = ("imageBase64Data", "videoBase64Data", "audioBase64Data")
+_PAYLOAD_FIELDS = ("imageBase64Data", "videoBase64Data", "audioBase64Data", "outputBase64Data")
 _DATA_URI_FIELDS = ("imageDataURI", "videoDataURI", "audioDataURI")
 PENDING_TTL_S = 24 * 3600
 MAX_PENDING = 100_000
@@ -99,6 +100,7 @@ def parse_tasks(body: bytes) -> list[dict[str, Any]] | None:
 
 
 def _output_of(result: Mapping[str, Any]) -> Output | None:
+    result = flat_result(result)  # a 3dInference result: its first file in outputs.files
     for key in _PAYLOAD_FIELDS:
         value = result.get(key)
         if isinstance(value, str) and value:
@@ -384,8 +386,8 @@ class Pairer:
                 raise CaptureParseError(redact_text(f"task {task_uuid}: {exc}", secrets)) from None
             for record, result in zip(records, results, strict=False):
                 output = _output_of(result)
-                # Fingerprints are image fingerprints; other media keep their URL in the record.
-                if output is not None and record.idempotency_key and record.modality == Modality.IMAGE:
+                # Every modality is fingerprinted (off the caller's path, by the writer).
+                if output is not None and record.idempotency_key:
                     captured.outputs[record.idempotency_key] = output
             captured.records.extend(records)
             wanted = task.get("numberResults") or 1

@@ -1,4 +1,5 @@
-"""`seedledger fingerprint`, `compare` and `find`."""
+"""`seedledger fingerprint`, `compare` and `find`, for images, video, audio and 3D files
+(the modality is sniffed from the file, or given with ``--modality``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ _MAX_PIXELS = click.option(
     show_default=True,
     help="Refuse images with more pixels than this (decompression-bomb guard).",
 )
-FIND_COLUMNS = ("record_id", "verdict", "phash", "dhash", "thumb_psnr_db", "thumb_mad")
+_MODALITY = click.option(
+    "--modality",
+    type=click.Choice(["image", "video", "audio", "3d"]),
+    default=None,
+    help="Read FILE as this modality instead of sniffing it from its bytes.",
+)
+FIND_COLUMNS = ("record_id", "verdict", "phash", "dhash", "thumb_psnr_db", "thumb_mad", "frame_s")
 
 
 def _fingerprint_dict(fp: Fingerprint) -> dict[str, Any]:
@@ -34,12 +41,13 @@ def _fingerprint_dict(fp: Fingerprint) -> dict[str, Any]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--replace", is_flag=True, help="Overwrite a fingerprint of other pixels.")
 @_MAX_PIXELS
-def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int) -> None:
-    """Fingerprint FILE (the output image) and attach it to record RECORD_ID."""
+@_MODALITY
+def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int, modality: str | None) -> None:
+    """Fingerprint FILE (the output: image, video, audio or 3D) and attach it to record RECORD_ID."""
     from ledger.fingerprint import fingerprint_file
 
     ctx = app()
-    fp = fingerprint_file(file, max_pixels=max_pixels)
+    fp = fingerprint_file(file, modality, max_pixels=max_pixels)
     changed = ctx.ledger().attach_fingerprint(record_id, fp, replace=replace)
     data = {"record_id": record_id, "attached": changed, **_fingerprint_dict(fp)}
     emit_mapping(data, as_json=ctx.json)
@@ -48,30 +56,33 @@ def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int) -> N
     )
 
 
-def _resolve(ctx: AppContext, ref: str, max_pixels: int) -> Fingerprint:
-    """An image file if the path exists, otherwise a record id."""
+def _resolve(ctx: AppContext, ref: str, max_pixels: int, modality: str | None) -> Fingerprint:
+    """A media file if the path exists, otherwise a record id."""
     from ledger.fingerprint import fingerprint_file
 
     path = Path(ref)
     if path.exists():
-        return fingerprint_file(path, max_pixels=max_pixels)
+        return fingerprint_file(path, modality, max_pixels=max_pixels)
     if ref.isdigit():
         return ctx.ledger().fingerprint_of(int(ref))
-    raise InvalidInputError(f"{ref!r} is neither an image file nor a record id")
+    raise InvalidInputError(
+        f"{ref!r} is neither an image file nor a record id (nor a video, audio or 3D file)"
+    )
 
 
 @main.command(name="compare")
 @click.argument("a")
 @click.argument("b")
 @_MAX_PIXELS
-def compare_(a: str, b: str, max_pixels: int) -> None:
-    """Compare two outputs, each an image FILE or a record ID: the verdict and every distance."""
+@_MODALITY
+def compare_(a: str, b: str, max_pixels: int, modality: str | None) -> None:
+    """Compare two outputs of one modality, each a FILE or a record ID: the verdict and every distance."""
     from ledger.fingerprint import compare
 
     ctx = app()
-    result = compare(_resolve(ctx, a, max_pixels), _resolve(ctx, b, max_pixels))
+    result = compare(_resolve(ctx, a, max_pixels, modality), _resolve(ctx, b, max_pixels, modality))
     data = result.to_dict()
-    if not ctx.json and data.get("thumb_psnr_db") is None:
+    if not ctx.json and "thumb_psnr_db" in data and data["thumb_psnr_db"] is None:
         data["thumb_psnr_db"] = "inf"  # equal thumbnails, as `find` and `audit show` print it
     emit_mapping(data, as_json=ctx.json)
     if not result.same_version:
@@ -79,7 +90,7 @@ def compare_(a: str, b: str, max_pixels: int) -> None:
 
 
 @main.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--radius",
     type=click.IntRange(min=0),
@@ -89,27 +100,35 @@ def compare_(a: str, b: str, max_pixels: int) -> None:
 )
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="0: no limit.")
 @_MAX_PIXELS
-def find(image: Path, radius: int, limit: int, max_pixels: int) -> None:
-    """Find the records whose output matches IMAGE, best first, with their verdicts."""
+@_MODALITY
+def find(file: Path, radius: int, limit: int, max_pixels: int, modality: str | None) -> None:
+    """Find the records whose output matches FILE (any modality; a still image also finds
+    the videos it is a frame of), best first, with their verdicts."""
     from ledger.fingerprint import fingerprint_file
 
     ctx = app()
-    fp = fingerprint_file(image, max_pixels=max_pixels)
+    fp = fingerprint_file(file, modality, max_pixels=max_pixels)
     matches = ctx.ledger().find_image(fp, radius, limit=limit or None)
     if ctx.json:
         for m in matches:
-            emit_json({"record_id": m.record_id, **m.comparison.to_dict()})
+            frame = {} if m.frame_time_s is None else {"frame_time_s": m.frame_time_s}
+            emit_json({"record_id": m.record_id, **frame, **m.comparison.to_dict()})
     else:
-        rows = [
-            {
-                "record_id": m.record_id,
-                "verdict": str(m.verdict),
-                "phash": m.comparison.phash_distance,
-                "dhash": m.comparison.dhash_distance,
-                "thumb_psnr_db": "inf" if m.comparison.thumb_psnr_db is None else m.comparison.thumb_psnr_db,
-                "thumb_mad": m.comparison.thumb_mean_abs_diff,
-            }
-            for m in matches
-        ]
+        rows = [_find_row(m) for m in matches]
         emit_rows(rows, FIND_COLUMNS, as_json=False)
     info(f"{len(matches)} match(es) within phash radius {radius}")
+
+
+def _find_row(m: Any) -> dict[str, Any]:
+    """One table row; the distance columns mean each modality's own (see `compare --json`)."""
+    c = m.comparison
+    psnr = getattr(c, "thumb_psnr_db", getattr(c, "min_psnr_db", None))
+    return {
+        "record_id": m.record_id,
+        "verdict": str(m.verdict),
+        "phash": c.phash_distance,
+        "dhash": c.dhash_distance,
+        "thumb_psnr_db": "inf" if psnr is None else psnr,
+        "thumb_mad": getattr(c, "thumb_mean_abs_diff", "-"),
+        "frame_s": "-" if m.frame_time_s is None else m.frame_time_s,
+    }

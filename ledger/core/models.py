@@ -98,6 +98,8 @@ class ModelInfo:
     builtin: bool = True
     #: Where a diffusers replay loads this model from (a local directory or a hub id).
     diffusers_path: str | None = None
+    #: False: the model's video/audio output is known not to repeat from its seed.
+    reproducible: bool | None = None
 
 
 # Built-in entries, from Runware's model schemas (https://schemas.runware.ai/registry.json).
@@ -188,6 +190,10 @@ class ModelCatalog:
         """The diffusers checkpoint a ``[models]`` entry maps ``model`` to, if any."""
         return self.lookup(model).diffusers_path
 
+    def reproducible(self, model: str) -> bool | None:
+        """False when ``model``'s output is known not to repeat from its seed."""
+        return self.lookup(model).reproducible
+
     def is_known(self, model: str) -> bool:
         """True when ``model`` is an AIR whose provider (or exact AIR) the catalog lists."""
         try:
@@ -233,7 +239,7 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
             raise InvalidInputError(f"{where}: key must be an AIR or pattern like 'provider:*'")
         if not isinstance(fields, Mapping):
             raise InvalidInputError(f"{where}: expected a table of catalog fields")
-        unknown = set(fields) - {"seed", "default_scheduler", "note", "diffusers_path"}
+        unknown = set(fields) - {"seed", "default_scheduler", "note", "diffusers_path", "reproducible"}
         if unknown:
             raise InvalidInputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         seed = fields.get("seed")
@@ -248,7 +254,20 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         path = fields.get("diffusers_path")
         if path is not None and not isinstance(path, str):
             raise InvalidInputError(f"{where}.diffusers_path: expected a string")
-        out.append(ModelInfo(pattern.strip(), seed, sched, note, builtin=False, diffusers_path=path))
+        reproducible = fields.get("reproducible")
+        if reproducible is not None and not isinstance(reproducible, bool):
+            raise InvalidInputError(f"{where}.reproducible: expected true or false")
+        out.append(
+            ModelInfo(
+                pattern.strip(),
+                seed,
+                sched,
+                note,
+                builtin=False,
+                diffusers_path=path,
+                reproducible=reproducible,
+            )
+        )
     return tuple(out)
 
 

@@ -37,8 +37,16 @@ _PAYLOAD_KEYS = frozenset(
         "videoDataURI",
         "audioBase64Data",
         "audioDataURI",
+        "outputBase64Data",
+        "outputDataURI",
     }
 )
+_FILE_KEYS = {
+    "uuid": "outputUUID",
+    "url": "outputURL",
+    "base64Data": "outputBase64Data",
+    "dataURI": "outputDataURI",
+}
 _RUNWARE_DEFAULT_SCHEDULERS = frozenset({"", "default"})
 
 
@@ -73,6 +81,27 @@ def is_inference_task(task: Mapping[str, Any]) -> bool:
     return isinstance(task_type, str) and task_type in INFERENCE_TASKS  # a list is unhashable
 
 
+def files_of(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A 3dInference result's ``outputs.files`` (``{uuid, url}`` each), or []."""
+    outputs = result.get("outputs")
+    files = outputs.get("files") if isinstance(outputs, Mapping) else None
+    return [f for f in files if isinstance(f, Mapping)] if isinstance(files, list) else []
+
+
+def flat_result(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A result whose output is ``outputs.files`` seen with the first file as its output
+    (``outputUUID``/``outputURL``/…): a 3D result is one record, fingerprinted from its
+    first file (the mesh; further files, such as textures, stay in the stored response)."""
+    files = files_of(result)
+    if not files or any(result.get(k) for k in (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS)):
+        return result
+    flat = dict(result)
+    flat.update(
+        {name: files[0][key] for key, name in _FILE_KEYS.items() if isinstance(files[0].get(key), str)}
+    )
+    return flat
+
+
 def strip_payloads(result: Mapping[str, Any], known_secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """The result without base64 payloads (kept as their size), secrets removed
     (``known_secrets`` wherever they appear, even in a field a server echoes)."""
@@ -80,9 +109,20 @@ def strip_payloads(result: Mapping[str, Any], known_secrets: tuple[str, ...] = (
     for key, value in result.items():
         if key in _PAYLOAD_KEYS and isinstance(value, str):
             out[key + "Length"] = len(value)
+        elif key == "outputs" and files_of(result):
+            out[key] = {**value, "files": [_strip_file(f) for f in files_of(result)]}
         else:
             out[key] = value
     return redact(out, known_secrets)
+
+
+def _strip_file(file: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        (k + "Length" if k in ("base64Data", "dataURI") and isinstance(v, str) else k): (
+            len(v) if k in ("base64Data", "dataURI") and isinstance(v, str) else v
+        )
+        for k, v in file.items()
+    }
 
 
 def is_delivered(result: Mapping[str, Any]) -> bool:
@@ -91,10 +131,12 @@ def is_delivered(result: Mapping[str, Any]) -> bool:
     if result.get("status") in ("processing", "pending"):
         return False
     keys = (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS, *_PAYLOAD_KEYS)
-    return any(result.get(key) for key in keys)
+    flat = flat_result(result)
+    return any(flat.get(key) for key in keys)
 
 
 def output_uuid_of(result: Mapping[str, Any]) -> str | None:
+    result = flat_result(result)
     for key in _OUTPUT_UUID_KEYS:
         value = result.get(key)
         if isinstance(value, str) and value:
@@ -103,6 +145,7 @@ def output_uuid_of(result: Mapping[str, Any]) -> str | None:
 
 
 def output_url_of(result: Mapping[str, Any]) -> str | None:
+    result = flat_result(result)
     for key in _OUTPUT_LOCATION_KEYS:
         value = result.get(key)
         if isinstance(value, str) and value:

@@ -19,13 +19,14 @@ Codes never change meaning; new risks get new codes.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 from ledger.core.models import ModelCatalog, default_catalog, is_pinned
-from ledger.core.records import Record, SeedOrigin
+from ledger.core.records import Modality, Record, SeedOrigin
 from ledger.core.schedulers import classify
 
 
@@ -59,6 +60,7 @@ LOSSY_OUTPUT = "lossy-output"
 INPUTS_UNAVAILABLE = "inputs-unavailable"
 BATCH_SEED_UNKNOWN = "batch-seed-unknown"
 NONDETERMINISTIC_SETTINGS = "nondeterministic-settings"
+MEDIA_NOT_REPRODUCIBLE = "media-not-reproducible"
 SEEDED_STOCHASTIC = "seeded-stochastic-scheduler"
 GLOBAL_RNG_NOISE = "global-rng-noise"
 GENERATOR_STATE_ADVANCED = "generator-state-advanced"
@@ -131,6 +133,11 @@ CATALOG: Final[dict[str, WarningKind]] = {
             "recorded settings are known to be non-deterministic (xformers, SDP attention, GPU RNG)",
         ),
         WarningKind(
+            MEDIA_NOT_REPRODUCIBLE,
+            _W,
+            "the model's video or audio output is known not to repeat from the same seed",
+        ),
+        WarningKind(
             SEEDED_STOCHASTIC,
             _I,
             "the scheduler injects noise at each step, but draws it from the recorded seeded "
@@ -139,7 +146,8 @@ CATALOG: Final[dict[str, WarningKind]] = {
         WarningKind(
             LOSSY_OUTPUT,
             _I,
-            "the output is JPG or WEBP: compression noise limits exact comparison",
+            "the output is lossy (JPG, WEBP, or a lossy video/audio codec): compression noise limits "
+            "exact comparison",
         ),
         WarningKind(
             OUTPUT_UNREADABLE,
@@ -186,8 +194,27 @@ def make_warning(code: str, detail: str = "") -> RecordWarning:
 
 # -- deciding from the record -----------------------------------------------------------
 
-_LOSSY: Final = frozenset({"JPG", "JPEG", "WEBP"})
-_LOSSY_EXTENSIONS: Final = (".jpg", ".jpeg", ".webp")
+_LOSSY: Final = frozenset(
+    {"JPG", "JPEG", "WEBP", "MP4", "MOV", "WEBM", "MKV", "MP3", "OGG", "OPUS", "M4A", "AAC"}
+)
+_LOSSY_EXTENSIONS: Final = (
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".mp4",
+    ".mov",
+    ".webm",
+    ".mkv",
+    ".mp3",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+)
+#: Video/audio models whose output is known not to repeat from its seed (fnmatch
+#: patterns on the AIR). Empty: no provider documents this yet; a `[models]` override
+#: with ``reproducible = false`` adds one (see docs/audit.md).
+NONREPRODUCIBLE_MEDIA_MODELS: Final[tuple[str, ...]] = ()
 #: Keys under which a recorded model hash pins a non-AIR model (A1111, ComfyUI imports).
 _MODEL_HASH_KEYS: Final = ("Model hash", "model_hash", "sd_model_hash", "modelHash")
 #: A1111's random number source; missing from an infotext means GPU.
@@ -260,6 +287,11 @@ def warnings_for(record: Record, *, catalog: ModelCatalog | None = None) -> tupl
     settings = sorted(set(_nondeterministic_settings(record.params)))
     if settings:
         found[NONDETERMINISTIC_SETTINGS] = make_warning(NONDETERMINISTIC_SETTINGS, "; ".join(settings))
+
+    if record.modality in (Modality.VIDEO, Modality.AUDIO) and not _reproducible(record, catalog):
+        found[MEDIA_NOT_REPRODUCIBLE] = make_warning(
+            MEDIA_NOT_REPRODUCIBLE, f"{record.model}: {record.modality} output does not repeat from its seed"
+        )
 
     lossy = _lossy_format(record)
     if lossy:
@@ -341,11 +373,19 @@ def _nondeterministic_settings(params: Mapping[str, Any]) -> Iterator[str]:
             yield f"{path}={value}: non-deterministic attention"
 
 
+def _reproducible(record: Record, catalog: ModelCatalog) -> bool:
+    if any(fnmatch.fnmatchcase(record.model, pattern) for pattern in NONREPRODUCIBLE_MEDIA_MODELS):
+        return False
+    return catalog.reproducible(record.model) is not False
+
+
 def _lossy_format(record: Record) -> str | None:
     fmt = record.output_format or record.params.get("outputFormat")
     if isinstance(fmt, str) and fmt.strip().upper() in _LOSSY:
         return fmt.strip().upper()
-    for key in ("imageURL", "url", "path", "filename"):
+    if record.modality is Modality.VIDEO and not isinstance(fmt, str):
+        return "video (lossy codec by default)"
+    for key in ("imageURL", "videoURL", "audioURL", "url", "path", "filename"):
         value = record.response.get(key)
         if isinstance(value, str) and value.lower().split("?", 1)[0].endswith(_LOSSY_EXTENSIONS):
             return value.lower().split("?", 1)[0].rsplit(".", 1)[-1].upper()
@@ -357,6 +397,7 @@ __all__ = [
     "CATALOG",
     "INPUTS_UNAVAILABLE",
     "LOSSY_OUTPUT",
+    "MEDIA_NOT_REPRODUCIBLE",
     "MODEL_UNPINNED",
     "NONDETERMINISTIC_SETTINGS",
     "OUTPUT_UNREADABLE",

@@ -1,28 +1,15 @@
-"""Fingerprints and verdicts (pure, no database).
+"""Fingerprints and verdicts (pure, no database), for every modality.
 
-Decode an output once, safely (:func:`fingerprint_bytes`), and compare two
-fingerprints (:func:`compare`) into a :class:`Comparison` carrying a :class:`Verdict`
-and every raw distance.
+Decode an output once, safely (:func:`fingerprint`, or :func:`fingerprint_bytes` for
+still images), and compare two fingerprints of the same modality (:func:`compare`)
+into a comparison carrying a :class:`Verdict` and every raw distance.
 """
 
-from ledger.fingerprint._compare import (
-    DEFAULT_THRESHOLDS,
-    Comparison,
-    Thresholds,
-    Verdict,
-    compare,
-)
+from ledger.fingerprint._compare import DEFAULT_THRESHOLDS, Comparison, Thresholds
 from ledger.fingerprint._decode import ALLOWED_FORMATS, BACKGROUND, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from ledger.fingerprint._fingerprint import (
-    FINGERPRINT_VERSION,
-    PIPELINE,
-    THUMB_SIZE,
-    Fingerprint,
-    fingerprint_bytes,
-    fingerprint_file,
-    hamming,
-    phash_chunks,
-)
+from ledger.fingerprint._surface import compare, fingerprint, fingerprint_file, sniff_modality
+from ledger.fingerprint._types import MODALITIES, Fingerprint, Verdict, hamming, phash_chunks
+from ledger.fingerprint.image import FINGERPRINT_VERSION, PIPELINE, THUMB_SIZE, fingerprint_bytes
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -31,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_THRESHOLDS",
     "FINGERPRINT_VERSION",
+    "MODALITIES",
     "PIPELINE",
     "THUMB_SIZE",
     "Comparison",
@@ -38,8 +26,10 @@ __all__ = [
     "Thresholds",
     "Verdict",
     "compare",
+    "fingerprint",
     "fingerprint_bytes",
     "fingerprint_file",
     "hamming",
     "phash_chunks",
+    "sniff_modality",
 ]

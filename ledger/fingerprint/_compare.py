@@ -17,32 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from ledger.fingerprint._fingerprint import Fingerprint, hamming, thumbnail_pixels
-
-
-class Verdict(StrEnum):
-    IDENTICAL = "identical"
-    NEAR_IDENTICAL = "near-identical"
-    SIMILAR = "similar"
-    DIFFERENT = "different"
-
-    @property
-    def rank(self) -> int:
-        """0 for identical … 3 for different: sorts matches best first."""
-        return _RANK[self]
-
-
-_RANK = {
-    Verdict.IDENTICAL: 0,
-    Verdict.NEAR_IDENTICAL: 1,
-    Verdict.SIMILAR: 2,
-    Verdict.DIFFERENT: 3,
-}
+from ledger.fingerprint._types import Fingerprint, Verdict, hamming
+from ledger.fingerprint.image import thumbnail_pixels
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +76,9 @@ class Comparison:
         return data
 
 
-def compare(a: Fingerprint, b: Fingerprint, *, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Comparison:
+def compare_images(
+    a: Fingerprint, b: Fingerprint, *, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Comparison:
     ta = thumbnail_pixels(a.thumbnail).astype(np.int16)
     tb = thumbnail_pixels(b.thumbnail).astype(np.int16)
     diff = np.abs(ta - tb)

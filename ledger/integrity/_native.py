@@ -1,4 +1,4 @@
-"""The bridge to the native leaf walker (``_leafwalk.c``) that ``verify`` and ``seal``
+"""The bridge to the native leaf walker (``_leafwalk/*.c``) that ``verify`` and ``seal``
 use.
 
 The walker recomputes leaves from the stored rows in C and only *confirms* them: a leaf
@@ -43,7 +43,7 @@ from ledger.integrity.leaves import EntryType, joined_entries
 from ledger.store.schema import log_entries
 
 ENV_NATIVE = "SEEDLEDGER_NATIVE"
-#: What the walkers read of each log entry before its row (``_leafwalk.c`` expects it).
+#: What the walkers read of each log entry before its row (``_leafwalk/`` expects it).
 _WALK_HEAD = (log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash)
 ENV_THREADS = "SEEDLEDGER_NATIVE_THREADS"
 

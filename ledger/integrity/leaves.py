@@ -156,7 +156,7 @@ def _raw_converter(column: Any, dialect: Dialect) -> Converter | None:
 
 
 def _native_kind(column: Any, dialect: Dialect) -> str | None:
-    """The native walker's form of a column (``_leafwalk.c``: v, f, S, t, j, b): the
+    """The native walker's form of a column (``_leafwalk/``: v, f, S, t, j, b): the
     very leaf form :func:`_raw_converter` gives, byte for byte (the sealer stores the
     walker's hashes as they are). None when the walker has no such form: any other
     TypeDecorator (its own result processing), a JSON deserializer other than

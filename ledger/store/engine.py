@@ -76,7 +76,7 @@ def sqlite_json(value: Any) -> str:
     The values read back are the same as with ``json.dumps``' defaults; the text is the
     canonical form (``ledger.core.canonical``) for all but integral floats and keys
     outside the BMP, so ``verify``'s native walker copies it instead of re-encoding it
-    (``ledger/integrity/_leafwalk.c``). PostgreSQL keeps JSONB in its own form."""
+    (``ledger/integrity/_leafwalk/``). PostgreSQL keeps JSONB in its own form."""
     try:
         return _sorted_json(value)
     except TypeError:  # keys of mixed types cannot be sorted; json.dumps' defaults can write them

@@ -15,6 +15,11 @@ Reverse lookup ("which record made this image?"):
 
 phash and dhash are stored as signed BIGINT: the unsigned 64 bits reinterpreted
 (values ≥ 2^63 become negative), which both engines store exactly.
+
+Every modality shares the table (``modality``, and its facts in ``detail``). A video's
+sampled frames also go to ``fingerprint_frames``, chunked and indexed the same way, so
+an image query finds the videos it is a frame of; lookups only ever compare a query
+with fingerprints of its own modality (or, for an image, with video frames).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledger.errors import UsageError
 from ledger.fingerprint import Comparison, Fingerprint, Verdict, compare, hamming, phash_chunks
-from ledger.store.schema import fingerprints
+from ledger.fingerprint._payload import from_payload, to_payload
+from ledger.store.schema import fingerprint_frames, fingerprints
 
 #: Largest radius the indexed search accepts (4 chunks × 4 flipped bits: 2,517 probe
 #: values per chunk, within both engines' bound-parameter limits).
@@ -58,10 +64,15 @@ _2_64 = 1 << 64
 
 @dataclass(frozen=True)
 class Match:
-    """One record whose stored output matches a query image, with the comparison."""
+    """One record whose stored output matches a query, with the comparison.
+
+    ``frame_time_s`` is set when an image query matched a sampled frame of a video
+    record: the comparison is then the image against that frame.
+    """
 
     record_id: int
     comparison: Comparison
+    frame_time_s: float | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -81,8 +92,10 @@ def to_unsigned(value: int) -> int:
 
 
 def to_row(record_id: int, fp: Fingerprint, created_at: datetime) -> dict[str, Any]:
+    """The ``fingerprints`` row; a video's sampled frames ride along under ``"frames"``
+    (written to ``fingerprint_frames`` by :func:`insert_ignoring_existing`/:func:`replace`)."""
     c0, c1, c2, c3 = fp.phash_chunks
-    return {
+    row = {
         "record_id": record_id,
         "version": fp.version,
         "media_type": fp.media_type,
@@ -98,10 +111,36 @@ def to_row(record_id: int, fp: Fingerprint, created_at: datetime) -> dict[str, A
         "phash_c3": c3,
         "thumbnail": fp.thumbnail,
         "created_at": created_at,
+        "modality": fp.modality,
+        "detail": to_payload(fp.detail),
     }
+    if fp.modality == "video":
+        row["frames"] = frame_rows(record_id, fp)
+    return row
+
+
+def frame_rows(record_id: int, fp: Fingerprint) -> list[dict[str, Any]]:
+    detail = fp.detail
+    rows = []
+    for k, (t, phash) in enumerate(zip(detail.sample_times, detail.sample_phash, strict=True)):
+        c0, c1, c2, c3 = phash_chunks(phash)
+        rows.append(
+            {
+                "record_id": record_id,
+                "sample": k,
+                "time_s": t,
+                "phash": to_signed(phash),
+                "phash_c0": c0,
+                "phash_c1": c1,
+                "phash_c2": c2,
+                "phash_c3": c3,
+            }
+        )
+    return rows
 
 
 def from_row(m: Mapping[str, Any]) -> Fingerprint:
+    modality = m.get("modality") or "image"
     return Fingerprint(
         version=m["version"],
         media_type=m["media_type"],
@@ -112,6 +151,8 @@ def from_row(m: Mapping[str, Any]) -> Fingerprint:
         phash=to_unsigned(int(m["phash"])),
         dhash=to_unsigned(int(m["dhash"])),
         thumbnail=bytes(m["thumbnail"]),
+        modality=modality,
+        detail=from_payload(modality, m.get("detail")),
     )
 
 
@@ -119,19 +160,39 @@ def insert_ignoring_existing(conn: Connection, rows: Sequence[Mapping[str, Any]]
     """Insert fingerprint rows; a record that already has one keeps it."""
     if not rows:
         return
+    main = [{k: v for k, v in row.items() if k != "frames"} for row in rows]
+    frames = {row["record_id"]: row["frames"] for row in rows if row.get("frames")}
+    if not frames:
+        conn.execute(_insert_ignoring(conn, fingerprints), main)
+        return
+    # Frames only for the fingerprints this call stored (a record keeps its own).
+    inserted = {
+        int(r)
+        for (r,) in conn.execute(
+            _insert_ignoring(conn, fingerprints).returning(fingerprints.c.record_id), main
+        ).all()
+    }
+    frame_list = [f for rid, rows_of in frames.items() if rid in inserted for f in rows_of]
+    if frame_list:
+        conn.execute(insert(fingerprint_frames), frame_list)
+
+
+def _insert_ignoring(conn: Connection, table: Any) -> Any:
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        stmt: Any = pg_insert(fingerprints).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(fingerprints).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        stmt = insert(fingerprints)
-    conn.execute(stmt, list(rows))
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)  # pragma: no cover - only SQLite and PostgreSQL are supported
 
 
 def replace(conn: Connection, row: Mapping[str, Any]) -> None:
-    conn.execute(delete(fingerprints).where(fingerprints.c.record_id == row["record_id"]))
-    conn.execute(insert(fingerprints), [dict(row)])
+    rid = row["record_id"]
+    conn.execute(delete(fingerprint_frames).where(fingerprint_frames.c.record_id == rid))
+    conn.execute(delete(fingerprints).where(fingerprints.c.record_id == rid))
+    conn.execute(insert(fingerprints), [{k: v for k, v in row.items() if k != "frames"}])
+    if row.get("frames"):
+        conn.execute(insert(fingerprint_frames), list(row["frames"]))
 
 
 def get(conn: Connection, record_id: int) -> Fingerprint | None:
@@ -168,7 +229,7 @@ def check_radius(radius: int) -> None:
         raise UsageError(f"radius must be between 0 and {MAX_RADIUS} bits, not {radius}")
 
 
-def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
+def within_radius(conn: Connection, phash: int, radius: int, *, frames: bool = False) -> dict[int, int]:
     """record_id -> phash distance for every stored phash within ``radius`` (exact).
 
     With s = radius // 4, any match has a chunk within s bits of the query's (the
@@ -177,10 +238,13 @@ def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
     exactly s bits away. The second case is probed through one chunk index and checked
     on the other three chunks computed from ``phash``, which the index also holds, so
     at radius 8 the probes touch ~8× fewer rows than plain ≤ s-bit probes.
+
+    ``frames`` searches the sampled video frames instead (record_id -> the distance of
+    its nearest frame).
     """
     check_radius(radius)
     postgres = conn.dialect.name == "postgresql"
-    statement, conditions = _lookup_statement(postgres, radius)
+    statement, conditions = _lookup_statement(postgres, radius, frames)
     chunks = phash_chunks(phash)
     params: dict[str, Any] = {"q": to_signed(phash)} if postgres else {}
     for name, chunk, low, high in conditions:
@@ -193,7 +257,7 @@ def within_radius(conn: Connection, phash: int, radius: int) -> dict[int, int]:
     for record_id, stored in conn.execute(statement, params).all():
         # The exact re-check, the same on both engines (and it drops duplicates).
         distance = hamming(phash, to_unsigned(stored))
-        if distance <= radius:
+        if distance <= radius and distance < found.get(record_id, radius + 1):
             found[record_id] = distance
     return found
 
@@ -202,16 +266,17 @@ _Condition = tuple[str, int, int, int]  # parameter name, chunk index, min bits,
 
 
 @functools.cache
-def _lookup_statement(postgres: bool, radius: int) -> tuple[Any, list[_Condition]]:
+def _lookup_statement(postgres: bool, radius: int, frames: bool = False) -> tuple[Any, list[_Condition]]:
     """The probe statement for one radius, built once with fixed bound parameters
     (the number of flipped values depends only on the radius), so SQLAlchemy compiles
     it once and every lookup only binds values."""
+    table = fingerprint_frames if frames else fingerprints
     per_chunk, rest = divmod(radius, 4)
-    columns = [fingerprints.c[name] for name in _CHUNKS]
+    columns = [table.c[name] for name in _CHUNKS]
     probes: list[list[tuple[Any, int, int, int]]] = []
     if rest == 0 and per_chunk > 0:
         probes += [[(columns[i], i, 0, per_chunk - 1)] for i in range(4)]
-        derived = [columns[0], *(_chunk_of_phash(i) for i in (1, 2, 3))]
+        derived = [columns[0], *(_chunk_of_phash(table, i) for i in (1, 2, 3))]
         probes.append([(derived[i], i, per_chunk, per_chunk) for i in range(4)])
     else:
         probes += [[(columns[i], i, 0, per_chunk)] for i in range(4)]
@@ -230,20 +295,20 @@ def _lookup_statement(postgres: bool, radius: int) -> tuple[Any, list[_Condition
                 where.append(expr.in_([bindparam(f"{name}_{k}", type_=Integer) for k in range(count)]))
         if postgres:
             # The distance computed in the server (PostgreSQL 14+): only matches travel.
-            where.append(_pg_distance() <= radius)
-        selects.append(select(fingerprints.c.record_id, fingerprints.c.phash).where(*where))
+            where.append(_pg_distance(table) <= radius)
+        selects.append(select(table.c.record_id, table.c.phash).where(*where))
     return union_all(*selects), conditions
 
 
-def _chunk_of_phash(i: int) -> Any:
+def _chunk_of_phash(table: Any, i: int) -> Any:
     """Chunk i computed from the stored (signed) phash; the mask drops sign fill."""
     # An inline shift count: PostgreSQL has bigint >> integer but no bigint >> bigint.
     shift = literal_column(str(48 - 16 * i), Integer)
-    return fingerprints.c.phash.bitwise_rshift(shift).bitwise_and(literal_column("65535", Integer))
+    return table.c.phash.bitwise_rshift(shift).bitwise_and(literal_column("65535", Integer))
 
 
-def _pg_distance() -> Any:
-    xor = fingerprints.c.phash.op("#")(bindparam("q", type_=BigInteger))
+def _pg_distance(table: Any) -> Any:
+    xor = table.c.phash.op("#")(bindparam("q", type_=BigInteger))
     return func.bit_count(cast(xor, BIT(64)))
 
 
@@ -266,12 +331,48 @@ def with_pixel_hash(conn: Connection, pixel_sha256: str) -> list[int]:
 
 
 def find(conn: Connection, fp: Fingerprint, *, radius: int, limit: int | None = None) -> list[Match]:
-    """Records whose fingerprint matches ``fp``: equal pixels, or phash within ``radius``;
-    each compared in full, best first."""
-    ids = set(with_pixel_hash(conn, fp.pixel_sha256)) | set(within_radius(conn, fp.phash, radius))
+    """Records whose fingerprint matches ``fp``: equal content, or phash within
+    ``radius``; each compared in full, best first. Audio and 3D have no usable
+    phash index (their phash is a spectrogram's or a projection's): every stored
+    fingerprint of that modality is compared. An image also finds the video records
+    one of whose sampled frames it matches."""
+    ids = set(with_pixel_hash(conn, fp.pixel_sha256))
+    if fp.modality in ("image", "video"):
+        ids |= set(within_radius(conn, fp.phash, radius))
+    else:
+        ids |= set(_of_modality(conn, fp.modality))
+    if fp.modality == "video":
+        ids |= set(within_radius(conn, fp.phash, radius, frames=True))
     stored = get_many(conn, ids)
-    matches = sorted(
-        (Match(record_id, compare(fp, other)) for record_id, other in stored.items()),
-        key=Match.sort_key,
-    )
+    matches = [
+        Match(rid, compare(fp, other)) for rid, other in stored.items() if other.modality == fp.modality
+    ]
+    if fp.modality == "image":
+        matches += _frame_matches(conn, fp, radius)
+    matches.sort(key=Match.sort_key)
     return matches if limit is None else matches[:limit]
+
+
+def _of_modality(conn: Connection, modality: str) -> list[int]:
+    rows = conn.execute(select(fingerprints.c.record_id).where(fingerprints.c.modality == modality))
+    return [int(r) for (r,) in rows]
+
+
+def _frame_matches(conn: Connection, fp: Fingerprint, radius: int) -> list[Match]:
+    """The image against the nearest sampled frame of every video within ``radius``."""
+    near = within_radius(conn, fp.phash, radius, frames=True)
+    out = []
+    for rid, video in get_many(conn, near).items():
+        detail = video.detail
+        if video.modality != "video" or detail is None:
+            continue
+        best = min(
+            range(len(detail.sample_phash)),
+            key=lambda k: (
+                detail.sample_pixel_sha256[k] != fp.pixel_sha256,
+                hamming(fp.phash, detail.sample_phash[k]),
+            ),
+        )
+        frame = detail.frame_fingerprint(best, video.width, video.height)
+        out.append(Match(rid, compare(fp, frame), frame_time_s=detail.sample_times[best]))
+    return out

@@ -115,7 +115,26 @@ fingerprints = Table(
     Column("phash_c3", Integer, nullable=True),
     Column("thumbnail", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Migration 0005: image, video, audio or 3d, and that modality's facts (JSON).
+    Column("modality", String(8), nullable=False, server_default="image", index=True),
+    Column("detail", JSONType, nullable=True),
     *(Index(f"ix_fingerprints_phash_c{i}", f"phash_c{i}", "phash", "record_id") for i in range(4)),
+)
+
+# The phash of every sampled frame of a video fingerprint (migration 0005), chunked and
+# indexed like fingerprints.phash, so a still image finds the video it came from.
+fingerprint_frames = Table(
+    "fingerprint_frames",
+    metadata,
+    Column("record_id", _ID, ForeignKey("fingerprints.record_id"), primary_key=True),
+    Column("sample", Integer, primary_key=True),
+    Column("time_s", Float, nullable=False),
+    Column("phash", BigInteger, nullable=False),
+    Column("phash_c0", Integer, nullable=False),
+    Column("phash_c1", Integer, nullable=False),
+    Column("phash_c2", Integer, nullable=False),
+    Column("phash_c3", Integer, nullable=False),
+    *(Index(f"ix_fingerprint_frames_phash_c{i}", f"phash_c{i}", "phash", "record_id") for i in range(4)),
 )
 
 # The runtime a generation ran in (library versions, device, dtype, determinism

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from ledger.backends.reference.generator import ImageRequest, Output, ReferenceGenerator
 from ledger.backends.reference.knobs import ServerKnobs, ServerStats
+from ledger.backends.reference.media import mesh_result, render_media
 from ledger.backends.reference.params import (
     TaskError,
     bool_param,
@@ -40,7 +41,12 @@ log = logging.getLogger(__name__)
 
 _SEED_RANGE: Final = SEED_RANGES["reference"]
 _OUTPUT_TYPES: Final = {"url": "URL", "base64data": "base64Data", "datauri": "dataURI"}
-INFERENCE: Final = {"imageInference": "image", "videoInference": "video", "audioInference": "audio"}
+INFERENCE: Final = {
+    "imageInference": "image",
+    "videoInference": "video",
+    "audioInference": "audio",
+    "3dInference": "3d",
+}
 
 Outcome = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
@@ -197,9 +203,18 @@ class TaskEngine:
                 height=int_param(task, "height", 16, 2048, 96),
                 duration=num_param(task, "duration", 0.5, 20, 1.0),
                 fps=int_param(task, "fps", 1, 60, 8),
+                scheduler=str_param(task, "scheduler"),
+            )
+        elif kind == "3d":
+            plan.update(
+                scheduler=str_param(task, "scheduler"), output_format=str_param(task, "outputFormat") or "GLB"
             )
         else:
-            plan.update(duration=num_param(task, "duration", 0.1, 30, 1.0))
+            plan.update(
+                duration=num_param(task, "duration", 0.1, 30, 1.0),
+                scheduler=str_param(task, "scheduler"),
+                output_format=str_param(task, "outputFormat") or "WAV",
+            )
         return plan
 
     async def _generate_async(
@@ -258,18 +273,16 @@ class TaskEngine:
                     output_quality=plan["quality"],
                 )
             )
-        if kind == "video":
-            frames = max(2, min(24, round(plan["duration"] * plan["fps"])))
-            return gen.video(
-                model, plan["prompt"], seed, width=plan["width"], height=plan["height"], frames=frames
-            )
-        return gen.audio(model, plan["prompt"], seed, duration=plan["duration"])
+        return render_media(gen, kind, model, plan, seed)
 
     def _result(
         self, kind: str, task: Mapping[str, Any], plan: Mapping[str, Any], output: Output, base: str
     ) -> dict[str, Any]:
-        setattr(self.stats, kind + "s", getattr(self.stats, kind + "s") + 1)
+        counter = "meshes" if kind == "3d" else kind + "s"
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         out_uuid = str(uuid.uuid4())
+        if kind == "3d":
+            return mesh_result(task, plan, output, base, out_uuid, self._store, _cost(kind, plan))
         result: dict[str, Any] = {
             "taskType": task["taskType"],
             "taskUUID": task["taskUUID"],
@@ -359,4 +372,6 @@ def _cost(kind: str, plan: Mapping[str, Any]) -> float:
         return round(0.0013 * megapixels * plan["steps"] / 20, 6)
     if kind == "video":
         return round(0.05 * plan["duration"], 6)
+    if kind == "3d":
+        return 0.04
     return round(0.002 * plan["duration"], 6)

@@ -65,4 +65,5 @@ class ServerStats:
     images: int = 0
     videos: int = 0
     audios: int = 0
+    meshes: int = 0
     outputs_served: int = 0

@@ -18,9 +18,10 @@ Protocol (the parts of Runware's REST API seedledger uses, reference/runware.md)
   ``GET /outputs/<uuid>.<ext>``), ``base64Data`` or ``dataURI``; ``outputFormat``
   ``JPG`` (default, as Runware), ``PNG`` or ``WEBP``; ``numberResults`` 1–20 with a
   distinct seed per result; ``includeCost``; ``deliveryMethod`` ``sync``/``async``.
-- ``videoInference`` (async by default) and ``audioInference`` (sync by default):
-  a small animated GIF (``image/gif``) and a short WAV (``audio/wav``) whatever
-  ``outputFormat`` says. Async tasks are acknowledged with
+- ``videoInference`` (async by default), ``audioInference`` and ``3dInference`` (sync
+  by default): an H.264 MP4, a WAV (``outputFormat: MP3`` an MP3) and a GLB (or
+  ``OBJ``/``PLY``/``STL``) in ``outputs.files`` (generators: ``video``, ``audio``,
+  ``mesh`` modules). Async tasks are acknowledged with
   ``{"taskType", "taskUUID"}``; ``getResponse`` answers ``status: "processing"`` for
   the first ``async_polls`` polls and until generation has finished, then the
   results with ``status: "success"``.

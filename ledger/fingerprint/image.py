@@ -1,4 +1,4 @@
-"""Fingerprint: versioned content hashes of one output plus a small thumbnail."""
+"""Image fingerprints: versioned content hashes of one still image plus a small thumbnail."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import hashlib
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import imagehash
 import numpy as np
@@ -18,6 +16,7 @@ from PIL import Image
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode
+from ledger.fingerprint._types import Fingerprint
 
 #: Bump when anything in decode/normalise/hash/thumbnail changes meaning.
 PIPELINE = 1
@@ -29,62 +28,6 @@ THUMB_SIZE = 48
 #: The version every fingerprint made by this code carries. Library versions are part
 #: of it because Pillow resize changes have changed perceptual hashes before.
 FINGERPRINT_VERSION = f"fp{PIPELINE}+pil{PIL.__version__}+ih{imagehash.__version__}"
-
-_U64 = (1 << 64) - 1
-
-
-def phash_chunks(phash: int) -> tuple[int, int, int, int]:
-    """The four 16-bit chunks of a 64-bit hash, most significant first."""
-    return ((phash >> 48) & 0xFFFF, (phash >> 32) & 0xFFFF, (phash >> 16) & 0xFFFF, phash & 0xFFFF)
-
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Fingerprint:
-    """Content hashes of one decoded image.
-
-    ``pixel_sha256`` covers the normalised RGB pixels and the size: it alone decides
-    "identical". ``phash``/``dhash`` are imagehash's 64-bit hashes as unsigned ints
-    (bit order of ``str(imagehash)``); ``phash_chunks`` are derived for indexed search.
-    """
-
-    version: str
-    media_type: str | None
-    file_sha256: str
-    pixel_sha256: str
-    width: int
-    height: int
-    phash: int
-    dhash: int
-    thumbnail: bytes = field(repr=False)
-    phash_chunks: tuple[int, int, int, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        for name in ("phash", "dhash"):
-            value = getattr(self, name)
-            if not 0 <= value <= _U64:
-                raise FingerprintError(f"{name} {value} is not an unsigned 64-bit value")
-        object.__setattr__(self, "phash_chunks", phash_chunks(self.phash))
-
-    def to_dict(self, *, thumbnail: bool = False) -> dict[str, Any]:
-        """A JSON-ready summary; hashes as 16 hex digits like imagehash prints them."""
-        data: dict[str, Any] = {
-            "version": self.version,
-            "media_type": self.media_type,
-            "file_sha256": self.file_sha256,
-            "pixel_sha256": self.pixel_sha256,
-            "width": self.width,
-            "height": self.height,
-            "phash": f"{self.phash:016x}",
-            "dhash": f"{self.dhash:016x}",
-            "thumbnail_bytes": len(self.thumbnail),
-        }
-        if thumbnail:
-            data["thumbnail_png"] = self.thumbnail.hex()
-        return data
 
 
 def fingerprint_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerprint:
@@ -159,24 +102,32 @@ def _bits_to_int(bits: np.ndarray) -> int:
 def fingerprint_file(
     path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Fingerprint:
+    return fingerprint_bytes(read_bounded(path, max_bytes), max_pixels=max_pixels)
+
+
+def read_bounded(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of ``path``, refused before reading when above ``max_bytes``."""
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise FingerprintError(f"{path.name} is {size} bytes, above the limit of {max_bytes}")
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise FingerprintError(f"no such file: {path}") from None
     except IsADirectoryError:
-        raise FingerprintError(f"{path} is a directory, not an image") from None
+        raise FingerprintError(f"{path} is a directory, not a media file") from None
     except OSError as exc:
         raise FingerprintError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return fingerprint_bytes(data, max_pixels=max_pixels)
+
+
+def thumbnail_image(rgb: Image.Image) -> Image.Image:
+    # Area average; reducing_gap lets Pillow pre-shrink by an integer factor first.
+    return rgb.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX, reducing_gap=2.0)
 
 
 def make_thumbnail(rgb: Image.Image) -> bytes:
-    # Area average; reducing_gap lets Pillow pre-shrink by an integer factor first.
-    small = rgb.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX, reducing_gap=2.0)
+    small = thumbnail_image(rgb)
     out = io.BytesIO()
     small.save(out, format="PNG", compress_level=9)
     return out.getvalue()

@@ -1,0 +1,160 @@
+"""Video and audio fingerprints against the decoding they cannot avoid.
+
+* video: fingerprinting a 10 s 1080p H.264 MP4 (every frame decoded and hashed, the
+  sampled frames hashed like stills) vs decoding the same stream and converting the
+  sampled frames to RGB, nothing else. Target: ratio <= 1.3.
+* audio: fingerprinting a 30 s MP3 in process vs ``fpcalc -raw`` (Chromaprint's own
+  tool, which decodes and fingerprints the file). Target: ratio <= 1.3.
+
+Each prints one JSON line: figure, baseline measured in the same run, ratio.
+
+    .venv/bin/python bench/bench_media.py [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.backends.reference.audio import encode_audio
+from ledger.backends.reference.video import encode_video
+from ledger.fingerprint.audio import fingerprint_audio
+from ledger.fingerprint.video import MAX_SAMPLES, MIN_STEP_S, fingerprint_video
+
+TARGET = 1.3
+
+
+def clip(width: int, height: int, seconds: float, fps: int) -> bytes:
+    """A pan over a smooth random field, the motion a generated clip has."""
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 255, (height // 8 + 2, width // 8 + 40, 3), dtype=np.uint8)
+    field = np.kron(small, np.ones((8, 8, 1), np.uint8))
+    count = round(seconds * fps)
+    return encode_video([field[:height, i : i + width] for i in range(count)], fps=fps, crf=23)
+
+
+def decode_sampled(data: bytes) -> None:
+    """The baseline: decode every frame; convert the frames shown at the sample times."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        duration = float(stream.duration * stream.time_base)
+        step = max(MIN_STEP_S, duration / MAX_SAMPLES)
+        times = [k * step for k in range(max(1, math.ceil(duration / step - 1e-9)))]
+        prev, taken = None, 0
+        for frame in container.decode(stream):
+            while prev is not None and taken < len(times) and times[taken] < frame.time - 1e-4:
+                prev.to_ndarray(format="rgb24")
+                taken += 1
+            prev = frame
+        while prev is not None and taken < len(times):
+            prev.to_ndarray(format="rgb24")
+            taken += 1
+
+
+def fpcalc_raw(command: list[str]) -> str:
+    """fpcalc's fingerprint line (Debian's fpcalc exits 3 on a benign end-of-file note)."""
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("FINGERPRINT=")), None)
+    if line is None:
+        raise RuntimeError(f"fpcalc gave no fingerprint: {done.stderr.strip()[:200]}")
+    return line
+
+
+def timed(fn: Callable[[], object], rounds: int) -> float:
+    walls = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(walls) * 1000
+
+
+def emit(name: str, figure: float, base: float, base_name: str, rounds: int, **extra: object) -> None:
+    ratio = figure / base
+    print(
+        json.dumps(
+            {
+                "bench": name,
+                "figure": round(figure, 3),
+                "unit": "ms wall (median)",
+                "baseline": round(base, 3),
+                "baseline_name": base_name,
+                "ratio": round(ratio, 3),
+                "target": f"ratio <= {TARGET}",
+                "met": ratio <= TARGET,
+                "rounds": rounds,
+                **extra,
+            }
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a small clip and a few rounds")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.smoke else 5
+    width, height, seconds = (320, 180, 2.0) if args.smoke else (1920, 1080, 10.0)
+    video = clip(width, height, seconds, 24)
+    fingerprint_video(video)  # warm up
+    decode_sampled(video)
+    base, figure = [], []
+    for _ in range(rounds):  # interleaved so load drift hits both alike
+        base.append(timed(lambda: decode_sampled(video), 1))
+        figure.append(timed(lambda: fingerprint_video(video), 1))
+    emit(
+        "fingerprint_video_h264",
+        statistics.median(figure),
+        statistics.median(base),
+        "PyAV decode of every frame + RGB of the sampled frames",
+        rounds,
+        size=f"{width}x{height}",
+        seconds=seconds,
+    )
+    fpcalc = shutil.which("fpcalc")
+    if fpcalc is None:
+        print("fpcalc not found (scripts/install-media-deps.sh); audio bench skipped", file=sys.stderr)
+        return 1
+    t = np.arange(22050 * (5 if args.smoke else 30)) / 22050
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t * (1 + 0.01 * np.sin(2 * np.pi * 0.5 * t)))
+    audio = encode_audio(tone + 0.05 * np.sin(2 * np.pi * 1200 * t), 22050, container="mp3")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tone.mp3"
+        path.write_bytes(audio)
+        run = [fpcalc, "-raw", "-length", "0", str(path)]
+        fpcalc_raw(run)  # warm up
+        fingerprint_audio(audio)
+        base, figure = [], []
+        for _ in range(rounds):
+            base.append(timed(lambda: fpcalc_raw(run), 1))
+            figure.append(timed(lambda: fingerprint_audio(audio), 1))
+    emit(
+        "fingerprint_audio_mp3",
+        statistics.median(figure),
+        statistics.median(base),
+        "fpcalc -raw on the same MP3 (process start included)",
+        rounds,
+        seconds=len(t) / 22050,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

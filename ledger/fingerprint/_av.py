@@ -1,0 +1,70 @@
+"""Opening untrusted containers with PyAV (FFmpeg's libraries), shared by video and audio.
+
+Every failure FFmpeg can report becomes one :class:`FingerprintError` line; the
+container is opened from memory (no file names, no network protocols).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ledger.errors import FingerprintError
+
+#: Demuxers seedledger lets FFmpeg use on untrusted bytes (FFmpeg's own format names).
+#: Anything else (playlists, image2 sequences, concat scripts…) is refused.
+ALLOWED_DEMUXERS = frozenset(
+    {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "gif", "webp", "wav", "flac", "mp3", "ogg", "aac"}
+)
+
+
+def av_version() -> str:
+    import av
+
+    return str(av.__version__)
+
+
+@contextmanager
+def open_container(data: bytes, what: str) -> Iterator[Any]:
+    """An input container over ``data``; raises FingerprintError for anything unreadable."""
+    import av
+
+    if not data:
+        raise FingerprintError(f"empty input (0 bytes) is not {what}")
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise FingerprintError(f"cannot read the {what} container: {reason(exc)}") from None
+    try:
+        if container.format.name not in ALLOWED_DEMUXERS:
+            raise FingerprintError(f"container format {container.format.name!r} is not supported for {what}")
+        yield container
+    finally:
+        container.close()
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.FFmpegError, ValueError, OSError, EOFError, MemoryError)
+
+
+def reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return text[:200]
+
+
+def seconds(value: Any, time_base: Any) -> float | None:
+    """A stream timestamp/duration in seconds, or None when FFmpeg does not know it."""
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def declared_duration(container: Any, stream: Any) -> float | None:
+    got = seconds(stream.duration, stream.time_base)
+    if got is None and container.duration is not None:
+        got = container.duration / 1_000_000  # AV_TIME_BASE
+    return got
