@@ -15,8 +15,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip setuptools wheel
 
+# with the PostgreSQL driver, so the README's PostgreSQL section runs as written
 install: $(BIN)/python build-deps
-	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e .
+	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[postgres]'
 
 install-test: $(BIN)/python build-deps media-deps
 	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'

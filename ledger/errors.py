@@ -4,6 +4,7 @@
     ├── UsageError                   exit 2: the caller asked for something invalid
     │   ├── InvalidSeedError         a seed outside 0 … 2^64−1, or not an integer
     │   ├── InvalidInputError        malformed JSON, wrong types, unknown fields
+    │   │   └── JSONTooDeepError     JSON nested deeper than allowed (core.jsonsafe)
     │   └── NotFoundError            exit 3: no record / run / checkpoint with that id
     ├── StoreError                   exit 4: the database cannot be reached or used
     │   └── SchemaOutdatedError      the database is behind the code's migrations
@@ -45,6 +46,10 @@ class InvalidInputError(UsageError):
     pass
 
 
+class JSONTooDeepError(InvalidInputError):
+    pass
+
+
 class NotFoundError(UsageError):
     exit_code = 3
 
@@ -79,7 +84,7 @@ EXIT_CODES: dict[int, str] = {
     1: "unexpected failure",
     2: "usage error: bad option, bad input, invalid seed",
     3: "not found: no record, run or checkpoint with that id",
-    4: "database unreachable, or behind the code's migrations",
+    4: "database unreachable, missing, or behind the code's migrations",
     5: "image bytes that cannot be decoded safely",
     6: "generation backend failed",
     7: "integrity check failed: the log does not verify",

@@ -306,9 +306,10 @@ def test_a_backend_that_cannot_open_is_one_error_and_writes_nothing(
 ) -> None:
     with Ledger.open(sqlite_url) as ledger:
         make_originals(ledger, server.url, [image_request()])
-    # Replaying on Runware itself needs an API key, and none is configured.
+    # Replaying on Runware itself needs an API key, and none is configured: refused
+    # before a run starts, naming the variable and the way around it.
     out = cli("--db", sqlite_url, "audit", "--replay-backend", "runware")
-    assert out.code == 6 and "API key" in out.err
+    assert out.code == 2 and "RUNWARE_API_KEY" in out.err and "--replay-backend" in out.err
     with Ledger.open(sqlite_url) as ledger, ledger.reading() as conn:
         assert conn.execute(select(func.count()).select_from(audit_runs)).scalar_one() == 0
 

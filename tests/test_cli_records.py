@@ -123,7 +123,20 @@ def test_malformed_input_fails_cleanly_and_writes_nothing(db_url: str, payload: 
 def test_dry_run_validates_without_writing(sqlite_url: str) -> None:
     done = seedledger("--db", sqlite_url, "record", "--dry-run", "-", input=json.dumps(exchange(5)))
     assert done.code == 0 and "1 record(s) would be stored" in done.err
+    # It shows what would be stored, not only how many.
+    header, row = done.out.splitlines()
+    assert header.split() == ["CREATED_AT", "MODEL", "SCHEDULER", "SEED", "SIZE", "STATUS", "PROMPT"]
+    assert "runware:101@1" in row and " 5 " in row and "512x512" in row
     assert seedledger("--db", sqlite_url, "--json", "list").out == ""
+
+
+def test_record_rerun_says_nothing_new_was_stored(sqlite_url: str) -> None:
+    lines = json.dumps(exchange(5)) + "\n" + json.dumps(exchange(6)) + "\n"
+    first = seedledger("--db", sqlite_url, "record", "-", input=lines)
+    assert first.code == 0 and "recorded 2 new record(s), 0 already present" in first.err
+    again = seedledger("--db", sqlite_url, "record", "-", input=lines)
+    assert again.code == 0 and again.out == first.out
+    assert "recorded 0 new record(s), 2 already present" in again.err
 
 
 def test_unknown_record_and_parent_exit_3(sqlite_url: str) -> None:
@@ -166,6 +179,36 @@ def test_default_database_is_in_the_working_directory(tmp_path: Path) -> None:
         env={"SEEDLEDGER_DATABASE_URL": str(env_db)},
     )
     assert done.code == 0 and env_db.exists()
+
+
+def test_show_answers_the_next_questions(sqlite_url: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    seedless = exchange(5, model="openai:gpt-image@1")
+    assert seedledger("--db", sqlite_url, "record", "-", input=json.dumps(seedless)).code == 0
+    before = seedledger("--db", sqlite_url, "show", "1")
+    assert before.code == 0, before.err
+    assert "fingerprint  none: attach one with `seedledger fingerprint 1 FILE`" in before.out
+    assert "seedless-model (error): the model takes no seed" in before.out
+    assert "audits       never audited" in before.out
+    assert "log          not sealed yet: run `seedledger seal`" in before.out
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "out.png")
+    assert seedledger("--db", sqlite_url, "fingerprint", "1", str(tmp_path / "out.png")).code == 0
+    key = tmp_path / "k.key"
+    assert seedledger("keys", "generate", "--out", str(key), "--name", "t").code == 0
+    assert seedledger("--db", sqlite_url, "seal", "--key-file", str(key)).code == 0
+    after = seedledger("--db", sqlite_url, "--json", "show", "1").json()
+    assert after["fingerprint"]["width"] == 32 and len(after["fingerprint"]["pixel_sha256"]) == 64
+    assert "seedless-model" in [w["code"] for w in after["warnings"]]
+    assert after["audits"] == []
+    assert after["log"] == {
+        "leaf_index": 0,
+        "sealed_at": after["log"]["sealed_at"],
+        "checkpoint_size": 1,
+        "in_checkpoint": True,
+    }
+    text = seedledger("--db", sqlite_url, "show", "1").out
+    assert "in the signed checkpoint of size 1: `seedledger prove 1`" in text
 
 
 def test_list_json_returns_every_match_and_pages_explicitly(sqlite_url: str) -> None:

@@ -64,7 +64,7 @@ def test_errors_are_one_line_with_exit_codes(sqlite_url: str, tmp_path: Path) ->
     cases = [
         (("fingerprint", "99", str(original)), 3, "no record with id 99"),
         (("fingerprint", "1", str(text)), 5, "not a supported image"),
-        (("fingerprint", "1", str(tmp_path / "missing.png")), 5, "no such file"),
+        (("fingerprint", "1", str(tmp_path / "missing.png")), 2, "does not exist"),  # usage, not 5
         (("compare", "nothing-here", str(original)), 2, "neither an image file nor a record id"),
         (("compare", "2", str(original)), 3, "record 2 has no fingerprint"),
         (("find", str(original), "--radius", "17"), 2, "17"),

@@ -31,7 +31,7 @@ from ledger.workflows import (
 )
 from ledger.workflows.stamp import IPTC_EXT_NS, SEEDLEDGER_NS, STAMP_KEYWORD
 from tests.cli import Run, seedledger
-from tests.factories import exchange
+from tests.factories import exchange, runware_result, runware_task
 from tests.workflow_fixtures import a1111_png, comfy_png, exif_image, image
 
 
@@ -110,6 +110,45 @@ def test_diff_cli_text_and_json(sqlite_url: str) -> None:
     missing = cli("--db", sqlite_url, "diff", str(a), "999")
     assert missing.code == 3
     assert missing.err == "seedledger: error: no record with id 999\n"
+
+
+def test_diff_counts_a_seed_once_and_shows_absent_values(sqlite_url: str) -> None:
+    seeded = exchange(1234)
+    unseeded_task = runware_task(positivePrompt="another prompt")
+    del unseeded_task["negativePrompt"]
+    # No seed in the request: the response says which one was used.
+    unseeded = {"request": [unseeded_task], "response": {"data": [runware_result(unseeded_task, 5678)]}}
+    lines = json.dumps(seeded) + "\n" + json.dumps(unseeded) + "\n"
+    assert seedledger("--db", sqlite_url, "record", "-", input=lines).code == 0
+    run = seedledger("--db", sqlite_url, "diff", "1", "2")
+    assert run.code == 0, run.err
+    assert "<object" not in run.out
+    assert run.out.splitlines() == [
+        "seed: 1234 → 5678  (also params.seed)",
+        "prompt: a lighthouse at dusk → another prompt  (also params.positivePrompt)",
+        "negative prompt: blurry → absent  (also params.negativePrompt)",
+    ]
+    assert "3 generation parameters changed (seed, prompt, negative prompt)" in run.err
+    data = seedledger("--db", sqlite_url, "--json", "diff", "1", "2").json()
+    negative = data["changes"][2]
+    assert (negative["a"], negative["b"], negative["b_missing"]) == ("blurry", None, True)
+
+
+def test_diff_between_a1111_and_comfyui_imports_compares_meaning(sqlite_url: str, tmp_path: Path) -> None:
+    a1111_png(
+        tmp_path / "a.png",
+        "a castle\nSteps: 14, Sampler: Euler, CFG scale: 5.5, Seed: 7, Size: 512x768, Model: dreamshaper_8",
+    )
+    comfy_png(tmp_path / "c.png")
+    assert seedledger("--db", sqlite_url, "import", str(tmp_path)).code == 0
+    run = seedledger("--db", sqlite_url, "diff", "1", "2")
+    assert run.code == 0, run.err
+    names = [line.split(":", 1)[0] for line in run.out.splitlines()]
+    assert all(not name.startswith(("params", "graph", "parameters")) for name in names), run.out
+    assert len(names) == len(set(names))  # each parameter once
+    assert {"backend", "model", "seed", "scheduler", "prompt"} <= set(names)
+    assert "steps" not in names and "CFG scale" not in names  # equal in meaning
+    assert "different formats (a1111-infotext vs comfyui-api): compared by the record columns" in run.err
 
 
 def test_diff_of_neighbouring_cfg_sweep_cells_names_only_cfg(sqlite_url: str, tmp_path: Path) -> None:

@@ -49,9 +49,10 @@ from ledger.audit.policy import (
     outcome_for,
 )
 from ledger.audit.store import AuditResult, AuditRun
-from ledger.backends import AsyncBackend, GeneratedOutput, RetryPolicy, open_backend, request_from_record
+from ledger.backends import AsyncBackend, GeneratedOutput, RetryPolicy, open_backend
 from ledger.backends.base import protocol_of
 from ledger.backends.http import safe_url
+from ledger.backends.translate import accepted_protocols, replay_request
 from ledger.core.environment import differences as environment_differences
 from ledger.core.models import ModelCatalog
 from ledger.core.records import Modality, Record, Status
@@ -561,7 +562,8 @@ class _Runner:
                     )
         try:
             backend = self.backend_for(record)
-            request = request_from_record(record)
+            # The record's own request, or one rebuilt from its columns for another protocol.
+            request = replay_request(record, accepted_protocols(backend))
         except LedgerError as exc:
             return self._error(record, warnings, getattr(exc, "code", "unsupported"), str(exc))
         name = backend.name

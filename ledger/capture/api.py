@@ -29,6 +29,7 @@ from typing import Any
 
 from ledger.capture.entries import Output
 from ledger.capture.recorder import Recorder
+from ledger.core.params import PARAM_COLUMNS
 from ledger.core.records import Modality, NewRecord, SeedOrigin, Source, Status
 from ledger.core.redaction import redact
 from ledger.core.seeds import parse_seed
@@ -69,14 +70,7 @@ def _at_exit(callback: Callable[[], object]) -> None:
     atexit.register(callback)
 
 
-_PARAM_COLUMNS = {
-    "prompt": ("prompt", "positivePrompt"),
-    "negative_prompt": ("negative_prompt", "negativePrompt"),
-    "width": ("width",),
-    "height": ("height",),
-    "steps": ("steps", "num_inference_steps"),
-    "cfg_scale": ("cfg_scale", "CFGScale", "guidance_scale"),
-}
+_PARAM_COLUMNS = PARAM_COLUMNS
 
 
 @dataclass

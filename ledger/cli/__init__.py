@@ -26,7 +26,7 @@ COMMAND_MODULES: dict[str, str] = {
     "verify-proof": "ledger.cli.integrity",
     "verify-file": "ledger.cli.credentials",
     "audit": "ledger.cli.audit",
-    "check": "ledger.cli.audit",
+    "check": "ledger.cli.check",
     "report": "ledger.cli.reports",
     "import": "ledger.cli.workflows",
     "diff": "ledger.cli.workflows",

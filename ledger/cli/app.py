@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +40,14 @@ class AppContext:
     debug: bool
     _ledger: Ledger | None = field(default=None, repr=False)
 
-    def ledger(self) -> Ledger:
-        """Open the ledger once per invocation; closed when the command ends."""
+    def ledger(self, *, create_missing: bool = False) -> Ledger:
+        """Open the ledger once per invocation; closed when the command ends.
+
+        Only commands that write new records pass ``create_missing``: every other
+        command refuses a SQLite file that does not exist (exit 4) rather than answer
+        from a fresh, empty ledger at a mistyped path."""
         if self._ledger is None:
-            self._ledger = Ledger.open(self.db_url)
+            self._ledger = Ledger.open(self.db_url, must_exist=not create_missing)
             click.get_current_context().call_on_close(self._ledger.close)
         return self._ledger
 
@@ -81,6 +87,11 @@ class LedgerGroup(click.Group):
             if debug:
                 raise
             fail(str(exc), exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly with SIGPIPE's status, as Unix
+            # tools do; stdout goes to /dev/null so the final flush cannot complain again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except OSError as exc:
             # A file the user named cannot be read or written: one line, not a traceback.
             if isinstance(ctx.obj, AppContext) and ctx.obj.debug:

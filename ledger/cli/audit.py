@@ -1,12 +1,12 @@
-"""`seedledger audit` (run, --resume, --dry-run), `audit list`, `audit show` and `check`."""
+"""`seedledger audit` (run, --resume, --dry-run), `audit list` and `audit show`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import click
@@ -22,11 +22,9 @@ from ledger.audit import (
     resume_audit,
     run_audit,
 )
-from ledger.audit.checks import CheckRun, check_records
 from ledger.audit.engine import AuditOutcome
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize
-from ledger.cli.options import SEED, ParamType, record_filter_options
-from ledger.core.warnings import Severity
+from ledger.cli.options import SEED, IdList, merge_ids, record_filter_options
 from ledger.errors import PolicyError, UsageError
 from ledger.store import RecordFilter
 
@@ -46,37 +44,23 @@ RESULT_COLUMNS = ("record_id", "verdict", "outcome", "phash", "psnr", "warnings"
 _SHORT = {"expected-drift": "drift"}
 
 
-class IdList(ParamType):
-    """``1,2,5-9``: record ids and inclusive ranges."""
+def _missing_api_key(plan: Any, options: AuditOptions) -> str | None:
+    """Why the run would fail for lack of a Runware API key, or None.
 
-    name = "IDS"
+    Checked before a run is created: otherwise every replay would be stored as an
+    error that only the Python API's wording explains."""
+    from ledger.backends.runware import ENV_API_KEY
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        out: list[int] = []
-        for part in str(value).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "-" in part[1:]:
-                    low, high = part.split("-", 1)
-                    a, b = int(low), int(high)
-                    if b < a or b - a > 1_000_000:
-                        raise ValueError
-                    out.extend(range(a, b + 1))
-                else:
-                    out.append(int(part))
-            except ValueError:
-                self.fail(f"{part!r} is not a record id or an id range like 5-9", param, ctx)
-        return tuple(out)
-
-
-def _merge_ids(where: RecordFilter, ids: tuple[int, ...]) -> RecordFilter:
-    if not ids:
-        return where
-    return replace(where, ids=tuple(dict.fromkeys((*where.ids, *ids))))
+    if os.environ.get(ENV_API_KEY):
+        return None
+    on_runware = sum(1 for p in plan.replays if (options.backend or p.backend).lower() == "runware")
+    if not on_runware:
+        return None
+    return (
+        f"{on_runware} record(s) would be replayed on the hosted Runware API, but {ENV_API_KEY} is not "
+        "set: export it, or replay on another backend with --replay-backend NAME "
+        "(e.g. --replay-backend reference --backend-url URL)"
+    )
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -138,10 +122,14 @@ async def _with_signals(
 # -- rendering -----------------------------------------------------------------------------
 
 
+def policy_word(held: bool | None) -> str:
+    """How every text output names whether the run met its --fail-on policy."""
+    return "-" if held is None else ("held" if held else "failed")
+
+
 def _run_row(run: Any) -> dict[str, Any]:
     summary = run.summary or {}
     outcomes = summary.get("outcomes") or {}
-    held = summary.get("policy_held")
     return {
         "id": run.id,
         "created_at": run.created_at,
@@ -152,7 +140,7 @@ def _run_row(run: Any) -> dict[str, Any]:
         "fail": outcomes.get("fail", 0),
         "error": outcomes.get("error", 0),
         "skipped": outcomes.get("skipped", 0),
-        "policy": "-" if held is None else ("held" if held else "failed"),
+        "policy": policy_word(summary.get("policy_held")),
     }
 
 
@@ -184,7 +172,7 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
                 "verdicts": summary.get("verdicts"),
                 "cost": summary.get("cost"),
                 "fail_on": ",".join(outcome.policy.names) or "none",
-                "policy": "-" if summary.get("policy_held") is None else summary.get("policy_held"),
+                "policy": policy_word(summary.get("policy_held")),
             },
             as_json=False,
         )
@@ -218,7 +206,12 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
     metavar="NAME",
     help="Replay on this backend instead of each record's own (--backend filters records).",
 )
-@click.option("--backend-url", metavar="URL", help="API endpoint of the backend (required for reference).")
+@click.option(
+    "--backend-url",
+    metavar="URL",
+    help="API endpoint of the replay backend (default: the backend's own; for reference, an "
+    "in-process reference server on a free loopback port).",
+)
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Replays in flight at once.")
 @click.option("--rate", type=float, help="At most this many replay requests per second per backend.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per HTTP request.")
@@ -299,7 +292,7 @@ def audit(
         _report(outcome, obj.json)
         return
 
-    where = _merge_ids(where, id_list or ())
+    where = merge_ids(where, id_list or ())
     selection = Selection(where=where, sample=sample, sample_seed=sample_seed)
     options = AuditOptions(
         backend=backend_name,
@@ -313,6 +306,9 @@ def audit(
         check_inputs=not no_input_check,
     )
     plan = plan_audit(ledger, selection, options)
+    no_key = _missing_api_key(plan, options)
+    if no_key is not None and not dry_run:
+        raise UsageError(no_key)
     if dry_run:
         rows = [
             {
@@ -332,6 +328,8 @@ def audit(
             + (f" ({plan.unknown_cost} without a recorded cost)" if plan.unknown_cost else "")
             + (f"; sample seed {plan.selection.sample_seed}" if plan.selection.sample is not None else "")
         )
+        if no_key is not None:
+            info(f"warning: the real run would fail: {no_key}")
         return
     if not plan.records:
         raise UsageError("no records match the selection; nothing to audit")
@@ -376,68 +374,12 @@ def audit_show(run_id: str, thumbnails: bool, local_json: bool) -> None:
         return
     data = run.to_dict()
     summary = data.pop("summary") or {}
-    data.update({k: summary.get(k) for k in ("outcomes", "verdicts", "cost", "policy_held", "pending")})
+    data["fail_on"] = ",".join((data.pop("policy") or {}).get("fail_on") or []) or "none"
+    data.update({k: summary.get(k) for k in ("outcomes", "verdicts", "cost", "pending")})
+    data["policy"] = policy_word(summary.get("policy_held"))
     emit_mapping(data, as_json=False)
     click.echo("")
     emit_rows((_result_row(r) for r in results), RESULT_COLUMNS, as_json=False)
     errors = [r for r in results if r.error]
     for r in errors[:20]:
         info(f"record {r.record_id}: {r.error_code}: {sanitize(r.error or '')}")
-
-
-@main.command()
-@record_filter_options
-@click.option("--ids", "id_list", type=IdList(), default=None, help="Record ids: 1,2,5-9.")
-@click.option(
-    "--refresh", is_flag=True, help="Fetch input image URLs again (bounded) to refresh inputs-unavailable."
-)
-@click.option(
-    "--fail-on",
-    "fail_on",
-    type=click.Choice([s.value for s in Severity]),
-    help="Exit 8 if a record has a warning of this severity or worse.",
-)
-@click.option("--all", "show_all", is_flag=True, help="Also list records without warnings.")
-def check(
-    where: RecordFilter, id_list: tuple[int, ...] | None, refresh: bool, fail_on: str | None, show_all: bool
-) -> None:
-    """Warnings of records without replaying them; stored for reports.
-
-    Prints each record with warnings, then the count by code (with --json: one JSON
-    line per record, then {"counts": …}).
-    """
-    obj = app()
-    ledger = obj.ledger()
-    run = CheckRun()
-    rows = []
-    for record, warnings in check_records(ledger, _merge_ids(where, id_list or ()), run, refresh=refresh):
-        if not warnings and not show_all:
-            continue
-        if obj.json:
-            emit_json(
-                {"record_id": record.id, "model": record.model, "warnings": [w.to_dict() for w in warnings]}
-            )
-        else:
-            rows.append(
-                {
-                    "record_id": record.id,
-                    "model": record.model,
-                    "seed": record.seed,
-                    "scheduler": record.scheduler or record.scheduler_requested,
-                    "warnings": ",".join(w.code for w in warnings) or None,
-                }
-            )
-    counts = run.ordered_counts()
-    if obj.json:
-        emit_json({"checked": run.checked, "with_warnings": run.with_warnings, "counts": counts})
-    else:
-        emit_rows(rows, ("record_id", "model", "seed", "scheduler", "warnings"), as_json=False)
-        click.echo("")
-        emit_rows(
-            ({"code": code, "records": n} for code, n in counts.items()), ("code", "records"), as_json=False
-        )
-        info(f"checked {run.checked} record(s); {run.with_warnings} with warnings")
-    if fail_on is not None:
-        bad = run.at_or_above(Severity(fail_on))
-        if bad:
-            raise PolicyError(f"{bad} record(s) have a warning of severity {fail_on} or worse")

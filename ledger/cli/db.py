@@ -16,9 +16,18 @@ def db() -> None:
 
 @db.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
-def upgrade(revision: str) -> None:
-    """Bring the database to the latest schema (creates it when empty)."""
+@click.option(
+    "--create",
+    "create_database",
+    is_flag=True,
+    help="Create the PostgreSQL database first if the server does not have it (SQLite files are "
+    "always created).",
+)
+def upgrade(revision: str, create_database: bool) -> None:
+    """Bring the database to the latest schema (creates the schema when empty)."""
     ctx = app()
+    if create_database and engines.create_database(ctx.db_url):
+        info(f"created database {engines.display_url(engines.resolve_url(ctx.db_url))}")
     engine = engines.create(ctx.db_url)
     ledger = Ledger(engine)
     try:
@@ -35,6 +44,7 @@ def upgrade(revision: str) -> None:
 def current() -> None:
     """Show the database's schema revision and the code's head."""
     ctx = app()
+    engines.require_existing(ctx.db_url)
     engine = engines.create(ctx.db_url)
     ledger = Ledger(engine)
     try:

@@ -38,7 +38,7 @@ def _fingerprint_dict(fp: Fingerprint) -> dict[str, Any]:
 
 @main.command()
 @click.argument("record_id", type=int)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--replace", is_flag=True, help="Overwrite a fingerprint of other pixels.")
 @_MAX_PIXELS
 @_MODALITY
@@ -81,13 +81,16 @@ def compare_(a: str, b: str, max_pixels: int, modality: str | None) -> None:
 
     ctx = app()
     result = compare(_resolve(ctx, a, max_pixels, modality), _resolve(ctx, b, max_pixels, modality))
-    emit_mapping(result.to_dict(), as_json=ctx.json)
+    data = result.to_dict()
+    if not ctx.json and "thumb_psnr_db" in data and data["thumb_psnr_db"] is None:
+        data["thumb_psnr_db"] = "inf"  # equal thumbnails, as `find` and `audit show` print it
+    emit_mapping(data, as_json=ctx.json)
     if not result.same_version:
         info("warning: the fingerprints were made by different hashing versions; distances may be off")
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--radius",
     type=click.IntRange(min=0),

@@ -98,7 +98,11 @@ def keys_generate(out: Path, name: str, force: bool) -> None:
 def keys_public(key_file: Path | None) -> None:
     """Print the public (verifier) key of the signing key."""
     signer = notes.require_signer(key_file)
-    click.echo(str(signer.verifier))
+    if app().json:
+        verifier = signer.verifier
+        emit_json({"verifier": str(verifier), "key_id": verifier.key_id_hex, "name": signer.name})
+    else:
+        click.echo(str(signer.verifier))
 
 
 @main.command("verify")

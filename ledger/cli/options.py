@@ -1,7 +1,8 @@
-"""Option bundles shared by commands: the record filters of list/audit/report."""
+"""Option bundles shared by commands: the record filters of list/audit/report, record id lists."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from datetime import datetime
@@ -107,3 +108,36 @@ def record_filter_options(func: F) -> F:
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+class IdList(ParamType):
+    """``1,2,5-9``: record ids and inclusive ranges."""
+
+    name = "IDS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        out: list[int] = []
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                if "-" in part[1:]:
+                    low, high = part.split("-", 1)
+                    a, b = int(low), int(high)
+                    if b < a or b - a > 1_000_000:
+                        raise ValueError
+                    out.extend(range(a, b + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                self.fail(f"{part!r} is not a record id or an id range like 5-9", param, ctx)
+        return tuple(out)
+
+
+def merge_ids(where: RecordFilter, ids: tuple[int, ...]) -> RecordFilter:
+    if not ids:
+        return where
+    return dataclasses.replace(where, ids=tuple(dict.fromkeys((*where.ids, *ids))))

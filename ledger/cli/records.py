@@ -7,15 +7,18 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
+from sqlalchemy import select
 
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main
 from ledger.cli.options import record_filter_options
 from ledger.core.documents import parse_documents
-from ledger.core.records import Record, Source
+from ledger.core.records import NewRecord, Record, Source
 from ledger.errors import InvalidInputError
-from ledger.store import ORDERINGS, RecordFilter
+from ledger.store import ORDERINGS, Ledger, RecordFilter
+from ledger.store.schema import records as records_table
 
 LIST_COLUMNS = ("id", "created_at", "model", "scheduler", "seed", "size", "status", "prompt")
+DRY_RUN_COLUMNS = LIST_COLUMNS[1:]
 
 
 def record_dict(record: Record) -> dict[str, Any]:
@@ -24,10 +27,10 @@ def record_dict(record: Record) -> dict[str, Any]:
     return data
 
 
-def _summary(record: Record) -> dict[str, Any]:
+def _summary(record: NewRecord) -> dict[str, Any]:
     prompt = record.prompt or ""
     return {
-        "id": record.id,
+        "id": getattr(record, "id", None),
         "created_at": record.created_at,
         "model": record.model,
         "scheduler": record.scheduler or record.scheduler_requested,
@@ -61,21 +64,43 @@ def record(
         text, source=Source.API, tags=tags, experiment_id=experiment, parent_id=parent_id
     )
     if dry_run:
-        info(f"dry run: {len(new_records)} record(s) would be stored")
         if ctx.json:
             for r in new_records:
                 emit_json(dataclasses.asdict(r))
+        else:
+            emit_rows([_summary(r) for r in new_records], DRY_RUN_COLUMNS, as_json=False)
+        info(f"dry run: {len(new_records)} record(s) would be stored; nothing was written")
         return
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create_missing=True)
     if parent_id is not None:
         ledger.get(parent_id)  # NotFoundError before anything is written
-    ids = ledger.add(new_records)
+    ids, present = _add_counting(ledger, new_records)
     if ctx.json:
         for rid in ids:
             emit_json({"id": rid})
     else:
         click.echo(" ".join(str(i) for i in ids))
-    info(f"recorded {len(ids)} record(s) in {ledger.display_url}")
+    new = len(set(ids) - present)
+    info(f"recorded {new} new record(s), {len(present)} already present, in {ledger.display_url}")
+
+
+def _add_counting(ledger: Ledger, new_records: list[NewRecord]) -> tuple[list[int], set[int]]:
+    """Store records; return their ids and the ids that were already stored.
+
+    Both in one write transaction, so the count is exact: a re-run of the same input
+    says "0 new", not "recorded 1"."""
+    keys = list({r.idempotency_key for r in new_records if r.idempotency_key})
+    with ledger.writing() as conn:
+        present: set[int] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            present.update(
+                int(rid)
+                for (rid,) in conn.execute(
+                    select(records_table.c.id).where(records_table.c.idempotency_key.in_(chunk))
+                )
+            )
+        return ledger.add(new_records, conn=conn), present
 
 
 @main.command(name="list")
@@ -116,6 +141,65 @@ def list_(
 @main.command()
 @click.argument("record_id", type=int)
 def show(record_id: int) -> None:
-    """Show one record in full."""
+    """Show one record in full, with what one asks next: its fingerprint, warnings,
+    every audit result (oldest first) and its place in the signed log."""
+    from ledger.audit.history import audit_history, log_position
+    from ledger.core.warnings import warnings_for
+    from ledger.errors import NotFoundError
+
     ctx = app()
-    emit_mapping(record_dict(ctx.ledger().get(record_id)), as_json=ctx.json)
+    ledger = ctx.ledger()
+    record = ledger.get(record_id)
+    try:
+        fingerprint: dict[str, Any] | None = ledger.fingerprint_of(record_id).to_dict()
+    except NotFoundError:
+        fingerprint = None
+    warnings = warnings_for(record)
+    audits = audit_history(ledger, record_id)
+    log = log_position(ledger, record_id)
+    if ctx.json:
+        emit_json(
+            {
+                **record_dict(record),
+                "fingerprint": fingerprint,
+                "warnings": [w.to_dict() for w in warnings],
+                "audits": [a.to_dict() for a in audits],
+                "log": log.to_dict(),
+            }
+        )
+        return
+    emit_mapping(record_dict(record), as_json=False)
+    click.echo("")
+    emit_mapping(
+        {
+            "fingerprint": _fingerprint_line(fingerprint, record_id),
+            "warnings": "; ".join(f"{w.code} ({w.severity}): {w.explanation}" for w in warnings) or "none",
+            "audits": "; ".join(
+                f"{a.outcome} ({a.verdict}) in run {a.run_id} on {a.run_created_at:%Y-%m-%d %H:%M}Z"
+                + (f" on {a.backend}" if a.backend else "")
+                for a in audits
+            )
+            or "never audited",
+            "log": _log_line(log, record_id),
+        },
+        as_json=False,
+    )
+
+
+def _fingerprint_line(fingerprint: dict[str, Any] | None, record_id: int) -> str:
+    if fingerprint is None:
+        return f"none: attach one with `seedledger fingerprint {record_id} FILE`"
+    fp = fingerprint
+    size = f"{fp['width']}x{fp['height']}"
+    hashes = f"pixels {fp['pixel_sha256'][:16]}…, phash {fp['phash']}"
+    return f"{hashes}, {size} {fp['media_type']} ({fp['version']})"
+
+
+def _log_line(log: Any, record_id: int) -> str:
+    if log.leaf_index is None:
+        return "not sealed yet: run `seedledger seal`"
+    where = f"leaf {log.leaf_index}, sealed {log.sealed_at:%Y-%m-%d %H:%M}Z"
+    if log.in_checkpoint:
+        size = log.checkpoint_size
+        return f"{where}; in the signed checkpoint of size {size}: `seedledger prove {record_id}`"
+    return f"{where}; not in a signed checkpoint yet: run `seedledger seal`"

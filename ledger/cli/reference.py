@@ -12,7 +12,8 @@ from ledger.cli.app import fail, info, main
 @main.command("reference-server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free)."
+    # Not 8787: the README's proxy listens there, and both run side by side.
+    "--port", default=8931, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free)."
 )
 @click.option(
     "--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0), help="Delay per request."
@@ -123,8 +124,9 @@ def reference_server(
     """Run the reference backend: procedural test images behind Runware's API.
 
     A reference backend for demos and tests, NOT a model. Point the Runware adapter
-    (or `--backend reference --url`) at http://HOST:PORT/v1, a Runware SDK's WebSocket
-    URL at ws://HOST:PORT/v1.
+    at http://HOST:PORT/v1 (a Runware SDK's WebSocket URL at ws://HOST:PORT/v1), or pass
+    `--backend-url http://HOST:PORT/v1` to `sweep --backend reference` and
+    `audit --replay-backend reference`.
     """
     from ledger.backends.reference.server import serve_forever
     from ledger.core.models import ModelCatalog

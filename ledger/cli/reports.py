@@ -99,7 +99,8 @@ def report(
         emit_json(data)
     else:
         click.echo(str(result.path))
-    info(f"wrote the {fmt} report on {result.records} record(s) to {result.path} ({result.bytes} bytes)")
+    kind = {"html": "an HTML", "json": "a JSON", "csv": "a CSV", "md": "a Markdown"}.get(fmt, f"a {fmt}")
+    info(f"wrote {kind} report on {result.records} record(s) to {result.path} ({result.bytes} bytes)")
     if integrity.failure() is not None:
         # Evidence kept (written above), and a failing exit that CI reads as tampering.
         raise IntegrityError(f"the report is written, and it says FAILED: {integrity.failure()}")

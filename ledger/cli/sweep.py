@@ -62,7 +62,10 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
     show_default=True,
     help="Backend: runware, reference, a1111, comfyui.",
 )
-@click.option("--backend-url", help="Backend endpoint (required for reference).")
+@click.option(
+    "--backend-url",
+    help="Backend endpoint (default: the backend's own; for reference, an in-process reference server).",
+)
 @click.option("--name", help="A name for the experiment.")
 @click.option("--parent", "parent_id", type=int, help="Parent record (refinement lineage).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
@@ -143,7 +146,7 @@ def sweep(**options: Any) -> None:
             for cell in plan.cells:
                 click.echo(cell.label())
         return
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create_missing=True)
     show_progress = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:

@@ -11,7 +11,7 @@ import click
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize, to_jsonable
 from ledger.errors import UsageError
 from ledger.workflows import compare, import_paths, lineage, pick, stamp_file
-from ledger.workflows.compare import Change
+from ledger.workflows.compare import ABSENT, Change
 from ledger.workflows.imports import FileOutcome
 from ledger.workflows.lineage import LineageNode
 
@@ -32,7 +32,7 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
     Importing the same files again adds nothing.
     """
     ctx = app()
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create_missing=True)
     interactive = sys.stderr.isatty() and not ctx.json
 
     def progress(outcome: FileOutcome) -> None:
@@ -70,6 +70,8 @@ def _value(value: Any) -> str:
     if value is None:
         return "-"
     text = str(to_jsonable(value))
+    if not text:
+        return '""'
     text = text.replace("\n", "\\n")
     return text if len(text) <= 80 else text[:79] + "…"
 
@@ -77,7 +79,9 @@ def _value(value: Any) -> str:
 def _change_line(change: Change) -> str:
     also = [f for f in change.fields if f != change.name]
     suffix = f"  (also {', '.join(also)})" if also else ""
-    return f"{change.label}: {_value(change.a)} → {_value(change.b)}{suffix}"
+    before = ABSENT if change.a_missing else _value(change.a)
+    after = ABSENT if change.b_missing else _value(change.b)
+    return f"{change.label}: {before} → {after}{suffix}"
 
 
 @main.command()
@@ -101,6 +105,8 @@ def diff(a: int, b: int, show_all: bool) -> None:
         click.echo(f"records {a} and {b}: same generation parameters")
     for change in result.changes:
         click.echo(sanitize(_change_line(change)))
+    if result.note:
+        info(f"note: {result.note}")
     if show_all:
         for change in result.bookkeeping:
             click.echo(sanitize(f"[bookkeeping] {_change_line(change)}"))

@@ -13,11 +13,11 @@ the first bad document raises with its line number and nothing is returned.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import NewRecord, Source
 from ledger.core.runware import records_from_exchange
 from ledger.errors import InvalidInputError, LedgerError
@@ -25,14 +25,6 @@ from ledger.errors import InvalidInputError, LedgerError
 _KNOWN_KEYS = frozenset(
     {"request", "response", "created_at", "backend", "tags", "experiment_id", "parent_id"}
 )
-
-
-def _loads(text: str) -> Any:
-    # Integers stay exact (Python ints); NaN/Infinity are refused.
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"{constant} is not valid JSON")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def parse_documents(
@@ -49,19 +41,20 @@ def parse_documents(
         raise InvalidInputError("input is empty: expected a JSON document or JSON Lines")
     documents: list[tuple[str, Any]]
     try:
-        whole = _loads(text)
-    except ValueError as whole_error:
+        # Integers stay exact (Python ints); NaN/Infinity and deep nesting are refused.
+        whole = loads_bounded(text)
+    except InvalidInputError:
         lines = text.splitlines()
         if len([line for line in lines if line.strip()]) < 2:
-            raise InvalidInputError(f"invalid JSON: {whole_error}") from None
+            raise
         documents = []
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                documents.append((f"line {number}", _loads(line)))
-            except ValueError as exc:
-                raise InvalidInputError(f"line {number}: invalid JSON: {exc}") from None
+                documents.append((f"line {number}", loads_bounded(line)))
+            except InvalidInputError as exc:
+                raise type(exc)(f"line {number}: {exc}") from None
     else:
         if isinstance(whole, list):
             documents = [(f"document {i + 1}", doc) for i, doc in enumerate(whole)]

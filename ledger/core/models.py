@@ -30,7 +30,6 @@ built-in ones at equal specificity.
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 import tomllib
@@ -40,6 +39,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+from ledger.core.jsonsafe import loads_bounded
 from ledger.core.seeds import SEED_RANGES, SeedRange
 from ledger.errors import InvalidInputError
 
@@ -102,7 +102,7 @@ class ModelInfo:
     reproducible: bool | None = None
 
 
-# Built-in entries, from reference/runware.md.
+# Built-in entries, from Runware's model schemas (https://schemas.runware.ai/registry.json).
 _SEEDLESS_PROVIDERS: Final = (
     "recraft",
     "klingai",
@@ -114,7 +114,8 @@ _SEEDLESS_PROVIDERS: Final = (
     "minimax",
 )
 _SEEDED_PROVIDERS: Final = ("runware", "civitai", "rundiffusion", "alibaba", "vidu", "pixverse")
-_SCHEMA_NOTE: Final = "Runware curated schemas (reference/runware.md)"
+# Cited in warnings people read: a public source, never a document outside the project.
+_SCHEMA_NOTE: Final = "Runware's curated model schemas (https://schemas.runware.ai)"
 
 BUILTIN_MODELS: Final[tuple[ModelInfo, ...]] = (
     *(ModelInfo(f"{p}:*", False, note=f"no seed parameter: {_SCHEMA_NOTE}") for p in _SEEDLESS_PROVIDERS),
@@ -214,8 +215,13 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
         except OSError as exc:
             raise InvalidInputError(f"cannot read model catalog {path}: {exc.strerror or exc}") from None
         try:
-            data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+            if path.suffix.lower() == ".json":
+                data = loads_bounded(raw)
+            else:
+                data = tomllib.loads(raw.decode("utf-8"))
+        except RecursionError:  # tomllib recurses once per nesting level
+            raise InvalidInputError(f"model catalog {path}: nested too deep") from None
+        except (InvalidInputError, ValueError, UnicodeDecodeError) as exc:
             raise InvalidInputError(
                 f"model catalog {path} is not valid {path.suffix or 'TOML'}: {exc}"
             ) from None

@@ -39,12 +39,16 @@ class Ledger:
     # -- opening ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, create: bool | None = None) -> Ledger:
+    def open(cls, url: str | None = None, *, create: bool | None = None, must_exist: bool = False) -> Ledger:
         """Open the ledger at ``url`` and check its schema is at the code's head.
 
         ``create`` (default: only for SQLite) brings an empty database to head.
+        ``must_exist`` refuses a SQLite file that does not exist yet (StoreError naming
+        `seedledger db upgrade`) instead of creating it.
         A database behind head raises :class:`SchemaOutdatedError` naming the command.
         """
+        if must_exist:
+            engines.require_existing(url)
         engine = engines.create(url)
         ledger = cls(engine)
         try:
@@ -105,7 +109,8 @@ class Ledger:
             yield
         except OperationalError as exc:
             detail = str(exc.orig).strip().splitlines()[0] if exc.orig else "operational error"
-            raise StoreError(f"database {self.display_url} unavailable: {detail}") from exc
+            url = self.engine.url.render_as_string(hide_password=False)
+            raise StoreError(engines.explain_unavailable(url, detail)) from exc
         except DBAPIError as exc:
             detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise StoreError(f"database error: {detail}") from exc

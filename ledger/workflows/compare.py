@@ -1,15 +1,21 @@
 """`seedledger diff A B`: what differs between two records, and whether it is one thing.
 
-Compared: the record's generation columns (backend, model, seed, scheduler, prompt,
-size, steps, CFG, …) and every leaf of ``params`` (flattened to ``params.a.b[0]``).
-Bookkeeping (ids, UUIDs, times, cost, tags, the raw infotext/UI workflow, import
-file info) is reported apart and never counts as a generation change.
+Generation parameters are compared by meaning, each counted once:
 
-The same setting is often stored twice, e.g. the ``cfg_scale`` column and the
-request's ``params.CFGScale``, or A1111's ``Size-1`` and ``width``. Differences are
-therefore **grouped**: a params leaf whose before/after values equal those of an
-already-found change (numbers compared by value, ``"7"`` = ``7.0``) joins that change.
-A comparison is *controlled* when at most one group changed.
+1. the record's generation columns (backend, model, seed, scheduler, prompt, size,
+   steps, CFG, …), the same for every format;
+2. then the request parameters (``params``, flattened to ``params.a.b[0]``) that are
+   not already a column. A params leaf is a column's *mirror* on a record when its key
+   is one of that column's spellings (``CFGScale``, ``CFG scale``, ``cfg``, ``Size-1``,
+   ``noise_seed``, …) and its value is that record's column value: it joins the
+   column's change (``also params.CFGScale``) and never counts again. Every other leaf
+   that differs is one change of its own, never grouped by coincidentally equal values.
+
+Request parameters of two different formats (an A1111 infotext and a ComfyUI graph, say)
+have no paths in common: only the columns are compared, and the comparison says so.
+A value one side lacks is *absent*. Bookkeeping (ids, UUIDs, times, cost, tags, the raw
+infotext/UI workflow, import file info) is reported apart and never counts as a
+generation change. A comparison is *controlled* when at most one parameter changed.
 """
 
 from __future__ import annotations
@@ -77,13 +83,31 @@ BOOKKEEPING_PARAMS: Final = frozenset(
     }
 )
 
+#: Stands for a value one record does not have; shown as "absent".
+ABSENT: Final = "absent"
 _MISSING: Final = object()
+
+#: How request parameters spell each column, per format (Runware task keys, A1111
+#: infotext names, ComfyUI node inputs, diffusers arguments), matched on a leaf's own key.
+_COLUMN_KEYS: Final[dict[str, frozenset[str]]] = {
+    "task_type": frozenset({"taskType"}),
+    "model": frozenset({"model", "Model", "ckpt_name", "checkpoint"}),
+    "seed": frozenset({"seed", "Seed", "noise_seed"}),
+    "scheduler": frozenset({"scheduler", "sampler", "sampler_name", "Sampler"}),
+    "prompt": frozenset({"positivePrompt", "prompt", "text"}),
+    "negative_prompt": frozenset({"negativePrompt", "negative_prompt", "text"}),
+    "width": frozenset({"width", "Size-1"}),
+    "height": frozenset({"height", "Size-2"}),
+    "steps": frozenset({"steps", "Steps", "num_inference_steps"}),
+    "cfg_scale": frozenset({"CFGScale", "CFG scale", "cfg", "cfg_scale", "guidance_scale"}),
+    "output_format": frozenset({"outputFormat"}),
+}
 
 
 @dataclass(frozen=True)
 class Change:
-    """One changed setting: ``name`` (column or first params path), before/after, and
-    every field that carries it."""
+    """One changed setting: ``name`` (column or params path), before/after, and every
+    field that carries it."""
 
     name: str
     label: str
@@ -91,14 +115,23 @@ class Change:
     b: Any
     fields: tuple[str, ...]
 
+    @property
+    def a_missing(self) -> bool:
+        """A has no value here (no such params leaf, or an empty column)."""
+        return self.a is _MISSING or self.a is None
+
+    @property
+    def b_missing(self) -> bool:
+        return self.b is _MISSING or self.b is None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "label": self.label,
             "a": None if self.a is _MISSING else self.a,
             "b": None if self.b is _MISSING else self.b,
-            "a_missing": self.a is _MISSING,
-            "b_missing": self.b is _MISSING,
+            "a_missing": self.a_missing,
+            "b_missing": self.b_missing,
             "fields": list(self.fields),
         }
 
@@ -109,6 +142,8 @@ class Comparison:
     b_id: int
     changes: tuple[Change, ...]  # generation parameters
     bookkeeping: tuple[Change, ...]
+    #: Set when the request parameters were not compared (two different formats).
+    note: str | None = None
 
     @property
     def controlled(self) -> bool:
@@ -128,6 +163,7 @@ class Comparison:
             "b": self.b_id,
             "controlled": self.controlled,
             "warning": self.warning,
+            "note": self.note,
             "changes": [c.as_dict() for c in self.changes],
             "bookkeeping": [c.as_dict() for c in self.bookkeeping],
         }
@@ -189,50 +225,81 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _leaf_key(path: str) -> str:
+    return path.rsplit(".", 1)[-1].split("[", 1)[0]
+
+
+def _mirrors(record: Record, path: str, value: Any) -> str | None:
+    """The column this params leaf repeats on ``record``, or None."""
+    key = _leaf_key(path)
+    for column, keys in _COLUMN_KEYS.items():
+        if key not in keys or value is _MISSING:
+            continue
+        own = _values(record, column)
+        if own is None:
+            continue
+        if _norm(value) == _norm(own):
+            return column
+        # A combined scheduler column ("dpmpp_2m karras") holds the sampler and the schedule.
+        if column == "scheduler" and isinstance(value, str) and value in str(own).split():
+            return column
+    return None
+
+
+def params_format(record: Record) -> str:
+    """The format of a record's request parameters (``a1111-infotext``, ``comfyui-api``,
+    or the backend protocol's name for verbatim requests)."""
+    declared = record.params.get("format") if isinstance(record.params, Mapping) else None
+    if isinstance(declared, str) and declared:
+        return declared
+    return {"reference": "runware", "forge": "a1111", "automatic1111": "a1111"}.get(
+        record.backend.lower(), record.backend.lower()
+    )
+
+
 def compare(a: Record, b: Record) -> Comparison:
-    groups: list[dict[str, Any]] = []
-
-    def group_for(path: str, va: Any, vb: Any, label: str, *, fold: bool) -> None:
-        pair = (_norm(va), _norm(vb))
-        if fold:
-            for group in groups:
-                if pair in group["pairs"]:
-                    group["fields"].append(path)
-                    return
-        groups.append({"name": path, "label": label, "a": va, "b": vb, "fields": [path], "pairs": {pair}})
-
+    changes: dict[str, dict[str, Any]] = {}
     for column, label in GENERATION_COLUMNS.items():
         va, vb = _values(a, column), _values(b, column)
-        if _equal(va, vb):
+        if _equal(va, vb) or (va is None and vb is None):
             continue
         target = _FOLD_COLUMNS.get(column)
-        folded = next((g for g in groups if g["name"] == target), None) if target else None
-        if folded is not None:
-            folded["fields"].append(column)
-            folded["pairs"].add((_norm(va), _norm(vb)))
+        if target in changes:
+            changes[target]["fields"].append(column)
             continue
-        group_for(column, va, vb, label, fold=False)
+        changes[column] = {"label": label, "a": va, "b": vb, "fields": [column]}
 
-    flat_a, flat_b = flatten(dict(a.params), "params"), flatten(dict(b.params), "params")
     bookkeeping: list[Change] = []
-    for path in sorted(flat_a.keys() | flat_b.keys()):
-        va, vb = flat_a.get(path, _MISSING), flat_b.get(path, _MISSING)
-        if _equal(va, vb):
-            continue
-        top = path.split(".", 2)[1].split("[", 1)[0]
-        if top in BOOKKEEPING_PARAMS:
-            bookkeeping.append(Change(path, path, va, vb, (path,)))
-            continue
-        group_for(path, va, vb, path.removeprefix("params."), fold=True)
+    note = None
+    if params_format(a) != params_format(b):
+        note = (
+            f"request parameters in different formats ({params_format(a)} vs {params_format(b)}): "
+            "compared by the record columns only"
+        )
+    else:
+        flat_a, flat_b = flatten(dict(a.params), "params"), flatten(dict(b.params), "params")
+        for path in sorted(flat_a.keys() | flat_b.keys()):
+            va, vb = flat_a.get(path, _MISSING), flat_b.get(path, _MISSING)
+            if _equal(va, vb):
+                continue
+            top = path.split(".", 2)[1].split("[", 1)[0]
+            mirrored = _mirrors(a, path, va) or _mirrors(b, path, vb)
+            if top in BOOKKEEPING_PARAMS or (mirrored is not None and mirrored not in changes):
+                # A mirror of an unchanged column (e.g. the seed the request did not send
+                # but the response did) is the same setting: bookkeeping, not a change.
+                bookkeeping.append(Change(path, path, va, vb, (path,)))
+            elif mirrored is not None:
+                changes[mirrored]["fields"].append(path)
+            else:
+                changes[path] = {"label": path.removeprefix("params."), "a": va, "b": vb, "fields": [path]}
 
     columns = [
         Change(column, column, va, vb, (column,))
         for column in BOOKKEEPING_COLUMNS
         if not _equal(va := _values(a, column), vb := _values(b, column))
     ]
-    bookkeeping = columns + bookkeeping
-    changes = tuple(Change(g["name"], g["label"], g["a"], g["b"], tuple(g["fields"])) for g in groups)
-    return Comparison(a.id, b.id, changes, tuple(bookkeeping))
+    found = tuple(Change(name, c["label"], c["a"], c["b"], tuple(c["fields"])) for name, c in changes.items())
+    return Comparison(a.id, b.id, found, tuple(columns + bookkeeping), note)
 
 
 def changed_names(a: Record, b: Record) -> list[str]:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import Record
 from ledger.core.seeds import parse_seed
 from ledger.errors import InvalidInputError, LedgerError, UsageError
@@ -118,7 +119,7 @@ def load_pick(path: Path | str | None = None) -> Pick:
     """Read a pick file (default ``.seedledger-pick.json``); InvalidInputError if bad."""
     target = Path(path) if path is not None else Path(DEFAULT_PICK_FILE)
     try:
-        data = json.loads(target.read_text(encoding="utf-8"))
+        data = loads_bounded(target.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"no pick file at {target}; run `seedledger pick ID` first") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -34,6 +34,7 @@ from typing import Any, Final
 from sqlalchemy import select
 
 from ledger import __version__
+from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import Record
 from ledger.errors import InvalidInputError, LedgerError, UsageError
 from ledger.integrity import RECORD
@@ -109,9 +110,9 @@ class Stamp:
     @classmethod
     def from_json(cls, text: str) -> Stamp:
         try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise InvalidInputError(f"seedledger stamp is not valid JSON: {exc}") from None
+            data = loads_bounded(text)
+        except InvalidInputError as exc:
+            raise type(exc)(f"seedledger stamp: {exc}") from None
         if not isinstance(data, dict) or data.get("schema") != STAMP_SCHEMA:
             raise InvalidInputError(f"not a {STAMP_SCHEMA} stamp")
         record_id, key = data.get("record_id"), data.get("idempotency_key")
