@@ -377,3 +377,12 @@ def test_import_reads_a_manifest_made_elsewhere(setup: Setup) -> None:
     assert record.model == "Firefly Image 3" and record.seed is None
     assert record.params["c2pa"]["claim_generator"] == "Adobe Firefly 3.0"
     assert record.params["c2pa"]["signer"]["issuer"] == "seedledger UNTRUSTED TEST"
+
+
+def test_report_methodology_says_what_each_layer_proves(sqlite_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.md"
+    done = seedledger("--db", sqlite_url, "report", "--format", "md", "--out", str(out))
+    assert done.code == 0, done.err
+    text = out.read_text(encoding="utf-8")
+    assert "C2PA manifest (Content Credential) in a file proves who signed" in text
+    assert "has not changed since, and only under a log key the verifier pins" in text

@@ -101,7 +101,9 @@ def test_records_keep_seed_scheduler_environment(recorded: tuple[str, Path]) -> 
     assert "seeded-stochastic-scheduler" in codes[1] and "stochastic-scheduler" not in codes[1]
     assert all("model-unpinned" not in c for c in codes)  # pinned by the weights' hashes
     shown = seedledger("--db", url, "--json", "show", "1")
-    assert shown.code == 0
+    assert shown.code == 0 and shown.json()["environment"]["torch"] == torch.__version__
+    text = seedledger("--db", url, "show", "1")
+    assert f"torch {torch.__version__}" in text.out and "dtype float32" in text.out
 
 
 def test_another_dtype_is_not_exact_and_names_the_difference(recorded: tuple[str, Path]) -> None:

@@ -157,10 +157,12 @@ def show(record_id: int) -> None:
     warnings = warnings_for(record)
     audits = audit_history(ledger, record_id)
     log = log_position(ledger, record_id)
+    environment = ledger.environment_of(record_id)
     if ctx.json:
         emit_json(
             {
                 **record_dict(record),
+                "environment": environment,
                 "fingerprint": fingerprint,
                 "warnings": [w.to_dict() for w in warnings],
                 "audits": [a.to_dict() for a in audits],
@@ -181,9 +183,26 @@ def show(record_id: int) -> None:
             )
             or "never audited",
             "log": _log_line(log, record_id),
+            "environment": _environment_line(environment),
         },
         as_json=False,
     )
+
+
+def _environment_line(environment: dict[str, Any] | None) -> str:
+    if not environment:
+        return "not reported (only in-process pipelines report their runtime)"
+    keys = (
+        "torch",
+        "diffusers",
+        "device",
+        "device_name",
+        "dtype",
+        "cuda",
+        "threads",
+        "deterministic_algorithms",
+    )
+    return ", ".join(f"{k} {environment[k]}" for k in keys if environment.get(k) is not None)
 
 
 def _fingerprint_line(fingerprint: dict[str, Any] | None, record_id: int) -> str:

@@ -53,6 +53,10 @@ KNOWN_LIMITS = (
     "versions only with a note (see the fingerprint version).",
     "Verdict thresholds are calibrated on a fixed image set, not guaranteed for every content type.",
     "Scheduler and model classifications come from a catalog that may lag behind providers.",
+    "What each proof covers: a C2PA manifest (Content Credential) in a file proves who signed those "
+    "bytes, and only when its signer chains to a trust anchor the verifier names; this ledger's "
+    "Merkle log proves that a record was in the team's ledger at checkpoint N and has not changed "
+    "since, and only under a log key the verifier pins. `seedledger verify-file` checks both.",
 )
 
 
