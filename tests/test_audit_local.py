@@ -72,7 +72,8 @@ def test_local_records_replay_on_the_reference_backend(sqlite_url: str, tmp_path
     text = html.read_text(encoding="utf-8")
     assert "finished, finished" not in text
     # the run is listed with when it started and finished (one row of "Audit runs aggregated")
-    assert re.search(rf"<td><code>{run}</code></td><td>[^<]+</td><td>[^<]*\d[^<]*</td><td>finished</td>", text)
+    row = rf"<td><code>{run}</code></td><td>[^<]+</td><td>[^<]*\d[^<]*</td><td>finished</td>"
+    assert re.search(row, text)
 
 
 def test_audit_text_names_the_policy_outcome(sqlite_url: str, tmp_path: Path) -> None:
