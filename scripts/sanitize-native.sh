@@ -14,6 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
 shift || true
+# The tests run from a temporary copy of the tree: a relative interpreter path (the
+# Makefile passes .venv/bin/python) must be made absolute first.
+if [[ "$PY" == */* ]]; then
+  PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
+fi
 CC=${CC:-gcc}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/seedledger-sanitize.XXXXXX")
