@@ -8,7 +8,6 @@ environment difference; a Runware-style record replays through a catalog mapping
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -207,7 +206,6 @@ def test_png_of_numpy_output(model_dir: Path, sqlite_url: str, tmp_path: Path) -
     with Ledger.open(sqlite_url) as ledger:
         (record,) = ledger.query()
         assert ledger.fingerprint_of(record.id).width == 32
-    _ = io  # (PIL output is the default path, covered above)
 
 
 def test_audit_replays_identical_then_new_weights_fail(recorded: tuple[str, Path]) -> None:

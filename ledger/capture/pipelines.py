@@ -38,11 +38,6 @@ __all__ = ["RecordedPipeline", "record_pipeline"]
 log = logging.getLogger("ledger.capture.pipelines")
 
 BACKEND = "diffusers"
-#: Keys of a diffusers record's params that are not call arguments.
-META_KEYS = frozenset(
-    {"pipeline", "scheduler_class", "scheduler_config", "generator", "model_info", "model_hash", "adapters",
-     "unrecorded_arguments"}
-)  # fmt: skip
 _NOT_RECORDED = frozenset({"generator", "callback", "callback_on_step_end", "output_type", "return_dict"})
 
 

@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SchedulerMapping", "name_for_diffusers", "to_diffusers"]
+__all__ = ["RECORD_META_KEYS", "SchedulerMapping", "name_for_diffusers", "to_diffusers"]
+
+#: Keys of a diffusers record's params that describe the call rather than being call
+#: arguments (written by ``record_pipeline``, skipped by the replay backend).
+RECORD_META_KEYS = frozenset(
+    {"pipeline", "scheduler_class", "scheduler_config", "generator", "model_info", "model_hash", "adapters",
+     "unrecorded_arguments"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

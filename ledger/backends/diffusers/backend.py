@@ -28,7 +28,7 @@ from ledger.backends.base import (
 )
 from ledger.backends.diffusers import runtime
 from ledger.backends.diffusers.pipelines import LoadedPipeline, PipelineCache
-from ledger.core.diffusers_names import SchedulerMapping, to_diffusers
+from ledger.core.diffusers_names import RECORD_META_KEYS, to_diffusers
 from ledger.core.models import ModelCatalog, default_catalog
 from ledger.core.records import utcnow
 from ledger.errors import UsageError
@@ -39,10 +39,8 @@ ENV_DEVICE = "SEEDLEDGER_DIFFUSERS_DEVICE"
 ENV_DTYPE = "SEEDLEDGER_DIFFUSERS_DTYPE"
 ENV_THREADS = "SEEDLEDGER_DIFFUSERS_THREADS"
 
-_META = frozenset(
-    {"pipeline", "scheduler_class", "scheduler_config", "generator", "model_info", "model_hash", "adapters",
-     "unrecorded_arguments", "num_images_per_prompt"}
-)  # fmt: skip
+# num_images_per_prompt is replayed as the batch the record came from, never passed on.
+_META = RECORD_META_KEYS | {"num_images_per_prompt"}
 
 
 class DiffusersBackend(AsyncBackend):
@@ -227,7 +225,3 @@ class DiffusersBackend(AsyncBackend):
 
 def diffusers_backend(**options: Any) -> DiffusersBackend:
     return DiffusersBackend(**options)
-
-
-# A SchedulerMapping is part of what a result may report.
-_ = SchedulerMapping

@@ -9,7 +9,6 @@ timestamping (no TSA is reachable from a ledger host; the claim is timed by the 
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +111,3 @@ def assertion(manifest: dict[str, Any] | None, label: str) -> Any:
         if isinstance(item, dict) and item.get("label") == label:
             return item.get("data")
     return None
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

@@ -30,7 +30,7 @@ from ledger.fingerprint import fingerprint_bytes
 from ledger.integrity import Verifier, prove, verify_proof
 from ledger.store import Ledger
 from ledger.workflows._media import sniff
-from ledger.workflows.credentials._c2pa import CredentialError, ManifestReading, assertion, read_manifest
+from ledger.workflows.credentials._c2pa import ManifestReading, assertion, read_manifest
 from ledger.workflows.credentials.assertion import ASSERTION_LABEL, CredentialAssertion
 from ledger.workflows.credentials.sign import MIME_TYPES
 
@@ -223,7 +223,3 @@ def _ledger(checks: _Checks, claim: CredentialAssertion, ledger: Ledger) -> None
         if same
         else f"record {claim.record_id} in this ledger is not the one sealed in the credential",
     )
-
-
-# CredentialError is part of this module's surface for callers that catch it.
-_ = CredentialError
