@@ -217,10 +217,10 @@ def test_check_command_stores_and_counts_warnings(sqlite_url: str) -> None:
 
 
 def test_rate_limiter_gives_each_start_the_next_free_slot() -> None:
-    from ledger.audit.engine import _RateLimiter
+    from ledger.audit.backends import RateLimiter
 
     async def starts() -> list[float]:
-        limiter = _RateLimiter(rate=1000.0)  # one start per millisecond
+        limiter = RateLimiter(rate=1000.0)  # one start per millisecond
         loop = asyncio.get_running_loop()
         begin = loop.time()
         slots: list[float] = []
@@ -235,7 +235,7 @@ def test_rate_limiter_gives_each_start_the_next_free_slot() -> None:
     slots = asyncio.run(starts())
     # Twenty starts reserve twenty consecutive 1 ms slots: the last ends >= 20 ms on.
     assert max(slots) >= 0.020
-    assert _RateLimiter(None).interval == 0.0
+    assert RateLimiter(None).interval == 0.0
 
 
 def test_known_non_reproducible_media_models_are_warned_about() -> None:

@@ -1,15 +1,13 @@
 """The reproduction auditor: replay records, score the replays, warn, store audit runs."""
 
-from ledger.audit.engine import (
+from ledger.audit.engine import AuditOutcome, resume_audit, run_audit
+from ledger.audit.plan import (
     AuditOptions,
-    AuditOutcome,
     AuditPlan,
     PlannedRecord,
     Progress,
     Selection,
     plan_audit,
-    resume_audit,
-    run_audit,
     select_ids,
 )
 from ledger.audit.policy import OUTCOMES, Policy, outcome_for

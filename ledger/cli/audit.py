@@ -13,6 +13,7 @@ import click
 
 from ledger.audit import (
     AuditOptions,
+    AuditOutcome,
     Policy,
     Selection,
     get_run,
@@ -22,7 +23,6 @@ from ledger.audit import (
     resume_audit,
     run_audit,
 )
-from ledger.audit.engine import AuditOutcome
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize
 from ledger.cli.options import SEED, IdList, merge_ids, record_filter_options
 from ledger.errors import PolicyError, UsageError
