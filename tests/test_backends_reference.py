@@ -27,7 +27,8 @@ from ledger.backends import (
 )
 from ledger.backends.http import PollPolicy
 from ledger.backends.reference.server import ReferenceServer
-from ledger.backends.runware import InProcessReference, RunwareBackend
+from ledger.backends.reference_client import InProcessReference
+from ledger.backends.runware import RunwareBackend
 from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from ledger.errors import BackendError
 from ledger.fingerprint import Verdict, compare, fingerprint_bytes

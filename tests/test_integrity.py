@@ -23,6 +23,7 @@ from ledger.cli import main
 from ledger.core.canonical import canonical_json
 from ledger.errors import IntegrityError, NotFoundError
 from ledger.integrity import merkle
+from ledger.integrity.divergence import VerifyReport
 from ledger.integrity.leaves import RECORD, canonical_bytes
 from ledger.integrity.note import (
     Checkpoint,
@@ -38,7 +39,7 @@ from ledger.integrity.note import (
 )
 from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import VerifyReport, verify
+from ledger.integrity.verify import verify
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_runs, checkpoints, log_entries, log_state, records
 from ledger.store.types import SeedType, UTCDateTime

@@ -15,10 +15,11 @@ from sqlalchemy import text
 
 from ledger.errors import UsageError
 from ledger.integrity import _native
+from ledger.integrity.divergence import VerifyReport
 from ledger.integrity.note import Signer
 from ledger.integrity.proofs import prove, verify_proof
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import VerifyReport, verify
+from ledger.integrity.verify import verify
 from ledger.store import Ledger
 from tests.cli import invoke, seedledger
 from tests.factories import new_record, runware_task

@@ -30,10 +30,11 @@ from sqlalchemy import insert, select, text
 from ledger.core.canonical import canonical_json
 from ledger.errors import IntegrityError
 from ledger.integrity import _native
+from ledger.integrity.divergence import VerifyReport
 from ledger.integrity.leaves import RECORD
 from ledger.integrity.note import Signer
 from ledger.integrity.seal import seal
-from ledger.integrity.verify import VerifyReport, verify
+from ledger.integrity.verify import verify
 from ledger.store import Ledger
 from ledger.store.schema import audit_results, audit_runs, records
 from tests.conftest import IN_CI

@@ -20,19 +20,16 @@ from ledger.backends.base import (
     GenerationResult,
     MalformedResponse,
     RateLimited,
-    SyncBackend,
     TaskFailed,
     UnsupportedRequest,
-    available_backends,
-    open_backend,
-    open_sync_backend,
-    register_backend,
     request_from_params,
     request_from_record,
 )
 from ledger.backends.comfyui import ComfyUIBackend
 from ledger.backends.http import HostPolicy, PollPolicy, RetryPolicy
+from ledger.backends.registry import available_backends, open_backend, open_sync_backend, register_backend
 from ledger.backends.runware import RunwareBackend
+from ledger.backends.sync import SyncBackend
 
 __all__ = [
     "A1111Backend",

@@ -4,8 +4,8 @@ Every adapter (Runware and the reference server, AUTOMATIC1111/Forge, ComfyUI) i
 :class:`AsyncBackend`. Replays, sweeps and the demo build a :class:`GenerationRequest`
 (usually with :func:`request_from_record`), call :meth:`AsyncBackend.generate`, and
 get a :class:`GenerationResult` whose outputs carry the bytes, the seed *the backend
-reported*, and the task/output UUIDs, cost and retry counts. :class:`SyncBackend`
-wraps any async backend for synchronous callers.
+reported*, and the task/output UUIDs, cost and retry counts. Backends are opened by
+name through ``registry``; ``sync.SyncBackend`` wraps one for synchronous callers.
 
 Errors are :class:`~ledger.errors.BackendError` subclasses, each with a stable
 ``code`` (for audit results) and a one-line message that never contains a secret::
@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import importlib
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
@@ -54,14 +52,9 @@ __all__ = [
     "GenerationResult",
     "MalformedResponse",
     "RateLimited",
-    "SyncBackend",
     "TaskFailed",
     "UnsupportedRequest",
-    "available_backends",
-    "open_backend",
-    "open_sync_backend",
     "protocol_of",
-    "register_backend",
     "request_from_params",
     "request_from_record",
     "sniff_media_type",
@@ -402,127 +395,3 @@ class AsyncBackend:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-class SyncBackend:
-    """A synchronous face for an async backend.
-
-    The backend runs on a private event loop in a daemon thread, so this works from
-    plain scripts and from code that already runs inside an event loop.
-    """
-
-    def __init__(self, backend: AsyncBackend) -> None:
-        self.backend = backend
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"seedledger-{backend.name}", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
-
-    @property
-    def name(self) -> str:
-        return self.backend.name
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run one coroutine on the backend's loop and wait for it."""
-        if self._closed:
-            coroutine.close()
-            raise UsageError("this backend is closed")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-    def call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        async def _call() -> T:
-            return await method(*args, **kwargs)
-
-        return self.run(_call())
-
-    def generate(self, request: GenerationRequest) -> GenerationResult:
-        return self.run(self.backend.generate(request))
-
-    def replay(self, record: Record, **options: Any) -> GenerationResult:
-        return self.run(self.backend.replay(record, **options))
-
-    def generate_many(
-        self, requests: Sequence[GenerationRequest], *, concurrency: int = 4
-    ) -> list[GenerationResult | BackendError]:
-        return self.run(self.backend.generate_many(requests, concurrency=concurrency))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            self.run(self.backend.aclose())
-        finally:
-            self._closed = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-
-    def __enter__(self) -> SyncBackend:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"SyncBackend({self.backend!r})"
-
-
-# -- registry --------------------------------------------------------------------------
-
-Factory = Callable[..., AsyncBackend]
-
-# name -> "module:callable", imported on first use so core code stays light.
-_REGISTRY: dict[str, str | Factory] = {
-    "runware": "ledger.backends.runware:RunwareBackend",
-    "reference": "ledger.backends.runware:reference_backend",
-    "a1111": "ledger.backends.a1111:A1111Backend",
-    "forge": "ledger.backends.a1111:forge_backend",
-    "comfyui": "ledger.backends.comfyui:ComfyUIBackend",
-    "diffusers": "ledger.backends.diffusers.backend:diffusers_backend",
-}
-
-
-def register_backend(name: str, factory: Factory | str) -> None:
-    """Add or replace a backend factory (``factory(url=..., **options)``)."""
-    _REGISTRY[name.lower()] = factory
-
-
-def available_backends() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def _factory(name: str) -> Factory:
-    try:
-        target = _REGISTRY[name.lower()]
-    except KeyError:
-        raise UsageError(
-            f"unknown backend {name!r}; choose one of: {', '.join(available_backends())}"
-        ) from None
-    if isinstance(target, str):
-        module_name, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module_name), attr)
-    return target
-
-
-def open_backend(name: str, url: str | None = None, **options: Any) -> AsyncBackend:
-    """Open an async backend by name: 'runware', 'reference', 'a1111', 'comfyui'.
-
-    ``url`` is the API endpoint (required for 'reference'); ``options`` go to the
-    adapter (api_key, retry, timeout, max_download_bytes, host_policy, …).
-    """
-    factory = _factory(name)
-    if url is not None:
-        options["url"] = url
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        if "unexpected keyword argument" not in str(exc):
-            raise
-        raise UsageError(f"backend {name!r}: {str(exc).split(': ', 1)[-1]}") from None
-
-
-def open_sync_backend(name: str, url: str | None = None, **options: Any) -> SyncBackend:
-    """Like :func:`open_backend`, wrapped for synchronous callers."""
-    return SyncBackend(open_backend(name, url, **options))

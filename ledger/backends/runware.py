@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
-import ipaddress
 import os
 import re
 import time
@@ -27,7 +25,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -60,16 +57,14 @@ from ledger.core.records import utcnow
 from ledger.core.redaction import redact
 from ledger.core.runware import flat_result, is_delivered, output_uuid_of, split_envelope, strip_payloads
 from ledger.core.seeds import check_seed_for_backend, parse_seed
-from ledger.errors import BackendError, InvalidInputError, InvalidSeedError, UsageError
+from ledger.errors import BackendError, InvalidInputError, InvalidSeedError
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_API_KEY",
-    "InProcessReference",
     "PollPolicy",
     "RunwareBackend",
     "TaskDetails",
-    "reference_backend",
 ]
 
 DEFAULT_URL = "https://api.runware.ai/v1"
@@ -111,17 +106,6 @@ class TaskDetails:
             if item.get("taskUUID") == self.task_uuid:
                 return item
         return tasks[0] if len(tasks) == 1 else None
-
-
-def _is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RunwareBackend(HttpBackend):
@@ -499,53 +483,3 @@ def _result_key(result: Mapping[str, Any], position: int) -> str:
         if isinstance(url, str) and url:
             return url
     return f"#{position}"
-
-
-class InProcessReference(RunwareBackend):
-    """A Runware client that owns an in-process reference server (started on a free
-    loopback port, stopped by :meth:`aclose`). ``server`` exposes its knobs and stats."""
-
-    def __init__(self, server: Any, stack: contextlib.ExitStack, **options: Any) -> None:
-        self.server = server
-        self._stack = stack
-        super().__init__(server.url, **options)
-
-    async def aclose(self) -> None:
-        try:
-            await super().aclose()
-        finally:
-            await asyncio.to_thread(self._stack.close)
-
-
-def reference_backend(
-    url: str | None = None, *, server_options: Mapping[str, Any] | None = None, **options: Any
-) -> RunwareBackend:
-    """The Runware protocol against the bundled reference server.
-
-    With ``url``, talk to a running server (``seedledger reference-server``). Without
-    one, start a server in-process on a free loopback port, configured with
-    ``server_options`` (its knobs), and stop it when the backend is closed. It needs
-    no key, and the user's real ``RUNWARE_API_KEY`` is never sent to it.
-    """
-    options.setdefault("name", "reference")
-    options.setdefault("require_key", False)
-    options.setdefault("read_env", False)
-    if not url:
-        if "host_policy" not in options:
-            options["host_policy"] = HostPolicy(allow_loopback=True)
-        from ledger.backends.reference.server import ReferenceServer
-
-        server = ReferenceServer(**dict(server_options or {}))
-        stack = contextlib.ExitStack()
-        stack.enter_context(server.serve())
-        try:
-            return InProcessReference(server, stack, **options)
-        except BaseException:
-            stack.close()
-            raise
-    if server_options:
-        raise UsageError("server_options only apply to an in-process reference server (no url)")
-    if "host_policy" not in options and _is_loopback_host(urlsplit(url).hostname):
-        # A local reference server hands out URLs on its own loopback address.
-        options["host_policy"] = HostPolicy(allow_loopback=True)
-    return RunwareBackend(url, **options)

@@ -17,9 +17,9 @@ from sqlalchemy import Connection
 
 from ledger.errors import InvalidInputError
 from ledger.integrity._input import load_json
+from ledger.integrity.divergence import Divergence
 from ledger.integrity.merkle import CompactRange
 from ledger.integrity.note import Checkpoint, NoteError, Verifier, load_verifiers, open_checkpoint
-from ledger.integrity.verify import Divergence
 from ledger.integrity.verify import verify as verify_log
 from ledger.reports import _queries as q
 from ledger.reports._model import (

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.backends.base import AsyncBackend, GenerationRequest, open_backend, request_from_params
+from ledger.backends.base import AsyncBackend, GenerationRequest, request_from_params
 from ledger.backends.records import Generated, failed_record, records_from_result
+from ledger.backends.registry import open_backend
 from ledger.core.records import Modality, Source
 from ledger.core.seeds import FULL_RANGE, SEED_RANGES, check_seed_for_backend, parse_seed, random_seed
 from ledger.errors import BackendError, FingerprintError, InvalidInputError, UsageError
