@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
 
 from ledger.audit import store
 from ledger.audit.plan import Progress
 from ledger.audit.store import AuditResult, AuditRun
+from ledger.backends.policies import RetryPolicy
 from ledger.errors import StoreError
 from ledger.store import Ledger
 
@@ -24,13 +25,25 @@ __all__ = ["ResultWriter"]
 #: Results arriving within this many seconds of each other share one transaction.
 _WRITE_WINDOW: Final = 0.1
 _WRITE_BATCH: Final = 256
+#: A busy or briefly unreachable database: three attempts, 0.5 s then 1 s apart.
+STORE_RETRY: Final = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=1.0, jitter=False)
 
 
 class ResultWriter:
     """Takes results from the replays (:meth:`put`) and stores them until :meth:`close`."""
 
-    def __init__(self, ledger: Ledger, run: AuditRun, *, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        run: AuditRun,
+        *,
+        progress: Progress | None,
+        retry: RetryPolicy = STORE_RETRY,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
         self.ledger = ledger
+        self.retry = retry
+        self._sleep = sleep or asyncio.sleep
         #: Records the run selected: the progress total.
         self.selected = run.selected_count
         self.progress = progress
@@ -85,15 +98,15 @@ class ResultWriter:
 
     async def _write_with_retries(self, batch: Sequence[AuditResult]) -> int:
         """A busy or briefly unreachable database does not end the run at once; if it
-        stays unusable the run ends interrupted and can be resumed."""
-        for attempt in range(1, 4):
+        stays unusable (``retry.max_attempts``) the run ends interrupted and can be resumed."""
+        for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 return await asyncio.to_thread(self._write, batch)
             except StoreError as exc:
-                if attempt == 3:
+                if attempt == self.retry.max_attempts:
                     raise
                 log.warning("audit: storing %d result(s) failed (%s); retrying", len(batch), exc)
-                await asyncio.sleep(0.5 * attempt)
+                await self._sleep(self.retry.backoff(attempt))
         return 0  # pragma: no cover - the loop returns or raises
 
     def _write(self, batch: Sequence[AuditResult]) -> int:

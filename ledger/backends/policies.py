@@ -11,6 +11,8 @@ from ledger.errors import UsageError
 
 __all__ = ["PollPolicy", "RetryPolicy", "parse_retry_after"]
 
+_RNG = random.Random()
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -22,6 +24,9 @@ class RetryPolicy:
     #: A server asking for a longer pause than this gets this much.
     retry_after_cap: float = 60.0
     retry_statuses: frozenset[int] = frozenset({408, 429})
+    #: Full jitter spreads many clients of one server. Without it each wait is the
+    #: ceiling itself: a predictable schedule for a single writer retrying its store.
+    jitter: bool = True
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -32,10 +37,18 @@ class RetryPolicy:
     def should_retry(self, status: int) -> bool:
         return status in self.retry_statuses or 500 <= status <= 599
 
-    def backoff(self, retry_number: int, rng: random.Random) -> float:
-        """Full jitter: uniform in 0 … min(max_delay, base_delay·2^(n−1))."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, retry_number - 1)))
-        return rng.uniform(0.0, ceiling)
+    def ceiling(self, retry_number: int) -> float:
+        """The longest wait before retry ``retry_number`` (1 is the first retry):
+        min(max_delay, base_delay·2^(n−1)). The exponent stops at 64 so that a writer
+        retrying for days never overflows a float."""
+        return min(self.max_delay, self.base_delay * 2.0 ** min(max(0, retry_number - 1), 64))
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Full jitter: uniform in 0 … :meth:`ceiling`; the ceiling without jitter."""
+        ceiling = self.ceiling(retry_number)
+        if not self.jitter:
+            return ceiling
+        return (rng or _RNG).uniform(0.0, ceiling)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

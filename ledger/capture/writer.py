@@ -6,10 +6,11 @@ UUIDs, and the insert ignores keys already stored, so an entry replayed after a 
 only after the transaction holding its entries committed.
 
 When the database is unreachable the batch stays in the spool and is retried with
-exponential backoff; records keep arriving in the spool meanwhile and land when the
-database returns. An entry the database rejects for good (not a connection problem)
-is moved to ``dead/`` in the spool directory and counted as failed, so it cannot
-block the entries behind it.
+exponential backoff (a :class:`~ledger.backends.policies.RetryPolicy`: its delays,
+never its attempt limit, for an accepted record is kept); records keep arriving in the
+spool meanwhile and land when the database returns. An entry the database rejects
+for good (not a connection problem) is moved to ``dead/`` in the spool directory and
+counted as failed, so it cannot block the entries behind it.
 
 Outputs are fingerprinted here, off the caller's path: from base64 bytes carried in
 the entry, or by a bounded background download of the result URL.
@@ -26,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
+from ledger.backends.policies import RetryPolicy
 from ledger.capture.bulk import BulkInserter
 from ledger.capture.entries import DecodedEntry, Output, decode_entries
 from ledger.capture.spool import Entry, Position, Spool
@@ -42,6 +44,13 @@ log = logging.getLogger(__name__)
 ROTATE_AFTER_BYTES = 256 * 1024
 IDLE_ROTATE_S = 1.0
 MAX_FAULT_BACKOFF = 30.0
+#: Waits after an unexpected writer error: 0.1 s doubling up to MAX_FAULT_BACKOFF.
+FAULT_RETRY = RetryPolicy(base_delay=0.1, max_delay=MAX_FAULT_BACKOFF, jitter=False)
+
+
+def store_retry(max_backoff: float = 5.0) -> RetryPolicy:
+    """Waits while the database is unreachable: 0.05 s doubling up to ``max_backoff``."""
+    return RetryPolicy(base_delay=0.05, max_delay=max_backoff, jitter=False)
 
 
 @dataclass
@@ -79,7 +88,11 @@ _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
 
 class SpoolWriter:
     """Drains one :class:`Spool` into the ledger at ``db_url``. Call :meth:`start` for
-    a background thread, or :meth:`drain` to land everything now."""
+    a background thread, or :meth:`drain` to land everything now.
+
+    ``retry`` spaces the attempts while the database is unreachable (default:
+    :func:`store_retry` with ``max_backoff``); its ``max_attempts`` does not apply,
+    since the batch waits in the spool until it lands."""
 
     def __init__(
         self,
@@ -89,6 +102,7 @@ class SpoolWriter:
         *,
         batch_records: int = 5000,
         max_backoff: float = 5.0,
+        retry: RetryPolicy | None = None,
         linger: float = 0.2,
         fingerprinter: Callable[[Ledger, list[tuple[int, Output]]], int] | None = None,
         sealer: Callable[..., int] | None = None,
@@ -102,7 +116,7 @@ class SpoolWriter:
         self.db_url = db_url
         self.counters = counters or Counters()
         self.batch_records = batch_records
-        self.max_backoff = max_backoff
+        self.retry = retry or store_retry(max_backoff)
         self.linger = linger
         self.fingerprinter = fingerprinter
         self.sealer = sealer
@@ -115,11 +129,13 @@ class SpoolWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
+        self._failures = 0  # consecutive attempts the database was unreachable
         self._last_progress = time.monotonic()
         self._counted = self._cursor  # records before this were counted as recorded
         self.last_error: str | None = None  # why the database is unreachable, while it is
         self.fault: str | None = None  # an unexpected writer error, while it persists
         self._fault_backoff = 0.0
+        self._faults = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -161,7 +177,7 @@ class SpoolWriter:
                 continue
             if self.fault is not None:
                 log.warning("spool writer recovered from: %s", self.fault)
-                self.fault, self._fault_backoff = None, 0.0
+                self.fault, self._fault_backoff, self._faults = None, 0.0, 0
             if landed >= self.batch_records:
                 continue  # a backlog: keep going
             wait = self._backoff if landed < 0 else (self.linger if landed > 0 else 0.25)
@@ -179,7 +195,8 @@ class SpoolWriter:
         """An unexpected error: back off (up to MAX_FAULT_BACKOFF), name it in status,
         and log it once while it persists (the traceback only at debug level)."""
         message = f"{type(exc).__name__}: {_short(exc)}"
-        self._fault_backoff = min(MAX_FAULT_BACKOFF, max(0.1, self._fault_backoff * 2))
+        self._faults += 1
+        self._fault_backoff = FAULT_RETRY.backoff(self._faults)
         if message != self.fault:
             log.error("spool writer failed (retrying with backoff): %s", message)
             log.debug("spool writer failure", exc_info=exc)
@@ -264,7 +281,7 @@ class SpoolWriter:
         if not fingerprinted:  # records are in; their fingerprints wait with them in the spool
             self.counters.add(fingerprint_retried=1)
             return -1
-        self._backoff = 0.0
+        self._backoff, self._failures = 0.0, 0
         self.last_error = None
         fresh = [record for entry, d in decoded if entry.end > self._counted for record in d.records]
         self.counters.add(recorded=len(fresh))
@@ -309,7 +326,8 @@ class SpoolWriter:
                 )
 
     def _unreachable(self, exc: BaseException, count: int) -> None:
-        self._backoff = min(self.max_backoff, max(0.05, self._backoff * 2))
+        self._failures += 1
+        self._backoff = self.retry.backoff(self._failures)
         message = _short(exc)
         if message != self.last_error:
             log.warning("database unreachable, records wait in the spool: %s", message)
