@@ -25,6 +25,7 @@ from ledger.audit import (
 )
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize
 from ledger.cli.options import SEED, IdList, merge_ids, record_filter_options
+from ledger.cli.progress import ProgressLine
 from ledger.errors import PolicyError, UsageError
 from ledger.store import RecordFilter
 
@@ -66,27 +67,13 @@ def _missing_api_key(plan: Any, options: AuditOptions) -> str | None:
 # -- progress ------------------------------------------------------------------------------
 
 
-class _Bar:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+def _progress_bar(line: ProgressLine) -> Callable[[int, int, Mapping[str, int]], None]:
+    """The audit's progress callback: a bar with the counts by outcome."""
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.drawn = False
+    def update(done: int, total: int, counts: Mapping[str, int]) -> None:
+        line.bar(done, total, " ".join(f"{_SHORT.get(k, k)} {v}" for k, v in sorted(counts.items())))
 
-    def __call__(self, done: int, total: int, counts: Mapping[str, int]) -> None:
-        if not self.enabled or total <= 0:
-            return
-        width = 28
-        filled = int(width * done / total)
-        parts = " ".join(f"{_SHORT.get(k, k)} {v}" for k, v in sorted(counts.items()))
-        sys.stderr.write(f"\raudit [{'#' * filled}{'.' * (width - filled)}] {done}/{total}  {parts}\x1b[K")
-        sys.stderr.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    return update
 
 
 async def _with_signals(
@@ -259,7 +246,8 @@ def audit(
     obj = app()
     ledger = obj.ledger()
     policy = Policy.parse(fail_on)
-    bar = _Bar()
+    bar = ProgressLine("audit")
+    progress = _progress_bar(bar)
     if resume_id is not None:
         source = click.core.ParameterSource
         overrides: dict[str, Any] = {"backend_url": backend_url}
@@ -281,7 +269,7 @@ def audit(
                         resume_id,
                         overrides=overrides,
                         policy=given_policy,
-                        progress=bar,
+                        progress=progress,
                         stop=stop,
                         abort=abort,
                     )
@@ -337,7 +325,7 @@ def audit(
         outcome = asyncio.run(
             _with_signals(
                 lambda stop, abort: run_audit(
-                    ledger, selection, options, policy, progress=bar, stop=stop, abort=abort, plan=plan
+                    ledger, selection, options, policy, progress=progress, stop=stop, abort=abort, plan=plan
                 )
             )
         )

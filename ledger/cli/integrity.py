@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ledger.cli.app import app, emit_json, emit_mapping, info, main
+from ledger.cli.progress import ProgressLine
 from ledger.errors import InvalidInputError, UsageError
 from ledger.integrity import note as notes
 from ledger.integrity._input import load_json
@@ -118,7 +119,9 @@ def verify_command(against: Path | None, keys: tuple[str, ...], key_file: Path |
     ctx = app()
     verifiers = _verifiers(keys, key_file)
     saved = _read_text(against) if against else None
-    report = verify(ctx.ledger(), verifiers, against=saved, progress=lambda n: info(f"verified {n} leaves"))
+    # Off a terminal each update is a line of its own, as logs of long verifies want.
+    with ProgressLine("verified", lines=True) as line:
+        report = verify(ctx.ledger(), verifiers, against=saved, progress=lambda n: line.show(f"{n} leaves"))
     d = report.divergence
     if d is not None and ctx.json:
         # the same first divergence for tools, on stdout, before the one-line error and exit 7

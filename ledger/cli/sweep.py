@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import click
 
 from ledger.cli.app import app, emit_json, info, main
 from ledger.cli.options import SEED
+from ledger.cli.progress import ProgressLine
 from ledger.errors import InvalidInputError, UsageError
 
 
@@ -147,11 +147,10 @@ def sweep(**options: Any) -> None:
                 click.echo(cell.label())
         return
     ledger = ctx.ledger(create_missing=True)
-    show_progress = sys.stderr.isatty()
+    line = ProgressLine("sweep")
 
     def progress(done: int, total: int) -> None:
-        if show_progress:
-            click.echo(f"\r  {done}/{total} cells", nl=done == total, err=True)
+        line.show(f"{done}/{total} cells")
 
     report = run(
         ledger,
@@ -167,6 +166,7 @@ def sweep(**options: Any) -> None:
         on_cell=progress,
         archive=Archive.open(options["archive_dir"]) if options["archive_dir"] else None,
     )
+    line.close()
     outcome = report.outcome
     summary = {
         "experiment_id": outcome.experiment_id,

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize, to_jsonable
+from ledger.cli.progress import ProgressLine
 from ledger.errors import UsageError
 from ledger.workflows import compare, import_paths, lineage, pick, stamp_file
 from ledger.workflows.compare import ABSENT, Change
@@ -33,15 +34,13 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
     """
     ctx = app()
     ledger = ctx.ledger(create_missing=True)
-    interactive = sys.stderr.isatty() and not ctx.json
+    line = ProgressLine("import", enabled=not ctx.json)
 
     def progress(outcome: FileOutcome) -> None:
-        if interactive:
-            click.echo(f"\r{outcome.status:<9} {sanitize(outcome.path)[-60:]:<60}", err=True, nl=False)
+        line.show(f"{outcome.status:<9} {sanitize(outcome.path)[-60:]}")
 
     summary = import_paths(ledger, list(paths), tags=tags, progress=progress)
-    if interactive:
-        click.echo("", err=True)
+    line.close()
     rows = [
         {
             "status": o.status,
