@@ -6,14 +6,13 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ledger.core.files import atomic_write
 from ledger.errors import FingerprintError
 from ledger.fingerprint._decode import decode
 
@@ -43,18 +42,6 @@ def _thumb(data: bytes | None) -> Image.Image:
     image.thumbnail((CELL, CELL))
     canvas.paste(image, ((CELL - image.width) // 2, (CELL - image.height) // 2))
     return canvas
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_contact_sheet(
@@ -96,6 +83,7 @@ def write_contact_sheet(
         "</body></html>"
     )
     png_path, html_path = out_dir / f"{stem}.png", out_dir / f"{stem}.html"
-    _atomic_write(png_path, png.getvalue())
-    _atomic_write(html_path, page.encode())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(png_path, png.getvalue())
+    atomic_write(html_path, page)
     return png_path, html_path

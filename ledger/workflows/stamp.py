@@ -34,6 +34,7 @@ from typing import Any, Final
 from sqlalchemy import select
 
 from ledger import __version__
+from ledger.core.files import atomic_write
 from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import Record
 from ledger.errors import InvalidInputError, LedgerError, UsageError
@@ -42,7 +43,6 @@ from ledger.integrity.seal import latest_checkpoint as sealed_checkpoint
 from ledger.store import Ledger
 from ledger.store.schema import log_entries
 from ledger.workflows import _media
-from ledger.workflows._files import write_atomically
 
 STAMP_SCHEMA: Final = "seedledger.stamp/1"
 STAMP_KEYWORD: Final = "seedledger"
@@ -275,7 +275,7 @@ def stamp_file(ledger: Ledger, record_id: int, image: Path, out: Path | None = N
     stamped, kind = stamp_bytes(data, stamp_for(record, checkpoint))
     target = out or image
     try:
-        write_atomically(target, stamped, like=image)
+        atomic_write(target, stamped, like=image)
     except OSError as exc:
         raise LedgerError(f"cannot write {target}: {exc.strerror or exc}") from None
     return StampResult(record_id, str(target), kind, checkpoint, len(stamped))
