@@ -31,6 +31,7 @@ from typing import Any
 
 from ledger.capture.encodings import decode_body as _decode_body
 from ledger.capture.entries import Output
+from ledger.core.files import atomic_write
 from ledger.core.records import NewRecord, Source
 from ledger.core.redaction import redact, redact_text
 from ledger.core.runware import (
@@ -216,11 +217,9 @@ class PendingTasks:
     def _compact(self) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
         lines = [json.dumps({"k": k, "v": v}, separators=(",", ":")) + "\n" for k, v in self._tasks.items()]
         try:
-            tmp.write_text("".join(lines), "utf-8")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(lines))
             self._lines = len(lines)
         except OSError as exc:
             log.warning("cannot compact pending tasks in %s: %s", self.path, exc.strerror)

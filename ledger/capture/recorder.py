@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ledger import config
 from ledger.capture.entries import Output, decode_entry, encode_entry
 from ledger.capture.fingerprints import default_fingerprinter, default_sealer, load_env_signer
 from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks
@@ -30,13 +31,13 @@ from ledger.errors import LedgerError, UsageError
 
 log = logging.getLogger(__name__)
 
-ENV_SPOOL = "SEEDLEDGER_SPOOL"
+ENV_SPOOL = config.SPOOL.name
 ON_SPOOL_FULL = ("direct", "raise")
 DEFAULT_SPOOL = ".seedledger-spool"
 
 
 def resolve_spool(directory: str | os.PathLike[str] | None) -> Path:
-    return Path(directory or os.environ.get(ENV_SPOOL) or DEFAULT_SPOOL).expanduser()
+    return Path(directory or config.SPOOL.raw() or DEFAULT_SPOOL).expanduser()
 
 
 class Recorder:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ledger import config
 from ledger.cli.app import app, emit_json, info, main
 from ledger.cli.options import SEED
 from ledger.errors import InvalidInputError, UsageError
@@ -80,7 +81,7 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--archive",
     "archive_dir",
-    envvar="SEEDLEDGER_ARCHIVE",
+    envvar=config.ARCHIVE.name,
     metavar="DIR",
     help="Also keep each output in this output archive [env SEEDLEDGER_ARCHIVE].",
 )

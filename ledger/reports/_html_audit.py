@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.core.markup import Safe, close_tag, el, open_tag, when
 from ledger.reports import _images, _svg
 from ledger.reports._build import ReportSource
 from ledger.reports._html_parts import card, matrix_table, num, pct
-from ledger.reports._markup import Safe, close_tag, el, open_tag, when
 from ledger.reports._model import OUTCOMES, VERDICTS, EvidenceItem, Report
 
 _when = when
