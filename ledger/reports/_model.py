@@ -340,6 +340,9 @@ class EvidenceItem:
     replay_pixel_sha256: str | None
     original_thumbnail: bytes | None
     replay_thumbnail: bytes | None
+    modality: str = "image"
+    #: The original's stored fingerprint payload (a video's frame strip), HTML only
+    original_detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
