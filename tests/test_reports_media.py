@@ -79,6 +79,36 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_ui_record_and_audit_pages_show_media(audited: Path) -> None:
+    import httpx
+
+    from tests.ui_server import ui_server
+
+    db = f"sqlite:///{audited.parent / 'l.db'}"
+    with Ledger.open(db) as ledger:
+        kinds = {str(r.modality): r.id for r in ledger.iter_records() if str(r.modality) != "image"}
+        with ledger.engine.connect() as conn:
+            run_id = conn.exec_driver_sql("select id from audit_runs").scalar()
+    with ui_server(db) as base:
+        video = httpx.get(f"{base}/records/{kinds['video']}").text
+        assert "Stored 48-pixel middle sampled frame of this video output" in video
+        assert f'src="/media/strip/{kinds["video"]}.png"' in video
+        strip = httpx.get(f"{base}/media/strip/{kinds['video']}.png")
+        assert strip.headers["content-type"] == "image/png"
+        assert _png("data:image/png;base64," + base64.b64encode(strip.content).decode()).shape == (
+            48,
+            48 * STRIP_TILES,
+            3,
+        )
+        assert httpx.get(f"{base}/media/strip/{kinds['audio']}.png").status_code == 404
+        assert "waveform of this audio output" in httpx.get(f"{base}/records/{kinds['audio']}").text
+        assert "projected silhouette of this 3d output" in httpx.get(f"{base}/records/{kinds['3d']}").text
+        page = httpx.get(f"{base}/audits/{run_id}").text
+        for shows in ("middle sampled frame", "waveform", "projected silhouette"):
+            assert f'alt="replay {shows}"' in page, shows  # each has a failing record
+        assert "original sampled frames" in page
+
+
 def test_report_shows_media_beside_their_verdicts(audited: Path) -> None:
     parser = _Evidence()
     body = audited.read_text(encoding="utf-8")

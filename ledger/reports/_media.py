@@ -41,7 +41,19 @@ def thumbnail_caption(modality: str | None) -> str:
 def strip_png(detail: Mapping[str, Any] | None, *, tiles: int = STRIP_TILES) -> tuple[bytes, int] | None:
     """(PNG of at most ``tiles`` evenly spaced sampled frames, how many) from a stored video
     fingerprint payload; None when there is no readable strip."""
-    pixels = _strip_pixels(detail)
+    raw = detail.get("strip") if isinstance(detail, Mapping) else None
+    if not isinstance(raw, str) or len(raw) > 2 * MAX_STRIP_BYTES:
+        return None
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return strip_png_of(data, tiles=tiles)
+
+
+def strip_png_of(strip: bytes, *, tiles: int = STRIP_TILES) -> tuple[bytes, int] | None:
+    """:func:`strip_png` from a strip's stored PNG bytes (a VideoDetail's ``strip``)."""
+    pixels = _strip_pixels(strip)
     if pixels is None:
         return None
     count = pixels.shape[1] // THUMB_SIZE
@@ -54,16 +66,14 @@ def strip_png(detail: Mapping[str, Any] | None, *, tiles: int = STRIP_TILES) -> 
     return out.getvalue(), len(chosen)
 
 
-def _strip_pixels(detail: Mapping[str, Any] | None) -> np.ndarray | None:
-    raw = detail.get("strip") if isinstance(detail, Mapping) else None
-    if not isinstance(raw, str) or len(raw) > 2 * MAX_STRIP_BYTES:
+def _strip_pixels(data: bytes) -> np.ndarray | None:
+    if len(data) > MAX_STRIP_BYTES:
         return None
     try:
-        data = base64.b64decode(raw, validate=True)
         with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
             width, height = im.size
             if height != THUMB_SIZE or width % THUMB_SIZE or not 0 < width <= 64 * THUMB_SIZE:
                 return None
             return np.asarray(im.convert("RGB"))
-    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError):
+    except (ValueError, OSError, Image.DecompressionBombError):
         return None  # unreadable stored bytes show as "no strip", never a crash
