@@ -107,6 +107,12 @@ def test_ui_record_and_audit_pages_show_media(audited: Path) -> None:
         for shows in ("middle sampled frame", "waveform", "projected silhouette"):
             assert f'alt="replay {shows}"' in page, shows  # each has a failing record
         assert "original sampled frames" in page
+        result_id = int(page.split('src="/media/replay-strip/', 1)[1].split(".png", 1)[0])
+        replayed = httpx.get(f"{base}/media/replay-strip/{result_id}.png")
+        assert replayed.headers["content-type"] == "image/png"
+        assert _png("data:image/png;base64," + base64.b64encode(replayed.content).decode()).shape[1] == (
+            48 * STRIP_TILES
+        )
 
 
 def test_report_shows_media_beside_their_verdicts(audited: Path) -> None:
@@ -120,13 +126,17 @@ def test_report_shows_media_beside_their_verdicts(audited: Path) -> None:
         assert any(alt.startswith("replay ") and shows in alt for alt in alts), alts
         for img in parser.images[modality]:
             pixels = _png(img["src"])
-            if img["alt"] == "original video frame strip":
+            if img["alt"].endswith("video frame strip"):
                 assert pixels.shape == (48, 48 * STRIP_TILES, 3)  # 2 s at 12 fps: 24 samples, 8 shown
             elif img["alt"] != "difference heat map":
                 assert pixels.shape == (48, 48, 3), img["alt"]
                 assert _not_blank(pixels), img["alt"]
     strips = [img for img in parser.images["video"] if img["alt"] == "original video frame strip"]
-    assert strips and all(_not_blank(_png(img["src"])) for img in strips)
+    replays = [img for img in parser.images["video"] if img["alt"] == "replay video frame strip"]
+    assert len(strips) == len(replays) == 2  # the drifting and the failing video record
+    assert all(_not_blank(_png(img["src"])) for img in strips + replays)
+    # a replay that drifted or failed is not the original's frames
+    assert all(_png(a["src"]).tobytes() != _png(b["src"]).tobytes() for a, b in zip(strips, replays, strict=True))
     # The tiles are different frames of a moving clip, not one frame repeated.
     tiles = _png(strips[0]["src"]).reshape(48, STRIP_TILES, 48, 3).transpose(1, 0, 2, 3)
     assert len({t.tobytes() for t in tiles}) > 1

@@ -258,6 +258,7 @@ class ReportSource:
                 replay_thumbnail=row.get("replay_thumbnail"),
                 modality=row["modality"] or "image",
                 original_detail=row.get("fingerprint_detail"),
+                replay_strip=(row.get("replay_facts") or {}).get("frame_strip_png"),
             )
 
 

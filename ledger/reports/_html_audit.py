@@ -8,7 +8,7 @@ from typing import Any
 from ledger.reports import _images, _media, _svg
 from ledger.reports._build import ReportSource
 from ledger.reports._html_parts import card, matrix_table, num, pct
-from ledger.reports._markup import Safe, close_tag, el, open_tag, when
+from ledger.reports._markup import Safe, close_tag, el, join, open_tag, when
 from ledger.reports._model import OUTCOMES, VERDICTS, EvidenceItem, Report
 
 _when = when
@@ -194,25 +194,32 @@ def _evidence_item(x: EvidenceItem) -> Safe:
 
 
 def _strip_figure(x: EvidenceItem) -> Safe:
-    """The original video's sampled frames (the replay's middle frame is above; only the
-    original's strip is stored)."""
-    made = _media.strip_png(x.original_detail)
-    if made is None:
-        return el("p", "no frame strip stored for the original video", class_="empty")
-    png, tiles = made
-    return el(
-        "figure",
-        el(
-            "img",
-            src=_images.data_uri(png),
-            alt="original video frame strip",
-            width=tiles * 96,
-            height=96,
-            class_="strip",
-        ),
-        el("figcaption", f"original: {tiles} sampled frames, evenly spaced from start to end"),
-        class_="strip",
-    )
+    """The original's and the replay's sampled frames, one row each."""
+    rows = []
+    for who, made in (
+        ("original", _media.strip_png(x.original_detail)),
+        ("replay", _media.strip_png_b64(x.replay_strip)),
+    ):
+        if made is None:
+            rows.append(el("p", f"no frame strip stored for the {who} video", class_="empty"))
+            continue
+        png, tiles = made
+        rows.append(
+            el(
+                "figure",
+                el(
+                    "img",
+                    src=_images.data_uri(png),
+                    alt=f"{who} video frame strip",
+                    width=tiles * 96,
+                    height=96,
+                    class_="strip",
+                ),
+                el("figcaption", f"{who}: {tiles} sampled frames, evenly spaced from start to end"),
+                class_="strip",
+            )
+        )
+    return join(rows)
 
 
 def _fmt(value: Any) -> str:
@@ -236,7 +243,7 @@ def evidence_section(report: Report, source: ReportSource, w: Any) -> None:
                 "p",
                 el("span", f"{a.evidence:,}", data_metric="audit.evidence", data_value=a.evidence),
                 " records failed or drifted. Original and replay thumbnails side by side (for video the "
-                "middle sampled frame and the original's frame strip, for audio the waveform, for 3D the "
+                "middle sampled frame and both frame strips, for audio the waveform, for 3D the "
                 "projected silhouette), with a heat map of their per-pixel difference.",
             )
         )

@@ -364,7 +364,7 @@ def iter_evidence(
         ar.replay_pixel_sha256,
     ]
     if thumbnails:
-        columns.append(ar.replay_thumbnail)
+        columns.extend([ar.replay_thumbnail, ar.replay.label("replay_facts")])  # a video's strip
     base = (
         select(*columns)
         .select_from(audit_results.join(records, r.id == ar.record_id))

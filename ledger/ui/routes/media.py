@@ -10,7 +10,7 @@ from starlette.routing import Route
 from ledger.audit.history import result_by_id
 from ledger.errors import NotFoundError
 from ledger.reports._images import heat_map, thumbnail_png
-from ledger.reports._media import strip_png_of
+from ledger.reports._media import strip_png_b64, strip_png_of
 from ledger.store import browse
 from ledger.ui.state import state
 
@@ -50,6 +50,13 @@ def strip(request: Request) -> Response:
     return _png(made[0] if made else None, "frame strip")
 
 
+def replay_strip(request: Request) -> Response:
+    """The replay's sampled frames an audit of a video kept (at most STRIP_TILES)."""
+    result = result_by_id(state(request).ledger, int(request.path_params["result_id"]))
+    made = strip_png_b64((result.replay or {}).get("frame_strip_png")) if result else None
+    return _png(made[0] if made else None, "replay frame strip")
+
+
 def replay(request: Request) -> Response:
     result = result_by_id(state(request).ledger, int(request.path_params["result_id"]))
     return _png(thumbnail_png(result.replay_thumbnail) if result else None, "replay thumbnail")
@@ -69,5 +76,6 @@ routes = [
     Route("/media/original/{record_id:int}", original),
     Route("/media/strip/{record_id:int}.png", strip),
     Route("/media/replay/{result_id:int}.png", replay),
+    Route("/media/replay-strip/{result_id:int}.png", replay_strip),
     Route("/media/heat/{result_id:int}.png", heat),
 ]
