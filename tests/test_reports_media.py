@@ -136,7 +136,8 @@ def test_report_shows_media_beside_their_verdicts(audited: Path) -> None:
     assert len(strips) == len(replays) == 2  # the drifting and the failing video record
     assert all(_not_blank(_png(img["src"])) for img in strips + replays)
     # a replay that drifted or failed is not the original's frames
-    assert all(_png(a["src"]).tobytes() != _png(b["src"]).tobytes() for a, b in zip(strips, replays, strict=True))
+    pairs = zip(strips, replays, strict=True)
+    assert all(_png(a["src"]).tobytes() != _png(b["src"]).tobytes() for a, b in pairs)
     # The tiles are different frames of a moving clip, not one frame repeated.
     tiles = _png(strips[0]["src"]).reshape(48, STRIP_TILES, 48, 3).transpose(1, 0, 2, 3)
     assert len({t.tobytes() for t in tiles}) > 1
