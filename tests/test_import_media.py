@@ -147,6 +147,7 @@ def test_media_without_metadata_are_skipped_with_what_they_carry(ledger: Ledger,
         "plain.wav": sound(chord(1.0)),
         "plain.mp4": mp4(pan(12)),
         "plain.gif": animated(pan(6)),
+        "still.gif": animated(pan(1)),
         "plain.glb": glb_with_extras(None),
         "other.mp4": retag(mp4(pan(12)), "mp4", {"comment": "made on my phone"}),
         # VHS metadata, but the file cut in half (the moov box with the tags is lost)
@@ -162,6 +163,7 @@ def test_media_without_metadata_are_skipped_with_what_they_carry(ledger: Ledger,
     assert reasons["plain.mp4"] == "MP4 has no generation metadata seedledger reads (container tags: none)"
     assert reasons["other.mp4"].endswith("(container tags: comment, encoder)")
     assert reasons["plain.gif"] == "GIF has no generation metadata seedledger reads (container tags: none)"
+    assert reasons["still.gif"] == reasons["plain.gif"]
     assert reasons["plain.glb"].startswith("GLB has no generation metadata seedledger reads (glTF asset")
     assert reasons["cut.mp4"] == "MP4 holds no readable video or audio stream (truncated or corrupt)"
     assert ledger.count() == 0
@@ -184,7 +186,7 @@ def test_cli_import_of_a_video_then_find_by_a_still(tmp_path: Path, sqlite_url: 
     assert match["frame_time_s"] is not None  # matched a sampled frame of the imported video
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+@pytest.mark.parametrize("fmt", ["GIF", "GIF-still", "WEBP"])
 def test_animated_images_with_metadata_are_fingerprinted_as_video(
     ledger: Ledger, tmp_path: Path, fmt: str
 ) -> None:
@@ -206,7 +208,7 @@ def test_animated_images_with_metadata_are_fingerprinted_as_video(
         out = io.BytesIO()
         from PIL import Image
 
-        images = [Image.fromarray(f) for f in pan(6)]
+        images = [Image.fromarray(f) for f in pan(1 if fmt == "GIF-still" else 6)]
         images[0].save(
             out, format="GIF", save_all=True, append_images=images[1:], duration=80,
             comment=json.dumps({"seedledger": json.loads(stamp.to_json())}).encode(),
@@ -216,5 +218,6 @@ def test_animated_images_with_metadata_are_fingerprinted_as_video(
     outcome = _one(ledger, path)
     assert outcome.status == "imported", outcome
     record = ledger.get(outcome.record_ids[0])
-    assert str(record.modality) == "video"
-    assert ledger.fingerprint_of(record.id).modality == "video"
+    expected = "image" if fmt == "GIF-still" else "video"  # a one-frame GIF stays a still
+    assert str(record.modality) == expected
+    assert ledger.fingerprint_of(record.id).modality == expected

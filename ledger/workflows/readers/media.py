@@ -34,8 +34,18 @@ from ledger.workflows.stamp import STAMP_KEYWORD, Stamp
 
 __all__ = ["media_kind", "read_media"]
 
-_TASKS: Final = {"video": "videoInference", "audio": "audioInference", "3d": "3dInference"}
-_MODALITIES: Final = {"video": Modality.VIDEO, "audio": Modality.AUDIO, "3d": Modality.MODEL_3D}
+_TASKS: Final = {
+    "image": "imageInference",
+    "video": "videoInference",
+    "audio": "audioInference",
+    "3d": "3dInference",
+}
+_MODALITIES: Final = {
+    "image": Modality.IMAGE,
+    "video": Modality.VIDEO,
+    "audio": Modality.AUDIO,
+    "3d": Modality.MODEL_3D,
+}
 #: Tags holding a JSON object with the ComfyUI graphs (VHS writes ``comment``).
 _JSON_TAGS: Final = ("comment", "description", "parameters")
 #: Tags every muxer writes, left out of a skip reason (they say nothing about generation).
@@ -53,7 +63,9 @@ def media_kind(data: bytes) -> tuple[str, str] | None:
     if head.startswith(b"glTF"):
         return "3d", "glb"
     if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "video", "gif"
+        from ledger.fingerprint.video import is_animated_image
+
+        return ("video" if is_animated_image(data) else "image"), "gif"  # a still GIF is an image
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio", "wav"
     if head.startswith(b"fLaC"):
