@@ -163,6 +163,8 @@ def result_view(result: AuditResult) -> dict[str, Any]:
         # what the thumbnails show: a video's middle frame, a waveform, a mesh silhouette
         "modality": str(d.get("modality") or "image"),
         "shows": thumbnail_caption(str(d.get("modality") or "image")),
+        # audits before the replay's frames were kept have none
+        "has_replay_strip": "frame_strip_png" in (result.replay or {}),
         # The error text is a backend's message and may quote what it was sent; like the
         # reports, pages show only its stable code (`seedledger audit show` has the rest).
         "error_code": result.error_code,
