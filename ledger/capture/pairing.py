@@ -62,6 +62,7 @@ class Captured:
     records: list[NewRecord] = field(default_factory=list)
     outputs: dict[str, Output] = field(default_factory=dict)
     unpaired: int = 0  # results for tasks this process never saw
+    completed: int = 0  # pending tasks now fully delivered (all outputs, or failed)
     known_secrets: tuple[str, ...] = ()
 
 
@@ -170,13 +171,14 @@ class PendingTasks:
 
     def delivered(
         self, task_uuid: str, outputs: int, failed: bool, output_ids: Iterable[str | None] = ()
-    ) -> None:
-        """Count delivered outputs. Outputs with an id count once however often they are
-        delivered: polling may answer with every result so far, each time."""
+    ) -> bool:
+        """Count delivered outputs; True when that completes the task. Outputs with an id
+        count once however often they are delivered: polling may answer with every
+        result so far, each time."""
         with self._lock:
             item = self._tasks.get(task_uuid)
             if item is None:
-                return
+                return False
             ids = [i for i in output_ids if i]
             if ids:
                 seen = item.setdefault("seen", [])
@@ -185,9 +187,11 @@ class PendingTasks:
                 outputs = outputs - len(ids) + len(fresh)
             item["delivered"] += outputs
             wanted = item["task"].get("numberResults") or 1
-            if failed or not isinstance(wanted, int) or item["delivered"] >= wanted:
+            done = failed or not isinstance(wanted, int) or item["delivered"] >= wanted
+            if done:
                 del self._tasks[task_uuid]
             self._journal(task_uuid)
+            return done
 
     def _expire(self, now: float) -> None:
         old = [k for k, v in self._tasks.items() if now - v["at"] > PENDING_TTL_S]
@@ -392,7 +396,8 @@ class Pairer:
             wanted = task.get("numberResults") or 1
             if from_pending:
                 ids = [output_uuid_of(r) for r in results]
-                self.pending.delivered(task_uuid, len(results), bool(task_errors), ids)
+                if self.pending.delivered(task_uuid, len(results), bool(task_errors), ids):
+                    captured.completed += 1
             elif not task_errors and isinstance(wanted, int) and len(results) < wanted:
                 # Part of a multi-output task delivered so far: wait for the rest.
                 seen = [output_uuid_of(r) for r in results]

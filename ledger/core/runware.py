@@ -272,22 +272,33 @@ def records_for_task(
 def split_envelope(response: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """Return (data, errors) from a Runware response envelope.
 
-    Accepts ``{"data": [...], "errors": [...]}``, the older single ``error`` object,
-    and a bare list of results.
+    Accepts ``{"data": [...], "errors": [...]}``, a bare list of results, and the older
+    ``error`` field in each shape servers sent it: one object, a list of them (one per
+    failed task), or a bare message (it names no task). Items of both fields count.
     """
     if isinstance(response, list):
         return _objects(response, "response"), []
     if not isinstance(response, Mapping):
         raise InvalidInputError("response: expected an object with data and/or errors")
     data = response.get("data") or []
-    errors = response.get("errors")
-    if errors is None and isinstance(response.get("error"), Mapping):
-        errors = [response["error"]]
+    errors = response.get("errors") or []
     if not isinstance(data, list):
         raise InvalidInputError("response.data: expected a list")
-    if errors is not None and not isinstance(errors, list):
+    if not isinstance(errors, list):
         raise InvalidInputError("response.errors: expected a list")
-    return _objects(data, "response.data"), _objects(errors or [], "response.errors")
+    return _objects(data, "response.data"), [
+        *_objects(errors, "response.errors"),
+        *_legacy_errors(response.get("error")),
+    ]
+
+
+def _legacy_errors(value: Any) -> list[Mapping[str, Any]]:
+    """The older ``error`` field as error items. Anything but an object becomes
+    ``{"message": …}`` (naming no task), so an odd value never costs the frame's results."""
+    if value is None or value is False or value == "":
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [item if isinstance(item, Mapping) else {"message": str(item)} for item in items]
 
 
 def _objects(items: Iterable[Any], where: str) -> list[Mapping[str, Any]]:
