@@ -12,7 +12,6 @@ chord on A an octave or two lower hash alike; the band profile tells them apart.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import math
@@ -24,6 +23,7 @@ from PIL import Image
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av, _chromaprint
+from ledger.fingerprint._audio_decode import MonoDecoder
 from ledger.fingerprint._types import Fingerprint, Verdict, hamming
 from ledger.fingerprint.image import THUMB_SIZE, _dhash, _phash, _sha256_hex
 
@@ -74,8 +74,6 @@ class AudioDetail:
 
 
 def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS) -> Fingerprint:
-    import av
-
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         _check_wav(data, limits)
 
@@ -97,37 +95,22 @@ def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS
                 f"audio declares {duration:g} s, above the limit of {limits.max_duration_s:g} s; "
                 "refusing to decode"
             )
-        digest = hashlib.sha256(b"seedledger-samples:")
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        chunks: list[np.ndarray] = []
-        decoded = 0
-        last_shape = ""
-        cap = int(limits.max_duration_s * rate)
+        decoder = MonoDecoder(RATE, int(limits.max_duration_s * rate), limits.max_duration_s)
         try:
             for frame in container.decode(stream):
-                decoded += frame.samples
-                if decoded > cap:
-                    raise FingerprintError(
-                        f"audio runs past {limits.max_duration_s:g} s; refusing to decode further"
-                    )
-                shape = f"{frame.format.name}:{len(frame.layout.channels)}ch:{frame.sample_rate}:"
-                if shape != last_shape:  # once, not per frame: packet sizes differ by container
-                    digest.update(shape.encode())
-                    last_shape = shape
-                digest.update(np.ascontiguousarray(frame.to_ndarray()).data)
-                chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
-            chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
+                decoder.feed(frame)
+            samples_hash, pcm = decoder.finish()
         except _av.decode_errors() as exc:
             raise FingerprintError(
                 f"cannot decode the audio, truncated or corrupt: {_av.reason(exc)}"
             ) from None
         codec, fmt = ctx.name, container.format.name
+    decoded = decoder.decoded
     if decoded == 0:
         raise FingerprintError("audio has no samples (zero-length or undecodable)")
     actual = decoded / rate
     if duration is not None and fmt in ("wav", "flac") and actual < duration * 0.95 - 0.2:
         raise FingerprintError(f"audio is truncated: decoded {actual:.3g} s of {duration:.3g} s declared")
-    pcm = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
     items = _chromaprint.raw_fingerprint(pcm)
     spectrogram, profile = _spectrogram(pcm)
     rms, peak = _levels(pcm)
@@ -147,7 +130,7 @@ def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS
         version=AUDIO_VERSION,
         media_type=_MEDIA_TYPES.get(fmt),
         file_sha256=_sha256_hex(data),
-        pixel_sha256=digest.hexdigest(),
+        pixel_sha256=samples_hash,
         width=0,
         height=0,
         phash=_phash(spectrogram),
