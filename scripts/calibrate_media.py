@@ -208,7 +208,7 @@ DISTANCES = {
         "min_coarse_psnr_db",
         "motion_correlation",
     ),
-    "audio": ("bit_error_rate", "spectrogram_phash_distance"),
+    "audio": ("bit_error_rate", "spectrogram_phash_distance", "band_cosine"),
     "3d": ("bbox_distance", "area_relative_diff", "volume_relative_diff", "shape_distance"),
 }
 Key = tuple[str, str, str]

@@ -8,6 +8,7 @@ import base64
 import io
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -158,3 +159,33 @@ def test_a_replay_of_several_files_is_packed_the_same_way(parts: list[bytes]) ->
 
     data, media_type = asyncio.run(payload())
     assert data == pack_files(parts) and media_type == "application/x-seedledger-3d-files"
+
+
+def test_fingerprints_stored_before_pipeline_2_still_compare(parts: list[bytes]) -> None:
+    """Payloads without the new fields (mesh quantiles and parts, audio band profile) load
+    and compare by the older rule, which the reason names."""
+    from ledger.fingerprint._payload import from_payload, to_payload
+
+    def old(fp, *dropped: str):
+        payload = {k: v for k, v in (to_payload(fp.detail) or {}).items() if k not in dropped}
+        return replace(fp, detail=from_payload(fp.modality, payload))
+
+    torus = fingerprint(parts[0])
+    moved = media.mesh_bytes(_jittered(trimesh.creation.torus(1.0, 0.3), 1e-5), "ply")
+    stored = old(torus, "d2_quantiles", "d1_quantiles", "parts")
+    result = compare(stored, fingerprint(moved))
+    assert result.shape_distance is None and "pipeline-1" in result.reason
+    assert result.verdict is Verdict.NEAR_IDENTICAL
+    assert compare(stored, torus).verdict is Verdict.IDENTICAL  # the geometry hash is unchanged
+    tone = fingerprint(media.sound(media.chord()))
+    stored_tone = old(tone, "band_profile")
+    again = compare(stored_tone, fingerprint(media.sound(media.chord(), "mp3")))
+    assert again.band_cosine is None and again.verdict is Verdict.NEAR_IDENTICAL
+
+
+def _jittered(mesh: trimesh.Trimesh, sigma: float) -> trimesh.Trimesh:
+    import numpy as np
+
+    moved = mesh.copy()
+    moved.vertices = moved.vertices + np.random.default_rng(0).normal(0, sigma, moved.vertices.shape)
+    return moved
