@@ -117,7 +117,8 @@ def _download_all(
                 try:
                     got = await client.download(url, stats=CallStats())
                 except LedgerError as exc:
-                    log.info("output of record %d not downloaded from %s: %s", rid, safe_url(url), exc)
+                    record = rid if rid >= 0 else (-rid - 1) // _FILE_STRIDE  # a file of a result
+                    log.info("output of record %d not downloaded from %s: %s", record, safe_url(url), exc)
                     return None
                 return rid, got.data
 
