@@ -35,6 +35,7 @@ from ledger.core.files import atomic_write
 from ledger.core.records import NewRecord, Source
 from ledger.core.redaction import redact, redact_text
 from ledger.core.runware import (
+    file_results,
     flat_result,
     is_delivered,
     is_inference_task,
@@ -102,7 +103,18 @@ def parse_tasks(body: bytes) -> list[dict[str, Any]] | None:
 
 
 def _output_of(result: Mapping[str, Any]) -> Output | None:
-    result = flat_result(result)  # a 3dInference result: its first file in outputs.files
+    parts = file_results(result)
+    if parts:  # a 3dInference result of several files: fingerprinted together
+        outputs = [_output_of(part) for part in parts]
+        if any(o is None for o in outputs):
+            return None
+        datas = [o.data for o in outputs if o is not None and o.data is not None]
+        if len(datas) == len(outputs):
+            from ledger.fingerprint.mesh_files import pack_files
+
+            return Output(data=pack_files(datas))
+        return Output(files=tuple(o for o in outputs if o is not None))
+    result = flat_result(result)  # a 3dInference result of one file in outputs.files
     for key in _PAYLOAD_FIELDS:
         value = result.get(key)
         if isinstance(value, str) and value:

@@ -90,8 +90,8 @@ def files_of(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def flat_result(result: Mapping[str, Any]) -> Mapping[str, Any]:
     """A result whose output is ``outputs.files`` seen with the first file as its output
-    (``outputUUID``/``outputURL``/…): a 3D result is one record, fingerprinted from its
-    first file (the mesh; further files, such as textures, stay in the stored response)."""
+    (``outputUUID``/``outputURL``/…): a 3D result is one record, named by its first file;
+    its files are fingerprinted together (:func:`file_results`)."""
     files = files_of(result)
     if not files or any(result.get(k) for k in (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS)):
         return result
@@ -100,6 +100,16 @@ def flat_result(result: Mapping[str, Any]) -> Mapping[str, Any]:
         {name: files[0][key] for key, name in _FILE_KEYS.items() if isinstance(files[0].get(key), str)}
     )
     return flat
+
+
+def file_results(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each file of a result with several ``outputs.files`` seen as a result of its own
+    (``outputURL``/``outputBase64Data``/…), in order; [] for a result of one file or none.
+    The files of one result are one record, fingerprinted together."""
+    files = files_of(result)
+    if len(files) < 2 or any(result.get(k) for k in (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS)):
+        return []
+    return [{name: f[key] for key, name in _FILE_KEYS.items() if isinstance(f.get(key), str)} for f in files]
 
 
 def strip_payloads(result: Mapping[str, Any], known_secrets: tuple[str, ...] = ()) -> dict[str, Any]:
