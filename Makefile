@@ -1,8 +1,11 @@
 # The two set-up commands (see README.md):
 #   make demo   install seedledger in .venv and run the demo on embedded defaults
 #   make test   install seedledger with its test tools and run the whole suite
-# Both install from constraints.txt, the lock of record (hashing libraries are pinned
-# there because their versions change perceptual hashes).
+# Both install from hashed locks of constraints.txt, the lock of record (hashing libraries
+# are pinned there because their versions change perceptual hashes): first every
+# dependency with --require-hashes (requirements*.lock, written by scripts/lock.py), then
+# seedledger itself, editable, without build isolation (pip refuses hash checking for an
+# editable install; the build uses the setuptools just installed from the lock).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,10 +20,13 @@ $(BIN)/python:
 
 # with the PostgreSQL driver, so the README's PostgreSQL section runs as written
 install: $(BIN)/python build-deps
-	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[postgres]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-demo.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 
 install-test: $(BIN)/python build-deps media-deps
-	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	$(BIN)/python scripts/check_lock.py
 
 # headers for the optional native verify walker (ledger/integrity/_leafwalk_src/)

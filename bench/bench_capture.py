@@ -26,12 +26,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from sqlalchemy import create_engine, insert, text
@@ -83,6 +84,7 @@ def emit(
 def subprocess_server(args: list[str], pattern: str) -> Iterator[str]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
+    reader: threading.Thread | None = None
     try:
         while True:
             line = proc.stderr.readline()
@@ -91,6 +93,10 @@ def subprocess_server(args: list[str], pattern: str) -> Iterator[str]:
             match = re.search(pattern, line)
             if match:
                 break
+        # Keep reading (and dropping) its log, access lines included: a full pipe would
+        # block the server mid-write, which looks like a server that stops accepting.
+        reader = threading.Thread(target=_discard, args=(proc.stderr,), daemon=True)
+        reader.start()
         yield match.group(1)
     finally:
         proc.terminate()
@@ -99,7 +105,14 @@ def subprocess_server(args: list[str], pattern: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if reader is not None:
+            reader.join(10)
         proc.stderr.close()
+
+
+def _discard(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
 
 
 def task() -> list[dict[str, Any]]:

@@ -6,7 +6,10 @@
 * audio: fingerprinting a 30 s MP3 in process vs ``fpcalc -raw`` (Chromaprint's own
   tool, which decodes and fingerprints the file). Target: ratio <= 1.3.
 
-Each prints one JSON line: figure, baseline measured in the same run, ratio.
+Each prints one JSON line: figure, baseline measured in the same run, ratio (wall,
+medians of interleaved rounds), the same in CPU seconds of every thread (``cpu_ratio``:
+steadier than wall on a shared machine; fpcalc's is its process's user+system time) and
+the load average around the run.
 
     .venv/bin/python bench/bench_media.py [--smoke]
 """
@@ -17,6 +20,8 @@ import argparse
 import io
 import json
 import math
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,29 +82,52 @@ def fpcalc_raw(command: list[str]) -> str:
     return line
 
 
-def timed(fn: Callable[[], object], rounds: int) -> float:
-    walls = []
+def timed(fn: Callable[[], object], rounds: int, *, child: bool = False) -> tuple[float, float]:
+    """(median wall ms, median CPU ms): this process's threads, or its children's."""
+    walls, cpus = [], []
     for _ in range(rounds):
+        c0 = _cpu(child)
         t0 = time.perf_counter()
         fn()
         walls.append(time.perf_counter() - t0)
-    return statistics.median(walls) * 1000
+        cpus.append(_cpu(child) - c0)
+    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
 
 
-def emit(name: str, figure: float, base: float, base_name: str, rounds: int, **extra: object) -> None:
-    ratio = figure / base
+def _cpu(child: bool) -> float:
+    if not child:
+        return time.process_time()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def emit(
+    name: str,
+    figure: list[tuple[float, float]],
+    base: list[tuple[float, float]],
+    base_name: str,
+    load: tuple[float, float],
+    **extra: object,
+) -> None:
+    wall, cpu = (statistics.median(x[k] for x in figure) for k in (0, 1))
+    base_wall, base_cpu = (statistics.median(x[k] for x in base) for k in (0, 1))
+    ratio = wall / base_wall
     print(
         json.dumps(
             {
                 "bench": name,
-                "figure": round(figure, 3),
+                "figure": round(wall, 3),
                 "unit": "ms wall (median)",
-                "baseline": round(base, 3),
+                "baseline": round(base_wall, 3),
                 "baseline_name": base_name,
                 "ratio": round(ratio, 3),
                 "target": f"ratio <= {TARGET}",
                 "met": ratio <= TARGET,
-                "rounds": rounds,
+                "cpu_figure": round(cpu, 3),
+                "cpu_baseline": round(base_cpu, 3),
+                "cpu_ratio": round(cpu / base_cpu, 3) if base_cpu else None,
+                "rounds": len(figure),
+                "load_before_after": [round(v, 2) for v in load],
                 **extra,
             }
         )
@@ -115,16 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     video = clip(width, height, seconds, 24)
     fingerprint_video(video)  # warm up
     decode_sampled(video)
+    load0 = os.getloadavg()[0]
     base, figure = [], []
     for _ in range(rounds):  # interleaved so load drift hits both alike
         base.append(timed(lambda: decode_sampled(video), 1))
         figure.append(timed(lambda: fingerprint_video(video), 1))
     emit(
         "fingerprint_video_h264",
-        statistics.median(figure),
-        statistics.median(base),
+        figure,
+        base,
         "PyAV decode of every frame + RGB of the sampled frames",
-        rounds,
+        (load0, os.getloadavg()[0]),
         size=f"{width}x{height}",
         seconds=seconds,
     )
@@ -141,16 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         run = [fpcalc, "-raw", "-length", "0", str(path)]
         fpcalc_raw(run)  # warm up
         fingerprint_audio(audio)
+        load0 = os.getloadavg()[0]
         base, figure = [], []
-        for _ in range(rounds):
-            base.append(timed(lambda: fpcalc_raw(run), 1))
+        for _ in range(rounds * 4):  # short runs: more rounds for a steady median
+            base.append(timed(lambda: fpcalc_raw(run), 1, child=True))
             figure.append(timed(lambda: fingerprint_audio(audio), 1))
     emit(
         "fingerprint_audio_mp3",
-        statistics.median(figure),
-        statistics.median(base),
+        figure,
+        base,
         "fpcalc -raw on the same MP3 (process start included)",
-        rounds,
+        (load0, os.getloadavg()[0]),
         seconds=len(t) / 22050,
     )
     return 0

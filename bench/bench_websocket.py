@@ -7,11 +7,14 @@
    send to the result frame through the proxy, the baseline the same direct.
    Target: <= 1.05x.
 2. Load: C concurrent WebSocket clients (one socket each, authenticated, one task in
-   flight at a time) through the same proxy for D seconds; then SIGTERM (the proxy
+   flight at a time) through the same proxy: all C sockets are opened first (at most
+   64 handshakes at a time), then they all send for D seconds; then SIGTERM (the proxy
    drains) and the ledger must hold every output a client received through it exactly
-   once (same task and output UUIDs, nothing extra). The proxy's resident memory is sampled as in
-   bench_load.py; "flat" means the second half grows by at most max(16 MiB, 10 %).
-   Baseline: the same clients straight at the server (results per second).
+   once (same task and output UUIDs, nothing extra). The proxy's resident memory is
+   sampled over the D seconds as in bench_load.py; "flat" means RSS at the end is at
+   most max(16 MiB, 10 %) above RSS at mid-run. Every socket must open and no client
+   may see an error. Baseline: the same clients straight at the server (results per
+   second). The soft open-files limit is raised to what C sockets need.
 
 Full run: 500 clients for 60 s. ``--smoke``: 20 clients for 4 s, 40 latency samples.
 
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -139,22 +144,39 @@ def bench_latency(base: str, proxy: str, samples: int, recorded: list[tuple[str,
 class Traffic:
     results: int = 0
     errors: int = 0
+    opened: int = 0
+    ramp_s: float = 0.0  # time to open (and authenticate) every socket
     outputs: list[tuple[str, str]] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
 
     def failed(self, exc: BaseException) -> None:
         self.errors += 1
-        self.reasons[type(exc).__name__] = self.reasons.get(type(exc).__name__, 0) + 1
+        reason = _reason(exc)
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
-async def _client(url: str, stop_at: float, traffic: Traffic) -> None:
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, ConnectionClosed):
+        frame = exc.rcvd
+        return f"closed {frame.code} {frame.reason}".strip() if frame else "closed without a close frame"
+    return type(exc).__name__
+
+
+async def _client(
+    url: str, gate: asyncio.Semaphore, start: asyncio.Event, stop: list[float], traffic: Traffic
+) -> None:
     try:
-        ws = await _open(url)
+        async with gate:  # a bounded ramp: handshakes queue here, not in the kernel's backlog
+            ws = await _open(url)
+        traffic.opened += 1
     except Exception as exc:
         traffic.failed(exc)
         return
     try:
-        while time.monotonic() < stop_at:
+        await start.wait()  # every socket open before the clock starts
+        while time.monotonic() < stop[0]:
             task_uuid, outputs = await _one(ws)
             traffic.results += 1
             traffic.outputs.extend((task_uuid, o) for o in outputs)
@@ -164,19 +186,37 @@ async def _client(url: str, stop_at: float, traffic: Traffic) -> None:
         await ws.close()
 
 
-async def _drive(url: str, clients: int, seconds: float) -> Traffic:
+async def _drive(
+    url: str, clients: int, seconds: float, pid: int | None = None
+) -> tuple[Traffic, RssSampler | None]:
+    """``clients`` sockets open at once, then ``seconds`` of traffic on all of them;
+    ``pid``'s memory is sampled over those seconds only (not the ramp)."""
     traffic = Traffic()
-    stop_at = time.monotonic() + seconds
-    await asyncio.gather(*(_client(url, stop_at, traffic) for _ in range(clients)))
-    return traffic
+    gate, start, stop = asyncio.Semaphore(64), asyncio.Event(), [0.0]
+    began = time.monotonic()
+    jobs = [asyncio.ensure_future(_client(url, gate, start, stop, traffic)) for _ in range(clients)]
+    while traffic.opened + traffic.errors < clients:
+        await asyncio.sleep(0.05)
+    traffic.ramp_s = time.monotonic() - began
+    rss = RssSampler(pid) if pid is not None else None
+    if rss is not None:
+        rss.__enter__()
+    stop[0] = time.monotonic() + seconds
+    start.set()
+    try:
+        await asyncio.gather(*jobs)
+    finally:
+        if rss is not None:
+            rss.__exit__()
+    return traffic, rss
 
 
 def bench_load(
     base: str, proxy: ProxyRun, clients: int, seconds: float
 ) -> tuple[Traffic, Traffic, RssSampler]:
-    direct = asyncio.run(_drive(ws_of(base), clients, seconds))
-    with RssSampler(proxy.pid) as rss:
-        traffic = asyncio.run(_drive(ws_of(proxy.base), clients, seconds))
+    direct, _ = asyncio.run(_drive(ws_of(base), clients, seconds))
+    traffic, rss = asyncio.run(_drive(ws_of(proxy.base), clients, seconds, proxy.pid))
+    assert rss is not None
     return direct, traffic, rss
 
 
@@ -199,7 +239,9 @@ def report_load(
     warm, end = rss.at(seconds / 2), rss.samples[-1][1] if rss.samples else 0
     flat = end - warm <= max(16 << 20, warm // 10)
     log(
-        f"load: {clients} clients x {seconds:.0f} s; {traffic.results} results ({traffic.errors} errors) "
+        f"load: {clients} clients x {seconds:.0f} s; {traffic.opened} sockets open through the proxy "
+        f"after {traffic.ramp_s:.1f} s ({direct.opened} direct after {direct.ramp_s:.1f} s); "
+        f"{traffic.results} results ({traffic.errors} errors) "
         f"through the proxy {traffic.reasons or ''}, {direct.results} direct {direct.reasons or ''}; "
         f"{len(stored)} records for {len(expected)} outputs; "
         f"exactly once: {once}; RSS warm {warm >> 20} MiB, end {end >> 20} MiB; proxy exit {proxy_exit}"
@@ -212,9 +254,23 @@ def report_load(
         base_rate,
         f"{clients} clients straight at the server",
         "every result recorded exactly once, memory flat",
-        once and flat and traffic.errors == 0,
+        once and flat and traffic.errors == 0 and traffic.opened == clients,
     )
     return once
+
+
+def raise_fd_limit(clients: int) -> None:
+    """The proxy holds two sockets per client, the server and this process one each:
+    lift the soft descriptor limit (inherited by both subprocesses) to what that needs."""
+    needed = 2 * clients + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(
+            f"bench_websocket: {clients} clients need {needed} open files; the hard limit is {hard}"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def main() -> int:
@@ -227,6 +283,7 @@ def main() -> int:
     clients = args.clients or (20 if args.smoke else 500)
     seconds = args.seconds or (4.0 if args.smoke else 60.0)
     samples = args.samples or (40 if args.smoke else 400)
+    raise_fd_limit(clients)
     server = [*SEEDLEDGER, "reference-server", "--port", "0", "--latency-ms", "50"]
     recorded: list[tuple[str, str]] = []  # outputs the latency part received through the proxy
     with (

@@ -118,9 +118,8 @@ def audio_cases() -> Iterator[Case]:
         "noise": np.random.default_rng(9).normal(0, 0.2, RATE * 5).clip(-1, 1),
     }
     names = list(sources)
-    for k, name in enumerate(names):
+    for name in names:
         x = sources[name]
-        other = sources[names[(k + 1) % len(names)]]
 
         def base(x: np.ndarray = x) -> bytes:
             return encode_audio(x, RATE)
@@ -137,10 +136,15 @@ def audio_cases() -> Iterator[Case]:
                     np.clip(x + np.random.default_rng(4).normal(0, 0.2, x.size), -1, 1), RATE
                 ),
             ),
-            "other-content": ("different", lambda o=other: encode_audio(o, RATE)),
         }
+        for other_name in names:  # every other source: the different pairs set the margin
+            if other_name != name:
+                changes[f"other-content:{other_name}"] = (
+                    "different",
+                    lambda o=sources[other_name]: encode_audio(o, RATE),
+                )
         for change, (expected, make) in changes.items():
-            yield "audio", change, expected, base, make
+            yield "audio", change.split(":")[0], expected, base, make
 
 
 def mesh_cases() -> Iterator[Case]:
@@ -163,8 +167,8 @@ def mesh_cases() -> Iterator[Case]:
         "cone": trimesh.creation.cone(radius=0.8, height=1.6, sections=48),
     }
     names = list(shapes)
-    for k, name in enumerate(names):
-        mesh, other = shapes[name], shapes[names[(k + 1) % len(names)]]
+    for name in names:
+        mesh = shapes[name]
         d = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
 
         def base(m: object = mesh) -> bytes:
@@ -180,24 +184,55 @@ def mesh_cases() -> Iterator[Case]:
             ),
             "jitter-1e-5": ("near-identical", lambda m=mesh, d=d: export(jitter(m, 1e-5 * d), "ply")),
             "heavy-noise-0.5pct": ("similar", lambda m=mesh, d=d: export(jitter(m, 5e-3 * d), "ply")),
-            "other-primitive": ("different", lambda o=other: export(o, "glb")),
         }
+        for other_name in names:  # every other primitive: the different pairs set the margin
+            if other_name != name:
+                changes[f"other-primitive:{other_name}"] = (
+                    "different",
+                    lambda o=shapes[other_name]: export(o, "glb"),
+                )
         for change, (expected, make) in changes.items():
-            yield "3d", change, expected, base, make
+            yield "3d", change.split(":")[0], expected, base, make
 
 
 RANK = {"identical": 0, "near-identical": 1, "similar": 2, "different": 3}
 
+#: The raw distances the ladders decide on, reported per change (min–max).
+DISTANCES = {
+    "video": (
+        "mean_phash",
+        "worst_segment_phash",
+        "median_psnr_db",
+        "min_psnr_db",
+        "median_coarse_psnr_db",
+        "min_coarse_psnr_db",
+        "motion_correlation",
+    ),
+    "audio": ("bit_error_rate", "spectrogram_phash_distance", "band_cosine"),
+    "3d": ("bbox_distance", "area_relative_diff", "volume_relative_diff", "shape_distance"),
+}
+Key = tuple[str, str, str]
 
-def run(cases: Iterator[Case]) -> tuple[dict[tuple[str, str, str], Counter[str]], Counter[str]]:
-    table: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+
+def run(
+    cases: Iterator[Case], distances: dict[Key, dict[str, list[float]]] | None = None
+) -> tuple[dict[Key, Counter[str]], Counter[str]]:
+    """The confusion table per (modality, change, expected) and the errors by kind;
+    ``distances`` (when given) collects each change's raw distances."""
+    table: dict[Key, Counter[str]] = defaultdict(Counter)
     errors: Counter[str] = Counter()
     cache: dict[Callable[[], bytes], object] = {}  # keyed by the function: it stays alive
     for modality, change, expected, base, make in cases:
         if base not in cache:
             cache[base] = fingerprint(base(), modality)
-        got = str(compare(cache[base], fingerprint(make(), modality)).verdict)  # type: ignore[arg-type]
+        result = compare(cache[base], fingerprint(make(), modality))  # type: ignore[arg-type]
+        got = str(result.verdict)
         table[(modality, change, expected)][got] += 1
+        if distances is not None:
+            row = distances.setdefault((modality, change, expected), defaultdict(list))
+            for name, value in result.to_dict().items():
+                if name in DISTANCES[modality] and value is not None:
+                    row[name].append(float(value))
         allowed = expected.split("/")
         if got in allowed:
             continue
@@ -212,7 +247,12 @@ def run(cases: Iterator[Case]) -> tuple[dict[tuple[str, str, str], Counter[str]]
     return table, errors
 
 
-def render(table: dict[tuple[str, str, str], Counter[str]], errors: Counter[str], n_images: int) -> str:
+def render(
+    table: dict[Key, Counter[str]],
+    errors: Counter[str],
+    n_images: int,
+    distances: dict[Key, dict[str, list[float]]] | None = None,
+) -> str:
     lines = [
         "## Video, audio and 3D (scripts/calibrate_media.py)",
         "",
@@ -232,6 +272,15 @@ def render(table: dict[tuple[str, str, str], Counter[str]], errors: Counter[str]
         "",
         f"Pairs: {total}. Errors: " + (", ".join(f"{k} {v}" for k, v in errors.items()) or "none") + ".",
     ]
+    for modality, names in DISTANCES.items():
+        rows = [(key, d) for key, d in (distances or {}).items() if key[0] == modality]
+        if not rows:
+            continue
+        lines += ["", f"Raw distances, {modality} (min–max over the pairs; PSNR in dB, None = equal):", ""]
+        lines += ["| change | expected | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for (_, change, expected), d in rows:
+            cells = [f"{min(d[n]):.4g}–{max(d[n]):.4g}" if d.get(n) else "–" for n in names]
+            lines.append(f"| {change} | {expected} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(images) < 2:
         print(f"need at least 2 PNG images in {args.images}", file=sys.stderr)
         return 2
-    table, errors = run(iter([*video_cases(images), *audio_cases(), *mesh_cases()]))
-    text = render(table, errors, len(images))
+    distances: dict[Key, dict[str, list[float]]] = {}
+    table, errors = run(iter([*video_cases(images), *audio_cases(), *mesh_cases()]), distances)
+    text = render(table, errors, len(images), distances)
     print(text)
     if args.write:
         with args.write.open("a", encoding="utf-8") as out:

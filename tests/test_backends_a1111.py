@@ -22,7 +22,8 @@ from ledger.backends import (
     open_sync_backend,
     request_from_record,
 )
-from ledger.backends.a1111 import A1111Backend, a1111_payload, parse_infotext, request_from_a1111
+from ledger.backends.a1111 import A1111Backend, a1111_payload, request_from_a1111
+from ledger.core.infotext import parse_infotext
 from ledger.core.records import Modality, Record, SeedOrigin, Source, utcnow
 from ledger.errors import UsageError
 from tests.conftest import SENTINEL_KEY
@@ -108,8 +109,8 @@ def a1111_record(seed: int, params: dict[str, Any], model: str = "sdxl_base.safe
 # -- payloads ------------------------------------------------------------------------
 
 
-def test_parse_infotext() -> None:
-    info = parse_infotext(INFOTEXT)
+def test_stated_infotext() -> None:
+    info = parse_infotext(INFOTEXT).stated()
     assert info["Prompt"] == "a lighthouse at dusk, dramatic\nsky"
     assert info["Negative prompt"] == "blurry, lowres"
     assert info["Steps"] == "25"

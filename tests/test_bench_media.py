@@ -23,3 +23,4 @@ def test_bench_media_smoke() -> None:
     assert set(lines) == {"fingerprint_video_h264", "fingerprint_audio_mp3"}
     for row in lines.values():
         assert row["figure"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
+        assert row["cpu_figure"] > 0 and row["cpu_baseline"] > 0 and row["cpu_ratio"] > 0

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -21,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.cli import main
+from ledger.core.markup import csp
 from ledger.store import Ledger
-from ledger.workflows.contact import ContactCell, write_contact_sheet
+from ledger.workflows.contact import CSS, ContactCell, write_contact_sheet
 from tests.factories import new_record
 
 SQL = "x'; DROP TABLE records; --"
@@ -170,3 +172,9 @@ def test_contact_sheet_escapes_labels_and_title(tmp_path: Path) -> None:
     assert "<script" not in page and "<img src=x" not in page
     assert "&lt;script&gt;" in page
     assert page.count("<img ") == len(HOSTILE)  # only the thumbnails
+    # the reports' escaping builder: control characters go too (a `cat` of the page runs nothing)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", page)
+    # and the reports' policy: no script, nothing from outside, only the page's own style sheet
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert policy is not None and html.unescape(policy.group(1)) == csp(CSS)
+    assert "script-src" not in policy.group(1) and "default-src &#x27;none&#x27;" in policy.group(1)

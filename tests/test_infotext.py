@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.core.infotext import parse_infotext, quote, record_from_infotext, split_sampler
+from ledger.core.infotext import image_size, parse_infotext, quote, record_from_infotext, split_sampler
 from ledger.core.records import SeedOrigin, Source
 from ledger.errors import InvalidInputError, InvalidSeedError
 
@@ -232,3 +233,12 @@ def test_quoted_values_round_trip(values: dict[str, str]) -> None:
     info = parse_infotext("a prompt\n" + line)
     for key, value in values.items():
         assert info.parameters[key] == value
+
+
+def test_image_size_and_one_infotext_parser() -> None:
+    assert image_size("640x512") == (640, 512)
+    assert image_size("640 x 512") is None and image_size("640x") is None
+    # One parser for the whole tree: the backends read stated keys through Infotext.stated().
+    root = Path(__file__).resolve().parent.parent / "ledger"
+    defining = [p.name for p in root.rglob("*.py") if "def parse_infotext(" in p.read_text("utf-8")]
+    assert defining == ["infotext.py"]

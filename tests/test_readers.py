@@ -140,7 +140,8 @@ def test_comfy_animated_webp_graph_in_exif(ledger: Ledger, tmp_path: Path) -> No
     record = ledger.get(outcome.record_ids[0])
     assert _fields(record) == (5550001, "base.safetensors", "dpmpp_2m", "karras", 20, 4.5, 64, 48)
     assert record.params["workflow"] == {"nodes": [], "links": []}
-    assert "animated image: not fingerprinted" in outcome.notes[-1]
+    assert str(record.modality) == "video"  # fingerprinted as a video (sampled frames)
+    assert ledger.fingerprint_of(record.id).modality == "video"
 
 
 def test_comfy_ui_workflow_only_read_from_widgets(tmp_path: Path) -> None:

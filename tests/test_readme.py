@@ -151,7 +151,8 @@ def test_makefile_targets_run_what_the_readme_promises() -> None:
     demo = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "seedledger demo --dir" in demo.stdout
     # The README's PostgreSQL section runs after `make demo`: the driver comes with it.
-    assert "-e '.[postgres]'" in demo.stdout
+    assert "--require-hashes --no-deps -r requirements-demo.lock" in demo.stdout
+    assert re.search(r"^psycopg-binary==", (ROOT / "requirements-demo.lock").read_text(), re.M)
     test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "pytest" in test.stdout and "install-browser.sh" in test.stdout
     assert (ROOT / ".ci" / "run").read_text().count("make test") == 1

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from sqlalchemy import delete, text, update
 
 from ledger.cli import main
+from ledger.core.markup import el, escape
 from ledger.integrity import Signer, seal
 from ledger.reports import FORMATS, ReportOptions, build_report, json_schema, write_report
-from ledger.reports._markup import el, escape
 from ledger.store import Ledger, RecordFilter
 from ledger.store.schema import log_entries, records
 from tests.cli import seedledger

@@ -172,3 +172,37 @@ def test_sweep_json_output_is_stable(sqlite_url: str, server: ReferenceServer, t
     summary = _sweep(sqlite_url, server, tmp_path, "--random", "3")
     assert set(summary) >= {"experiment_id", "kind", "records", "failures", "contact_sheet_html"}
     json.dumps(summary)
+
+
+def test_video_sweep_records_outputs_with_video_fingerprints(
+    sqlite_url: str, server: ReferenceServer, tmp_path: Path
+) -> None:
+    """A videoInference sweep through the CLI: every output is a video record carrying
+    its video fingerprint (sampled frames), and the contact sheet shows each one."""
+    done = seedledger(
+        "--db", sqlite_url, "--json", "sweep", "--backend", "reference", "--backend-url", server.url,
+        "--task", "videoInference", "--model", "runware:101@1", "--prompt", "waves on rocks",
+        "--width", "64", "--height", "64", "--duration", "1", "--scheduler", "Euler",
+        "--seeds", "7,8", "--out", str(tmp_path / "sheet"),
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    ids = done.json()["records"]
+    assert len(ids) == 2
+    prints = []
+    for rid in ids:
+        fp = seedledger("--db", sqlite_url, "--json", "show", str(rid))
+        assert fp.code == 0, fp.err
+        shown = fp.json()
+        assert shown["modality"] == "video"
+        assert shown["fingerprint"]["modality"] == "video", shown["fingerprint"]
+        assert shown["fingerprint"]["video"]["samples"] >= 8
+        prints.append(shown["fingerprint"]["pixel_sha256"])
+    assert prints[0] != prints[1]  # another seed, another clip
+    sheet = (tmp_path / "sheet" / "contact-sheet.html").read_text()
+    assert "not an image" not in sheet
+    bad = seedledger(
+        "--db", str(tmp_path / "x.db"), "sweep", "--backend", "reference", "--task", "audioInference",
+        "--model", "m", "--seeds", "1", "--output-format", "PNG",
+    )  # fmt: skip
+    assert bad.code == 2 and "--output-format is for image tasks" in bad.err
+    assert not (tmp_path / "x.db").exists()

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -106,16 +107,19 @@ def test_idle_close_and_buffered_results_on_resume() -> None:
         assert server.ws.stats.idle_closed >= 1
 
 
-def test_legacy_error_shape() -> None:
+@pytest.mark.parametrize("shape", ["object", "list"])
+def test_legacy_error_shape(shape: str) -> None:
     async def scenario(url: str) -> dict[str, Any]:
         async with connect(url) as ws:
             await auth(ws)
             await ws.send(json.dumps([task(model="nosuch:2@1")]))
             return json.loads(await ws.recv())
 
-    with ReferenceServer.running(ws_legacy_errors=True) as server:
+    with ReferenceServer.running(legacy_errors=shape) as server:
         frame = asyncio.run(scenario(server.ws_url))
-    assert set(frame) == {"error"} and frame["error"]["code"] == "invalidModel"
+    assert set(frame) == {"error"}
+    items = frame["error"] if shape == "list" else [frame["error"]]
+    assert [i["code"] for i in items] == ["invalidModel"]
 
 
 def test_access_log_redacts_api_keys_in_query_strings() -> None:

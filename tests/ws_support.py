@@ -93,7 +93,9 @@ class Proxy:
 
 
 @contextlib.contextmanager
-def proxy(db_url: str, spool: Path, upstream: str, log: Path, listen: str = "127.0.0.1:0") -> Iterator[Proxy]:
+def proxy(
+    db_url: str, spool: Path, upstream: str, log: Path, listen: str = "127.0.0.1:0", *extra: str
+) -> Iterator[Proxy]:
     handle = log.open("a")
     process = subprocess.Popen(
         [
@@ -108,6 +110,7 @@ def proxy(db_url: str, spool: Path, upstream: str, log: Path, listen: str = "127
             "--spool",
             str(spool),
             "--no-fingerprint",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=handle,

@@ -47,6 +47,7 @@ from ledger.core.records import Modality, Record
 from ledger.core.warnings import RecordWarning, warnings_for
 from ledger.errors import BackendError, FingerprintError, LedgerError
 from ledger.fingerprint import Fingerprint, compare, fingerprint
+from ledger.fingerprint._thumbs_video import display_strip_b64
 from ledger.store import Ledger
 
 log = logging.getLogger("ledger.audit")
@@ -342,6 +343,9 @@ class Runner:
         except FingerprintError as exc:  # e.g. the stored fingerprint is of another modality
             return self._error(record, warnings, "undecodable-output", str(exc), replay=replay)
         replay["fingerprint_version"] = replay_fp.version
+        strip = display_strip_b64(replay_fp)
+        if strip is not None:  # a video replay's frames, for reports (bounded: 8 tiles)
+            replay["frame_strip_png"] = strip
         verdict = str(comparison.verdict)
         distances = comparison.to_dict()
         distances.pop("verdict", None)

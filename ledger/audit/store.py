@@ -112,7 +112,7 @@ class AuditResult:
             "outcome": self.outcome,
             "warnings": [w.to_dict() for w in self.warnings],
             "distances": dict(self.distances) if self.distances is not None else None,
-            "replay": dict(self.replay) if self.replay is not None else None,
+            "replay": _shown_replay(self.replay, thumbnail),
             "replay_pixel_sha256": self.replay_pixel_sha256,
             "error_code": self.error_code,
             "error": self.error,
@@ -121,6 +121,13 @@ class AuditResult:
         if thumbnail:
             data["replay_thumbnail_png"] = self.replay_thumbnail.hex() if self.replay_thumbnail else None
         return data
+
+
+def _shown_replay(replay: Mapping[str, Any] | None, thumbnail: bool) -> dict[str, Any] | None:
+    """The replay facts; a video replay's frame strip (base64 PNG) only with the thumbnails."""
+    if replay is None:
+        return None
+    return {k: v for k, v in replay.items() if thumbnail or k != "frame_strip_png"}
 
 
 # -- runs ------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -54,7 +53,6 @@ __all__ = [
     "A1111Backend",
     "a1111_payload",
     "forge_backend",
-    "parse_infotext",
     "request_from_a1111",
 ]
 
@@ -92,25 +90,6 @@ _INFOTEXT_SETTINGS: dict[str, tuple[str, type]] = {
     "RNG": ("randn_source", str),
 }
 _INFOTEXT_MARKERS = frozenset({"Steps", "Sampler", "CFG scale", "Seed", "Size", "Size-1"})
-_RE_SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def parse_infotext(text: str) -> dict[str, Any]:
-    """A1111 infotext (the PNG ``parameters`` chunk) as the keys the file states.
-
-    Parsed by :func:`ledger.core.infotext.parse_infotext` (the WebUI's own rules), without
-    the defaults it fills in; ``Prompt`` / ``Negative prompt`` hold the prompts and
-    ``Size-1``/``Size-2`` are integers.
-    """
-    info = core_infotext.parse_infotext(text)
-    out: dict[str, Any] = {"Prompt": info.prompt.strip()}
-    if info.negative_prompt.strip():
-        out["Negative prompt"] = info.negative_prompt.strip()
-    for key, value in info.parameters.items():
-        if key in info.defaulted:
-            continue
-        out[key] = int(value) if key.startswith("Size-") and value.isdigit() else value
-    return out
 
 
 def _convert(value: Any, kind: type, key: str) -> Any:
@@ -132,13 +111,14 @@ def a1111_payload(params: Mapping[str, Any]) -> dict[str, Any]:
     """
     source: Mapping[str, Any] = params
     if isinstance(params.get("parameters"), str) and "prompt" not in params:
-        source = parse_infotext(params["parameters"])
+        source = core_infotext.parse_infotext(params["parameters"]).stated()
     if not _INFOTEXT_MARKERS & set(source):
         return dict(source)
     info = dict(source)
-    if isinstance(info.get("Size"), str) and _RE_SIZE.match(info["Size"]):
-        width, height = _RE_SIZE.match(info.pop("Size")).groups()  # type: ignore[union-attr]
-        info["Size-1"], info["Size-2"] = int(width), int(height)
+    size = core_infotext.image_size(info["Size"]) if isinstance(info.get("Size"), str) else None
+    if size is not None:
+        del info["Size"]
+        info["Size-1"], info["Size-2"] = size
     payload: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     for key, value in info.items():

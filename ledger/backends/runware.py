@@ -55,9 +55,16 @@ from ledger.backends.http import (
 )
 from ledger.core.records import utcnow
 from ledger.core.redaction import redact
-from ledger.core.runware import flat_result, is_delivered, output_uuid_of, split_envelope, strip_payloads
+from ledger.core.runware import (
+    file_results,
+    flat_result,
+    is_delivered,
+    output_uuid_of,
+    split_envelope,
+    strip_payloads,
+)
 from ledger.core.seeds import check_seed_for_backend, parse_seed
-from ledger.errors import BackendError, InvalidInputError, InvalidSeedError
+from ledger.errors import BackendError, FingerprintError, InvalidInputError, InvalidSeedError
 
 __all__ = [
     "DEFAULT_URL",
@@ -424,7 +431,16 @@ class RunwareBackend(HttpBackend):
         )
 
     async def _payload(self, result: Mapping[str, Any], where: str, stats: CallStats) -> tuple[bytes, str]:
-        result = flat_result(result)  # a 3dInference result's first file in outputs.files
+        parts = file_results(result)
+        if parts:  # a 3dInference result of several files: fetched and fingerprinted together
+            from ledger.fingerprint.mesh_files import MEDIA_TYPE, pack_files
+
+            files = [await self._payload(part, f"{where} file {k}", stats) for k, part in enumerate(parts, 1)]
+            try:
+                return pack_files([data for data, _ in files]), MEDIA_TYPE
+            except FingerprintError as exc:
+                raise MalformedResponse(f"{where}: {exc}") from None
+        result = flat_result(result)  # a 3dInference result of one file in outputs.files
         for prefix in _OUTPUT_PREFIXES:
             encoded = result.get(f"{prefix}Base64Data")
             if isinstance(encoded, str) and encoded:

@@ -77,10 +77,13 @@ def storage_time(value: datetime) -> str:
 @dataclass(frozen=True)
 class Output:
     """An output to fingerprint: its bytes (from a base64 result or an in-process
-    pipeline) or a URL for a bounded background download."""
+    pipeline) or a URL for a bounded background download; a result of several files
+    (a 3D result's ``outputs.files``) has one Output per file in ``files``, fetched and
+    fingerprinted together."""
 
     data: bytes | None = None
     url: str | None = None
+    files: tuple[Output, ...] = ()
 
 
 def _dumps(value: Any) -> str:
@@ -129,17 +132,7 @@ def encode_entry(
             raise ValueError("spooled records need an idempotency_key (exactly-once replay)")
         body["records"].append(record_values(record, record.idempotency_key))
     if outputs:
-        body["outputs"] = {
-            key: (
-                {"b64": base64.b64encode(output.data).decode("ascii")}
-                if output.data is not None
-                else {"url": output.url}
-            )
-            for key, output in outputs.items()
-            # A URL with credentials in it (a signed URL) is a secret: not spooled, so
-            # that output is fingerprinted later from its bytes instead.
-            if output.data is not None or (output.url and redact_url(output.url) == output.url)
-        }
+        body["outputs"] = {key: _item(output) for key, output in outputs.items() if _spoolable(output)}
     if environments:
         body["environments"] = {key: dict(env) for key, env in environments.items()}
     text = _dumps(body)
@@ -152,6 +145,31 @@ def encode_entry(
             body.pop("outputs")
         text = _dumps(body)
     return text.encode("utf-8")
+
+
+def _item(output: Output) -> dict[str, Any]:
+    if output.files:
+        return {"files": [_item(part) for part in output.files]}
+    if output.data is not None:
+        return {"b64": base64.b64encode(output.data).decode("ascii")}
+    return {"url": output.url}
+
+
+def _spoolable(output: Output) -> bool:
+    # A URL with credentials in it (a signed URL) is a secret: not spooled, so that
+    # output is fingerprinted later from its bytes instead.
+    if output.files:
+        return all(_spoolable(part) for part in output.files)
+    return output.data is not None or bool(output.url and redact_url(output.url) == output.url)
+
+
+def _output(item: Mapping[str, Any]) -> Output | None:
+    if "files" in item:
+        parts = [_output(part) for part in item["files"]]
+        return Output(files=tuple(p for p in parts if p is not None)) if all(parts) else None
+    if "b64" in item:
+        return Output(data=base64.b64decode(item["b64"]))
+    return Output(url=item["url"]) if item.get("url") else None
 
 
 @dataclass(frozen=True)
@@ -187,10 +205,9 @@ def _decoded(body: Any) -> DecodedEntry:
         raise ValueError(f"unknown spool entry version {body.get('v') if isinstance(body, dict) else None!r}")
     outputs: dict[str, Output] = {}
     for key, item in (body.get("outputs") or {}).items():
-        if "b64" in item:
-            outputs[key] = Output(data=base64.b64decode(item["b64"]))
-        elif item.get("url"):
-            outputs[key] = Output(url=item["url"])
+        output = _output(item)
+        if output is not None:
+            outputs[key] = output
     records = body["records"]
     if not isinstance(records, list) or not all(
         isinstance(r, list) and len(r) == len(ENTRY_COLUMNS) for r in records

@@ -42,8 +42,14 @@ def default_fingerprinter(
     def run(ledger: Ledger, work: list[tuple[int, Output]]) -> int:
         blobs: list[tuple[int, bytes]] = [(rid, out.data) for rid, out in work if out.data is not None]
         urls = [(rid, out.url) for rid, out in work if out.data is None and out.url]
+        several = [(rid, out.files) for rid, out in work if out.files]
+        if several:  # one result of several files: each file by its index, then packed
+            urls += [
+                (_file_key(rid, k), f.url) for rid, files in several for k, f in enumerate(files) if f.url
+            ]
         if urls and download:
             blobs.extend(_download_all(urls, allow_private_downloads, trusted_hosts, max_download_bytes))
+        blobs = _pack_several(blobs, several)
         rows = []
         now = utcnow()
         for rid, data in blobs:
@@ -58,6 +64,36 @@ def default_fingerprinter(
         return len(rows)
 
     return run
+
+
+#: Downloads of a multi-file result's files are keyed by a negative id per file.
+_FILE_STRIDE = 1 << 16
+
+
+def _file_key(rid: int, index: int) -> int:
+    return -(rid * _FILE_STRIDE + index + 1)
+
+
+def _pack_several(
+    blobs: list[tuple[int, bytes]], several: list[tuple[int, tuple[Output, ...]]]
+) -> list[tuple[int, bytes]]:
+    """Whole-output blobs, plus each multi-file result packed once all its files are here."""
+    if not several:
+        return blobs
+    from ledger.fingerprint.mesh_files import pack_files
+
+    got = {rid: data for rid, data in blobs if rid < 0}
+    out = [(rid, data) for rid, data in blobs if rid >= 0]
+    for rid, files in several:
+        parts = [f.data if f.data is not None else got.get(_file_key(rid, k)) for k, f in enumerate(files)]
+        if any(p is None for p in parts):
+            log.info("record %d: a file of its result was not fetched; not fingerprinted", rid)
+            continue
+        try:
+            out.append((rid, pack_files([p for p in parts if p is not None])))
+        except LedgerError as exc:
+            log.info("record %d: output not fingerprinted: %s", rid, exc)
+    return out
 
 
 def _download_all(
@@ -81,7 +117,8 @@ def _download_all(
                 try:
                     got = await client.download(url, stats=CallStats())
                 except LedgerError as exc:
-                    log.info("output of record %d not downloaded from %s: %s", rid, safe_url(url), exc)
+                    record = rid if rid >= 0 else (-rid - 1) // _FILE_STRIDE  # a file of a result
+                    log.info("output of record %d not downloaded from %s: %s", record, safe_url(url), exc)
                     return None
                 return rid, got.data
 

@@ -31,9 +31,11 @@ from typing import Any
 
 from ledger.capture.encodings import decode_body as _decode_body
 from ledger.capture.entries import Output
+from ledger.core.files import atomic_write
 from ledger.core.records import NewRecord, Source
 from ledger.core.redaction import redact, redact_text
 from ledger.core.runware import (
+    file_results,
     flat_result,
     is_delivered,
     is_inference_task,
@@ -61,6 +63,7 @@ class Captured:
     records: list[NewRecord] = field(default_factory=list)
     outputs: dict[str, Output] = field(default_factory=dict)
     unpaired: int = 0  # results for tasks this process never saw
+    completed: int = 0  # pending tasks now fully delivered (all outputs, or failed)
     known_secrets: tuple[str, ...] = ()
 
 
@@ -100,7 +103,18 @@ def parse_tasks(body: bytes) -> list[dict[str, Any]] | None:
 
 
 def _output_of(result: Mapping[str, Any]) -> Output | None:
-    result = flat_result(result)  # a 3dInference result: its first file in outputs.files
+    parts = file_results(result)
+    if parts:  # a 3dInference result of several files: fingerprinted together
+        outputs = [_output_of(part) for part in parts]
+        if any(o is None for o in outputs):
+            return None
+        datas = [o.data for o in outputs if o is not None and o.data is not None]
+        if len(datas) == len(outputs):
+            from ledger.fingerprint.mesh_files import pack_files
+
+            return Output(data=pack_files(datas))
+        return Output(files=tuple(o for o in outputs if o is not None))
+    result = flat_result(result)  # a 3dInference result of one file in outputs.files
     for key in _PAYLOAD_FIELDS:
         value = result.get(key)
         if isinstance(value, str) and value:
@@ -169,13 +183,14 @@ class PendingTasks:
 
     def delivered(
         self, task_uuid: str, outputs: int, failed: bool, output_ids: Iterable[str | None] = ()
-    ) -> None:
-        """Count delivered outputs. Outputs with an id count once however often they are
-        delivered: polling may answer with every result so far, each time."""
+    ) -> bool:
+        """Count delivered outputs; True when that completes the task. Outputs with an id
+        count once however often they are delivered: polling may answer with every
+        result so far, each time."""
         with self._lock:
             item = self._tasks.get(task_uuid)
             if item is None:
-                return
+                return False
             ids = [i for i in output_ids if i]
             if ids:
                 seen = item.setdefault("seen", [])
@@ -184,9 +199,11 @@ class PendingTasks:
                 outputs = outputs - len(ids) + len(fresh)
             item["delivered"] += outputs
             wanted = item["task"].get("numberResults") or 1
-            if failed or not isinstance(wanted, int) or item["delivered"] >= wanted:
+            done = failed or not isinstance(wanted, int) or item["delivered"] >= wanted
+            if done:
                 del self._tasks[task_uuid]
             self._journal(task_uuid)
+            return done
 
     def _expire(self, now: float) -> None:
         old = [k for k, v in self._tasks.items() if now - v["at"] > PENDING_TTL_S]
@@ -216,11 +233,9 @@ class PendingTasks:
     def _compact(self) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
         lines = [json.dumps({"k": k, "v": v}, separators=(",", ":")) + "\n" for k, v in self._tasks.items()]
         try:
-            tmp.write_text("".join(lines), "utf-8")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(lines))
             self._lines = len(lines)
         except OSError as exc:
             log.warning("cannot compact pending tasks in %s: %s", self.path, exc.strerror)
@@ -393,7 +408,8 @@ class Pairer:
             wanted = task.get("numberResults") or 1
             if from_pending:
                 ids = [output_uuid_of(r) for r in results]
-                self.pending.delivered(task_uuid, len(results), bool(task_errors), ids)
+                if self.pending.delivered(task_uuid, len(results), bool(task_errors), ids):
+                    captured.completed += 1
             elif not task_errors and isinstance(wanted, int) and len(results) < wanted:
                 # Part of a multi-output task delivered so far: wait for the rest.
                 seen = [output_uuid_of(r) for r in results]

@@ -19,7 +19,9 @@ its records are in the spool (a ``kill -9`` of the proxy after that loses nothin
 
 Own endpoints, under a prefix no Runware path uses:
 
-* ``GET /_seedledger/health``: ``{"status": "ok", ...counters}``; the spool path and the
+* ``GET /_seedledger/health``: ``{"status": "ok", ...counters, "websocket": {...}}``
+  (open sockets, frames relayed each way, tasks submitted and paired, records queued,
+  resumes, upstream errors: ``ws_pairing.SocketCounters``); the spool path and the
   database error text only for a loopback peer. No authentication.
 * ``POST /_seedledger/webhook/<secret>``: a webhook receiver. Design: the proxy rewrites
   nothing. A client that wants webhook results recorded sets ``webhookURL`` to this
@@ -219,7 +221,7 @@ class RecordingProxy:
         await _json(send, 404, {"error": "not found"})
 
     def _health(self, scope: Scope) -> dict[str, Any]:
-        status = {"status": "ok", **self.recorder.status()}
+        status = {"status": "ok", **self.recorder.status(), "websocket": self.ws_relay.counters.snapshot()}
         if is_loopback((scope.get("client") or ("", 0))[0]):
             return status
         # Remote peers see counts and states, not paths or database details: each problem

@@ -20,8 +20,6 @@ from pathlib import Path
 from ledger.errors import UsageError
 
 CLIENT_TOKEN_HEADER = b"x-seedledger-token"
-ENV_CLIENT_TOKEN = "SEEDLEDGER_PROXY_TOKEN"
-ENV_WEBHOOK_TOKEN = "SEEDLEDGER_WEBHOOK_TOKEN"
 WEBHOOK_TOKEN_FILE = "webhook-token"
 MIN_TOKEN_CHARS = 16
 

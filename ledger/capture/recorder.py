@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import config
 from ledger.capture.entries import Output, decode_entry, encode_entry
 from ledger.capture.fingerprints import default_fingerprinter, default_sealer, load_env_signer
 from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks
@@ -30,13 +32,21 @@ from ledger.errors import LedgerError, UsageError
 
 log = logging.getLogger(__name__)
 
-ENV_SPOOL = "SEEDLEDGER_SPOOL"
+ENV_SPOOL = config.SPOOL.name
 ON_SPOOL_FULL = ("direct", "raise")
 DEFAULT_SPOOL = ".seedledger-spool"
 
 
+@dataclass(frozen=True)
+class SocketFrame:
+    """What one server frame on a WebSocket gave: records spooled, tasks completed."""
+
+    records: int
+    tasks: int
+
+
 def resolve_spool(directory: str | os.PathLike[str] | None) -> Path:
-    return Path(directory or os.environ.get(ENV_SPOOL) or DEFAULT_SPOOL).expanduser()
+    return Path(directory or config.SPOOL.raw() or DEFAULT_SPOOL).expanduser()
 
 
 class Recorder:
@@ -138,24 +148,25 @@ class Recorder:
             return 0
         return self._spool(captured)
 
-    def record_socket_tasks(
-        self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()
-    ) -> None:
+    def record_socket_tasks(self, tasks: list[dict[str, Any]], *, known_secrets: tuple[str, ...] = ()) -> int:
         """A client frame on a WebSocket: its inference tasks become pending (journaled
-        before the frame is forwarded). Never raises."""
+        before the frame is forwarded); returns how many. Never raises."""
         try:
-            self.pairer.submitted(tasks, known_secrets=known_secrets)
+            return self.pairer.submitted(tasks, known_secrets=known_secrets)
         except Exception as exc:
             self.note_failure(exc, known_secrets)
+            return 0
 
-    def record_socket_frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> int:
+    def record_socket_frame(self, body: bytes, *, known_secrets: tuple[str, ...] = ()) -> SocketFrame:
         """A server frame on a WebSocket: spool the records it completes. Never raises."""
         try:
             captured = self.pairer.frame(body, known_secrets=known_secrets)
         except Exception as exc:
             self.note_failure(exc, known_secrets)
-            return 0
-        return 0 if captured is None else self._spool(captured)
+            return SocketFrame(0, 0)
+        if captured is None:
+            return SocketFrame(0, 0)
+        return SocketFrame(self._spool(captured), captured.completed)
 
     def record(
         self,

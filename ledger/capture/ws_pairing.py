@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ledger.capture.pairing import secrets_from_headers
@@ -28,14 +29,39 @@ from ledger.capture.recorder import Recorder
 _OFFLOAD_BYTES = 256 * 1024  # bigger server frames are paired on a worker thread
 
 
+@dataclass
+class SocketCounters:
+    """WebSocket counts for the proxy's health endpoint (updated on its event loop)."""
+
+    open_sockets: int = 0
+    sockets_opened: int = 0
+    frames_from_clients: int = 0  # relayed client -> upstream
+    frames_to_clients: int = 0  # relayed upstream -> client
+    tasks_submitted: int = 0  # inference tasks made pending
+    tasks_paired: int = 0  # of those, fully delivered (every output, or an error)
+    records_queued: int = 0  # records spooled from server frames
+    resumes: int = 0  # reconnects whose connectionSessionUUID the upstream took back
+    upstream_errors: int = 0  # upstream refused, unreachable or lost mid-conversation
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
 class SocketPairing:
     """The recording side of one relayed WebSocket connection."""
 
-    def __init__(self, recorder: Recorder, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        headers: Iterable[tuple[str, str]] = (),
+        counters: SocketCounters | None = None,
+    ) -> None:
         self.recorder = recorder
         self._secrets: list[str] = list(secrets_from_headers(headers))
         self.session: str | None = None
+        self._resuming: str | None = None  # the session an authentication asked back
         self.recorded = 0
+        self.counters = counters or SocketCounters()
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -53,7 +79,9 @@ class SocketPairing:
                 key = task.get("apiKey")
                 if isinstance(key, str) and len(key) >= 4 and key not in self._secrets:
                     self._secrets.append(key)
-        self.recorder.record_socket_tasks(tasks, known_secrets=self.secrets)
+                wanted = task.get("connectionSessionUUID")
+                self._resuming = wanted if isinstance(wanted, str) and wanted else None
+        self.counters.tasks_submitted += self.recorder.record_socket_tasks(tasks, known_secrets=self.secrets)
 
     async def server_frame(self, text: str) -> int:
         """Before a server frame is forwarded: spool the records it completes."""
@@ -62,13 +90,15 @@ class SocketPairing:
             return 0
         body = text.encode("utf-8")
         if len(body) > _OFFLOAD_BYTES:
-            count = await asyncio.to_thread(
+            done = await asyncio.to_thread(
                 self.recorder.record_socket_frame, body, known_secrets=self.secrets
             )
         else:
-            count = self.recorder.record_socket_frame(body, known_secrets=self.secrets)
-        self.recorded += count
-        return count
+            done = self.recorder.record_socket_frame(body, known_secrets=self.secrets)
+        self.recorded += done.records
+        self.counters.records_queued += done.records
+        self.counters.tasks_paired += done.tasks
+        return done.records
 
     def _note_session(self, text: str) -> None:
         if "connectionSessionUUID" not in text:
@@ -80,6 +110,9 @@ class SocketPairing:
         for item in value.get("data") or [] if isinstance(value, dict) else []:
             if isinstance(item, dict) and isinstance(item.get("connectionSessionUUID"), str):
                 self.session = item["connectionSessionUUID"]
+                if self.session == self._resuming:
+                    self.counters.resumes += 1
+                self._resuming = None
 
 
 def _tasks(text: str) -> list[dict[str, Any]] | None:

@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ledger.capture.recorder import Recorder
-from ledger.capture.ws_pairing import SocketPairing
+from ledger.capture.ws_pairing import SocketCounters, SocketPairing
 from ledger.core.redaction import redact_url
 from ledger.errors import UsageError
 
@@ -104,7 +104,7 @@ class WebSocketRelay:
         self.ws_upstream = ws_upstream.rstrip("/")
         self.recorder = recorder
         self.open_timeout = open_timeout
-        self.connections = 0  # open relayed connections
+        self.counters = SocketCounters()  # shown in the proxy's health
 
     def _target(self, scope: Scope) -> str | None:
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -138,21 +138,24 @@ class WebSocketRelay:
                 proxy=None,
             )
         except InvalidStatus as exc:
+            self.counters.upstream_errors += 1
             await self._refuse(scope, send, exc.response.status_code, bytes(exc.response.body or b""))
             return
         except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self.counters.upstream_errors += 1
             log.warning(
                 "websocket upstream %s unreachable: %s", redact_url(self.ws_upstream), type(exc).__name__
             )
             await self._refuse(scope, send, 502, b'{"errors":[{"code":"proxyUpstreamUnavailable"}]}')
             return
-        self.connections += 1
+        self.counters.open_sockets += 1
+        self.counters.sockets_opened += 1
         try:
             await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-            pairing = SocketPairing(self.recorder, headers)
+            pairing = SocketPairing(self.recorder, headers, self.counters)
             await self._relay(receive, send, upstream, pairing)
         finally:
-            self.connections -= 1
+            self.counters.open_sockets -= 1
             with contextlib.suppress(Exception):
                 await upstream.close()
 
@@ -210,6 +213,9 @@ class WebSocketRelay:
                     await upstream.send(text)
                 elif message.get("bytes") is not None:
                     await upstream.send(message["bytes"])
+                else:
+                    continue
+                self.counters.frames_from_clients += 1
             except ConnectionClosed:
                 return
 
@@ -223,10 +229,12 @@ class WebSocketRelay:
                     await send({"type": "websocket.send", "text": frame})
                 else:
                     await send({"type": "websocket.send", "bytes": frame})
+                self.counters.frames_to_clients += 1
         except ConnectionClosed:
             pass
         rcvd = upstream.protocol.close_rcvd
         if rcvd is None:
+            self.counters.upstream_errors += 1
             code, reason = 1011, "upstream connection lost"
         else:
             code, reason = (1000 if rcvd.code == 1005 else rcvd.code), rcvd.reason

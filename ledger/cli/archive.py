@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from ledger import config
 from ledger.cli.app import app, emit_rows, info, main
 
 ARCHIVE_OPTION = click.option(
     "--archive",
     "archive_dir",
-    envvar="SEEDLEDGER_ARCHIVE",
+    envvar=config.ARCHIVE.name,
     required=True,
     metavar="DIR",
     help="The output archive directory [env SEEDLEDGER_ARCHIVE].",

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ledger import config
 from ledger.cli.app import app, emit_mapping, info, main
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,13 +33,13 @@ def _bytes_option(name: str, default: int, help: str) -> Callable[[F], F]:
 @click.option(
     "--spool",
     "spool_dir",
-    envvar="SEEDLEDGER_SPOOL",
+    envvar=config.SPOOL.name,
     metavar="DIR",
     help="Spool directory [env SEEDLEDGER_SPOOL; default ./.seedledger-spool]",
 )
 @click.option(
     "--webhook-token",
-    envvar="SEEDLEDGER_WEBHOOK_TOKEN",
+    envvar=config.WEBHOOK_TOKEN.name,
     metavar="TOKEN",
     help="Accept webhook deliveries only at /_seedledger/webhook/TOKEN [env SEEDLEDGER_WEBHOOK_TOKEN; "
     "default: generated once into SPOOL/webhook-token, mode 0600].",
@@ -46,7 +47,7 @@ def _bytes_option(name: str, default: int, help: str) -> Callable[[F], F]:
 @click.option("--forward-webhooks", metavar="URL", help="Pass each recorded webhook delivery on to this URL.")
 @click.option(
     "--client-token",
-    envvar="SEEDLEDGER_PROXY_TOKEN",
+    envvar=config.PROXY_TOKEN.name,
     metavar="TOKEN",
     help="Require the header X-Seedledger-Token: TOKEN on every forwarded request "
     "[env SEEDLEDGER_PROXY_TOKEN; required to listen beyond loopback].",
@@ -129,7 +130,7 @@ def spool() -> None:
 _SPOOL_OPTION = click.option(
     "--spool",
     "spool_dir",
-    envvar="SEEDLEDGER_SPOOL",
+    envvar=config.SPOOL.name,
     metavar="DIR",
     help="Spool directory [env SEEDLEDGER_SPOOL; default ./.seedledger-spool]",
 )

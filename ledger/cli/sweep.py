@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ledger import config
 from ledger.cli.app import app, emit_json, info, main
 from ledger.cli.options import SEED
 from ledger.cli.progress import ProgressLine
@@ -16,16 +18,21 @@ from ledger.errors import InvalidInputError, UsageError
 def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
     if not options["model"]:
         raise UsageError("give --from-record ID, --from-pick FILE, or at least --model and --prompt")
+    task = options["task"]
     base: dict[str, Any] = {
-        "taskType": "imageInference",
+        "taskType": task,
         "model": options["model"],
         "positivePrompt": options["prompt"] or "",
-        "width": options["width"],
-        "height": options["height"],
-        "steps": options["steps"],
-        "CFGScale": options["cfg_scale"],
         "outputType": "base64Data",
     }
+    if task in ("imageInference", "videoInference"):
+        base.update(width=options["width"], height=options["height"])
+    if task == "imageInference":
+        base.update(steps=options["steps"], CFGScale=options["cfg_scale"])
+    if options["duration"] is not None:
+        if task not in ("videoInference", "audioInference"):
+            raise UsageError("--duration is for --task videoInference or audioInference")
+        base["duration"] = options["duration"]
     if options["negative_prompt"]:
         base["negativePrompt"] = options["negative_prompt"]
     if options["scheduler"]:
@@ -41,6 +48,14 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Use a file written by `seedledger pick` as the base.",
 )
+@click.option(
+    "--task",
+    type=click.Choice(["imageInference", "videoInference", "audioInference", "3dInference"]),
+    default="imageInference",
+    show_default=True,
+    help="Task type (when not starting from a record); outputs are fingerprinted as their modality.",
+)
+@click.option("--duration", type=float, help="Seconds of video or audio (video and audio tasks).")
 @click.option("--model", help="Model AIR (when not starting from a record).")
 @click.option("--prompt", help="Positive prompt.")
 @click.option("--negative-prompt", help="Negative prompt.")
@@ -70,7 +85,11 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--parent", "parent_id", type=int, help="Parent record (refinement lineage).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-cost", type=float, help="Stop launching cells once recorded cost reaches this.")
-@click.option("--output-format", type=click.Choice(["PNG", "JPG", "WEBP"]), default="PNG", show_default=True)
+@click.option(
+    "--output-format",
+    type=click.Choice(["PNG", "JPG", "WEBP"]),
+    help="Image output format [default: PNG for image tasks; other tasks keep their own].",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -80,7 +99,7 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--archive",
     "archive_dir",
-    envvar="SEEDLEDGER_ARCHIVE",
+    envvar=config.ARCHIVE.name,
     metavar="DIR",
     help="Also keep each output in this output archive [env SEEDLEDGER_ARCHIVE].",
 )
@@ -138,6 +157,7 @@ def sweep(**options: Any) -> None:
         )
     except InvalidInputError as exc:
         raise click.UsageError(str(exc)) from None
+    output_format = _output_format(options["output_format"], plan.base)
     if options["dry_run"]:
         info(f"dry run: {plan.kind} with {len(plan.cells)} cell(s)")
         if ctx.json:
@@ -162,7 +182,7 @@ def sweep(**options: Any) -> None:
         parent_id=parent_id,
         concurrency=options["concurrency"],
         max_cost=options["max_cost"],
-        output_format=options["output_format"],
+        output_format=output_format,
         on_cell=progress,
         archive=Archive.open(options["archive_dir"]) if options["archive_dir"] else None,
     )
@@ -187,3 +207,11 @@ def sweep(**options: Any) -> None:
         f" ({outcome.failures} failed); contact sheet {report.contact_html}"
         + (" — stopped by --max-cost" if outcome.stopped_by_cost else "")
     )
+
+
+def _output_format(given: str | None, base: Mapping[str, Any]) -> str | None:
+    """PNG for image tasks unless told otherwise; a video, audio or 3D task keeps its own."""
+    image = str(base.get("taskType") or "imageInference") == "imageInference"
+    if given is not None and not image:
+        raise UsageError("--output-format is for image tasks (PNG, JPG, WEBP)")
+    return given or ("PNG" if image else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ledger.cli.app import app, info, main
+from ledger.config import ARCHIVE, UI_TOKEN
 
 
 @main.command()
@@ -18,13 +19,13 @@ from ledger.cli.app import app, info, main
 @click.option(
     "--archive",
     "archive_dir",
-    envvar="SEEDLEDGER_ARCHIVE",
+    envvar=ARCHIVE.name,
     metavar="DIR",
     help="Output archive to show originals from [env SEEDLEDGER_ARCHIVE].",
 )
 @click.option(
     "--token",
-    envvar="SEEDLEDGER_UI_TOKEN",
+    envvar=UI_TOKEN.name,
     metavar="TOKEN",
     help="Require this token on every request (?token=, Bearer header) [env SEEDLEDGER_UI_TOKEN].",
 )

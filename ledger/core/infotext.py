@@ -102,6 +102,24 @@ class Infotext:
     def get(self, key: str) -> str | None:
         return self.parameters.get(key)
 
+    def stated(self) -> dict[str, Any]:
+        """Only what the text states (no defaults): ``Prompt``, ``Negative prompt`` when
+        not empty, and every parameter, ``Size-1``/``Size-2``-style values as integers."""
+        out: dict[str, Any] = {"Prompt": self.prompt.strip()}
+        if self.negative_prompt.strip():
+            out["Negative prompt"] = self.negative_prompt.strip()
+        for key, value in self.parameters.items():
+            if key in self.defaulted:
+                continue
+            out[key] = int(value) if key.startswith("Size-") and value.isdigit() else value
+        return out
+
+
+def image_size(value: str) -> tuple[int, int] | None:
+    """``"640x512"`` as ``(640, 512)``; None for anything else."""
+    size = _RE_IMAGESIZE.match(value)
+    return None if size is None else (int(size.group(1)), int(size.group(2)))
+
 
 def param_pairs(line: str) -> list[tuple[str, str]]:
     """The ``Key: value`` pairs of a parameters line, in order, as the WebUI's regex

@@ -30,7 +30,6 @@ built-in ones at equal specificity.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+from ledger.config import MODELS
 from ledger.core.jsonsafe import loads_bounded
 from ledger.core.seeds import SEED_RANGES, SeedRange
 from ledger.errors import InvalidInputError
@@ -273,13 +273,13 @@ def _load_overrides(config: Mapping[str, Any] | str | Path) -> tuple[ModelInfo, 
 
 #: A TOML or JSON file of user overrides (the format above), applied everywhere the
 #: catalog is consulted: warnings, audit planning, reports.
-ENV_MODELS = "SEEDLEDGER_MODELS"
+ENV_MODELS = MODELS.name
 
 
 @cache
 def default_catalog() -> ModelCatalog:
     """The built-in catalog plus the overrides file named by ``SEEDLEDGER_MODELS``."""
-    path = os.environ.get(ENV_MODELS, "").strip()
+    path = MODELS.raw()
     return ModelCatalog().with_overrides(Path(path)) if path else ModelCatalog()
 
 

@@ -90,8 +90,8 @@ def files_of(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def flat_result(result: Mapping[str, Any]) -> Mapping[str, Any]:
     """A result whose output is ``outputs.files`` seen with the first file as its output
-    (``outputUUID``/``outputURL``/…): a 3D result is one record, fingerprinted from its
-    first file (the mesh; further files, such as textures, stay in the stored response)."""
+    (``outputUUID``/``outputURL``/…): a 3D result is one record, named by its first file;
+    its files are fingerprinted together (:func:`file_results`)."""
     files = files_of(result)
     if not files or any(result.get(k) for k in (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS)):
         return result
@@ -100,6 +100,16 @@ def flat_result(result: Mapping[str, Any]) -> Mapping[str, Any]:
         {name: files[0][key] for key, name in _FILE_KEYS.items() if isinstance(files[0].get(key), str)}
     )
     return flat
+
+
+def file_results(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each file of a result with several ``outputs.files`` seen as a result of its own
+    (``outputURL``/``outputBase64Data``/…), in order; [] for a result of one file or none.
+    The files of one result are one record, fingerprinted together."""
+    files = files_of(result)
+    if len(files) < 2 or any(result.get(k) for k in (*_OUTPUT_UUID_KEYS, *_OUTPUT_LOCATION_KEYS)):
+        return []
+    return [{name: f[key] for key, name in _FILE_KEYS.items() if isinstance(f.get(key), str)} for f in files]
 
 
 def strip_payloads(result: Mapping[str, Any], known_secrets: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -272,22 +282,33 @@ def records_for_task(
 def split_envelope(response: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """Return (data, errors) from a Runware response envelope.
 
-    Accepts ``{"data": [...], "errors": [...]}``, the older single ``error`` object,
-    and a bare list of results.
+    Accepts ``{"data": [...], "errors": [...]}``, a bare list of results, and the older
+    ``error`` field in each shape servers sent it: one object, a list of them (one per
+    failed task), or a bare message (it names no task). Items of both fields count.
     """
     if isinstance(response, list):
         return _objects(response, "response"), []
     if not isinstance(response, Mapping):
         raise InvalidInputError("response: expected an object with data and/or errors")
     data = response.get("data") or []
-    errors = response.get("errors")
-    if errors is None and isinstance(response.get("error"), Mapping):
-        errors = [response["error"]]
+    errors = response.get("errors") or []
     if not isinstance(data, list):
         raise InvalidInputError("response.data: expected a list")
-    if errors is not None and not isinstance(errors, list):
+    if not isinstance(errors, list):
         raise InvalidInputError("response.errors: expected a list")
-    return _objects(data, "response.data"), _objects(errors or [], "response.errors")
+    return _objects(data, "response.data"), [
+        *_objects(errors, "response.errors"),
+        *_legacy_errors(response.get("error")),
+    ]
+
+
+def _legacy_errors(value: Any) -> list[Mapping[str, Any]]:
+    """The older ``error`` field as error items. Anything but an object becomes
+    ``{"message": …}`` (naming no task), so an odd value never costs the frame's results."""
+    if value is None or value is False or value == "":
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [item if isinstance(item, Mapping) else {"message": str(item)} for item in items]
 
 
 def _objects(items: Iterable[Any], where: str) -> list[Mapping[str, Any]]:

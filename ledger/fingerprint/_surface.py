@@ -24,6 +24,10 @@ def sniff_modality(data: bytes) -> str:
     head = data[:64]
     if not head:
         raise FingerprintError("empty input (0 bytes) is not a media file")
+    from ledger.fingerprint.mesh_files import is_packed
+
+    if is_packed(data):
+        return "3d"
     if head.startswith(b"PK\x03\x04"):
         raise FingerprintError("archives (zip) are not fingerprinted; unpack the output first")
     if head[:6] in (b"GIF87a", b"GIF89a") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):

@@ -4,14 +4,16 @@ One bounded decode: declared duration, rate and channels are checked first, deco
 samples are counted as they come. The decoded samples (native format, rate and
 layout) feed the content hash (``pixel_sha256``: "identical" means the same decoded
 samples); the same frames, resampled to mono 16-bit at Chromaprint's 11,025 Hz, give
-the Chromaprint fingerprint, the loudness, a spectrogram phash (lookup) and a 48×48
-waveform thumbnail (reports).
+the Chromaprint fingerprint, the loudness, a spectrogram phash (lookup), the clip's
+average power spectrum in log-spaced bands (``band_profile``) and a 48×48 waveform
+thumbnail (reports). Chromaprint hashes chroma (pitch classes), so a 440 Hz tone and a
+chord on A an octave or two lower hash alike; the band profile tells them apart.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,10 +23,12 @@ from PIL import Image
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av, _chromaprint
+from ledger.fingerprint._audio_decode import MonoDecoder
 from ledger.fingerprint._types import Fingerprint, Verdict, hamming
 from ledger.fingerprint.image import THUMB_SIZE, _dhash, _phash, _sha256_hex
 
-AUDIO_PIPELINE = 1
+#: 2: the band profile (pipeline-1 payloads have none and compare without it).
+AUDIO_PIPELINE = 2
 AUDIO_VERSION = f"afp{AUDIO_PIPELINE}+av{_av.av_version()}+cp{_chromaprint.version()}"
 RATE = _chromaprint.SAMPLE_RATE
 LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "tta"})
@@ -60,6 +64,8 @@ class AudioDetail:
     rms_dbfs: float | None
     peak_dbfs: float | None
     chromaprint: tuple[int, ...] = field(repr=False)
+    #: Mean power per log-spaced band (_BAND_EDGES), unit length: gain-free.
+    band_profile: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,8 +74,6 @@ class AudioDetail:
 
 
 def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS) -> Fingerprint:
-    import av
-
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         _check_wav(data, limits)
 
@@ -91,39 +95,24 @@ def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS
                 f"audio declares {duration:g} s, above the limit of {limits.max_duration_s:g} s; "
                 "refusing to decode"
             )
-        digest = hashlib.sha256(b"seedledger-samples:")
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        chunks: list[np.ndarray] = []
-        decoded = 0
-        last_shape = ""
-        cap = int(limits.max_duration_s * rate)
+        decoder = MonoDecoder(RATE, int(limits.max_duration_s * rate), limits.max_duration_s)
         try:
             for frame in container.decode(stream):
-                decoded += frame.samples
-                if decoded > cap:
-                    raise FingerprintError(
-                        f"audio runs past {limits.max_duration_s:g} s; refusing to decode further"
-                    )
-                shape = f"{frame.format.name}:{len(frame.layout.channels)}ch:{frame.sample_rate}:"
-                if shape != last_shape:  # once, not per frame: packet sizes differ by container
-                    digest.update(shape.encode())
-                    last_shape = shape
-                digest.update(np.ascontiguousarray(frame.to_ndarray()).data)
-                chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
-            chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
+                decoder.feed(frame)
+            samples_hash, pcm = decoder.finish()
         except _av.decode_errors() as exc:
             raise FingerprintError(
                 f"cannot decode the audio, truncated or corrupt: {_av.reason(exc)}"
             ) from None
         codec, fmt = ctx.name, container.format.name
+    decoded = decoder.decoded
     if decoded == 0:
         raise FingerprintError("audio has no samples (zero-length or undecodable)")
     actual = decoded / rate
     if duration is not None and fmt in ("wav", "flac") and actual < duration * 0.95 - 0.2:
         raise FingerprintError(f"audio is truncated: decoded {actual:.3g} s of {duration:.3g} s declared")
-    pcm = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
     items = _chromaprint.raw_fingerprint(pcm)
-    spectrogram = _spectrogram(pcm)
+    spectrogram, profile = _spectrogram(pcm)
     rms, peak = _levels(pcm)
     detail = AudioDetail(
         container=fmt,
@@ -135,12 +124,13 @@ def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS
         rms_dbfs=rms,
         peak_dbfs=peak,
         chromaprint=tuple(int(v) for v in items),
+        band_profile=profile,
     )
     return Fingerprint(
         version=AUDIO_VERSION,
         media_type=_MEDIA_TYPES.get(fmt),
         file_sha256=_sha256_hex(data),
-        pixel_sha256=digest.hexdigest(),
+        pixel_sha256=samples_hash,
         width=0,
         height=0,
         phash=_phash(spectrogram),
@@ -183,8 +173,13 @@ def _levels(pcm: np.ndarray) -> tuple[float | None, float | None]:
     )
 
 
-def _spectrogram(pcm: np.ndarray) -> Image.Image:
-    """Log-magnitude spectrogram relative to its own peak (gain-free), as a grayscale image."""
+#: FFT-bin edges of the band profile: 24 log-spaced bands, 43 Hz to Nyquist (5.5 kHz).
+_BAND_EDGES = tuple(int(v) for v in np.unique(np.geomspace(2, 257, 25).astype(int)))
+
+
+def _spectrogram(pcm: np.ndarray) -> tuple[Image.Image, tuple[float, ...]]:
+    """Log-magnitude spectrogram relative to its own peak (gain-free), as a grayscale
+    image, and the band profile from the same transform."""
     n, hop = 512, 256
     x = pcm.astype(np.float32)
     if x.size < n:
@@ -194,7 +189,11 @@ def _spectrogram(pcm: np.ndarray) -> Image.Image:
     mag = np.abs(np.fft.rfft(frames * np.hanning(n).astype(np.float32), axis=1)).T[::-1]
     db = 20 * np.log10(mag + 1e-3)
     scaled = np.clip((db - (db.max() - 80.0)) / 80.0 * 255.0, 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, "L")
+    power = (mag[::-1].astype(np.float64) ** 2).mean(axis=1)
+    bands = np.array([power[lo:hi].sum() for lo, hi in itertools.pairwise(_BAND_EDGES)])
+    norm = float(np.linalg.norm(bands))
+    profile = tuple(round(float(v), 6) for v in (bands / norm if norm else bands))
+    return Image.fromarray(scaled, "L"), profile
 
 
 def _waveform(pcm: np.ndarray) -> bytes:
@@ -226,11 +225,16 @@ class AudioThresholds:
     similar_ber: float
     near_spectrogram_phash: int
     similar_spectrogram_phash: int
+    min_band_cosine: float
 
 
 #: From scripts/calibrate_media.py (docs/calibration.md).
 DEFAULT_AUDIO_THRESHOLDS = AudioThresholds(
-    near_ber=0.085, similar_ber=0.30, near_spectrogram_phash=16, similar_spectrogram_phash=24
+    near_ber=0.085,
+    similar_ber=0.30,
+    near_spectrogram_phash=16,
+    similar_spectrogram_phash=24,
+    min_band_cosine=0.8,
 )
 
 
@@ -247,6 +251,9 @@ class AudioComparison:
     aligned_items: int
     loudness_diff_db: float | None
     spectrogram_phash_distance: int
+    #: Cosine of the two band profiles (1 = the same spectrum shape); None when a
+    #: fingerprint predates them (pipeline 1).
+    band_cosine: float | None
     same_version: bool
     version_a: str
     version_b: str
@@ -297,7 +304,11 @@ def compare_audio(
     loud = None if da.rms_dbfs is None or db.rms_dbfs is None else round(db.rms_dbfs - da.rms_dbfs, 3)
     spec = hamming(a.phash, b.phash)
     equal = a.pixel_sha256 == b.pixel_sha256
+    bands = _band_cosine(da.band_profile, db.band_profile)
     verdict, reason = _decide(equal, ber, spec, da.duration_s, db.duration_s, thresholds)
+    if bands is not None and bands < thresholds.min_band_cosine and verdict is not Verdict.IDENTICAL:
+        verdict = Verdict.DIFFERENT
+        reason = f"band profiles apart (cosine {bands:g} < {thresholds.min_band_cosine:g}): another spectrum"
     return AudioComparison(
         verdict=verdict,
         reason=reason,
@@ -310,10 +321,17 @@ def compare_audio(
         aligned_items=aligned,
         loudness_diff_db=loud,
         spectrogram_phash_distance=spec,
+        band_cosine=bands,
         same_version=a.version == b.version,
         version_a=a.version,
         version_b=b.version,
     )
+
+
+def _band_cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float | None:
+    if not a or len(a) != len(b):
+        return None
+    return round(float(np.dot(np.asarray(a), np.asarray(b))), 5)
 
 
 def _decide(

@@ -5,9 +5,14 @@ memory (no resolver: nothing outside the bytes is read), scenes flattened with t
 transforms. ``pixel_sha256`` is a canonical hash of the geometry quantized to a
 power-of-two grid near 10⁻⁶ of the bounding-box diagonal, independent of vertex and
 face order: the same mesh re-exported hashes the same, float noise below the grid
-mostly does too (and is near-identical otherwise). A D2 shape distribution (distances
-between fixed-seed surface samples) and a projected depth thumbnail (whose phash
-indexes lookup) decide near-identical and similar.
+mostly does too (and is near-identical otherwise). Shape descriptors from fixed-seed
+surface samples decide near-identical and similar: the D2 distribution (distances
+between sample pairs) and the D1 distribution (distances from the samples' centroid),
+each as QUANTILES quantiles scaled by the samples' RMS radius, so a shape compares
+with itself at any scale and the distance between two is an earth mover's distance
+(mean quantile gap), which noise moves a little and another shape a lot. A projected
+depth thumbnail's phash indexes lookup. Pipeline 1 kept only a D2 histogram over the
+bounding-box diagonal (still stored, and compared when either side lacks quantiles).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from ledger.fingerprint._mesh_guard import DEFAULT_MESH_LIMITS, MeshLimits, chec
 from ledger.fingerprint._types import Fingerprint, Verdict, hamming
 from ledger.fingerprint.image import THUMB_SIZE, _dhash, _phash, _sha256_hex
 
-MESH_PIPELINE = 1
+#: 2: D1/D2 quantiles (the geometry hash is unchanged, so identical spans 1 and 2).
+MESH_PIPELINE = 2
 SAMPLES = 16_384
 D2_BINS = 32
+QUANTILES = 32
 _RENDER = 96
 _MEDIA_TYPES = {
     "glb": "model/gltf-binary",
@@ -58,6 +65,11 @@ class MeshDetail:
     volume: float | None
     watertight: bool
     d2: tuple[float, ...]
+    #: Pipeline 2 (empty in pipeline-1 payloads): quantiles over the RMS radius.
+    d2_quantiles: tuple[float, ...] = ()
+    d1_quantiles: tuple[float, ...] = ()
+    #: A multi-file result (``mesh_files``): each file's ``type:sha256``, in result order.
+    parts: tuple[str, ...] = ()
 
     @property
     def diagonal(self) -> float:
@@ -66,12 +78,19 @@ class MeshDetail:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["d2"] = list(self.d2)
+        data["d2_quantiles"] = list(self.d2_quantiles)
+        data["d1_quantiles"] = list(self.d1_quantiles)
+        data["parts"] = list(self.parts)
         return data
 
 
 def fingerprint_mesh(data: bytes, *, limits: MeshLimits = DEFAULT_MESH_LIMITS) -> Fingerprint:
     if not data:
         raise FingerprintError("empty input (0 bytes) is not a mesh")
+    from ledger.fingerprint.mesh_files import fingerprint_mesh_files, is_packed
+
+    if is_packed(data):  # a result of several files, fingerprinted together
+        return fingerprint_mesh_files(data, limits=limits)
     file_type = sniff_mesh(data)
     if file_type is None:
         raise FingerprintError("not a supported 3D file (GLB, glTF, OBJ, PLY, STL)")
@@ -103,7 +122,9 @@ def _load(data: bytes, file_type: str, limits: MeshLimits) -> tuple[np.ndarray, 
     return vertices, faces
 
 
-def _fingerprint(data: bytes, file_type: str, vertices: np.ndarray, faces: np.ndarray) -> Fingerprint:
+def _fingerprint(
+    data: bytes, file_type: str, vertices: np.ndarray, faces: np.ndarray, *, media_type: str | None = None
+) -> Fingerprint:
     import trimesh
 
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
@@ -117,6 +138,7 @@ def _fingerprint(data: bytes, file_type: str, vertices: np.ndarray, faces: np.nd
     # no sample, and face or vertex order never matters.
     points = _surface_points(qv * step, qf)
     d2 = _d2(points, diag)
+    d2_quantiles, d1_quantiles = _quantiles(points)
     render = _render(points, lo, hi)
     watertight = bool(mesh.is_watertight)
     thumb = io.BytesIO()
@@ -133,11 +155,13 @@ def _fingerprint(data: bytes, file_type: str, vertices: np.ndarray, faces: np.nd
         volume=round(float(abs(mesh.volume)), 9) if watertight else None,
         watertight=watertight,
         d2=tuple(round(float(v), 6) for v in d2),
+        d2_quantiles=d2_quantiles,
+        d1_quantiles=d1_quantiles,
     )
     gray = Image.fromarray(render)
     return Fingerprint(
         version=mesh_version(),
-        media_type=_MEDIA_TYPES[file_type],
+        media_type=media_type or _MEDIA_TYPES[file_type],
         file_sha256=_sha256_hex(data),
         pixel_sha256=digest.hexdigest(),
         width=0,
@@ -182,12 +206,26 @@ def _surface_points(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def _d2(points: np.ndarray, diag: float) -> np.ndarray:
     """Histogram of distances between sample pairs (each point with 8 others), /diagonal."""
-    dist = np.concatenate(
-        [np.linalg.norm(points - np.roll(points, 97 * k + 1, axis=0), axis=1) for k in range(8)]
-    )
+    dist = _pair_distances(points)
     hist, _ = np.histogram(dist / diag, bins=D2_BINS, range=(0.0, 1.0))
     shares: np.ndarray = hist / max(hist.sum(), 1)
     return shares
+
+
+def _pair_distances(points: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [np.linalg.norm(points - np.roll(points, 97 * k + 1, axis=0), axis=1) for k in range(8)]
+    )
+
+
+def _quantiles(points: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """D2 (pair distances) and D1 (distances from the centroid) quantiles over the RMS radius."""
+    radius = np.linalg.norm(points - points.mean(axis=0), axis=1)
+    scale = float(np.sqrt(np.mean(radius * radius))) or 1.0
+    at = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    d2 = np.quantile(_pair_distances(points) / scale, at)
+    d1 = np.quantile(radius / scale, at)
+    return tuple(round(float(v), 6) for v in d2), tuple(round(float(v), 6) for v in d1)
 
 
 def _xyz(corner: Any) -> tuple[float, float, float]:
@@ -222,10 +260,21 @@ class MeshThresholds:
     near_relative: float
     similar_d2: float
     similar_relative: float
+    near_shape: float
+    similar_shape: float
+    similar_geometry: float
 
 
+#: From scripts/calibrate_media.py (docs/calibration.md). ``*_d2``/``similar_relative``
+#: are pipeline 1's histogram rule, used only when a fingerprint has no quantiles.
 DEFAULT_MESH_THRESHOLDS = MeshThresholds(
-    near_d2=0.02, near_relative=1e-3, similar_d2=0.10, similar_relative=0.10
+    near_d2=0.02,
+    near_relative=1e-3,
+    similar_d2=0.10,
+    similar_relative=0.10,
+    near_shape=0.006,
+    similar_shape=0.02,
+    similar_geometry=0.05,
 )
 
 
@@ -244,6 +293,10 @@ class MeshComparison:
     area_relative_diff: float
     volume_relative_diff: float | None
     d2_distance: float
+    #: Earth mover's distances between the D2 and D1 quantiles (None: a pipeline-1 side).
+    d2_emd: float | None
+    d1_emd: float | None
+    shape_distance: float | None
     projection_phash_distance: int
     same_version: bool
     version_a: str
@@ -274,6 +327,12 @@ def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
+def _emd(a: tuple[float, ...], b: tuple[float, ...]) -> float | None:
+    if not a or len(a) != len(b):
+        return None
+    return round(float(np.abs(np.asarray(a) - np.asarray(b)).mean()), 6)
+
+
 def compare_meshes(
     a: Fingerprint, b: Fingerprint, *, thresholds: MeshThresholds = DEFAULT_MESH_THRESHOLDS
 ) -> MeshComparison:
@@ -283,27 +342,16 @@ def compare_meshes(
     area = _relative(ma.area, mb.area)
     volume = None if ma.volume is None or mb.volume is None else round(_relative(ma.volume, mb.volume), 9)
     d2 = float(np.abs(np.asarray(ma.d2) - np.asarray(mb.d2)).sum())
+    d2_emd, d1_emd = _emd(ma.d2_quantiles, mb.d2_quantiles), _emd(ma.d1_quantiles, mb.d1_quantiles)
+    shape = None if d2_emd is None or d1_emd is None else max(d2_emd, d1_emd)
     same_counts = (ma.vertices, ma.faces) == (mb.vertices, mb.faces)
     equal = a.pixel_sha256 == b.pixel_sha256
-    t = thresholds
-    geometry = max(bbox, area, volume or 0.0)
     if equal:
         verdict, reason = Verdict.IDENTICAL, "canonical geometry hashes are equal"
-    elif same_counts and geometry <= t.near_relative and d2 <= t.near_d2:
-        verdict, reason = (
-            Verdict.NEAR_IDENTICAL,
-            (
-                f"same counts, bbox/area/volume within {t.near_relative:g} and D2 distance {d2:.4g} "
-                f"<= {t.near_d2:g}"
-            ),
-        )
-    elif geometry <= t.similar_relative and d2 <= t.similar_d2:
-        verdict, reason = (
-            Verdict.SIMILAR,
-            (f"bbox/area/volume within {t.similar_relative:g} and D2 distance {d2:.4g} <= {t.similar_d2:g}"),
-        )
+    elif shape is None:
+        verdict, reason = _decide_histogram(same_counts, max(bbox, area, volume or 0.0), d2, thresholds)
     else:
-        verdict, reason = Verdict.DIFFERENT, f"geometry apart by {geometry:.4g} or D2 distance {d2:.4g}"
+        verdict, reason = _decide(same_counts, bbox, area, volume, shape, thresholds)
     return MeshComparison(
         verdict=verdict,
         reason=reason,
@@ -318,8 +366,46 @@ def compare_meshes(
         area_relative_diff=round(area, 9),
         volume_relative_diff=volume,
         d2_distance=round(d2, 6),
+        d2_emd=d2_emd,
+        d1_emd=d1_emd,
+        shape_distance=shape,
         projection_phash_distance=hamming(a.phash, b.phash),
         same_version=a.version == b.version,
         version_a=a.version,
         version_b=b.version,
     )
+
+
+def _decide(
+    same_counts: bool, bbox: float, area: float, volume: float | None, shape: float, t: MeshThresholds
+) -> tuple[Verdict, str]:
+    # Noise roughens a surface, so area grows with it: area only speaks for near-identical.
+    geometry = max(bbox, volume or 0.0)
+    if same_counts and max(geometry, area) <= t.near_relative and shape <= t.near_shape:
+        return Verdict.NEAR_IDENTICAL, (
+            f"same counts, bbox/area/volume within {t.near_relative:g} and shape distance {shape:.4g} "
+            f"<= {t.near_shape:g}"
+        )
+    if geometry <= t.similar_geometry and shape <= t.similar_shape:
+        return Verdict.SIMILAR, (
+            f"bbox/volume within {t.similar_geometry:g} and shape distance {shape:.4g} <= {t.similar_shape:g}"
+        )
+    return Verdict.DIFFERENT, f"bbox/volume apart by {geometry:.4g} or shape distance {shape:.4g}"
+
+
+def _decide_histogram(
+    same_counts: bool, geometry: float, d2: float, t: MeshThresholds
+) -> tuple[Verdict, str]:
+    """Pipeline 1's rule, for a fingerprint stored before the quantiles existed."""
+    why = " (pipeline-1 D2 histogram: a fingerprint predates the shape quantiles)"
+    if same_counts and geometry <= t.near_relative and d2 <= t.near_d2:
+        return Verdict.NEAR_IDENTICAL, (
+            f"same counts, bbox/area/volume within {t.near_relative:g} and D2 distance {d2:.4g} "
+            f"<= {t.near_d2:g}{why}"
+        )
+    if geometry <= t.similar_relative and d2 <= t.similar_d2:
+        return Verdict.SIMILAR, (
+            f"bbox/area/volume within {t.similar_relative:g} and D2 distance {d2:.4g} "
+            f"<= {t.similar_d2:g}{why}"
+        )
+    return Verdict.DIFFERENT, f"geometry apart by {geometry:.4g} or D2 distance {d2:.4g}{why}"

@@ -11,10 +11,14 @@ images (phash, dhash, pixel hash, 48×48 tile), so a still pulled from the clip 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +143,7 @@ class VideoDetail:
 @dataclass(frozen=True)
 class _Frame:
     time_s: float
-    rgb: Any  # () -> PIL RGB image, called for sampled frames only
+    rgb: Any  # () -> RGB24 ndarray or PIL RGB image, called for sampled frames only
     hash_into: Any  # (hashlib object) -> None
 
 
@@ -180,7 +184,13 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
     step = max(MIN_STEP_S, src.duration_s / MAX_SAMPLES)
     times = [round(k * step, 6) for k in range(max(1, math.ceil(src.duration_s / step - 1e-9)))]
     digest = hashlib.sha256(b"seedledger-frames:%dx%d:" % (src.width, src.height))
-    samples: list[tuple[float, Image.Image]] = []
+    # Hashing and the sampled frames' hashes run on worker threads while this one decodes
+    # (hashlib and Pillow release the GIL): one hashing thread keeps the frames in order;
+    # a few frames in flight at most, so memory stays bounded.
+    hasher = _hash_pool()
+    pool = _sample_pool()
+    hashing: deque[Future[None]] = deque()
+    samples: list[Future[_Sample]] = []
     prev: _Frame | None = None
     count = 0
     start: float | None = None
@@ -197,21 +207,22 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
             raise FingerprintError(f"video runs past {limits.max_duration_s:g} s; refusing to decode further")
         # A frame shown at (or within 0.1 ms of) a sample time is that sample.
         while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-4:
-            samples.append((times[len(samples)], prev.rgb()))
-        digest.update(b"t%d:" % round(t * 1000))
-        frame.hash_into(digest)
+            samples.append(pool.submit(_sample, prev.rgb()))
+        hashing.append(hasher.submit(_hash_frame, digest, round(t * 1000), frame.hash_into))
+        while len(hashing) > _IN_FLIGHT:
+            hashing.popleft().result()
         prev = frame
+    for pending in hashing:
+        pending.result()
     if prev is None:
         raise FingerprintError("video has no decodable frames (empty or truncated)")
     while len(samples) < len(times):
-        samples.append((times[len(samples)], prev.rgb()))
-    rgb_tiles, phashes, dhashes, pixel_hashes = [], [], [], []
-    for _, rgb in samples:
-        gray = rgb.convert("L")
-        phashes.append(_phash(gray))
-        dhashes.append(_dhash(gray))
-        pixel_hashes.append(_pixel_sha256(rgb))
-        rgb_tiles.append(np.asarray(thumbnail_image(rgb)))  # the pixels make_thumbnail stores
+        samples.append(pool.submit(_sample, prev.rgb()))
+    done = [f.result() for f in samples]
+    rgb_tiles = [d.tile for d in done]
+    phashes = [d.phash for d in done]
+    dhashes = [d.dhash for d in done]
+    pixel_hashes = [d.pixel_sha256 for d in done]
     strip = _png(np.concatenate(rgb_tiles, axis=1))
     middle = len(samples) // 2
     detail = VideoDetail(
@@ -241,6 +252,57 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
         modality="video",
         detail=detail,
     )
+
+
+#: Frames handed to the hashing thread and not yet hashed, at most.
+_IN_FLIGHT = 4
+
+
+@functools.cache
+def _hash_pool_for(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="seedledger-frame-hash")
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    return _hash_pool_for(os.getpid())  # a forked child gets its own thread
+
+
+@functools.cache
+def _sample_pool_for(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="seedledger-frame-sample")
+
+
+def _sample_pool() -> ThreadPoolExecutor:
+    # Its own threads, not the image pool's: the tasks here never wait on each other.
+    return _sample_pool_for(os.getpid())
+
+
+def _hash_frame(digest: Any, millis: int, hash_into: Any) -> None:
+    digest.update(b"t%d:" % millis)
+    hash_into(digest)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    phash: int
+    dhash: int
+    pixel_sha256: str
+    tile: np.ndarray
+
+
+def _sample(pixels: Any) -> _Sample:
+    """A sampled frame hashed exactly like a still image (phash, dhash, pixel hash, tile).
+    The RGB conversion itself stays on the decoding thread: PyAV's converter is not
+    safe to share between threads."""
+    if isinstance(pixels, np.ndarray):  # the decoder's RGB24 rows: hashed as they are
+        height, width = pixels.shape[:2]
+        digest = hashlib.sha256(b"seedledger-pixels:RGB8:%dx%d:" % (width, height))
+        digest.update(np.ascontiguousarray(pixels).data)
+        rgb, pixel_hash = Image.fromarray(pixels, "RGB"), digest.hexdigest()
+    else:
+        rgb, pixel_hash = pixels, _pixel_sha256(pixels)
+    gray = rgb.convert("L")
+    return _Sample(_phash(gray), _dhash(gray), pixel_hash, np.asarray(thumbnail_image(rgb)))
 
 
 def _check_declared(
@@ -312,7 +374,7 @@ _MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/
 
 
 def _rgb_of(frame: Any) -> Any:
-    return lambda: Image.fromarray(frame.to_ndarray(format="rgb24"), "RGB")
+    return lambda: frame.to_ndarray(format="rgb24")
 
 
 def _planes_of(frame: Any) -> Any:
@@ -322,6 +384,9 @@ def _planes_of(frame: Any) -> Any:
         digest.update(name.encode() + b":")
         if name in _PACKED_8BIT:  # one byte per sample: trim each plane's row padding
             for plane in frame.planes:
+                if plane.line_size == plane.width:  # no padding: the buffer as it is, no copy
+                    digest.update(memoryview(plane)[: plane.width * plane.height])
+                    continue
                 rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
                 digest.update(np.ascontiguousarray(rows[:, : plane.width]))
         else:

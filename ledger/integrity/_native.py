@@ -41,13 +41,14 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Text, cast, literal_column, select, text, type_coerce
 from sqlalchemy.types import NullType
 
+from ledger import config
 from ledger.integrity.leaves import EntryType, joined_entries
 from ledger.store.schema import log_entries
 
-ENV_NATIVE = "SEEDLEDGER_NATIVE"
+ENV_NATIVE = config.NATIVE.name
 #: What the walkers read of each log entry before its row (``_leafwalk_src/`` expects it).
 _WALK_HEAD = (log_entries.c.leaf_index, log_entries.c.entry_type, log_entries.c.leaf_hash)
-ENV_THREADS = "SEEDLEDGER_NATIVE_THREADS"
+ENV_THREADS = config.NATIVE_THREADS.name
 
 # The C extension has no stub (its C sources live in _leafwalk_src/, named so that they
 # never pass for a namespace package): typed as Any, each result annotated where used.
@@ -80,13 +81,13 @@ def available() -> bool:
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV_NATIVE, "1").strip() != "0"
+    return config.NATIVE.flag()
 
 
 def threads() -> int:
-    raw = os.environ.get(ENV_THREADS, "").strip()
-    if raw.isdigit() and int(raw) > 0:
-        return min(int(raw), 16)
+    wanted = config.NATIVE_THREADS.count(strict=False)
+    if wanted is not None:
+        return min(wanted, 16)
     return max(1, min(os.cpu_count() or 1, 8))
 
 

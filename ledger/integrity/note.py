@@ -52,10 +52,11 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from ledger import config
 from ledger.errors import IntegrityError, UsageError
 
-ENV_SIGNING_KEY = "SEEDLEDGER_SIGNING_KEY"
-ENV_VERIFIER_KEY = "SEEDLEDGER_VERIFIER_KEY"
+ENV_SIGNING_KEY = config.SIGNING_KEY.name
+ENV_VERIFIER_KEY = config.VERIFIER_KEY.name
 DEFAULT_KEY_NAME = "localhost/seedledger"
 
 ALG_ED25519 = 0x01
@@ -256,10 +257,9 @@ def write_private_key(path: Path, signer: Signer, *, force: bool = False) -> Non
 def load_signer(key_file: str | Path | None = None, *, env: dict[str, str] | None = None) -> Signer | None:
     """The signing key from ``key_file``, else ``SEEDLEDGER_SIGNING_KEY`` (the key itself
     or a file path), else None."""
-    environ = os.environ if env is None else env
     if key_file is None:
-        value = environ.get(ENV_SIGNING_KEY, "").strip()
-        if not value:
+        value = config.SIGNING_KEY.raw(env)
+        if value is None:
             return None
         if value.startswith(_PRIVATE_PREFIX):
             return Signer.parse(value)
@@ -306,10 +306,10 @@ def load_verifiers(
     keys: Sequence[str] = (), *, signer: Signer | None = None, env: dict[str, str] | None = None
 ) -> list[Verifier]:
     """Known public keys: ``keys``, ``SEEDLEDGER_VERIFIER_KEY``, and the signer's own."""
-    environ = os.environ if env is None else env
     verifiers = parse_verifiers(keys)
-    if environ.get(ENV_VERIFIER_KEY):
-        verifiers.extend(parse_verifiers([environ[ENV_VERIFIER_KEY]]))
+    from_env = config.VERIFIER_KEY.raw(env)
+    if from_env is not None:
+        verifiers.extend(parse_verifiers([from_env]))
     if signer is not None:
         verifiers.append(signer.verifier)
     unique: dict[tuple[str, bytes], Verifier] = {}

@@ -8,8 +8,6 @@ or Markdown, written atomically (a temp file renamed into place: no partial repo
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +16,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Connection
 
+from ledger.core.files import atomic_open
 from ledger.errors import UsageError
 from ledger.reports._build import ReportOptions, ReportSource
 from ledger.reports._csv import COLUMNS as CSV_COLUMNS
@@ -78,17 +77,8 @@ def atomic_text(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"directory for the report does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", newline=newline) as fh:
+        yield fh
 
 
 def build_report(

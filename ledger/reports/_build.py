@@ -256,6 +256,9 @@ class ReportSource:
                 replay_pixel_sha256=row["replay_pixel_sha256"],
                 original_thumbnail=row.get("thumbnail"),
                 replay_thumbnail=row.get("replay_thumbnail"),
+                modality=row["modality"] or "image",
+                original_detail=row.get("fingerprint_detail"),
+                replay_strip=(row.get("replay_facts") or {}).get("frame_strip_png"),
             )
 
 

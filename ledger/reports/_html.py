@@ -2,35 +2,29 @@
 
 A Content-Security-Policy forbids every script and every outside resource, so even a
 mistake in escaping could not run code; all outside text goes through
-:mod:`ledger.reports._markup`, which escapes it. Numbers carry ``data-metric``
+:mod:`ledger.core.markup`, which escapes it. Numbers carry ``data-metric``
 attributes so tests (and auditors' tools) can read them back.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from importlib import resources
 from typing import Any, TextIO
 
+from ledger.core.markup import Safe, close_tag, csp, el, open_tag, when
 from ledger.reports import _svg
 from ledger.reports._build import ReportSource
 from ledger.reports._html_audit import audit_section, evidence_section
 from ledger.reports._html_integrity import banner, integrity_section
 from ledger.reports._html_parts import card, counts_table, num, pct
-from ledger.reports._markup import Safe, close_tag, el, open_tag, when
 from ledger.reports._model import Report
 
 #: The report's style sheet (package data), inlined and allowed by its hash in the CSP.
 CSS = resources.files("ledger.reports").joinpath("report.css").read_text("utf-8")
 
-_STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
-CSP = (
-    "default-src 'none'; img-src data:; "
-    f"style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; form-action 'none'"
-)
+CSP = csp(CSS)
 
 SECTIONS = (
     ("summary", "Summary"),

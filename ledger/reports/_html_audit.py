@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.reports import _images, _svg
+from ledger.core.markup import Safe, close_tag, el, join, open_tag, when
+from ledger.reports import _images, _media, _svg
 from ledger.reports._build import ReportSource
 from ledger.reports._html_parts import card, matrix_table, num, pct
-from ledger.reports._markup import Safe, close_tag, el, open_tag, when
 from ledger.reports._model import OUTCOMES, VERDICTS, EvidenceItem, Report
 
 _when = when
@@ -156,9 +156,11 @@ def _evidence_item(x: EvidenceItem) -> Safe:
     original = _images.thumbnail_png(x.original_thumbnail)
     replay = _images.thumbnail_png(x.replay_thumbnail)
     heat = _images.heat_map(x.original_thumbnail, x.replay_thumbnail)
+    shows = _media.thumbnail_caption(x.modality)
+    named = "" if x.modality == "image" else f" {shows}"
     figures = [
-        el("figure", _img(original, "original thumbnail"), el("figcaption", "original")),
-        el("figure", _img(replay, "replay thumbnail"), el("figcaption", "replay")),
+        el("figure", _img(original, f"original {shows}"), el("figcaption", f"original{named}")),
+        el("figure", _img(replay, f"replay {shows}"), el("figcaption", f"replay{named}")),
         el(
             "figure",
             _img(heat[0] if heat else None, "difference heat map"),
@@ -185,8 +187,39 @@ def _evidence_item(x: EvidenceItem) -> Safe:
         ),
         el("p", x.prompt or "", class_="prompt"),
         el("div", el("div", figures, class_="triptych"), el("table", dist_rows), class_="grid2"),
+        _strip_figure(x) if x.modality == "video" else None,
         class_="evidence",
+        data_modality=x.modality,
     )
+
+
+def _strip_figure(x: EvidenceItem) -> Safe:
+    """The original's and the replay's sampled frames, one row each."""
+    rows = []
+    for who, made in (
+        ("original", _media.strip_png(x.original_detail)),
+        ("replay", _media.strip_png_b64(x.replay_strip)),
+    ):
+        if made is None:
+            rows.append(el("p", f"no frame strip stored for the {who} video", class_="empty"))
+            continue
+        png, tiles = made
+        rows.append(
+            el(
+                "figure",
+                el(
+                    "img",
+                    src=_images.data_uri(png),
+                    alt=f"{who} video frame strip",
+                    width=tiles * 96,
+                    height=96,
+                    class_="strip",
+                ),
+                el("figcaption", f"{who}: {tiles} sampled frames, evenly spaced from start to end"),
+                class_="strip",
+            )
+        )
+    return join(rows)
 
 
 def _fmt(value: Any) -> str:
@@ -209,8 +242,9 @@ def evidence_section(report: Report, source: ReportSource, w: Any) -> None:
             el(
                 "p",
                 el("span", f"{a.evidence:,}", data_metric="audit.evidence", data_value=a.evidence),
-                " records failed or drifted. Original and replay thumbnails side by side, with a heat map of "
-                "their per-pixel difference.",
+                " records failed or drifted. Original and replay thumbnails side by side (for video the "
+                "middle sampled frame and both frame strips, for audio the waveform, for 3D the "
+                "projected silhouette), with a heat map of their per-pixel difference.",
             )
         )
         shown = 0

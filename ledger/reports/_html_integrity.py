@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.reports._markup import Safe, el, when
+from ledger.core.markup import Safe, el, when
 from ledger.reports._model import IntegritySection, Report, VerificationInfo
 
 _WORD = {"passed": "passed", "failed": "FAILED", "not-rehashed": "rows not re-hashed"}

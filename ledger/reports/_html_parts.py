@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ledger.reports._markup import Safe, el
+from ledger.core.markup import Safe, el
 from ledger.reports._model import VERDICTS
 
 

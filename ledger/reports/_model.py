@@ -340,6 +340,11 @@ class EvidenceItem:
     replay_pixel_sha256: str | None
     original_thumbnail: bytes | None
     replay_thumbnail: bytes | None
+    modality: str = "image"
+    #: The original's stored fingerprint payload (a video's frame strip), HTML only
+    original_detail: Mapping[str, Any] | None = None
+    #: The replay's frame strip (base64 PNG) an audit of a video keeps, HTML only
+    replay_strip: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

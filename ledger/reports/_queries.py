@@ -364,7 +364,7 @@ def iter_evidence(
         ar.replay_pixel_sha256,
     ]
     if thumbnails:
-        columns.append(ar.replay_thumbnail)
+        columns.extend([ar.replay_thumbnail, ar.replay.label("replay_facts")])  # a video's strip
     base = (
         select(*columns)
         .select_from(audit_results.join(records, r.id == ar.record_id))
@@ -373,12 +373,14 @@ def iter_evidence(
     for rows in keyset_pages(conn, base, ar.id, "result_id", limit=limit):
         fp_columns: list[Any] = [f.record_id.label("key"), f.pixel_sha256]
         if thumbnails:
-            fp_columns.append(f.thumbnail)
+            # the detail payload carries a video's frame strip (null for images)
+            fp_columns.extend([f.thumbnail, f.detail.label("fingerprint_detail")])
         fps = _by_key(conn, select(*fp_columns).where(f.record_id.in_([row["id"] for row in rows])))
         for row in rows:
             fp = fps.get(row["id"], {})
             row["pixel_sha256"] = fp.get("pixel_sha256")
             row["thumbnail"] = fp.get("thumbnail")
+            row["fingerprint_detail"] = fp.get("fingerprint_detail")
             yield row
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ledger.reports._markup import Safe, el, join
+from ledger.core.markup import Safe, el, join
 
 #: Fixed colours per outcome/verdict, readable in print.
 COLOURS = {

@@ -10,12 +10,11 @@ record's facts: the record and its fingerprint live in the database.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.core.files import atomic_write
 from ledger.errors import InvalidInputError, LedgerError
 
 #: One output larger than this is refused (a 8192² PNG is well under it).
@@ -82,16 +81,7 @@ class Archive:
             raise InvalidInputError(f"the archive {self.root} is full (cap {self.max_total_bytes} bytes)")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(target, data)
         except OSError as exc:
             raise LedgerError(f"cannot write to the archive {self.root}: {exc.strerror or exc}") from None
         return sha256

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
@@ -14,12 +13,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from ledger import config
 from ledger.errors import StoreError, UsageError
 
 DEFAULT_DATABASE = "seedledger.db"
 #: What `pip install 'seedledger[postgres]'` adds; named in the missing-driver message.
 POSTGRES_DRIVER = "psycopg[binary]>=3.1.18"
-ENV_DATABASE_URL = "SEEDLEDGER_DATABASE_URL"
+ENV_DATABASE_URL = config.DATABASE_URL.name
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -28,7 +28,7 @@ def resolve_url(url: str | None = None) -> str:
 
     A plain path is taken as a SQLite file; ``postgresql://`` uses psycopg 3.
     """
-    url = url or os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE
+    url = url or config.DATABASE_URL.raw() or DEFAULT_DATABASE
     if "://" not in url:
         return f"sqlite:///{Path(url).expanduser()}"
     if url.startswith(("postgresql://", "postgres://")):

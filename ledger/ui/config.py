@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ledger import config
 from ledger.errors import UsageError
 
-ENV_TOKEN = "SEEDLEDGER_UI_TOKEN"
+ENV_TOKEN = config.UI_TOKEN.name
 #: Uploads to /find larger than this are refused before they are decoded.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 50

@@ -17,6 +17,7 @@ from ledger.core.records import Record
 from ledger.core.redaction import redact, redact_text
 from ledger.core.times import parse_time
 from ledger.errors import InvalidInputError, LedgerError
+from ledger.reports._media import thumbnail_caption
 from ledger.store import RecordFilter
 
 #: URL query names, as the CLI's record filter flags (``--seed-min`` → ``seed_min``).
@@ -159,6 +160,11 @@ def result_view(result: AuditResult) -> dict[str, Any]:
         "reason": d.get("reason"),
         "warnings": [w.to_dict() | {"explanation": w.explanation} for w in result.warnings],
         "has_replay": result.replay_thumbnail is not None,
+        # what the thumbnails show: a video's middle frame, a waveform, a mesh silhouette
+        "modality": str(d.get("modality") or "image"),
+        "shows": thumbnail_caption(str(d.get("modality") or "image")),
+        # audits before the replay's frames were kept have none
+        "has_replay_strip": "frame_strip_png" in (result.replay or {}),
         # The error text is a backend's message and may quote what it was sent; like the
         # reports, pages show only its stable code (`seedledger audit show` has the rest).
         "error_code": result.error_code,

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ledger.core.files import atomic_write
+from ledger.core.markup import Safe, csp, el
 from ledger.errors import FingerprintError
 from ledger.fingerprint._decode import decode
 
 __all__ = ["ContactCell", "write_contact_sheet"]
 
 CELL = 256
+CSS = (
+    "body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
+    "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}"
+    "figure{margin:0}figcaption{font-size:12px;padding-top:4px;word-break:break-word}"
+    "img{display:block;background:#333}@media print{main{gap:6px}}"
+)
 LABEL_HEIGHT = 34
 
 
@@ -45,18 +50,6 @@ def _thumb(data: bytes | None) -> Image.Image:
     return canvas
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_contact_sheet(
     cells: Sequence[ContactCell], out_dir: Path, *, title: str, stem: str = "contact-sheet"
 ) -> tuple[Path, Path]:
@@ -79,23 +72,28 @@ def write_contact_sheet(
         thumb.save(buffer, "PNG", optimize=True)
         uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
         figures.append(
-            f'<figure><img src="{uri}" alt="{html.escape(cell.label)}" width="{CELL}" '
-            f'height="{CELL}"><figcaption><b>#{cell.record_id}</b> {html.escape(cell.label)}'
-            "</figcaption></figure>"
+            el(
+                "figure",
+                el("img", src=uri, alt=cell.label, width=CELL, height=CELL),
+                el("figcaption", el("b", f"#{cell.record_id}"), " ", cell.label),
+            )
         )
     png = io.BytesIO()
     sheet.save(png, "PNG", optimize=True)
-    page = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
-        "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}"
-        "figure{margin:0}figcaption{font-size:12px;padding-top:4px;word-break:break-word}"
-        "img{display:block;background:#333}@media print{main{gap:6px}}"
-        f"</style></head><body><h1>{html.escape(title)}</h1><main>{''.join(figures)}</main>"
-        "</body></html>"
+    page = "<!doctype html>" + el(
+        "html",
+        el(
+            "head",
+            el("meta", charset="utf-8"),
+            el("meta", http_equiv="Content-Security-Policy", content=csp(CSS)),
+            el("title", title),
+            el("style", Safe(CSS)),
+        ),
+        el("body", el("h1", title), el("main", figures)),
+        lang="en",
     )
     png_path, html_path = out_dir / f"{stem}.png", out_dir / f"{stem}.html"
-    _atomic_write(png_path, png.getvalue())
-    _atomic_write(html_path, page.encode())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(png_path, png.getvalue())
+    atomic_write(html_path, page)
     return png_path, html_path

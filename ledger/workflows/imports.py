@@ -6,8 +6,10 @@ infotext, ComfyUI graphs, InvokeAI, SwarmUI, Fooocus, NovelAI, Draw Things, Civi
 seedledger stamps, Runware JSON / JSON Lines logs). A stamped image whose record is in
 this ledger is reported as ``linked`` and adds nothing.
 
-Every still image is fingerprinted as it is imported (animated ones are kept without a
-fingerprint, and the outcome says so). Each file is one transaction: a file
+Every output is fingerprinted as it is imported: still images as images; animated
+WEBP/GIF, MP4/MOV/WEBM, WAV/MP3/FLAC/OGG/M4A and GLB files (read by
+:mod:`ledger.workflows.readers.media`) with the video, audio or 3D fingerprint. Only
+animated PNGs are kept without a fingerprint, and the outcome says so. Each file is one transaction: a file
 that cannot be read, parsed or fingerprinted is skipped with its reason and nothing
 of it is written. Re-importing adds nothing: image records are keyed by the file's
 SHA-256 and output position (``import:<sha256>:<n>``), Runware records by their task
@@ -29,18 +31,23 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
-from ledger.core.records import NewRecord, Source
+from ledger.core.records import Modality, NewRecord, Source
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
+from ledger.fingerprint import fingerprint
 from ledger.store import Ledger
 from ledger.store.schema import records as records_table
 from ledger.workflows import _media, readers
 from ledger.workflows._storable import check_storable, finite, one_line, stated_fields
 from ledger.workflows.readers import Reading
+from ledger.workflows.readers.media import media_kind, read_media
 from ledger.workflows.stamp import Stamp
 
 #: File name endings picked up when a folder is imported (files named explicitly are
 #: always tried, whatever their name).
-SCANNED_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".json", ".jsonl", ".ndjson"})
+SCANNED_SUFFIXES: Final = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".json", ".jsonl", ".ndjson"}
+    | {".mp4", ".mov", ".webm", ".mkv", ".gif", ".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".glb"}
+)
 MAX_FILE_BYTES: Final = 256 * 1024 * 1024
 #: Threads reading/parsing/fingerprinting ahead of the writer (see import_paths).
 DEFAULT_WORKERS: Final = 1
@@ -130,8 +137,15 @@ def parse_file(
     """
     sha = hashlib.sha256(data).hexdigest()
     kind = _media.sniff(data)
-    if kind is not None:
-        parsed = readers.read_image(data, readers.Context(name, sha, kind, source))
+    media = None if kind is not None else media_kind(data)
+    if kind is not None or media is not None:
+        if kind is not None:
+            parsed = readers.read_image(data, readers.Context(name, sha, kind, source))
+            if parsed.image is not None and kind == "webp" and _media.is_animated(data):
+                parsed = _as_video(parsed)  # an animated WEBP is fingerprinted as a video
+        else:
+            assert media is not None
+            parsed = read_media(data, readers.Context(name, sha, media[1], source), media[0])
         if created_at is not None and parsed.kind != "seedledger-stamp":
             dated = tuple(dataclasses.replace(r, created_at=created_at) for r in parsed.records)
             parsed = dataclasses.replace(parsed, records=dated)
@@ -139,12 +153,21 @@ def parse_file(
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InvalidInputError("not a PNG/JPEG/WEBP image and not UTF-8 text") from None
+            raise InvalidInputError(
+                "not a PNG/JPEG/WEBP image and not UTF-8 text (nor a video, audio or GLB file)"
+            ) from None
         parsed = readers.read_text(text, readers.Context(name, sha, "json", source))
     records = tuple(finite(r) for r in parsed.records)
     for record in records:
         check_storable(record)
     return dataclasses.replace(parsed, records=records)
+
+
+def _as_video(parsed: Parsed) -> Parsed:
+    records = tuple(
+        dataclasses.replace(r, modality=Modality.VIDEO, task_type="videoInference") for r in parsed.records
+    )
+    return dataclasses.replace(parsed, records=records, modality="video")
 
 
 def default_fingerprinter() -> Fingerprinter:
@@ -231,11 +254,13 @@ def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileO
         return FileOutcome(shown, "skipped", reason=one_line(exc.message))
     if parsed.image is None or fingerprinter is None:
         return Prepared(shown, parsed)
-    if _media.is_animated(parsed.image):
-        # Fingerprints cover still images: the record is kept, unfingerprinted, and says so.
-        note = "animated image: not fingerprinted (fingerprints cover still images)"
+    if parsed.modality == "image" and _media.is_animated(parsed.image):
+        # An animated PNG: no video decoder reads APNG; kept, unfingerprinted, and says so.
+        note = "animated PNG: not fingerprinted (APNG is not a supported video format)"
         return Prepared(shown, parsed, note=note)
     try:
+        if parsed.modality != "image":  # video, audio, 3D: the media fingerprint (bounded decode)
+            return Prepared(shown, parsed, fingerprint(parsed.image, parsed.modality))
         return Prepared(shown, parsed, fingerprinter(parsed.image))
     except FingerprintError as exc:
         return Prepared(shown, parsed, fingerprint_error=f"cannot fingerprint: {exc.message}")

@@ -30,12 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from ledger.core.files import atomic_write
 from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import Record
 from ledger.core.seeds import parse_seed
 from ledger.errors import InvalidInputError, LedgerError, UsageError
 from ledger.store import Ledger
-from ledger.workflows._files import write_atomically
 
 PICK_SCHEMA: Final = "seedledger.pick/1"
 DEFAULT_PICK_FILE: Final = ".seedledger-pick.json"
@@ -109,7 +109,7 @@ def pick(ledger: Ledger, record_id: int, out: Path | None = None) -> tuple[Pick,
     target = out or Path(DEFAULT_PICK_FILE)
     text = json.dumps(chosen.to_document(), ensure_ascii=False, indent=2, sort_keys=False) + "\n"
     try:
-        write_atomically(target, text.encode("utf-8"))
+        atomic_write(target, text.encode("utf-8"))
     except OSError as exc:
         raise LedgerError(f"cannot write {target}: {exc.strerror or exc}") from None
     return chosen, target

@@ -22,9 +22,7 @@ would be); the ledger checkpoint it names is what makes it checkable.
 from __future__ import annotations
 
 import base64
-import html
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +32,7 @@ from typing import Any, Final
 from sqlalchemy import select
 
 from ledger import __version__
+from ledger.core.files import atomic_write
 from ledger.core.jsonsafe import loads_bounded
 from ledger.core.records import Record
 from ledger.errors import InvalidInputError, LedgerError, UsageError
@@ -41,8 +40,7 @@ from ledger.integrity import RECORD
 from ledger.integrity.seal import latest_checkpoint as sealed_checkpoint
 from ledger.store import Ledger
 from ledger.store.schema import log_entries
-from ledger.workflows import _media
-from ledger.workflows._files import write_atomically
+from ledger.workflows import _media, xmp
 
 STAMP_SCHEMA: Final = "seedledger.stamp/1"
 STAMP_KEYWORD: Final = "seedledger"
@@ -72,11 +70,6 @@ _RECORD_FIELDS: Final = (
     "output_uuid",
     "output_index",
 )
-
-_OUR_DESCRIPTION: Final = re.compile(
-    r"<rdf:Description\b[^>]*xmlns:seedledger=\"[^\"]*\".*?(?:/>|</rdf:Description>)\s*", re.S
-)
-_STAMP_ATTR: Final = re.compile(r"seedledger:Stamp=\"([^\"]*)\"")
 
 
 @dataclass(frozen=True)
@@ -160,38 +153,27 @@ def stamp_for(record: Record, checkpoint: Mapping[str, Any] | None) -> Stamp:
     )
 
 
-def xmp_description(stamp: Stamp) -> str:
-    attrs = {
-        "Iptc4xmpExt:DigitalSourceType": stamp.digital_source_type,
-        "seedledger:RecordId": str(stamp.record_id),
-        "seedledger:IdempotencyKey": stamp.idempotency_key,
+def xmp_properties(stamp: Stamp) -> dict[str, str]:
+    """Our ``rdf:Description``: the IPTC source type and the stamp (``{uri}name`` keys)."""
+    props = {
+        f"{{{IPTC_EXT_NS}}}DigitalSourceType": stamp.digital_source_type,
+        f"{{{SEEDLEDGER_NS}}}RecordId": str(stamp.record_id),
+        f"{{{SEEDLEDGER_NS}}}IdempotencyKey": stamp.idempotency_key,
     }
     if stamp.checkpoint:
-        attrs["seedledger:Checkpoint"] = json.dumps(dict(stamp.checkpoint), sort_keys=True)
-    attrs["seedledger:Stamp"] = stamp.to_json()
-    rendered = "".join(f'\n    {k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
-    return (
-        '<rdf:Description rdf:about=""'
-        f'\n    xmlns:Iptc4xmpExt="{IPTC_EXT_NS}"'
-        f'\n    xmlns:seedledger="{SEEDLEDGER_NS}"{rendered}/>\n'
-    )
+        props[f"{{{SEEDLEDGER_NS}}}Checkpoint"] = json.dumps(dict(stamp.checkpoint), sort_keys=True)
+    props[f"{{{SEEDLEDGER_NS}}}Stamp"] = stamp.to_json()
+    return props
 
 
 def xmp_packet(stamp: Stamp, existing: str | None = None) -> str:
-    """A full XMP packet with our description, merged into ``existing`` if given."""
-    description = xmp_description(stamp)
-    if existing and existing.strip():
-        if "</rdf:RDF>" not in existing:
-            raise InvalidInputError("the image's existing XMP is not RDF/XML; refusing to overwrite it")
-        kept = _OUR_DESCRIPTION.sub("", existing)
-        return kept.replace("</rdf:RDF>", description + "</rdf:RDF>", 1)
-    return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
-        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
-        f"{description}"
-        "</rdf:RDF>\n</x:xmpmeta>\n"
-        '<?xpacket end="w"?>'
+    """A full XMP packet with our description, merged into ``existing`` if given (its
+    other content kept, a previous seedledger description replaced)."""
+    return xmp.merge_description(
+        existing,
+        xmp_properties(stamp),
+        {"Iptc4xmpExt": IPTC_EXT_NS, "seedledger": SEEDLEDGER_NS},
+        replace_namespace=SEEDLEDGER_NS,
     )
 
 
@@ -233,9 +215,9 @@ def stamp_in_png_text(text: Mapping[str, str]) -> Stamp | None:
     return stamp_in_xmp(text.get(_media.XMP_KEYWORD))
 
 
-def stamp_in_xmp(xmp: str | None) -> Stamp | None:
-    match = _STAMP_ATTR.search(xmp) if xmp else None
-    return Stamp.from_json(html.unescape(match.group(1))) if match else None
+def stamp_in_xmp(text: str | None) -> Stamp | None:
+    found = xmp.property_value(text, f"{{{SEEDLEDGER_NS}}}Stamp") if text else None
+    return Stamp.from_json(found) if found is not None else None
 
 
 def latest_checkpoint(ledger: Ledger, record_id: int | None = None) -> dict[str, Any] | None:
@@ -275,7 +257,7 @@ def stamp_file(ledger: Ledger, record_id: int, image: Path, out: Path | None = N
     stamped, kind = stamp_bytes(data, stamp_for(record, checkpoint))
     target = out or image
     try:
-        write_atomically(target, stamped, like=image)
+        atomic_write(target, stamped, like=image)
     except OSError as exc:
         raise LedgerError(f"cannot write {target}: {exc.strerror or exc}") from None
     return StampResult(record_id, str(target), kind, checkpoint, len(stamped))

@@ -20,10 +20,10 @@ from typing import Any
 from ledger.backends.base import AsyncBackend, GenerationRequest, request_from_params
 from ledger.backends.records import Generated, failed_record, records_from_result
 from ledger.backends.registry import open_backend
-from ledger.core.records import Modality, Source
+from ledger.core.records import Source
 from ledger.core.seeds import FULL_RANGE, SEED_RANGES, check_seed_for_backend, parse_seed, random_seed
 from ledger.errors import BackendError, FingerprintError, InvalidInputError, UsageError
-from ledger.fingerprint import Fingerprint, fingerprint_bytes
+from ledger.fingerprint import Fingerprint, fingerprint
 from ledger.store import Ledger
 from ledger.store.archive import Archive
 from ledger.workflows.contact import ContactCell, write_contact_sheet
@@ -53,6 +53,8 @@ PARAM_ALIASES: dict[str, str] = {
     "negative_prompt": "negativePrompt",
     "clip_skip": "clipSkip",
     "strength": "strength",
+    "duration": "duration",
+    "fps": "fps",
 }
 MAX_CELLS = 10_000
 _RANGE = re.compile(r"^\s*(-?[0-9.]+)\s*\.\.\s*(-?[0-9.]+)\s*(?::\s*([0-9.]+)\s*)?$")
@@ -220,13 +222,22 @@ def _request(plan: SweepPlan, cell: SweepCell, output_format: str | None) -> Gen
 
 
 def _fingerprints(generated: Sequence[Generated]) -> list[Fingerprint | None]:
+    """Each output fingerprinted as its record's modality (image, video, audio or 3D)."""
     out: list[Fingerprint | None] = []
     for g in generated:
         try:
-            out.append(fingerprint_bytes(g.data) if g.record.modality is Modality.IMAGE else None)
+            out.append(fingerprint(g.data, str(g.record.modality)))
         except FingerprintError:  # stored without a fingerprint; audit reports it
             out.append(None)
     return out
+
+
+def _sheet_data(generated: Generated, fp: Fingerprint | None) -> bytes:
+    """What the contact sheet shows: an image as it is; other media by the fingerprint's
+    thumbnail (a video's middle sampled frame, an audio waveform, a mesh projection)."""
+    if fp is not None and fp.modality != "image" and fp.thumbnail:
+        return fp.thumbnail
+    return generated.data
 
 
 def _archive_outputs(
@@ -249,14 +260,15 @@ async def run_sweep(
     output_format: str | None = None,
     on_cell: Callable[[int, int], None] | None = None,
     archive: Archive | None = None,
-) -> tuple[SweepOutcome, list[tuple[SweepCell, Generated | None]]]:
+) -> tuple[SweepOutcome, list[tuple[SweepCell, bytes | None]]]:
     """Generate every cell and store the results under a new experiment.
 
     With an ``archive``, each fingerprinted output's bytes are kept there too (after the
     record is stored: the archive is never the only copy of a record's facts).
 
-    Returns the outcome and, per cell in plan order, the stored output (None for a
-    failed cell) so callers can build a contact sheet without reading bytes back.
+    Returns the outcome and, per cell in plan order, what its contact-sheet cell shows
+    (the image, or a video/audio/3D output's fingerprint thumbnail; None for a failed
+    cell) so callers can build a contact sheet without reading bytes back.
     The cost guard stops launching new cells once recorded costs reach ``max_cost``.
     """
     if concurrency < 1:
@@ -269,7 +281,7 @@ async def run_sweep(
     spent = 0.0
     stopped = False
     done = 0
-    per_cell: list[tuple[SweepCell, Generated | None, int]] = [(c, None, -1) for c in plan.cells]
+    per_cell: list[tuple[SweepCell, bytes | None, int]] = [(c, None, -1) for c in plan.cells]
 
     async def one(index: int, cell: SweepCell) -> None:
         nonlocal spent, stopped, done
@@ -299,7 +311,8 @@ async def run_sweep(
                 ids = await asyncio.to_thread(ledger.add, [g.record for g in generated], fingerprints=prints)
                 if archive is not None:
                     await asyncio.to_thread(_archive_outputs, archive, generated, prints)
-                per_cell[index] = (cell, generated[0] if generated else None, ids[0] if ids else -1)
+                shown = _sheet_data(generated[0], prints[0]) if generated else None
+                per_cell[index] = (cell, shown, ids[0] if ids else -1)
                 async with lock:
                     spent += result.cost or 0.0
             async with lock:
@@ -345,7 +358,7 @@ def sweep(
 ) -> SweepReport:
     """Run a sweep on a named backend and write its contact sheet (PNG and HTML)."""
 
-    async def go() -> tuple[SweepOutcome, list[tuple[SweepCell, Generated | None]]]:
+    async def go() -> tuple[SweepOutcome, list[tuple[SweepCell, bytes | None]]]:
         async with open_backend(backend_name, backend_url, **dict(backend_options or {})) as backend:
             return await run_sweep(
                 ledger,
@@ -363,8 +376,8 @@ def sweep(
     outcome, stored = asyncio.run(go())
     directory = Path(out_dir) if out_dir else Path("sweeps") / outcome.experiment_id
     cells = [
-        ContactCell(label=cell.label(), record_id=rid, data=generated.data if generated else None)
-        for (cell, generated), (_, rid) in zip(stored, outcome.cells, strict=True)
+        ContactCell(label=cell.label(), record_id=rid, data=shown)
+        for (cell, shown), (_, rid) in zip(stored, outcome.cells, strict=True)
     ]
     title = f"{plan.kind} {outcome.experiment_id}" + (f" — {name}" if name else "")
     png, page = write_contact_sheet(cells, directory, title=title)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +27,7 @@ from ledger.backends.base import (
 )
 from ledger.backends.diffusers import runtime
 from ledger.backends.diffusers.pipelines import LoadedPipeline, PipelineCache
+from ledger.config import DIFFUSERS_DEVICE, DIFFUSERS_DTYPE, DIFFUSERS_THREADS
 from ledger.core.diffusers_names import RECORD_META_KEYS, to_diffusers
 from ledger.core.models import ModelCatalog, default_catalog
 from ledger.core.records import utcnow
@@ -35,9 +35,9 @@ from ledger.errors import UsageError
 
 __all__ = ["ENV_DEVICE", "ENV_DTYPE", "ENV_THREADS", "DiffusersBackend"]
 
-ENV_DEVICE = "SEEDLEDGER_DIFFUSERS_DEVICE"
-ENV_DTYPE = "SEEDLEDGER_DIFFUSERS_DTYPE"
-ENV_THREADS = "SEEDLEDGER_DIFFUSERS_THREADS"
+ENV_DEVICE = DIFFUSERS_DEVICE.name
+ENV_DTYPE = DIFFUSERS_DTYPE.name
+ENV_THREADS = DIFFUSERS_THREADS.name
 
 # num_images_per_prompt is replayed as the batch the record came from, never passed on.
 _META = RECORD_META_KEYS | {"num_images_per_prompt"}
@@ -60,13 +60,12 @@ class DiffusersBackend(AsyncBackend):
     ) -> None:
         # The CLI has no per-backend flags: the environment chooses device, dtype and
         # threads for a whole audit run (a replay in float64 or on 1 thread, say).
-        env_threads = os.environ.get(ENV_THREADS, "").strip()
-        self.device = device or os.environ.get(ENV_DEVICE) or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = dtype or os.environ.get(ENV_DTYPE) or None
-        if threads is None and env_threads:
-            if not env_threads.isdigit() or int(env_threads) < 1:
-                raise UsageError(f"{ENV_THREADS} must be a positive whole number, got {env_threads!r}")
-            threads = int(env_threads)
+        self.device = (
+            device or DIFFUSERS_DEVICE.raw() or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.dtype = dtype or DIFFUSERS_DTYPE.raw()
+        if threads is None:
+            threads = DIFFUSERS_THREADS.count()
         self.model_paths = dict(model_paths or {})
         self.catalog = catalog or default_catalog()
         self.threads = threads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.errors import InvalidInputError
 
@@ -36,10 +37,13 @@ class ServerKnobs:
     ws_buffer_seconds: float = 120.0
     #: WebSocket: send each result of a multi-output task in its own frame.
     ws_split_results: bool = False
-    #: WebSocket: send errors in the older ``{"error": {...}}`` shape.
-    ws_legacy_errors: bool = False
+    #: Send errors (REST and WebSocket) in the older ``error`` field: ``"object"`` one
+    #: object (a list when several), ``"list"`` always a list; None: ``{"errors": [...]}``.
+    legacy_errors: str | None = None
 
     def check(self) -> None:
+        if self.legacy_errors not in (None, "object", "list"):
+            raise InvalidInputError(f"legacy_errors must be 'object' or 'list', got {self.legacy_errors!r}")
         for name in ("error_rate", "rate_limit_rate", "stall_rate", "async_error_rate"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
@@ -49,6 +53,17 @@ class ServerKnobs:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
                 raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def error_envelope(knobs: ServerKnobs, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The errors part of an envelope, in the shape the knobs ask for."""
+    if not errors:
+        return {}
+    if knobs.legacy_errors == "list":
+        return {"error": errors}
+    if knobs.legacy_errors == "object":
+        return {"error": errors[0] if len(errors) == 1 else errors}
+    return {"errors": errors}
 
 
 @dataclass

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from ledger.backends.reference.engine import TaskEngine
 from ledger.backends.reference.generator import SOFTWARE_TAG
+from ledger.backends.reference.knobs import error_envelope
 from ledger.backends.reference.params import envelope_error
 
 SERVER_NAME: Final = "seedledger-reference"
@@ -120,8 +121,7 @@ class RestApp:
         envelope: dict[str, Any] = {}
         if data or not errors:
             envelope["data"] = data
-        if errors:
-            envelope["errors"] = errors
+        envelope.update(error_envelope(knobs, errors))
         return JSONResponse(envelope, status_code=200 if data or not errors else 400)
 
     def _authorized(self, request: Request, auth_tasks: list[dict[str, Any]]) -> bool:

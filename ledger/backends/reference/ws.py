@@ -16,8 +16,8 @@ Same semantics as the REST app, over one long-lived socket (reference/runware.md
   buffered for ``ws_buffer_seconds`` (120 s): a client that authenticates again with its
   ``connectionSessionUUID`` receives them, in order, right after the auth reply.
   Acknowledgements, "processing" answers and pongs are not buffered.
-- ``ws_legacy_errors`` sends errors in the older ``{"error": {...}}`` shape (one frame
-  per error), to exercise clients and recorders that must accept both.
+- ``legacy_errors`` sends errors in the older ``error`` field (one object, or a list),
+  to exercise clients and recorders that must accept every shape.
 
 API keys are checked, never logged, echoed or stored.
 """
@@ -39,6 +39,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ledger.backends.reference.engine import TaskEngine
+from ledger.backends.reference.knobs import error_envelope
 from ledger.backends.reference.params import error_item
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,8 @@ class WebSocketApp:
             await self._deliver(session, _frame(results, []), keep=any(map(_is_result, results)))
 
     def _errors_frame(self, errors: list[dict[str, Any]]) -> str:
-        if self.engine.knobs.ws_legacy_errors and len(errors) == 1:
-            return json.dumps({"error": errors[0]}, separators=(",", ":"))
+        if self.engine.knobs.legacy_errors:
+            return json.dumps(error_envelope(self.engine.knobs, errors), separators=(",", ":"))
         return _frame([], errors)
 
 

@@ -1,7 +1,8 @@
 """From each image-saving node back to the sampler chain that drew its pixels.
 
 - **Outputs**: ``SaveImage``, ``SaveAnimatedWEBP``/``PNG``, video combine nodes and
-  ``Image Save``-style custom savers (any ``*Save*`` node with an image input);
+  ``Image Save``-style custom savers (any ``*Save*`` node with an image input), the
+  audio and GLB savers (``SaveAudio``…, ``SaveGLB``);
   ``PreviewImage`` only when nothing else saves.
 - **The chain**: from the saved image through decoders, upscalers, detailers and
   latent edits (``LatentComposite`` follows ``samples_to``, the base it pastes onto)
@@ -34,7 +35,8 @@ from ledger.errors import InvalidInputError
 
 OUTPUT_NODES: Final = frozenset(
     {"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveImageWebsocket", "SaveWEBM",
-     "SaveVideo", "VHS_VideoCombine", "Image Save", "SaveImageExtended"}
+     "SaveVideo", "VHS_VideoCombine", "Image Save", "SaveImageExtended",
+     "SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveGLB"}
 )  # fmt: skip
 _MODEL_KEYS: Final = ("ckpt_name", "unet_name", "checkpoint", "model_path")
 # Inputs that are never the image/latent a node transforms.

@@ -1,4 +1,4 @@
-"""Images: stored thumbnails, replay thumbnails and heat maps (re-encoded from decoded
+"""Images: stored thumbnails, video frame strips, replay thumbnails and heat maps (re-encoded from decoded
 pixels by the reports layer, so only pixels reach the browser) and archived originals."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from starlette.routing import Route
 from ledger.audit.history import result_by_id
 from ledger.errors import NotFoundError
 from ledger.reports._images import heat_map, thumbnail_png
+from ledger.reports._media import strip_png_b64, strip_png_of
 from ledger.store import browse
 from ledger.ui.state import state
 
@@ -41,6 +42,21 @@ def original(request: Request) -> Response:
     return Response(data, media_type=media_type, headers=headers)
 
 
+def strip(request: Request) -> Response:
+    """A video record's sampled frames (at most STRIP_TILES of them, evenly spaced)."""
+    record_id = int(request.path_params["record_id"])
+    fp = state(request).ledger.fingerprint_of(record_id)
+    made = strip_png_of(fp.detail.strip) if fp.modality == "video" and fp.detail is not None else None
+    return _png(made[0] if made else None, "frame strip")
+
+
+def replay_strip(request: Request) -> Response:
+    """The replay's sampled frames an audit of a video kept (at most STRIP_TILES)."""
+    result = result_by_id(state(request).ledger, int(request.path_params["result_id"]))
+    made = strip_png_b64((result.replay or {}).get("frame_strip_png")) if result else None
+    return _png(made[0] if made else None, "replay frame strip")
+
+
 def replay(request: Request) -> Response:
     result = result_by_id(state(request).ledger, int(request.path_params["result_id"]))
     return _png(thumbnail_png(result.replay_thumbnail) if result else None, "replay thumbnail")
@@ -58,6 +74,8 @@ def heat(request: Request) -> Response:
 routes = [
     Route("/media/thumb/{record_id:int}.png", thumbnail),
     Route("/media/original/{record_id:int}", original),
+    Route("/media/strip/{record_id:int}.png", strip),
     Route("/media/replay/{result_id:int}.png", replay),
+    Route("/media/replay-strip/{result_id:int}.png", replay_strip),
     Route("/media/heat/{result_id:int}.png", heat),
 ]

@@ -15,8 +15,10 @@ from ledger.audit.store import fingerprinted_ids
 from ledger.core.warnings import warnings_for
 from ledger.errors import InvalidInputError, NotFoundError
 from ledger.integrity import prove
+from ledger.reports._media import thumbnail_caption
 from ledger.store import browse
 from ledger.ui.render import respond
+from ledger.ui.routes.media import SERVED_TYPES
 from ledger.ui.state import state
 from ledger.ui.views import (
     environment_of,
@@ -81,7 +83,13 @@ def record_page(request: Request) -> Response:
     fingerprint = None
     with contextlib.suppress(NotFoundError):  # a record without one shows no image
         fingerprint = ui.ledger.fingerprint_of(record_id)
-    archived = bool(fingerprint and ui.archive and ui.archive.has(fingerprint.file_sha256))
+    # Only image types are served from the archive; other media show their thumbnail.
+    archived = bool(
+        fingerprint
+        and (fingerprint.media_type or "").lower() in SERVED_TYPES
+        and ui.archive
+        and ui.archive.has(fingerprint.file_sha256)
+    )
     leaf = browse.leaf_index_of(ui.ledger, "record", record_id)
     data = {
         "title": f"Record {record_id}",
@@ -93,6 +101,8 @@ def record_page(request: Request) -> Response:
             "width": fingerprint.width if fingerprint else None,
             "height": fingerprint.height if fingerprint else None,
             "version": fingerprint.version if fingerprint else None,
+            "modality": fingerprint.modality if fingerprint else None,
+            "shows": thumbnail_caption(fingerprint.modality if fingerprint else None),
         },
         "warnings": [
             w.to_dict() | {"explanation": w.explanation, "blocks_replay": w.blocks_replay}

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ledger import __version__
+from ledger.core.files import atomic_write
 from ledger.core.records import Record
 from ledger.errors import InvalidInputError, LedgerError, UsageError
 from ledger.fingerprint import fingerprint_bytes
 from ledger.integrity import prove
 from ledger.store import Ledger
-from ledger.workflows._files import write_atomically
 from ledger.workflows._media import sniff as sniff_image_format
 from ledger.workflows.credentials._c2pa import sign_manifest
 from ledger.workflows.credentials.assertion import ASSERTION_LABEL, CredentialAssertion
@@ -95,7 +95,7 @@ def credential_file(
         data, MIME_TYPES[kind], manifest_for(record, assertion, out.name), chain_pem, key_pem
     )
     try:
-        write_atomically(out, signed, like=image)
+        atomic_write(out, signed, like=image)
     except OSError as exc:
         raise LedgerError(f"cannot write {out}: {exc.strerror or exc}") from None
     return CredentialResult(record_id, str(out), kind, assertion.leaf_index, assertion.tree_size, len(signed))

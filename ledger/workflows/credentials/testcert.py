@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ledger.core.files import atomic_write
 from ledger.errors import UsageError
-from ledger.workflows._files import write_atomically
 
 __all__ = ["TestCertificates", "make_test_certificates"]
 
@@ -107,9 +107,9 @@ def make_test_certificates(out: Path, *, days: int = 90, force: bool = False) ->
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     try:
-        write_atomically(paths.ca, _pem(ca))
-        write_atomically(paths.chain, _pem(leaf) + _pem(ca))
-        write_atomically(paths.key, key_pem)  # mkstemp: 0600
+        atomic_write(paths.ca, _pem(ca))
+        atomic_write(paths.chain, _pem(leaf) + _pem(ca))
+        atomic_write(paths.key, key_pem)  # mkstemp: 0600
     except OSError as exc:
         raise UsageError(f"cannot write the test certificates into {out}: {exc.strerror or exc}") from None
     return paths

@@ -20,12 +20,14 @@ class Context:
 
     name: str
     sha: str
-    kind: str  # png, jpeg, webp, json
+    kind: str  # png, jpeg, webp, json; or a media file's: mp4, webm, gif, wav, mp3, flac, glb…
     source: Source = Source.IMPORT
 
     @property
     def output_format(self) -> str | None:
-        return {"jpeg": "JPG", "png": "PNG", "webp": "WEBP"}.get(self.kind)
+        if self.kind == "json":
+            return None
+        return {"jpeg": "JPG"}.get(self.kind, self.kind.upper())
 
     def key(self, n: int | str = 0) -> str:
         return f"import:{self.sha}:{n}"
@@ -38,12 +40,14 @@ class Context:
 
 @dataclass(frozen=True)
 class Reading:
-    """What one file holds: records to store, the image to fingerprint, its stamp."""
+    """What one file holds: records to store, the output to fingerprint (``image``, of
+    ``modality``: a still image unless a media reader says otherwise), its stamp."""
 
     kind: str
     records: tuple[NewRecord, ...]
     image: bytes | None = None
     stamp: Stamp | None = None
+    modality: str = "image"
 
 
 class Reader(Protocol):
