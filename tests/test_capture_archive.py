@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from ledger.capture.archiving import resolve_archive
 from ledger.core.records import Source, Status
 from ledger.store import Ledger
 from ledger.store.archive import Archive
-from tests.cli import seedledger
+from tests.cli import COMMAND, seedledger
 from tests.test_capture import AUTH, image_task, running_proxy
 from tests.workflow_fixtures import a1111_png
 
@@ -168,3 +172,40 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (32, 32), (200, 40, 90)).save(out, format="PNG")
     return out.getvalue()
+
+
+def test_seedledger_proxy_archive_flag(reference: ReferenceServer, sqlite_url: str, tmp_path: Path) -> None:
+    """The real `seedledger proxy --archive` subprocess on loopback; SIGTERM drains."""
+    store = tmp_path / "archive"
+    proxy = subprocess.Popen(
+        [
+            *COMMAND, "--db", sqlite_url, "proxy", "--upstream", reference.base_url,
+            "--listen", "127.0.0.1:0", "--spool", str(tmp_path / "spool"), "--archive", str(store),
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proxy.stderr is not None
+    try:
+        banner = proxy.stderr.readline()
+        match = re.search(r"listening on (http://\S+)", banner)
+        assert match, banner
+        with httpx.Client(base_url=match.group(1), headers=AUTH) as client:
+            tasks = [image_task(seed=9, outputType="base64Data", outputFormat="PNG"), image_task(seed=10)]
+            assert client.post("/v1", json=tasks).status_code == 200
+            deadline = time.monotonic() + 30
+            while client.get("/_seedledger/health").json()["archived"] < 2:
+                assert time.monotonic() < deadline, "outputs never archived"
+                time.sleep(0.05)
+        proxy.send_signal(signal.SIGTERM)
+        proxy.wait(30)
+    finally:
+        proxy.kill()
+        proxy.wait()
+        proxy.stderr.close()
+    archive = Archive(store)
+    with Ledger.open(sqlite_url) as ledger:
+        prints = [ledger.fingerprint_of(r.id) for r in ledger.query()]
+    assert len(prints) == 2
+    for fp in prints:
+        data = archive.get(fp.file_sha256)
+        assert data is not None and hashlib.sha256(data).hexdigest() == fp.file_sha256
