@@ -209,3 +209,24 @@ def test_seedledger_proxy_archive_flag(reference: ReferenceServer, sqlite_url: s
     for fp in prints:
         data = archive.get(fp.file_sha256)
         assert data is not None and hashlib.sha256(data).hexdigest() == fp.file_sha256
+
+
+def test_archive_keep_checks_the_fingerprint_hash_and_the_cap_counts_its_writes(tmp_path: Path) -> None:
+    from ledger.errors import InvalidInputError
+    from ledger.store.archive import ArchiveFullError
+
+    archive = Archive(tmp_path / "a", max_total_bytes=250)
+    one, two, three = b"1" * 100, b"2" * 100, b"3" * 100
+    with pytest.raises(InvalidInputError, match="not the fingerprint's file hash"):
+        archive.keep(one, hashlib.sha256(two).hexdigest())
+    assert not archive.has(hashlib.sha256(one).hexdigest())
+    archive.keep(one, hashlib.sha256(one).hexdigest())
+    archive.keep(two, hashlib.sha256(two).hexdigest())
+    with pytest.raises(ArchiveFullError, match="is full"):
+        archive.keep(three, hashlib.sha256(three).hexdigest())
+    archive.keep(one, hashlib.sha256(one).hexdigest())  # already there: no new bytes, no refusal
+    assert archive.total_bytes() == 200
+    # A new process scans what is there once, then counts its own writes.
+    assert (
+        Archive(tmp_path / "a", max_total_bytes=250).put(b"4" * 50) == hashlib.sha256(b"4" * 50).hexdigest()
+    )
