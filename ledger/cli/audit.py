@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ledger import config
 from ledger.audit import (
     AuditOptions,
     AuditOutcome,
@@ -228,7 +229,7 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
 @click.option(
     "--archive",
     "archive_dir",
-    envvar="SEEDLEDGER_ARCHIVE",
+    envvar=config.ARCHIVE.name,
     type=click.Path(exists=True, file_okay=False, resolve_path=True),
     metavar="DIR",
     help="Compare image replays with their archived originals at full resolution (PSNR/SSIM) "
