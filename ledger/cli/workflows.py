@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ledger import config
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize, to_jsonable
 from ledger.errors import UsageError
 from ledger.workflows import compare, import_paths, lineage, pick, stamp_file
@@ -22,7 +23,14 @@ IMPORT_COLUMNS = ("status", "kind", "records", "path", "reason")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Add a tag to every imported record (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 2 if any file was skipped.")
-def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> None:
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar=config.ARCHIVE.name,
+    metavar="DIR",
+    help="Also keep each fingerprinted image in this output archive [env SEEDLEDGER_ARCHIVE].",
+)
+def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool, archive_dir: str | None) -> None:
     """Import generation records from files and folders (recursive, idempotent).
 
     Reads AUTOMATIC1111/Forge PNG `parameters` chunks and JPEG/WEBP EXIF comments,
@@ -31,7 +39,10 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
     transaction; a file that cannot be parsed is listed with its reason and skipped.
     Importing the same files again adds nothing.
     """
+    from ledger.store.archive import Archive
+
     ctx = app()
+    archive = Archive.open(archive_dir) if archive_dir else None
     ledger = ctx.ledger(create_missing=True)
     interactive = sys.stderr.isatty() and not ctx.json
 
@@ -39,7 +50,7 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
         if interactive:
             click.echo(f"\r{outcome.status:<9} {sanitize(outcome.path)[-60:]:<60}", err=True, nl=False)
 
-    summary = import_paths(ledger, list(paths), tags=tags, progress=progress)
+    summary = import_paths(ledger, list(paths), tags=tags, progress=progress, archive=archive)
     if interactive:
         click.echo("", err=True)
     rows = [
@@ -61,6 +72,7 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
         f"{len(summary.outcomes)} file(s): {summary.count('imported')} imported "
         f"({summary.records_added} new record(s)), {summary.count('unchanged')} unchanged, "
         f"{summary.count('linked')} linked to stamped records, {summary.count('skipped')} skipped"
+        + (f"; {summary.archived} archived in {archive.root}" if archive is not None else "")
     )
     if strict and summary.count("skipped"):
         sys.exit(UsageError.exit_code)

@@ -213,7 +213,14 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
     if not a.available or not a.evidence:
         w("No failure and no drift.\n\n" if a.available else "No audit yet.\n\n")
     else:
-        keys = ("phash_distance", "dhash_distance", "thumb_psnr_db", "thumb_mean_abs_diff")
+        keys = (
+            "phash_distance",
+            "dhash_distance",
+            "thumb_psnr_db",
+            "thumb_mean_abs_diff",
+            "pixel_psnr_db",  # full resolution, when the original was archived
+            "pixel_ssim",
+        )
         rows = []
         for x in source.iter_evidence(limit=source.options.evidence_limit, thumbnails=False):
             rows.append(
@@ -223,7 +230,7 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
                     x.verdict,
                     x.model,
                     x.scheduler,
-                    *(_Raw(_fmt(x.distances.get(k))) for k in keys),
+                    *(_Raw(_distance(x.distances, k)) for k in keys),
                 )
             )
         w(f"{a.evidence} records failed or drifted (thumbnails and heat maps are in the HTML report).\n\n")
@@ -231,7 +238,7 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
             table(
                 ["record", "outcome", "verdict", "model", "scheduler", *keys],
                 rows,
-                [True, False, False, False, False, True, True, True, True],
+                [True, False, False, False, False, True, True, True, True, True, True],
             )
         )
         if a.evidence > len(rows):
@@ -288,3 +295,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "—" if value is None else str(value)
+
+
+def _distance(distances: Any, key: str) -> str:
+    """One raw distance; a full-resolution PSNR of None is equal pixels (infinite)."""
+    value = distances.get(key)
+    if key == "pixel_psnr_db" and value is None and distances.get("full_resolution"):
+        return "∞"
+    return _fmt(value)
