@@ -232,4 +232,40 @@ def test_bench_diffusers_smoke() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads(done.stdout.splitlines()[-1])
     assert row["bench"] == "diffusers.record_pipeline" and row["baseline"] > 0 and row["ratio"] > 0
-    assert row["records_landed"] == 2 + 3  # warm-up calls and rounds, each recorded once
+    assert row["records_landed"] == 3 + 3  # warm-up calls and rounds, each recorded once
+
+
+def test_sweep_on_diffusers_records_replay_identical(
+    model_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[models."civitai:4384@128713"]\ndiffusers_path = "{model_dir}"\n')
+    env = {"SEEDLEDGER_MODELS": str(catalog)}
+    done = seedledger(
+        "--db", sqlite_url, "--json", "sweep", "--backend", "diffusers",
+        "--model", "civitai:4384@128713", "--prompt", PROMPT, "--width", "64", "--height", "64",
+        "--steps", "4", "--cfg-scale", "6", "--scheduler", "DPM++ 2M Karras", "--seeds", "7,8",
+        "--concurrency", "2", "--out", str(tmp_path / "sheet"),
+        env=env, timeout=600,
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    ids = done.json()["records"]
+    with Ledger.open(sqlite_url) as ledger:
+        records = [ledger.get(i) for i in ids]
+        assert sorted(r.seed for r in records) == [7, 8]
+        assert all(r.backend == "diffusers" and r.scheduler == "DPM++ 2M Karras" for r in records)
+        for r in records:
+            # the scheduler that ran, class and full config, as record_pipeline keeps it
+            assert r.response["scheduler_class"] == "DPMSolverMultistepScheduler"
+            assert r.response["scheduler_config"]["use_karras_sigmas"] is True
+            assert r.response["scheduler_config"]["lambda_min_clipped"] == {"float": "-inf"}
+            environment = ledger.environment_of(r.id)
+            assert environment is not None and environment["source"] == "diffusers in-process"
+            assert environment["torch"] == torch.__version__ and environment["device"] == "cpu"
+            assert environment["dtype"] == "float32" and environment["generator_device"] == "cpu"
+            assert ledger.fingerprint_of(r.id).width == 64
+    code, results, err = _audit(sqlite_url, env=env)
+    assert code == 0, err
+    assert sorted(r.record_id for r in results) == sorted(ids)
+    assert [r.verdict for r in results] == ["identical", "identical"]
+    assert all("use_karras_sigmas=True" in r.replay["scheduler_mapping"] for r in results)
