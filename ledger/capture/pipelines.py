@@ -85,6 +85,7 @@ class RecordedPipeline:
         self._tags = tuple(tags)
         self._experiment_id = experiment_id
         self._signature = inspect.signature(type(pipe).__call__)
+        self._environment = runtime.EnvironmentProbe(pipe)
         name = str(getattr(pipe, "name_or_path", "") or "")
         self._model = model or name or type(pipe).__name__
         weights = runtime.weights_digests(name) if hash_weights and name else {}
@@ -187,7 +188,7 @@ class RecordedPipeline:
             params["adapters"] = adapters
         if unrecorded:
             params["unrecorded_arguments"] = sorted(unrecorded)
-        env = runtime.environment(self._pipe, generator_device=device)
+        env = self._environment(generator_device=device)
         call_id = str(uuid.uuid4())
         scheduler_name = name_for_diffusers(scheduler["class"], scheduler["config"])
         records: list[NewRecord] = []
