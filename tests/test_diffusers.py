@@ -269,3 +269,27 @@ def test_sweep_on_diffusers_records_replay_identical(
     assert sorted(r.record_id for r in results) == sorted(ids)
     assert [r.verdict for r in results] == ["identical", "identical"]
     assert all("use_karras_sigmas=True" in r.replay["scheduler_mapping"] for r in results)
+
+
+def test_the_record_is_of_the_output_as_returned(model_dir: Path, sqlite_url: str, tmp_path: Path) -> None:
+    """The hook encodes the images on its worker, after the call returned: from a copy,
+    so a caller changing the output in place does not change what was recorded."""
+    import io
+
+    from ledger.fingerprint import fingerprint
+
+    recorder = Recorder(tmp_path / "spool", sqlite_url, max_backoff=0.2)
+    pipe = record_pipeline(_load(model_dir), recorder=recorder, hash_weights=False)
+    out = pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(3), **CALL)
+    buffer = io.BytesIO()
+    out.images[0].save(buffer, "PNG")
+    returned = fingerprint(buffer.getvalue(), "image").pixel_sha256
+    out.images[0].paste((0, 0, 0), (0, 0, 32, 32))  # the caller reuses the image at once
+    pipe.flush()
+    assert recorder.close(drain_timeout=30)
+    with Ledger.open(sqlite_url) as ledger:
+        (record,) = ledger.query()
+        stored = ledger.fingerprint_of(record.id).pixel_sha256
+    mutated = io.BytesIO()
+    out.images[0].save(mutated, "PNG")
+    assert stored == returned != fingerprint(mutated.getvalue(), "image").pixel_sha256
