@@ -293,3 +293,34 @@ def test_the_record_is_of_the_output_as_returned(model_dir: Path, sqlite_url: st
     mutated = io.BytesIO()
     out.images[0].save(mutated, "PNG")
     assert stored == returned != fingerprint(mutated.getvalue(), "image").pixel_sha256
+
+
+def test_a_script_that_exits_right_after_a_call_keeps_its_record(
+    model_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The hook's worker may still hold the call when the script ends: exit flushes it
+    into the spool and the recorder's own exit drain lands it."""
+    import os
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from diffusers import StableDiffusionPipeline
+        from ledger.capture import record_pipeline
+        pipe = StableDiffusionPipeline.from_pretrained({str(model_dir)!r})
+        pipe.set_progress_bar_config(disable=True)
+        pipe = record_pipeline(pipe, db={sqlite_url!r}, spool={str(tmp_path / "spool")!r}, hash_weights=False)
+        pipe({PROMPT!r}, generator=torch.Generator("cpu").manual_seed(11), **{CALL!r})
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDLEDGER_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+    with Ledger.open(sqlite_url) as ledger:  # no drain
+        (record,) = ledger.query()
+        assert record.seed == 11 and ledger.environment_of(record.id) is not None
+        assert ledger.fingerprint_of(record.id).width == 32

@@ -26,7 +26,6 @@ on a normal exit.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import inspect
 import io
@@ -370,8 +369,13 @@ def record_pipeline(
 
             recorder = default_recorder()
         else:
+            from ledger.capture.api import _at_exit
+
             recorder = Recorder(spool, db)
-            atexit.register(recorder.close)  # drain what was accepted before exit
+            # Drain at exit while threads still work (plain atexit runs after the
+            # fingerprint pool has shut down; the worker's flush is registered after
+            # this, so it runs first).
+            _at_exit(recorder.close)
     return RecordedPipeline(
         pipe,
         recorder=recorder,
