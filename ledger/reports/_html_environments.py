@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ledger.core.markup import Safe, el
 from ledger.reports._build import ReportSource
 from ledger.reports._environments import differences_text
 from ledger.reports._html_parts import num
-from ledger.reports._markup import Safe, el
 from ledger.reports._model import Report
 
 
