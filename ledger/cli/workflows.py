@@ -101,7 +101,9 @@ def _change_line(change: Change) -> str:
 @click.argument("b", type=int)
 @click.option("--all", "show_all", is_flag=True, help="Also show bookkeeping differences (ids, times, …).")
 def diff(a: int, b: int, show_all: bool) -> None:
-    """Show every parameter that differs between records A and B.
+    """Show every parameter that differs between records A and B, then the runtime
+    environment facts that differ ([environment] lines: versions, device, dtype,
+    attention, determinism flags).
 
     Warns when more than one generation parameter changed (not a controlled
     comparison). The same setting stored twice (a column and the request field)
@@ -109,7 +111,12 @@ def diff(a: int, b: int, show_all: bool) -> None:
     """
     ctx = app()
     ledger = ctx.ledger()
-    result = compare(ledger.get(a), ledger.get(b))
+    result = compare(
+        ledger.get(a),
+        ledger.get(b),
+        environment_a=ledger.environment_of(a),
+        environment_b=ledger.environment_of(b),
+    )
     if ctx.json:
         emit_json(result.as_dict())
         return
@@ -122,6 +129,13 @@ def diff(a: int, b: int, show_all: bool) -> None:
     if show_all:
         for change in result.bookkeeping:
             click.echo(sanitize(f"[bookkeeping] {_change_line(change)}"))
+    for fact in result.environment_differences:
+        kind = "environment" if fact["material"] else "environment, informational"
+        click.echo(sanitize(f"[{kind}] {fact['fact']}: {_value(fact['a'])} → {_value(fact['b'])}"))
+    if result.environment_note:
+        info(f"note: {result.environment_note}")
+    elif not result.environment_differences:
+        click.echo("environment: same runtime facts")
     if result.warning:
         info(f"warning: {result.warning}")
 

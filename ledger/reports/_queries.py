@@ -32,6 +32,7 @@ from ledger.store.schema import (
     fingerprints,
     log_entries,
     log_state,
+    record_environments,
     record_warnings,
     records,
 )
@@ -286,10 +287,27 @@ def _results(conn: Connection, ids: list[int], columns: Sequence[Any], *, eviden
     return _by_key(conn, stmt)
 
 
+def _replay_environment(replay: Any) -> tuple[Any, Any]:
+    """(replay environment, its differences from the record's) from a result's replay JSON."""
+    if not isinstance(replay, dict):
+        return None, None
+    return replay.get("environment"), replay.get("environment_differences")
+
+
+def environments_for(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    e = record_environments.c
+    rows = conn.execute(select(e.record_id, e.environment).where(e.record_id.in_(list(ids))))
+    return {int(rid): dict(env) for rid, env in rows if isinstance(env, dict)}
+
+
 def iter_record_rows(
-    conn: Connection, where: RecordFilter, *, audits: bool, sealed: bool
+    conn: Connection, where: RecordFilter, *, audits: bool, sealed: bool, environments: bool = False
 ) -> Iterator[list[dict[str, Any]]]:
-    """Pages of record rows with fingerprint, latest audit result and leaf index."""
+    """Pages of record rows with fingerprint, latest audit result and leaf index; with
+    ``environments``, audited records also get their recorded runtime environment and,
+    when the latest replay was not identical, the replay's environment and differences."""
     f = fingerprints.c
     for page in _record_pages(conn, where, audits=audits):
         ids = [row["id"] for row in page]
@@ -309,13 +327,19 @@ def iter_record_rows(
         results: dict[Any, dict[str, Any]] = {}
         if audits:
             wanted = [row["latest_id"] for row in page if row["latest_id"] is not None]
-            columns = (
+            columns: tuple[Any, ...] = (
                 ar.run_id.label("audit_run_id"),
                 ar.verdict,
                 ar.outcome,
                 _time(ar.created_at, "audited_at"),
             )
+            if environments:
+                # The replay JSON only where it can name drift: not for identical replays.
+                columns += (case((ar.verdict != "identical", ar.replay), else_=None).label("replay"),)
             results = _results(conn, wanted, columns)
+        envs: dict[int, dict[str, Any]] = {}
+        if environments and audits:
+            envs = environments_for(conn, [row["id"] for row in page if row["latest_id"] is not None])
         for row in page:
             fp = fps.get(row["id"], {})
             result = results.get(row["latest_id"], {})
@@ -324,6 +348,10 @@ def iter_record_rows(
             row["leaf_index"] = leaves.get(row["id"], {}).get("leaf_index")
             for key in ("audit_run_id", "verdict", "outcome", "audited_at"):
                 row[key] = result.get(key)
+            row["environment"] = envs.get(row["id"])
+            row["replay_environment"], row["environment_differences"] = _replay_environment(
+                result.get("replay")
+            )
         yield page
 
 
@@ -343,7 +371,12 @@ def evidence_count(conn: Connection, where: RecordFilter) -> int:
 
 
 def iter_evidence(
-    conn: Connection, where: RecordFilter, *, limit: int | None = None, thumbnails: bool = True
+    conn: Connection,
+    where: RecordFilter,
+    *,
+    limit: int | None = None,
+    thumbnails: bool = True,
+    environments: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Failures and expected drift among the latest results, in result-id order.
 
@@ -362,6 +395,7 @@ def iter_evidence(
         ar.distances,
         ar.error_code,
         ar.replay_pixel_sha256,
+        ar.replay,
     ]
     if thumbnails:
         columns.extend([ar.replay_thumbnail, ar.replay.label("replay_facts")])  # a video's strip
@@ -376,11 +410,16 @@ def iter_evidence(
             # the detail payload carries a video's frame strip (null for images)
             fp_columns.extend([f.thumbnail, f.detail.label("fingerprint_detail")])
         fps = _by_key(conn, select(*fp_columns).where(f.record_id.in_([row["id"] for row in rows])))
+        envs = environments_for(conn, [row["id"] for row in rows]) if environments else {}
         for row in rows:
             fp = fps.get(row["id"], {})
             row["pixel_sha256"] = fp.get("pixel_sha256")
             row["thumbnail"] = fp.get("thumbnail")
             row["fingerprint_detail"] = fp.get("fingerprint_detail")
+            row["environment"] = envs.get(row["id"])
+            row["replay_environment"], row["environment_differences"] = _replay_environment(
+                row.pop("replay", None)
+            )
             yield row
 
 
@@ -429,3 +468,55 @@ def iter_leaf_hashes(conn: Connection, upto: int) -> Iterator[bytes]:
                 return  # a gap: the caller sees fewer leaves than asked for
             last = index
             yield bytes(value)
+
+
+# -- runtime environments -------------------------------------------------------------------
+
+DRIFT_VERDICTS = ("near-identical", "similar", "different")
+
+
+def iter_audited_environments(conn: Connection, where: RecordFilter) -> Iterator[dict[str, Any]]:
+    """The recorded environment of each audited selected record, in record-id order."""
+    e = record_environments.c
+    audited = select(ar.record_id).where(ar.record_id == e.record_id).exists()
+    base = (
+        select(e.record_id.label("record_id"), e.environment)
+        .select_from(record_environments.join(records, r.id == e.record_id))
+        .where(where.where(), audited)
+    )
+    for rows in keyset_pages(conn, base, e.record_id, "record_id"):
+        yield from rows
+
+
+def iter_drifted_replays(
+    conn: Connection, where: RecordFilter, *, limit: int | None = None, environments: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Latest results whose replay was not identical (near-identical, similar,
+    different), with the replay's environment and its differences from the record's."""
+    x = audit_results.alias("ar_newer_env")
+    is_latest = ar.id == select(func.max(x.c.id + 0)).where(x.c.record_id == ar.record_id).scalar_subquery()
+    base = (
+        select(ar.id.label("result_id"), ar.record_id, ar.run_id, ar.verdict, ar.outcome, ar.replay)
+        .select_from(audit_results.join(records, r.id == ar.record_id))
+        .where((ar.verdict + "").in_(DRIFT_VERDICTS), is_latest, where.where())
+    )
+    for rows in keyset_pages(conn, base, ar.id, "result_id", limit=limit):
+        envs = environments_for(conn, [row["record_id"] for row in rows]) if environments else {}
+        for row in rows:
+            row["environment"] = envs.get(row["record_id"])
+            row["replay_environment"], row["environment_differences"] = _replay_environment(
+                row.pop("replay", None)
+            )
+            yield row
+
+
+def drifted_count(conn: Connection, where: RecordFilter) -> int:
+    latest = _latest_per_record()
+    stmt = (
+        select(func.count())
+        .select_from(
+            records.join(latest, latest.c.record_id == r.id).join(audit_results, ar.id == latest.c.result_id)
+        )
+        .where(where.where(), ar.verdict.in_(DRIFT_VERDICTS))
+    )
+    return int(conn.execute(stmt).scalar_one())

@@ -315,7 +315,12 @@ async def run_sweep(
                     result, source=Source.SWEEP, experiment_id=experiment_id, parent_id=parent_id
                 )
                 prints = await asyncio.to_thread(_fingerprints, generated)
-                ids = await asyncio.to_thread(ledger.add, [g.record for g in generated], fingerprints=prints)
+                ids = await asyncio.to_thread(
+                    ledger.add,
+                    [g.record for g in generated],
+                    fingerprints=prints,
+                    environments=[g.environment for g in generated],
+                )
                 if archive is not None:
                     await asyncio.to_thread(_archive_outputs, archive, generated, prints)
                 shown = _sheet_data(generated[0], prints[0]) if generated else None
