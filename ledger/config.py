@@ -65,7 +65,11 @@ SPOOL: Final = Variable(
     "SEEDLEDGER_SPOOL", "path", "./.seedledger-spool", "the capture spool directory (proxy, hook, drain)"
 )
 ARCHIVE: Final = Variable(
-    "SEEDLEDGER_ARCHIVE", "path", "none", "the output archive (`archive`, `sweep --archive`, `ui`)"
+    "SEEDLEDGER_ARCHIVE",
+    "path",
+    "none",
+    "the output archive (`archive`, `ui`, `audit`, `--archive` of `sweep`/`import`/`proxy`/`spool drain`, "
+    "the in-process recorder)",
 )
 SIGNING_KEY: Final = Variable(
     "SEEDLEDGER_SIGNING_KEY", "secret", "none", "the signing key (the key itself or a file holding it)"

@@ -353,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     text = report(pairs, images, reference_note)
     print(text)
     if args.write:
+        # Sections other scripts own (calibrate_pixels.py's, between its markers) stay.
+        previous = args.write.read_text(encoding="utf-8") if args.write.exists() else ""
+        start, end = "<!-- full-resolution:start -->", "<!-- full-resolution:end -->"
+        if start in previous and end in previous:
+            kept = previous[previous.index(start) : previous.index(end) + len(end)]
+            text = text.rstrip("\n") + "\n\n" + kept + "\n"
         args.write.write_text(text, encoding="utf-8")
         print(f"wrote {args.write}", file=sys.stderr)
     return 1 if summarise(pairs).failed else 0

@@ -27,7 +27,13 @@ SENTINEL_KEY = "sk-SENTINEL-4f1c2a9e-do-not-store"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SEEDLEDGER_DATABASE_URL", "RUNWARE_API_KEY", "SEEDLEDGER_SIGNING_KEY", "SEEDLEDGER_MODELS"):
+    for name in (
+        "SEEDLEDGER_DATABASE_URL",
+        "RUNWARE_API_KEY",
+        "SEEDLEDGER_SIGNING_KEY",
+        "SEEDLEDGER_MODELS",
+        "SEEDLEDGER_ARCHIVE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

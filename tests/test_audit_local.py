@@ -119,6 +119,12 @@ def test_local_records_replay_on_an_a1111_server(sqlite_url: str, tmp_path: Path
     assert done.code == 0, done.err
     [result] = seedledger("--db", sqlite_url, "audit", "show", done.json()["id"], "--json").json()["results"]
     assert (result["verdict"], result["outcome"]) == ("identical", "pass")
+    # what the WebUI told about itself (this one has no /internal/sysinfo): its version
+    assert result["replay"]["environment"] == {
+        "source": "a1111 info",
+        "app": "a1111",
+        "app_version": "v1.10.1",
+    }
     sent = server.payloads[-1]
     assert (sent["prompt"], sent["sampler_name"], sent["seed"], sent["steps"]) == (PROMPT, "Euler", 1234, 20)
     assert sent["override_settings"]["sd_model_checkpoint"] == "m"

@@ -324,3 +324,89 @@ def test_variation_seed_that_was_not_captured_is_not_replayed(fake: tuple[FakeA1
 def test_unknown_option_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="colour"):
         open_backend("runware", url="http://127.0.0.1:9/v1", api_key="k", colour="blue")
+
+
+# -- environment ---------------------------------------------------------------------
+
+SYSINFO: dict[str, Any] = {
+    "Platform": "Linux-6.5.0-x86_64-with-glibc2.35",
+    "Python": "3.10.12",
+    "Version": "v1.10.1",
+    "Commit": "82a973c04367123ae98bd9abdf80d9eda9b910e2",
+    "Script path": "/home/someone/stable-diffusion-webui",
+    "Commandline": [
+        "launch.py",
+        "--api",
+        "--xformers",
+        "--no-half-vae",
+        "--api-auth",
+        f"user:{SENTINEL_KEY}",
+    ],
+    "Torch env info": {
+        "torch_version": "2.1.2+cu121",
+        "cuda_runtime_version": "12.1.105",
+        "cudnn_version": "8.9.2",
+        "nvidia_gpu_models": "GPU 0: NVIDIA GeForce RTX 4090",
+        "python_version": "3.10.12 (main, Nov 20 2023) [GCC 11.4.0] (64-bit runtime)",
+    },
+    "Environment": {"GRADIO_ANALYTICS_ENABLED": "False"},
+    "Packages": ["numpy==1.26.2", "torch==2.1.2+cu121", "xformers==0.0.23.post1"],
+}
+SYSINFO_ENV = {
+    "source": "a1111 /internal/sysinfo and info",
+    "app": "a1111",
+    "app_version": "v1.10.1",
+    "commit": "82a973c04367123ae98bd9abdf80d9eda9b910e2",
+    "python": "3.10.12",
+    "platform": "Linux-6.5.0-x86_64-with-glibc2.35",
+    "torch": "2.1.2+cu121",
+    "cuda": "12.1.105",
+    "cudnn": "8.9.2",
+    "device_name": "GPU 0: NVIDIA GeForce RTX 4090",
+    "xformers": "0.0.23.post1",
+    "flags": ["--no-half-vae", "--xformers"],
+}
+
+
+def test_environment_from_sysinfo_once_per_instance_without_waiting(fake: tuple[FakeA1111, str]) -> None:
+    import threading
+
+    server, url = fake
+    server.sysinfo = SYSINFO
+    server.sysinfo_gate = threading.Event()  # the server's sysinfo is slow
+
+    async def go() -> tuple[GenerationResult, GenerationResult, GenerationResult]:
+        async with open_backend("a1111", url=url, retry=FAST_RETRY) as backend:
+            assert isinstance(backend, A1111Backend)
+            request = request_from_a1111(payload(batch_size=1), seed=5)
+            first = await backend.generate(request)  # returns while sysinfo is pending
+            server.sysinfo_gate.set()  # type: ignore[union-attr]
+            await backend._probe.wait()
+            return first, await backend.generate(request), await backend.generate(request)
+
+    first, second, third = run(go())
+    # the first replay was not held up: it has what the answer itself told
+    assert first.metadata["environment"] == {"source": "a1111 info", "app": "a1111", "app_version": "v1.10.1"}
+    assert second.metadata["environment"] == SYSINFO_ENV == third.metadata["environment"]
+    assert server.sysinfo_requests == 1  # cached per backend instance
+    assert SENTINEL_KEY not in repr(second.metadata) and "--api-auth" not in repr(second.metadata)
+
+
+def test_environment_without_sysinfo_is_the_info_version(fake: tuple[FakeA1111, str]) -> None:
+    server, url = fake  # sysinfo None: 404, as A1111 before 1.6
+
+    async def go() -> list[GenerationResult]:
+        async with open_backend("forge", url=url, retry=FAST_RETRY) as backend:
+            request = request_from_a1111(payload(batch_size=1), seed=5)
+            out = [await backend.generate(request)]
+            await backend._probe.wait()  # type: ignore[attr-defined]
+            return [*out, await backend.generate(request)]
+
+    results = run(go())
+    for result in results:
+        assert result.metadata["environment"] == {
+            "source": "forge info",
+            "app": "forge",
+            "app_version": "v1.10.1",
+        }
+    assert server.sysinfo_requests == 1  # refused once, not asked again

@@ -228,3 +228,74 @@ def test_oversized_view_is_aborted(fake: tuple[FakeComfyUI, str]) -> None:
     with pytest.raises(DownloadError, match="cap") as caught:
         run(generate(url, request_from_params("comfyui", default_graph(seed=1)), max_download_bytes=50))
     assert caught.value.code == "too-large"
+
+
+# -- environment ---------------------------------------------------------------------
+
+SYSTEM_STATS: dict[str, Any] = {
+    "system": {
+        "os": "posix",
+        "ram_total": 67107180544,
+        "ram_free": 50000000000,
+        "comfyui_version": "0.3.27",
+        "required_frontend_version": "1.14.5",
+        "python_version": "3.12.7 (main, Oct  1 2024, 08:52:12) [GCC 11.4.0]",
+        "pytorch_version": "2.6.0+cu124",
+        "embedded_python": False,
+        "argv": ["main.py", "--listen", "--force-fp16", "--use-pytorch-cross-attention"],
+    },
+    "devices": [
+        {
+            "name": "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync",
+            "type": "cuda",
+            "index": 0,
+            "vram_total": 25393692672,
+            "vram_free": 24000000000,
+            "torch_vram_total": 0,
+            "torch_vram_free": 0,
+        }
+    ],
+}
+
+
+def test_environment_from_system_stats_once_per_instance(fake: tuple[FakeComfyUI, str]) -> None:
+    server, url = fake
+    server.system_stats = SYSTEM_STATS
+
+    async def go() -> list[GenerationResult]:
+        async with open_backend("comfyui", url=url, retry=FAST_RETRY, poll=FAST_POLL) as backend:
+            assert isinstance(backend, ComfyUIBackend)
+            request = request_from_params("comfyui", default_graph(seed=1), seed=9)
+            first = await backend.generate(request)
+            await backend._probe.wait()
+            return [first, await backend.generate(request)]
+
+    first, second = run(go())
+    expected = {
+        "source": "comfyui /system_stats",
+        "app": "comfyui",
+        "app_version": "0.3.27",
+        "python": "3.12.7",
+        "torch": "2.6.0+cu124",
+        "flags": ["--force-fp16", "--use-pytorch-cross-attention"],
+        "device": "cuda:0",
+        "device_name": "NVIDIA GeForce RTX 4090",
+    }
+    assert second.metadata["environment"] == expected
+    # the first generation never waits for the probe: it has the facts only if they came first
+    assert first.metadata.get("environment") in (None, expected)
+    assert server.system_stats_requests == 1
+
+
+def test_no_system_stats_no_environment(fake: tuple[FakeComfyUI, str]) -> None:
+    server, url = fake  # /system_stats answers 404
+
+    async def go() -> list[GenerationResult]:
+        async with open_backend("comfyui", url=url, retry=FAST_RETRY, poll=FAST_POLL) as backend:
+            request = request_from_params("comfyui", default_graph(seed=1), seed=9)
+            first = await backend.generate(request)
+            await backend._probe.wait()  # type: ignore[attr-defined]
+            return [first, await backend.generate(request)]
+
+    assert all("environment" not in r.metadata for r in run(go()))
+    assert server.system_stats_requests == 1  # refused once, not asked again

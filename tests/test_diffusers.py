@@ -232,4 +232,95 @@ def test_bench_diffusers_smoke() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads(done.stdout.splitlines()[-1])
     assert row["bench"] == "diffusers.record_pipeline" and row["baseline"] > 0 and row["ratio"] > 0
-    assert row["records_landed"] == 2 + 3  # warm-up calls and rounds, each recorded once
+    assert row["records_landed"] == 3 + 3  # warm-up calls and rounds, each recorded once
+
+
+def test_sweep_on_diffusers_records_replay_identical(
+    model_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[models."civitai:4384@128713"]\ndiffusers_path = "{model_dir}"\n')
+    env = {"SEEDLEDGER_MODELS": str(catalog)}
+    done = seedledger(
+        "--db", sqlite_url, "--json", "sweep", "--backend", "diffusers",
+        "--model", "civitai:4384@128713", "--prompt", PROMPT, "--width", "64", "--height", "64",
+        "--steps", "4", "--cfg-scale", "6", "--scheduler", "DPM++ 2M Karras", "--seeds", "7,8",
+        "--concurrency", "2", "--out", str(tmp_path / "sheet"),
+        env=env, timeout=600,
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    ids = done.json()["records"]
+    with Ledger.open(sqlite_url) as ledger:
+        records = [ledger.get(i) for i in ids]
+        assert sorted(r.seed for r in records) == [7, 8]
+        assert all(r.backend == "diffusers" and r.scheduler == "DPM++ 2M Karras" for r in records)
+        for r in records:
+            # the scheduler that ran, class and full config, as record_pipeline keeps it
+            assert r.response["scheduler_class"] == "DPMSolverMultistepScheduler"
+            assert r.response["scheduler_config"]["use_karras_sigmas"] is True
+            assert r.response["scheduler_config"]["lambda_min_clipped"] == {"float": "-inf"}
+            environment = ledger.environment_of(r.id)
+            assert environment is not None and environment["source"] == "diffusers in-process"
+            assert environment["torch"] == torch.__version__ and environment["device"] == "cpu"
+            assert environment["dtype"] == "float32" and environment["generator_device"] == "cpu"
+            assert ledger.fingerprint_of(r.id).width == 64
+    code, results, err = _audit(sqlite_url, env=env)
+    assert code == 0, err
+    assert sorted(r.record_id for r in results) == sorted(ids)
+    assert [r.verdict for r in results] == ["identical", "identical"]
+    assert all("use_karras_sigmas=True" in r.replay["scheduler_mapping"] for r in results)
+
+
+def test_the_record_is_of_the_output_as_returned(model_dir: Path, sqlite_url: str, tmp_path: Path) -> None:
+    """The hook encodes the images on its worker, after the call returned: from a copy,
+    so a caller changing the output in place does not change what was recorded."""
+    import io
+
+    from ledger.fingerprint import fingerprint
+
+    recorder = Recorder(tmp_path / "spool", sqlite_url, max_backoff=0.2)
+    pipe = record_pipeline(_load(model_dir), recorder=recorder, hash_weights=False)
+    out = pipe(PROMPT, generator=torch.Generator("cpu").manual_seed(3), **CALL)
+    buffer = io.BytesIO()
+    out.images[0].save(buffer, "PNG")
+    returned = fingerprint(buffer.getvalue(), "image").pixel_sha256
+    out.images[0].paste((0, 0, 0), (0, 0, 32, 32))  # the caller reuses the image at once
+    pipe.flush()
+    assert recorder.close(drain_timeout=30)
+    with Ledger.open(sqlite_url) as ledger:
+        (record,) = ledger.query()
+        stored = ledger.fingerprint_of(record.id).pixel_sha256
+    mutated = io.BytesIO()
+    out.images[0].save(mutated, "PNG")
+    assert stored == returned != fingerprint(mutated.getvalue(), "image").pixel_sha256
+
+
+def test_a_script_that_exits_right_after_a_call_keeps_its_record(
+    model_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The hook's worker may still hold the call when the script ends: exit flushes it
+    into the spool and the recorder's own exit drain lands it."""
+    import os
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from diffusers import StableDiffusionPipeline
+        from ledger.capture import record_pipeline
+        pipe = StableDiffusionPipeline.from_pretrained({str(model_dir)!r})
+        pipe.set_progress_bar_config(disable=True)
+        pipe = record_pipeline(pipe, db={sqlite_url!r}, spool={str(tmp_path / "spool")!r}, hash_weights=False)
+        pipe({PROMPT!r}, generator=torch.Generator("cpu").manual_seed(11), **{CALL!r})
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDLEDGER_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+    with Ledger.open(sqlite_url) as ledger:  # no drain
+        (record,) = ledger.query()
+        assert record.seed == 11 and ledger.environment_of(record.id) is not None
+        assert ledger.fingerprint_of(record.id).width == 32

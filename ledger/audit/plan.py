@@ -113,6 +113,8 @@ class AuditOptions:
     check_inputs: bool = True
     #: Seconds in-flight replays get to finish after an interrupt.
     grace: float = 10.0
+    #: Output archive: compare image replays with archived originals at full resolution.
+    archive: str | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

@@ -3,7 +3,8 @@
 The replayable records go to their own backend (or the one given), at most
 ``concurrency`` at a time and at most ``rate`` requests per second per backend, retries
 done by the adapter. Each replay is fingerprinted off the event loop and compared with
-the stored fingerprint; the verdict and the record's warnings give the outcome, which
+the stored fingerprint (and, with an output archive, with the original at full
+resolution: ``fullres.py``); the verdict and the record's warnings give the outcome, which
 goes to the :class:`~ledger.audit.writer.ResultWriter`. One record's failure (backend
 error, timeout, undecodable output) is an ``error`` result, never the end of the run.
 """
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ledger.audit import store
 from ledger.audit.backends import RateLimiter, open_backend_for
+from ledger.audit.fullres import OriginalComparer
 from ledger.audit.inputs import InputChecker, input_urls
 from ledger.audit.plan import (
     ACTION_REPLAY,
@@ -49,6 +51,7 @@ from ledger.errors import BackendError, FingerprintError, LedgerError
 from ledger.fingerprint import Fingerprint, compare, fingerprint
 from ledger.fingerprint._thumbs_video import display_strip_b64
 from ledger.store import Ledger
+from ledger.store.archive import Archive
 
 log = logging.getLogger("ledger.audit")
 
@@ -96,6 +99,8 @@ class Runner:
         self.backends = backends
         self.limiters: dict[str, RateLimiter] = {}
         self.inputs: InputChecker | None = None
+        #: Archived originals, for full-resolution comparisons (docs/audit.md).
+        self.originals = OriginalComparer(Archive.open(options.archive)) if options.archive else None
         self.writer = ResultWriter(ledger, run, progress=progress)
         #: Cost of finished replays (actual when reported, else recorded) and of those
         #: in flight (recorded): the budget --max-cost checks before each launch.
@@ -342,6 +347,10 @@ class Runner:
             comparison = compare(stored_fp, replay_fp)
         except FingerprintError as exc:  # e.g. the stored fingerprint is of another modality
             return self._error(record, warnings, "undecodable-output", str(exc), replay=replay)
+        if self.originals is not None:
+            comparison, note = await self.originals.refine(record, stored_fp, comparison, output.data)
+            if note is not None:
+                replay["original"] = note
         replay["fingerprint_version"] = replay_fp.version
         strip = display_strip_b64(replay_fp)
         if strip is not None:  # a video replay's frames, for reports (bounded: 8 tiles)

@@ -33,6 +33,7 @@ from ledger.backends.base import (
     request_from_params,
     sniff_media_type,
 )
+from ledger.backends.environments import ServerProbe, a1111_from_info, a1111_from_sysinfo
 from ledger.backends.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -212,6 +213,24 @@ class A1111Backend(HttpBackend):
             **extra,
         )
 
+        self._probe = ServerProbe(self._sysinfo, f"{name} /internal/sysinfo")
+
+    async def _sysinfo(self) -> dict[str, Any]:
+        headers = {"Authorization": self._auth_header.reveal()} if self._auth_header else None
+        url = f"{self.url}/internal/sysinfo"
+        status, body = await self._http.request_json("GET", url, stats=CallStats(), headers=headers)
+        return a1111_from_sysinfo(body, self.name) if status == 200 else {}
+
+    def _environment(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        """What the server told: the info's version, plus its sysinfo once fetched."""
+        told, probed = a1111_from_info(info, self.name), self._probe.peek()
+        if not (told or probed):
+            return {}
+        source = f"{self.name} " + (
+            " and ".join(s for s, f in (("/internal/sysinfo", probed), ("info", told)) if f)
+        )
+        return {"source": source, **told, **probed}
+
     def build_payload(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         """(endpoint, payload) this request posts."""
         self.check_protocol(request)
@@ -245,6 +264,7 @@ class A1111Backend(HttpBackend):
         started_at = utcnow()
         stats = CallStats()
         endpoint, payload = self.build_payload(request)
+        self._probe.start()  # once per instance, beside this generation
         url = f"{self.url}/sdapi/v1/{endpoint}"
         headers = {"Authorization": self._auth_header.reveal()} if self._auth_header else None
         status, body = await self._http.request_json("POST", url, stats=stats, json=payload, headers=headers)
@@ -306,8 +326,16 @@ class A1111Backend(HttpBackend):
             retries=stats.retries,
             elapsed_s=stats.elapsed,
             started_at=started_at,
-            metadata={"url": safe_url(url), "extra_images": len(generated) - count},
+            metadata={
+                "url": safe_url(url),
+                "extra_images": len(generated) - count,
+                **({"environment": env} if (env := self._environment(info)) else {}),
+            },
         )
+
+    async def aclose(self) -> None:
+        self._probe.cancel()
+        await super().aclose()
 
     def _info(self, raw: Any, endpoint: str) -> dict[str, Any]:
         if isinstance(raw, Mapping):

@@ -34,6 +34,7 @@ from ledger.backends.base import (
     TaskFailed,
     UnsupportedRequest,
 )
+from ledger.backends.environments import ServerProbe, comfyui_from_system_stats
 from ledger.backends.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     CallStats,
@@ -155,6 +156,17 @@ class ComfyUIBackend(HttpBackend):
             limits=limits,
         )
 
+        self._probe = ServerProbe(self._system_stats, f"{self.name} /system_stats")
+
+    async def _system_stats(self) -> dict[str, Any]:
+        status, body = await self._http.request_json("GET", f"{self.url}/system_stats", stats=CallStats())
+        facts = comfyui_from_system_stats(body) if status == 200 else {}
+        return {"source": self._probe.source, **facts} if facts else {}
+
+    async def aclose(self) -> None:
+        self._probe.cancel()
+        await super().aclose()
+
     def build_graph(self, request: GenerationRequest) -> dict[str, Any]:
         """The graph this request queues: stored seeds, or ``request.seed`` when the
         graph has exactly one seeded sampler."""
@@ -188,6 +200,7 @@ class ComfyUIBackend(HttpBackend):
         stats = CallStats()
         graph = self.build_graph(request)
         seeds = graph_seeds(graph)
+        self._probe.start()  # once per instance, beside this generation
         prompt_id = await self._queue(graph, stats)
         entry = await self._wait(prompt_id, stats)
         files = self._files(entry, prompt_id)
@@ -218,7 +231,12 @@ class ComfyUIBackend(HttpBackend):
             polls=stats.polls,
             elapsed_s=stats.elapsed,
             started_at=started_at,
-            metadata={"url": safe_url(self.url), "seeds": seeds, "outputs_total": len(files)},
+            metadata={
+                "url": safe_url(self.url),
+                "seeds": seeds,
+                "outputs_total": len(files),
+                **({"environment": env} if (env := self._probe.peek()) else {}),
+            },
         )
 
     async def _queue(self, graph: dict[str, Any], stats: CallStats) -> str:

@@ -29,6 +29,8 @@ class Generated:
 
     record: NewRecord
     data: bytes
+    #: The runtime the backend says it made the output in (diffusers), if any.
+    environment: Mapping[str, Any] | None = None
 
 
 def sent_task(request: GenerationRequest, task_uuid: str | None) -> dict[str, Any]:
@@ -49,6 +51,7 @@ def sent_task(request: GenerationRequest, task_uuid: str | None) -> dict[str, An
 
 def _result_of(output: GeneratedOutput, modality: str, task_uuid: str) -> dict[str, Any]:
     result = dict(output.metadata)
+    result.pop("environment", None)  # kept in record_environments, beside the record
     result["taskUUID"] = output.task_uuid or task_uuid
     key = _OUTPUT_UUID_KEY.get(modality, "outputUUID")
     result.setdefault(key, output.output_uuid or str(uuid.uuid4()))
@@ -83,7 +86,15 @@ def records_from_result(
         parent_id=parent_id,
         tags=tags,
     )
-    return [Generated(r, o.data) for r, o in zip(records, result.outputs, strict=True)]
+    return [
+        Generated(r, o.data, _environment(o.metadata) or _environment(result.metadata))
+        for r, o in zip(records, result.outputs, strict=True)
+    ]
+
+
+def _environment(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    env = metadata.get("environment")
+    return dict(env) if isinstance(env, Mapping) and env else None
 
 
 def failed_record(

@@ -2,7 +2,9 @@
 
 Outputs come as bytes (base64 results, in-process pipelines) or as result URLs, which
 are fetched with the backends' bounded downloader (size cap, deadline, host policy)
-a few at a time. A fingerprint is attached once: a record that already has one keeps
+a few at a time. With an archiver, each fingerprinted output's bytes are then kept
+in the output archive (after the fingerprint is committed; never failing the batch).
+A fingerprint is attached once: a record that already has one keeps
 it (replays after a crash are harmless). Sealing into the Merkle log runs at most
 every ``interval`` seconds when a signer is configured.
 """
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ledger.capture.archiving import OutputArchiver
 from ledger.capture.entries import Output
 from ledger.core.records import utcnow
 from ledger.errors import LedgerError
@@ -31,6 +34,7 @@ def default_fingerprinter(
     allow_private_downloads: bool = False,
     trusted_hosts: frozenset[str] = frozenset(),
     max_download_bytes: int = 64 * 1024 * 1024,
+    archiver: OutputArchiver | None = None,
 ) -> Callable[[Ledger, list[tuple[int, Output]]], int] | None:
     """A fingerprinter using :mod:`ledger.fingerprint`, or None if it is unavailable."""
     try:
@@ -51,16 +55,23 @@ def default_fingerprinter(
             blobs.extend(_download_all(urls, allow_private_downloads, trusted_hosts, max_download_bytes))
         blobs = _pack_several(blobs, several)
         rows = []
+        kept: list[tuple[int, bytes, str]] = []
         now = utcnow()
         for rid, data in blobs:
             try:  # any modality: sniffed from the bytes (a 3D result's files each their own)
-                rows.append(fingerprint_store.to_row(rid, fingerprint(data), now))
+                fp = fingerprint(data)
             except LedgerError as exc:
                 log.info("record %d: output not fingerprinted: %s", rid, exc)
+                continue
+            rows.append(fingerprint_store.to_row(rid, fp, now))
+            kept.append((rid, data, fp.file_sha256))
         if not rows:
             return 0
         with ledger.writing() as conn:
             fingerprint_store.insert_ignoring_existing(conn, rows)
+        if archiver is not None:
+            for rid, data, sha256 in kept:
+                archiver.keep(rid, data, sha256)
         return len(rows)
 
     return run

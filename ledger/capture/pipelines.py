@@ -15,17 +15,27 @@ model (``name_or_path``, its revision and the SHA-256 of its weights files when 
 a local directory), loaded adapters, and the runtime environment (versions, device,
 dtype, determinism flags). Records go through the same durable spool and writer as
 the httpx hook; the writer fingerprints the PNG bytes off the caller's path.
+
+On the caller's path the wrapper only takes what could change once the call returns
+(the arguments as JSON, the seeds, the scheduler's config, the environment flags and a
+copy of each image); one worker thread per wrapped pipeline then builds the records,
+encodes the PNGs and appends them to the spool, in call order. ``flush()`` waits for
+it; the recorder's ``close`` (also at exit) flushes first, so nothing accepted is lost
+on a normal exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import inspect
 import io
 import logging
+import queue
+import threading
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ledger.capture.entries import Output
@@ -64,6 +74,42 @@ def _png(image: Any) -> bytes | None:
     return buffer.getvalue()
 
 
+def _flush_at_exit(ref: weakref.ref[RecordedPipeline]) -> None:
+    """At exit, hand the worker's queue to the spool even if the recorder is never
+    closed (while threads still run: before the fingerprint pool and the recorder's
+    own drain, which were registered earlier)."""
+    from ledger.capture.api import _at_exit
+
+    def flush() -> None:
+        pipeline = ref()
+        if pipeline is not None:
+            pipeline.flush()
+
+    _at_exit(flush)
+
+
+def _copy(image: Any) -> Any:
+    """The caller owns the output and may change it in place: keep a copy to encode."""
+    copy = getattr(image, "copy", None)
+    return copy() if callable(copy) else image
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one call left for the worker: nothing in here changes after the call."""
+
+    params: dict[str, Any]
+    unrecorded: tuple[str, ...]
+    before: tuple[tuple[int | None, bool], ...]
+    single: bool
+    kind: str
+    device: str | None
+    scheduler: dict[str, Any]
+    environment: dict[str, Any]
+    adapters: dict[str, Any]
+    images: tuple[Any, ...]
+
+
 class RecordedPipeline:
     """A diffusers pipeline whose calls are recorded; everything else is the pipeline's."""
 
@@ -85,6 +131,12 @@ class RecordedPipeline:
         self._tags = tuple(tags)
         self._experiment_id = experiment_id
         self._signature = inspect.signature(type(pipe).__call__)
+        self._environment = runtime.EnvironmentProbe(pipe)
+        self._jobs: queue.Queue[_Call] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        recorder.add_producer(self.flush)
+        _flush_at_exit(weakref.ref(self))
         name = str(getattr(pipe, "name_or_path", "") or "")
         self._model = model or name or type(pipe).__name__
         weights = runtime.weights_digests(name) if hash_weights and name else {}
@@ -128,28 +180,53 @@ class RecordedPipeline:
         before = self._seeds_before(generators)
         output = self._pipe(*args, **kwargs)
         try:
-            self._record(arguments, before, generators, output)
+            self._submit(self._capture(arguments, before, generators, output))
         except Exception as exc:  # recording never breaks the caller's pipeline
             log.error("record_pipeline: could not record a call of %s: %s", self._model, exc)
             self._recorder.counters.add(failed=1)
         return output
 
+    def flush(self) -> None:
+        """Wait until every call made so far is in the spool."""
+        self._jobs.join()
+
+    def _submit(self, call: _Call) -> None:
+        if self._worker is None:
+            with self._start_lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(
+                        target=self._work, name="seedledger-record-pipeline", daemon=True
+                    )
+                    self._worker.start()
+        self._jobs.put(call)
+
+    def _work(self) -> None:
+        while True:
+            call = self._jobs.get()
+            try:
+                self._land(call)
+            except Exception as exc:
+                log.error("record_pipeline: could not record a call of %s: %s", self._model, exc)
+                self._recorder.counters.add(failed=len(call.images) or 1)
+            finally:
+                self._jobs.task_done()
+
     def _seeds_before(self, generators: Any) -> list[tuple[int | None, bool]]:
         items = generators if isinstance(generators, list | tuple) else [generators]
         return [self._runtime.generator_seed(g) for g in items]
 
-    def _record(
+    def _capture(
         self,
         arguments: Mapping[str, Any],
         before: list[tuple[int | None, bool]],
         generators: Any,
         output: Any,
-    ) -> None:
+    ) -> _Call:
+        """On the caller's path: the facts that could change after the call returns."""
         runtime = self._runtime
         images = getattr(output, "images", None)
         if images is None and isinstance(output, tuple) and output:
             images = output[0]
-        images = list(images) if images is not None else []
         params: dict[str, Any] = {}
         unrecorded: list[str] = []
         for key, value in arguments.items():
@@ -160,12 +237,26 @@ class RecordedPipeline:
                 unrecorded.append(key)
             else:
                 params[key] = data
-        scheduler = runtime.scheduler_facts(self._pipe.scheduler)
         single = not isinstance(generators, list | tuple)
-        device = None
         first = generators if single else (generators[0] if generators else None)
-        if first is not None and hasattr(first, "device"):
-            device = str(first.device)
+        device = str(first.device) if first is not None and hasattr(first, "device") else None
+        return _Call(
+            params=params,
+            unrecorded=tuple(sorted(unrecorded)),
+            before=tuple(before),
+            single=single,
+            kind="none" if first is None else "single" if single else "list",
+            device=device,
+            scheduler=runtime.scheduler_facts(self._pipe.scheduler),
+            environment=self._environment(generator_device=device),
+            adapters=self._adapters(),
+            images=tuple(_copy(i) for i in images) if images is not None else (),
+        )
+
+    def _land(self, call: _Call) -> None:
+        """On the worker: build the records, encode the images, spool them."""
+        params = dict(call.params)
+        scheduler, before, single = call.scheduler, call.before, call.single
         advanced = any(a for _, a in before)
         params.update(
             {
@@ -173,27 +264,26 @@ class RecordedPipeline:
                 "scheduler_class": scheduler["class"],
                 "scheduler_config": scheduler["config"],
                 "generator": {
-                    "kind": "none" if first is None else "single" if single else "list",
-                    "device": device,
-                    "state": "advanced" if advanced else "fresh" if first is not None else "none",
+                    "kind": call.kind,
+                    "device": call.device,
+                    "state": "advanced" if advanced else "fresh" if call.kind != "none" else "none",
                 },
                 "model_info": self._model_info,
             }
         )
         if self._model_hash:
             params["model_hash"] = self._model_hash
-        adapters = self._adapters()
-        if adapters:
-            params["adapters"] = adapters
-        if unrecorded:
-            params["unrecorded_arguments"] = sorted(unrecorded)
-        env = runtime.environment(self._pipe, generator_device=device)
+        if call.adapters:
+            params["adapters"] = call.adapters
+        if call.unrecorded:
+            params["unrecorded_arguments"] = list(call.unrecorded)
+        env = call.environment
         call_id = str(uuid.uuid4())
         scheduler_name = name_for_diffusers(scheduler["class"], scheduler["config"])
         records: list[NewRecord] = []
         outputs: dict[str, Output] = {}
         environments: dict[str, dict[str, Any]] = {}
-        for index, image in enumerate(images):
+        for index, image in enumerate(call.images):
             # One generator is consumed across the batch: every image carries its seed
             # and its output_index (a replay runs the same batch and picks the image).
             seed = before[0][0] if single else before[index][0] if index < len(before) else None
@@ -279,8 +369,13 @@ def record_pipeline(
 
             recorder = default_recorder()
         else:
+            from ledger.capture.api import _at_exit
+
             recorder = Recorder(spool, db)
-            atexit.register(recorder.close)  # drain what was accepted before exit
+            # Drain at exit while threads still work (plain atexit runs after the
+            # fingerprint pool has shut down; the worker's flush is registered after
+            # this, so it runs first).
+            _at_exit(recorder.close)
     return RecordedPipeline(
         pipe,
         recorder=recorder,

@@ -228,6 +228,9 @@ class RecordingProxy:
         # keeps its label ("database unreachable"), not the text after it.
         error = status.pop("database_error", None)
         status.pop("spool", None)
+        status.pop("archive", None)
+        if status.get("archive_error"):
+            status["archive_error"] = "failing"
         problems = [str(p).split(":", 1)[0] for p in status.get("problems", ())]
         return {**status, "problems": problems, "database": "unavailable" if error else "ok"}
 

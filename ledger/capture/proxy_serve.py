@@ -14,6 +14,7 @@ from ledger.capture.recorder import Recorder
 from ledger.core.records import Source
 from ledger.core.redaction import redact_url
 from ledger.errors import UsageError
+from ledger.store.archive import Archive
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -37,6 +38,7 @@ def serve(
     fingerprint: bool = True,
     announce: Callable[[str], None] | None = None,
     ws_upstream: str | None = None,
+    archive: Archive | None = None,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM, then drain (see module docstring).
 
@@ -69,6 +71,7 @@ def serve(
         source=Source.PROXY,
         fingerprint=fingerprint,
         trusted_hosts=(upstream_host,) if upstream_host else (),
+        archive=archive,
     )
     try:
         secret, secret_file = webhook_secret(recorder.spool.directory, webhook_token)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ledger import config
+from ledger.capture.archiving import ArchiveOption, OutputArchiver, resolve_archive
 from ledger.capture.entries import Output, decode_entry, encode_entry
 from ledger.capture.fingerprints import default_fingerprinter, default_sealer, load_env_signer
 from ledger.capture.pairing import Captured, CaptureParseError, Pairer, PendingTasks
@@ -56,7 +57,11 @@ class Recorder:
     ``writer=False`` only spools (another process, or ``seedledger spool drain``, lands
     the records). ``signer`` (default: the key in ``SEEDLEDGER_SIGNING_KEY`` if set)
     seals landed records into the log every few seconds and once at close; None turns
-    sealing off. One Recorder owns its spool directory at a time.
+    sealing off. ``archive`` (a directory or an Archive; default: ``SEEDLEDGER_ARCHIVE``
+    if set; None turns it off) keeps each fingerprinted output's bytes in the output
+    archive, in the writer; a full or failing archive is logged and counted in
+    :meth:`status`, and the record still lands. One Recorder owns its spool directory
+    at a time.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class Recorder:
         sync: bool = False,
         on_spool_full: str = "direct",
         segment_bytes: int | None = None,
+        archive: ArchiveOption = "env",
     ) -> None:
         if on_spool_full not in ON_SPOOL_FULL:
             choices = ", ".join(ON_SPOOL_FULL)
@@ -91,6 +97,8 @@ class Recorder:
             else Spool(resolve_spool(spool))
         )
         self.counters = Counters()
+        opened = resolve_archive(archive) if fingerprint else None
+        self.archiver = OutputArchiver(opened) if opened is not None else None
         self.sync = sync
         pending = PendingTasks(self.spool.directory / "pending.jsonl")
         self.pairer = Pairer(pending, source=source, tags=tuple(tags), experiment_id=experiment_id)
@@ -101,7 +109,9 @@ class Recorder:
             batch_records=batch_records,
             max_backoff=max_backoff,
             fingerprinter=default_fingerprinter(
-                allow_private_downloads=allow_private_downloads, trusted_hosts=frozenset(trusted_hosts)
+                allow_private_downloads=allow_private_downloads,
+                trusted_hosts=frozenset(trusted_hosts),
+                archiver=self.archiver,
             )
             if fingerprint
             else None,
@@ -109,6 +119,9 @@ class Recorder:
         )
         self._closed = False
         self._writes = writer
+        # Producers holding records not spooled yet (record_pipeline's worker): close
+        # lets them hand everything over first.
+        self._producers: list[Callable[[], object]] = []
         if writer:
             self.writer.start()
 
@@ -241,8 +254,11 @@ class Recorder:
         """Health: ``status`` is ``error`` while records cannot be kept (the spool is
         full or failed, the writer keeps failing), ``degraded`` while records wait
         (database unreachable) or the spool needs attention (stray names, damaged
-        bytes), else ``ok``; ``problems`` names each."""
+        bytes, the archive refusing outputs), else ``ok``; ``problems`` names each."""
         problems = self.spool.problems()
+        archive = self.archiver.snapshot() if self.archiver is not None else {}
+        if archive.get("archive_error"):
+            problems.append(f"archive failing: {archive['archive_error']}")
         if self.writer.fault is not None:
             problems.append(f"writer failing: {self.writer.fault}")
         if self.writer.last_error is not None:
@@ -258,7 +274,13 @@ class Recorder:
             "spool_bytes": self.spool.pending_bytes(),
             "database_error": self.writer.last_error,
             **self.counters.snapshot(),
+            **archive,
         }
+
+    def add_producer(self, flush: Callable[[], object]) -> None:
+        """Register ``flush``, which hands over records a producer still holds; called
+        first by :meth:`close`."""
+        self._producers.append(flush)
 
     def close(self, *, drain_timeout: float = 30.0) -> bool:
         """Stop the writer after landing what the spool holds (up to ``drain_timeout``
@@ -266,6 +288,11 @@ class Recorder:
         when the spool was fully drained."""
         if self._closed:
             return True
+        for flush in list(self._producers):
+            try:
+                flush()
+            except Exception as exc:  # a producer's failure must not keep the spool open
+                log.error("cannot flush a record producer before closing: %s", exc)
         self._closed = True
         try:
             empty = self.writer.stop(drain=self._writes and drain_timeout > 0, timeout=drain_timeout)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ledger.capture.archiving import OutputArchiver
 from ledger.capture.entries import decode_entry
 from ledger.capture.fingerprints import default_fingerprinter
 from ledger.capture.pairing import PendingTasks
@@ -25,6 +26,7 @@ from ledger.capture.spool import (
 )
 from ledger.capture.writer import Counters, SpoolWriter
 from ledger.errors import StoreError, UsageError
+from ledger.store.archive import Archive
 
 
 def spool_status(directory: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -75,21 +77,24 @@ def drain(
     *,
     timeout: float | None = 60.0,
     fingerprint: bool = True,
+    archive: Archive | None = None,
 ) -> dict[str, Any]:
     """Land everything the spool holds into the ledger (exactly once), then report.
+    With an ``archive``, fingerprinted outputs are kept there too (failures counted).
     Raises SpoolLockedError when a running process owns the spool (it drains itself)
     and StoreError when the database stays unreachable for ``timeout`` seconds."""
     path = resolve_spool(directory)
     if not Path(path).is_dir():
         raise UsageError(f"no spool directory at {path}")
     counters = Counters()
+    archiver = OutputArchiver(archive) if archive is not None and fingerprint else None
     with Spool(path) as spool:
         writer = SpoolWriter(
             spool,
             db_url,
             counters,
             max_backoff=2.0,
-            fingerprinter=default_fingerprinter() if fingerprint else None,
+            fingerprinter=default_fingerprinter(archiver=archiver) if fingerprint else None,
         )
         try:
             done = writer.drain(timeout=timeout)
@@ -101,7 +106,8 @@ def drain(
                 "the records stay in the spool, run `seedledger spool drain` again"
             )
         skipped = {"damaged_ranges": spool.damaged, "torn_tails": spool.torn_tails}
-    return {"spool": str(path), **counters.snapshot(), **skipped, "stray": stray_segments(path)}
+    archived = archiver.snapshot() if archiver is not None else {}
+    return {"spool": str(path), **counters.snapshot(), **skipped, "stray": stray_segments(path), **archived}
 
 
 def drain_problem(result: dict[str, Any]) -> SpoolError | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ledger import config
 from ledger.audit import (
     AuditOptions,
     AuditOutcome,
@@ -212,6 +213,15 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
     show_default=True,
     help="Outcomes that fail the run (exit 8): fail, error, drift, skipped, all, none.",
 )
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar=config.ARCHIVE.name,
+    type=click.Path(exists=True, file_okay=False, resolve_path=True),
+    metavar="DIR",
+    help="Compare image replays with their archived originals at full resolution (PSNR/SSIM) "
+    "[env SEEDLEDGER_ARCHIVE].",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be replayed and its estimated cost.")
 @click.option("--resume", "resume_id", metavar="RUN", help="Continue an interrupted run.")
 @click.pass_context
@@ -231,6 +241,7 @@ def audit(
     force: bool,
     no_input_check: bool,
     fail_on: str,
+    archive_dir: str | None,
     dry_run: bool,
     resume_id: str | None,
 ) -> None:
@@ -257,9 +268,10 @@ def audit(
             ("timeout", timeout),
             ("attempts", attempts),
             ("max_cost", max_cost),
+            ("archive_dir", archive_dir),
         ):
             if ctx.get_parameter_source(name) is source.COMMANDLINE:
-                overrides[name] = value
+                overrides["archive" if name == "archive_dir" else name] = value
         given_policy = policy if ctx.get_parameter_source("fail_on") is source.COMMANDLINE else None
         try:
             outcome = asyncio.run(
@@ -292,6 +304,7 @@ def audit(
         max_cost=max_cost,
         force=force,
         check_inputs=not no_input_check,
+        archive=archive_dir,
     )
     plan = plan_audit(ledger, selection, options)
     no_key = _missing_api_key(plan, options)

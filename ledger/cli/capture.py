@@ -81,6 +81,19 @@ def _bytes_option(name: str, default: int, help: str) -> Callable[[F], F]:
     help="WebSocket API to relay upgrades to "
     "[default: wss://ws-api.runware.ai; ws:// on a loopback --upstream]",
 )
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar=config.ARCHIVE.name,
+    metavar="DIR",
+    help="Also keep each fingerprinted output in this output archive [env SEEDLEDGER_ARCHIVE].",
+)
+@click.option(
+    "--archive-max-bytes",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Cap the archive's total size (past it outputs are not archived; records still land).",
+)
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
 def proxy(
     upstream: str,
@@ -95,11 +108,14 @@ def proxy(
     max_inflight_bodies: int,
     drain_timeout: float,
     ws_upstream: str | None,
+    archive_dir: str | None,
+    archive_max_bytes: int | None,
     no_fingerprint: bool,
 ) -> None:
     """Run the recording proxy: point a Runware SDK's base URL at it."""
     from ledger.capture.proxy_limits import ProxyLimits
     from ledger.capture.proxy_serve import serve
+    from ledger.store.archive import Archive
 
     serve(
         upstream,
@@ -119,6 +135,7 @@ def proxy(
         fingerprint=not no_fingerprint,
         announce=info,
         ws_upstream=ws_upstream,
+        archive=Archive.open(archive_dir, max_total_bytes=archive_max_bytes) if archive_dir else None,
     )
 
 
@@ -154,15 +171,26 @@ def status(spool_dir: str | None) -> None:
     type=float,
     help="Give up after this many seconds of database outage.",
 )
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar=config.ARCHIVE.name,
+    metavar="DIR",
+    help="Also keep each fingerprinted output in this output archive [env SEEDLEDGER_ARCHIVE].",
+)
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
-def drain(spool_dir: str | None, timeout: float, no_fingerprint: bool) -> None:
+def drain(spool_dir: str | None, timeout: float, archive_dir: str | None, no_fingerprint: bool) -> None:
     """Land every spooled record in the ledger now (exactly once). Exits 4 when the
     database stayed unreachable, or when anything was skipped (damaged bytes, entries the
     database refused: kept in the spool's dead/ folder)."""
     from ledger.capture.service import drain as drain_spool
     from ledger.capture.service import drain_problem
+    from ledger.store.archive import Archive
 
-    result = drain_spool(spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint)
+    archive = Archive.open(archive_dir) if archive_dir else None
+    result = drain_spool(
+        spool_dir, app().db_url, timeout=timeout, fingerprint=not no_fingerprint, archive=archive
+    )
     emit_mapping(result, as_json=app().json)
     problem = drain_problem(result)
     if problem is not None:

@@ -75,7 +75,7 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
     "backend_name",
     default="runware",
     show_default=True,
-    help="Backend: runware, reference, a1111, comfyui.",
+    help="Backend: runware, reference, a1111, comfyui, diffusers.",
 )
 @click.option(
     "--backend-url",

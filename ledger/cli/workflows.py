@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ledger import config
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize, to_jsonable
 from ledger.cli.progress import ProgressLine
 from ledger.errors import UsageError
@@ -23,7 +24,14 @@ IMPORT_COLUMNS = ("status", "kind", "records", "path", "reason")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Add a tag to every imported record (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 2 if any file was skipped.")
-def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> None:
+@click.option(
+    "--archive",
+    "archive_dir",
+    envvar=config.ARCHIVE.name,
+    metavar="DIR",
+    help="Also keep each fingerprinted image in this output archive [env SEEDLEDGER_ARCHIVE].",
+)
+def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool, archive_dir: str | None) -> None:
     """Import generation records from files and folders (recursive, idempotent).
 
     Reads AUTOMATIC1111/Forge PNG `parameters` chunks and JPEG/WEBP EXIF comments,
@@ -32,14 +40,17 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
     transaction; a file that cannot be parsed is listed with its reason and skipped.
     Importing the same files again adds nothing.
     """
+    from ledger.store.archive import Archive
+
     ctx = app()
+    archive = Archive.open(archive_dir) if archive_dir else None
     ledger = ctx.ledger(create_missing=True)
     line = ProgressLine("import", enabled=not ctx.json)
 
     def progress(outcome: FileOutcome) -> None:
         line.show(f"{outcome.status:<9} {sanitize(outcome.path)[-60:]}")
 
-    summary = import_paths(ledger, list(paths), tags=tags, progress=progress)
+    summary = import_paths(ledger, list(paths), tags=tags, progress=progress, archive=archive)
     line.close()
     rows = [
         {
@@ -60,6 +71,7 @@ def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool) -> Non
         f"{len(summary.outcomes)} file(s): {summary.count('imported')} imported "
         f"({summary.records_added} new record(s)), {summary.count('unchanged')} unchanged, "
         f"{summary.count('linked')} linked to stamped records, {summary.count('skipped')} skipped"
+        + (f"; {summary.archived} archived in {archive.root}" if archive is not None else "")
     )
     if strict and summary.count("skipped"):
         sys.exit(UsageError.exit_code)
@@ -88,7 +100,9 @@ def _change_line(change: Change) -> str:
 @click.argument("b", type=int)
 @click.option("--all", "show_all", is_flag=True, help="Also show bookkeeping differences (ids, times, …).")
 def diff(a: int, b: int, show_all: bool) -> None:
-    """Show every parameter that differs between records A and B.
+    """Show every parameter that differs between records A and B, then the runtime
+    environment facts that differ ([environment] lines: versions, device, dtype,
+    attention, determinism flags).
 
     Warns when more than one generation parameter changed (not a controlled
     comparison). The same setting stored twice (a column and the request field)
@@ -96,7 +110,12 @@ def diff(a: int, b: int, show_all: bool) -> None:
     """
     ctx = app()
     ledger = ctx.ledger()
-    result = compare(ledger.get(a), ledger.get(b))
+    result = compare(
+        ledger.get(a),
+        ledger.get(b),
+        environment_a=ledger.environment_of(a),
+        environment_b=ledger.environment_of(b),
+    )
     if ctx.json:
         emit_json(result.as_dict())
         return
@@ -109,6 +128,13 @@ def diff(a: int, b: int, show_all: bool) -> None:
     if show_all:
         for change in result.bookkeeping:
             click.echo(sanitize(f"[bookkeeping] {_change_line(change)}"))
+    for fact in result.environment_differences:
+        kind = "environment" if fact["material"] else "environment, informational"
+        click.echo(sanitize(f"[{kind}] {fact['fact']}: {_value(fact['a'])} → {_value(fact['b'])}"))
+    if result.environment_note:
+        info(f"note: {result.environment_note}")
+    elif not result.environment_differences:
+        click.echo("environment: same runtime facts")
     if result.warning:
         info(f"warning: {result.warning}")
 

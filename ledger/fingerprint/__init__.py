@@ -10,12 +10,20 @@ from ledger.fingerprint._decode import ALLOWED_FORMATS, BACKGROUND, DEFAULT_MAX_
 from ledger.fingerprint._surface import compare, fingerprint, fingerprint_file, sniff_modality
 from ledger.fingerprint._types import MODALITIES, Fingerprint, Verdict, hamming, phash_chunks
 from ledger.fingerprint.image import FINGERPRINT_VERSION, PIPELINE, THUMB_SIZE, fingerprint_bytes
+from ledger.fingerprint.pixels import (
+    DEFAULT_PIXEL_THRESHOLDS,
+    PixelComparison,
+    PixelThresholds,
+    compare_originals,
+    compare_pixels,
+)
 
 __all__ = [
     "ALLOWED_FORMATS",
     "BACKGROUND",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_PIXEL_THRESHOLDS",
     "DEFAULT_THRESHOLDS",
     "FINGERPRINT_VERSION",
     "MODALITIES",
@@ -23,9 +31,13 @@ __all__ = [
     "THUMB_SIZE",
     "Comparison",
     "Fingerprint",
+    "PixelComparison",
+    "PixelThresholds",
     "Thresholds",
     "Verdict",
     "compare",
+    "compare_originals",
+    "compare_pixels",
     "fingerprint",
     "fingerprint_bytes",
     "fingerprint_file",

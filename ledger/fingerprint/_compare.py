@@ -54,6 +54,9 @@ class Comparison:
     ``thumb_psnr_db`` is None when the thumbnails are equal (infinite PSNR).
     ``same_version`` False means the two fingerprints were made by different hashing
     pipelines or library versions: perceptual distances may then be off by a few bits.
+    ``full_resolution`` True means both originals were compared pixel by pixel
+    (:mod:`ledger.fingerprint.pixels`): ``pixel_psnr_db`` (None: equal pixels) and
+    ``pixel_ssim`` then sit beside the perceptual distances and took part in the verdict.
     """
 
     verdict: Verdict
@@ -69,10 +72,16 @@ class Comparison:
     same_version: bool
     version_a: str
     version_b: str
+    full_resolution: bool = False
+    pixel_psnr_db: float | None = None
+    pixel_ssim: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"] = str(self.verdict)
+        if not self.full_resolution:  # the shape stored before full-resolution audits
+            for key in ("full_resolution", "pixel_psnr_db", "pixel_ssim"):
+                del data[key]
         return data
 
 

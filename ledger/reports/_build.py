@@ -15,8 +15,9 @@ from sqlalchemy import Connection
 from ledger import __version__
 from ledger.core.models import supports_seed
 from ledger.core.schedulers import SchedulerKind, classify
-from ledger.reports import _history
+from ledger.reports import _environments, _history
 from ledger.reports import _queries as q
+from ledger.reports import _queries_environments as qe
 from ledger.reports._integrity import integrity_section, no_log
 from ledger.reports._methodology import methodology, warning_meaning
 from ledger.reports._model import (
@@ -82,6 +83,7 @@ class ReportSource:
         self.options = options
         self.has_audits = q.has_tables(conn, "audit_results", "audit_runs", "record_warnings")
         self.has_log = q.has_tables(conn, "log_entries", "checkpoints", "log_state")
+        self.has_environments = q.has_tables(conn, "record_environments")
 
     # -- the model ---------------------------------------------------------------------
 
@@ -209,7 +211,13 @@ class ReportSource:
     # -- streams -----------------------------------------------------------------------
 
     def iter_records(self) -> Iterator[RecordRow]:
-        for page in q.iter_record_rows(self.conn, self.where, audits=self.has_audits, sealed=self.has_log):
+        for page in q.iter_record_rows(
+            self.conn,
+            self.where,
+            audits=self.has_audits,
+            sealed=self.has_log,
+            environments=self.has_environments,
+        ):
             codes = q.warnings_for(self.conn, [row["id"] for row in page]) if self.has_audits else {}
             passing = [row["id"] for row in page if row.get("outcome") not in (None, "fail")]
             fails = _history.latest_failures_for(self.conn, passing) if self.has_audits else {}
@@ -237,10 +245,29 @@ class ReportSource:
     def iter_affected_ids(self, code: str) -> Iterator[int]:
         return q.iter_warning_ids(self.conn, self.where, code)
 
+    def environment_groups(self, *, limit: int) -> tuple[list[_environments.EnvironmentGroup], int, int]:
+        """The distinct recorded environments of audited records (see ``_environments``)."""
+        if not (self.has_audits and self.has_environments):
+            return [], 0, 0
+        return _environments.environment_groups(self.conn, self.where, limit=limit)
+
+    def drifted_count(self) -> int:
+        """Records whose latest replay was not identical (and not an error or skip)."""
+        return qe.drifted_count(self.conn, self.where) if self.has_audits else 0
+
+    def iter_drifted(self, *, limit: int | None = None) -> Iterator[_environments.DriftedReplay]:
+        if not self.has_audits:
+            return iter(())
+        return _environments.iter_drifted(
+            self.conn, self.where, limit=limit, environments=self.has_environments
+        )
+
     def iter_evidence(self, *, limit: int | None = None, thumbnails: bool = True) -> Iterator[EvidenceItem]:
         if not self.has_audits:
             return
-        for row in q.iter_evidence(self.conn, self.where, limit=limit, thumbnails=thumbnails):
+        for row in q.iter_evidence(
+            self.conn, self.where, limit=limit, thumbnails=thumbnails, environments=self.has_environments
+        ):
             yield EvidenceItem(
                 record_id=row["id"],
                 model=row["model"],
@@ -259,6 +286,7 @@ class ReportSource:
                 modality=row["modality"] or "image",
                 original_detail=row.get("fingerprint_detail"),
                 replay_strip=(row.get("replay_facts") or {}).get("frame_strip_png"),
+                **_environment_fields(row),
             )
 
 
@@ -295,7 +323,21 @@ def _record_row(
         audited_at=row.get("audited_at"),
         warnings=warnings,
         earlier_failure=earlier_failure,
+        **_environment_fields(row),
     )
+
+
+def _environment_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The environment fields of a record row or evidence item, from a query row."""
+    replay_env = row.get("replay_environment")
+    diffs = row.get("environment_differences")
+    return {
+        "environment": row.get("environment"),
+        "replay_environment": replay_env if isinstance(replay_env, Mapping) else None,
+        "environment_differences": tuple(d for d in diffs if isinstance(d, Mapping))
+        if isinstance(diffs, list)
+        else None,
+    }
 
 
 def _run(row: Mapping[str, Any]) -> RunInfo:

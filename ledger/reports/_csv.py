@@ -12,7 +12,9 @@ import csv
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ledger.core import environment
 from ledger.reports._build import ReportSource
+from ledger.reports._environments import differences_text
 from ledger.reports._model import RecordRow, Report
 
 COLUMNS = (
@@ -43,6 +45,8 @@ COLUMNS = (
     "file_sha256",
     "leaf_index",
     "earlier_failure",
+    "environment",
+    "environment_differences",
     "prompt",
 )
 
@@ -97,6 +101,10 @@ def row_values(r: RecordRow, verification: str = "") -> list[str]:
         r.file_sha256,
         r.leaf_index,
         earlier,
+        environment.summary(r.environment),
+        None
+        if r.environment_differences is None
+        else differences_text(r.environment_differences, r.environment, r.replay_environment),
         r.prompt,
     )
     return [_cell(v) for v in values]

@@ -17,6 +17,7 @@ from ledger.core.markup import Safe, close_tag, csp, el, open_tag, when
 from ledger.reports import _svg
 from ledger.reports._build import ReportSource
 from ledger.reports._html_audit import audit_section, evidence_section
+from ledger.reports._html_environments import environments_section
 from ledger.reports._html_integrity import banner, integrity_section
 from ledger.reports._html_parts import card, counts_table, num, pct
 from ledger.reports._model import Report
@@ -31,6 +32,7 @@ SECTIONS = (
     ("audit", "Audit outcomes"),
     ("risks", "Risk register"),
     ("evidence", "Evidence for failures and drift"),
+    ("environments", "Runtime environments"),
     ("integrity", "Integrity"),
     ("methodology", "Methodology"),
 )
@@ -64,6 +66,7 @@ def render_html(report: Report, source: ReportSource, out: TextIO) -> None:
     w(audit_section(report, source))
     _risks(report, source, w)
     evidence_section(report, source, w)
+    w(environments_section(report, source))
     w(integrity_section(report))
     w(_methodology(report))
     w(

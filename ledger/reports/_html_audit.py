@@ -171,7 +171,7 @@ def _evidence_item(x: EvidenceItem) -> Safe:
         ),
     ]
     dist_rows = [
-        el("tr", el("th", k), el("td", _fmt(v), class_="n"))
+        el("tr", el("th", k), el("td", _distance(x.distances, k), class_="n"))
         for k, v in x.distances.items()
         if not isinstance(v, dict | list)
     ]
@@ -226,6 +226,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "—" if value is None else str(value)
+
+
+def _distance(distances: Any, key: str) -> str:
+    """One raw distance; a full-resolution PSNR of None is equal pixels (infinite)."""
+    value = distances.get(key)
+    if key == "pixel_psnr_db" and value is None and distances.get("full_resolution"):
+        return "∞"
+    return _fmt(value)
 
 
 def evidence_section(report: Report, source: ReportSource, w: Any) -> None:

@@ -231,6 +231,19 @@ def record_json(r: RecordRow) -> dict[str, Any]:
         "earlier_failure": None
         if r.earlier_failure is None
         else {"run_id": r.earlier_failure[0], "at": _time(r.earlier_failure[1])},
+        **_environment_json(r.environment, r.replay_environment, r.environment_differences),
+    }
+
+
+def _environment_json(
+    environment: Mapping[str, Any] | None,
+    replay: Mapping[str, Any] | None,
+    differences: tuple[Mapping[str, Any], ...] | None,
+) -> dict[str, Any]:
+    return {
+        "environment": None if environment is None else dict(environment),
+        "replay_environment": None if replay is None else dict(replay),
+        "environment_differences": None if differences is None else [dict(d) for d in differences],
     }
 
 
@@ -247,6 +260,7 @@ def evidence_json(x: EvidenceItem) -> dict[str, Any]:
         "error_code": x.error_code,
         "pixel_sha256": x.pixel_sha256,
         "replay_pixel_sha256": x.replay_pixel_sha256,
+        **_environment_json(x.environment, x.replay_environment, x.environment_differences),
     }
 
 

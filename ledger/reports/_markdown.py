@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ledger.core.text import strip_controls
 from ledger.reports._build import ReportSource
+from ledger.reports._environments import differences_text
 from ledger.reports._model import OUTCOMES, VERDICTS, Report
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -213,7 +214,14 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
     if not a.available or not a.evidence:
         w("No failure and no drift.\n\n" if a.available else "No audit yet.\n\n")
     else:
-        keys = ("phash_distance", "dhash_distance", "thumb_psnr_db", "thumb_mean_abs_diff")
+        keys = (
+            "phash_distance",
+            "dhash_distance",
+            "thumb_psnr_db",
+            "thumb_mean_abs_diff",
+            "pixel_psnr_db",  # full resolution, when the original was archived
+            "pixel_ssim",
+        )
         rows = []
         for x in source.iter_evidence(limit=source.options.evidence_limit, thumbnails=False):
             rows.append(
@@ -223,7 +231,7 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
                     x.verdict,
                     x.model,
                     x.scheduler,
-                    *(_Raw(_fmt(x.distances.get(k))) for k in keys),
+                    *(_Raw(_distance(x.distances, k)) for k in keys),
                 )
             )
         w(f"{a.evidence} records failed or drifted (thumbnails and heat maps are in the HTML report).\n\n")
@@ -231,11 +239,13 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
             table(
                 ["record", "outcome", "verdict", "model", "scheduler", *keys],
                 rows,
-                [True, False, False, False, False, True, True, True, True],
+                [True, False, False, False, False, True, True, True, True, True, True],
             )
         )
         if a.evidence > len(rows):
             w(f"… and {a.evidence - len(rows)} more (all of them in the JSON report).\n\n")
+
+    _environments(report, source, w)
 
     w("## Integrity\n\n")
     cp = i.checkpoint
@@ -284,7 +294,62 @@ def render_markdown(report: Report, source: ReportSource, out: TextIO) -> None:
     w("Known limits:\n\n" + "".join(f"- {md(x)}\n" for x in mm.known_limits) + "\n")
 
 
+def _environments(report: Report, source: ReportSource, w: Any) -> None:
+    w("## Runtime environments\n\n")
+    if not report.audit.available:
+        w("No audit yet.\n\n")
+        return
+    limit = source.options.html_limit
+    groups, distinct, with_env = source.environment_groups(limit=limit)
+    w("### Recorded environments of audited records\n\n")
+    if not groups:
+        w("No audited record reports its runtime (in-process pipelines and A1111/ComfyUI replays do).\n\n")
+    else:
+        w(f"{with_env} audited records report their runtime, in {distinct} distinct environments.\n\n")
+        w(
+            table(
+                ["environment", "records", "first record"],
+                [(g.summary, n(g.records), _Raw(f"#{g.first_record_id}")) for g in groups],
+                [False, True, False],
+            )
+        )
+        if distinct > len(groups):
+            w(f"… and {distinct - len(groups)} more environments.\n\n")
+    w("### Replays that were not identical: environment differences\n\n")
+    drifted = source.drifted_count()
+    if not drifted:
+        w("Every replayed record was identical.\n\n")
+        return
+    items = list(source.iter_drifted(limit=limit))
+    w(f"{drifted} latest replays were near-identical, similar or different.\n\n")
+    w(
+        table(
+            ["record", "verdict", "outcome", "environment differences"],
+            [
+                (
+                    n(x.record_id),
+                    x.verdict,
+                    x.outcome,
+                    differences_text(x.differences, x.environment, x.replay_environment),
+                )
+                for x in items
+            ],
+            [True, False, False, False],
+        )
+    )
+    if drifted > len(items):
+        w(f"… and {drifted - len(items)} more (all of them in the JSON report).\n\n")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "—" if value is None else str(value)
+
+
+def _distance(distances: Any, key: str) -> str:
+    """One raw distance; a full-resolution PSNR of None is equal pixels (infinite)."""
+    value = distances.get(key)
+    if key == "pixel_psnr_db" and value is None and distances.get("full_resolution"):
+        return "∞"
+    return _fmt(value)

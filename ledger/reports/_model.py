@@ -322,6 +322,12 @@ class RecordRow:
     warnings: tuple[str, ...]
     #: (run id, time) of the latest failing result, when the latest result is not a failure
     earlier_failure: tuple[str, datetime] | None = None
+    #: The runtime the record's output was made in (audited records that report one).
+    environment: Mapping[str, Any] | None = None
+    #: The latest replay's runtime and what differs from the record's, when that replay
+    #: was not identical (None: identical, not replayed, or no environment reported).
+    replay_environment: Mapping[str, Any] | None = None
+    environment_differences: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -345,6 +351,9 @@ class EvidenceItem:
     original_detail: Mapping[str, Any] | None = None
     #: The replay's frame strip (base64 PNG) an audit of a video keeps, HTML only
     replay_strip: str | None = None
+    environment: Mapping[str, Any] | None = None
+    replay_environment: Mapping[str, Any] | None = None
+    environment_differences: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""The SQL statements a report runs (the audit history's are in ``_history``).
+"""The SQL statements a report runs (the audit history's are in ``_history``, the
+runtime environments' in ``_queries_environments``).
 
 Aggregates are GROUP BY queries in the database; per-record sections are keyset
 pages (``id > last ORDER BY id LIMIT n``), so a report's memory does not grow with
@@ -32,6 +33,7 @@ from ledger.store.schema import (
     fingerprints,
     log_entries,
     log_state,
+    record_environments,
     record_warnings,
     records,
 )
@@ -286,10 +288,27 @@ def _results(conn: Connection, ids: list[int], columns: Sequence[Any], *, eviden
     return _by_key(conn, stmt)
 
 
+def _replay_environment(replay: Any) -> tuple[Any, Any]:
+    """(replay environment, its differences from the record's) from a result's replay JSON."""
+    if not isinstance(replay, dict):
+        return None, None
+    return replay.get("environment"), replay.get("environment_differences")
+
+
+def environments_for(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    e = record_environments.c
+    rows = conn.execute(select(e.record_id, e.environment).where(e.record_id.in_(list(ids))))
+    return {int(rid): dict(env) for rid, env in rows if isinstance(env, dict)}
+
+
 def iter_record_rows(
-    conn: Connection, where: RecordFilter, *, audits: bool, sealed: bool
+    conn: Connection, where: RecordFilter, *, audits: bool, sealed: bool, environments: bool = False
 ) -> Iterator[list[dict[str, Any]]]:
-    """Pages of record rows with fingerprint, latest audit result and leaf index."""
+    """Pages of record rows with fingerprint, latest audit result and leaf index; with
+    ``environments``, audited records also get their recorded runtime environment and,
+    when the latest replay was not identical, the replay's environment and differences."""
     f = fingerprints.c
     for page in _record_pages(conn, where, audits=audits):
         ids = [row["id"] for row in page]
@@ -309,13 +328,19 @@ def iter_record_rows(
         results: dict[Any, dict[str, Any]] = {}
         if audits:
             wanted = [row["latest_id"] for row in page if row["latest_id"] is not None]
-            columns = (
+            columns: tuple[Any, ...] = (
                 ar.run_id.label("audit_run_id"),
                 ar.verdict,
                 ar.outcome,
                 _time(ar.created_at, "audited_at"),
             )
+            if environments:
+                # The replay JSON only where it can name drift: not for identical replays.
+                columns += (case((ar.verdict != "identical", ar.replay), else_=None).label("replay"),)
             results = _results(conn, wanted, columns)
+        envs: dict[int, dict[str, Any]] = {}
+        if environments and audits:
+            envs = environments_for(conn, [row["id"] for row in page if row["latest_id"] is not None])
         for row in page:
             fp = fps.get(row["id"], {})
             result = results.get(row["latest_id"], {})
@@ -324,6 +349,10 @@ def iter_record_rows(
             row["leaf_index"] = leaves.get(row["id"], {}).get("leaf_index")
             for key in ("audit_run_id", "verdict", "outcome", "audited_at"):
                 row[key] = result.get(key)
+            row["environment"] = envs.get(row["id"])
+            row["replay_environment"], row["environment_differences"] = _replay_environment(
+                result.get("replay")
+            )
         yield page
 
 
@@ -343,7 +372,12 @@ def evidence_count(conn: Connection, where: RecordFilter) -> int:
 
 
 def iter_evidence(
-    conn: Connection, where: RecordFilter, *, limit: int | None = None, thumbnails: bool = True
+    conn: Connection,
+    where: RecordFilter,
+    *,
+    limit: int | None = None,
+    thumbnails: bool = True,
+    environments: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Failures and expected drift among the latest results, in result-id order.
 
@@ -362,6 +396,7 @@ def iter_evidence(
         ar.distances,
         ar.error_code,
         ar.replay_pixel_sha256,
+        ar.replay,
     ]
     if thumbnails:
         columns.extend([ar.replay_thumbnail, ar.replay.label("replay_facts")])  # a video's strip
@@ -376,11 +411,16 @@ def iter_evidence(
             # the detail payload carries a video's frame strip (null for images)
             fp_columns.extend([f.thumbnail, f.detail.label("fingerprint_detail")])
         fps = _by_key(conn, select(*fp_columns).where(f.record_id.in_([row["id"] for row in rows])))
+        envs = environments_for(conn, [row["id"] for row in rows]) if environments else {}
         for row in rows:
             fp = fps.get(row["id"], {})
             row["pixel_sha256"] = fp.get("pixel_sha256")
             row["thumbnail"] = fp.get("thumbnail")
             row["fingerprint_detail"] = fp.get("fingerprint_detail")
+            row["environment"] = envs.get(row["id"])
+            row["replay_environment"], row["environment_differences"] = _replay_environment(
+                row.pop("replay", None)
+            )
             yield row
 
 

@@ -157,6 +157,10 @@ def result_view(result: AuditResult) -> dict[str, Any]:
         "dhash_distance": d.get("dhash_distance"),
         "thumb_psnr_db": d.get("thumb_psnr_db"),
         "thumb_mean_abs_diff": d.get("thumb_mean_abs_diff"),
+        # Full resolution (the original was archived): None PSNR there is equal pixels.
+        "full_resolution": bool(d.get("full_resolution")),
+        "pixel_psnr_db": d.get("pixel_psnr_db"),
+        "pixel_ssim": d.get("pixel_ssim"),
         "reason": d.get("reason"),
         "warnings": [w.to_dict() | {"explanation": w.explanation} for w in result.warnings],
         "has_replay": result.replay_thumbnail is not None,

@@ -16,6 +16,10 @@ have no paths in common: only the columns are compared, and the comparison says 
 A value one side lacks is *absent*. Bookkeeping (ids, UUIDs, times, cost, tags, the raw
 infotext/UI workflow, import file info) is reported apart and never counts as a
 generation change. A comparison is *controlled* when at most one parameter changed.
+
+The runtime environments (``record_environments``) are compared apart: what differs
+there (torch version, device, dtype, attention, determinism flags…) is not a
+parameter the caller chose, so it never makes a comparison uncontrolled.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ledger.core import environment as core_environment
 from ledger.core.records import Record
 
 #: Record columns that are generation parameters, in display order, with labels.
@@ -144,6 +149,25 @@ class Comparison:
     bookkeeping: tuple[Change, ...]
     #: Set when the request parameters were not compared (two different formats).
     note: str | None = None
+    #: The runtime environment of each record (None: it reported none).
+    environment_a: Mapping[str, Any] | None = None
+    environment_b: Mapping[str, Any] | None = None
+
+    @property
+    def environment_differences(self) -> list[dict[str, Any]]:
+        """Each fact both environments report with different values."""
+        return core_environment.compare(self.environment_a, self.environment_b)
+
+    @property
+    def environment_note(self) -> str | None:
+        missing = [
+            f"record {rid}"
+            for rid, env in ((self.a_id, self.environment_a), (self.b_id, self.environment_b))
+            if not env
+        ]
+        if not missing:
+            return None
+        return f"{' and '.join(missing)} reported no runtime environment: environments not compared"
 
     @property
     def controlled(self) -> bool:
@@ -166,6 +190,12 @@ class Comparison:
             "note": self.note,
             "changes": [c.as_dict() for c in self.changes],
             "bookkeeping": [c.as_dict() for c in self.bookkeeping],
+            "environment": {
+                "a": None if self.environment_a is None else dict(self.environment_a),
+                "b": None if self.environment_b is None else dict(self.environment_b),
+                "differences": self.environment_differences,
+                "note": self.environment_note,
+            },
         }
 
 
@@ -257,7 +287,13 @@ def params_format(record: Record) -> str:
     )
 
 
-def compare(a: Record, b: Record) -> Comparison:
+def compare(
+    a: Record,
+    b: Record,
+    *,
+    environment_a: Mapping[str, Any] | None = None,
+    environment_b: Mapping[str, Any] | None = None,
+) -> Comparison:
     changes: dict[str, dict[str, Any]] = {}
     for column, label in GENERATION_COLUMNS.items():
         va, vb = _values(a, column), _values(b, column)
@@ -299,7 +335,7 @@ def compare(a: Record, b: Record) -> Comparison:
         if not _equal(va := _values(a, column), vb := _values(b, column))
     ]
     found = tuple(Change(name, c["label"], c["a"], c["b"], tuple(c["fields"])) for name, c in changes.items())
-    return Comparison(a.id, b.id, found, tuple(columns + bookkeeping), note)
+    return Comparison(a.id, b.id, found, tuple(columns + bookkeeping), note, environment_a, environment_b)
 
 
 def changed_names(a: Record, b: Record) -> list[str]:

@@ -14,6 +14,10 @@ that cannot be read, parsed or fingerprinted is skipped with its reason and noth
 of it is written. Re-importing adds nothing: image records are keyed by the file's
 SHA-256 and output position (``import:<sha256>:<n>``), Runware records by their task
 and output UUIDs, stamp records by the original record's key.
+
+With an output archive, each fingerprinted image whose fingerprint a record holds is
+kept there after its transaction (``archived`` in the outcome); an archive that is full
+or failing never skips a file: the outcome notes why the image was not archived.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from ledger.core.records import Modality, NewRecord, Source
 from ledger.errors import FingerprintError, InvalidInputError, LedgerError, NotFoundError
 from ledger.fingerprint import fingerprint
 from ledger.store import Ledger
+from ledger.store.archive import Archive
+from ledger.store.browse import records_with_file
 from ledger.store.schema import records as records_table
 from ledger.workflows import _media, readers
 from ledger.workflows._storable import check_storable, finite, one_line, stated_fields
@@ -75,6 +81,8 @@ class FileOutcome:
     read: tuple[str, ...] = ()
     not_read: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: True/False when an archive was given and the file is a fingerprinted image.
+    archived: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -91,6 +99,10 @@ class ImportSummary:
     @property
     def records_added(self) -> int:
         return sum(o.added for o in self.outcomes)
+
+    @property
+    def archived(self) -> int:
+        return sum(o.archived is True for o in self.outcomes)
 
 
 # -- finding files ------------------------------------------------------------------
@@ -266,7 +278,25 @@ def prepare(path: Path, fingerprinter: Fingerprinter | None) -> Prepared | FileO
         return Prepared(shown, parsed, fingerprint_error=f"cannot fingerprint: {exc.message}")
 
 
-def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> FileOutcome:
+def _archive(ledger: Ledger, archive: Archive, prepared: Prepared, added: int) -> str | None:
+    """Keep the imported image in the archive; the reason when it was not."""
+    data, fp = prepared.parsed.image, prepared.fingerprint
+    if data is None or fp is None:
+        return None
+    # A record stored earlier keeps the fingerprint of its own bytes: archive this file
+    # only when some record's fingerprint names it (the archive holds checkable files).
+    if not added and not records_with_file(ledger, fp.file_sha256):
+        return "not archived: no record's fingerprint names this file"
+    try:
+        archive.keep(data, fp.file_sha256)
+    except LedgerError as exc:
+        return f"not archived: {one_line(exc.message)}"
+    return None
+
+
+def finish(
+    ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = (), archive: Archive | None = None
+) -> FileOutcome:
     """Store a prepared file in one transaction (or link it to its stamped record)."""
     parsed, shown = prepared.parsed, prepared.path
     linked = _linked(ledger, parsed.stamp)
@@ -289,8 +319,14 @@ def finish(ledger: Ledger, prepared: Prepared, tags: tuple[str, ...] = ()) -> Fi
     notes = tuple(one_line(n) for n in notes)
     if prepared.note is not None:
         notes = (*notes, prepared.note)
+    archived: bool | None = None
+    if archive is not None and prepared.fingerprint is not None:
+        problem = _archive(ledger, archive, prepared, added)
+        archived = problem is None
+        if problem is not None:
+            notes = (*notes, problem)
     status = "imported" if added else "unchanged"
-    return FileOutcome(shown, status, parsed.kind, tuple(ids), added, None, read, not_read, notes)
+    return FileOutcome(shown, status, parsed.kind, tuple(ids), added, None, read, not_read, notes, archived)
 
 
 def import_one(
@@ -308,6 +344,7 @@ def import_paths(
     tags: tuple[str, ...] = (),
     progress: Callable[[FileOutcome], None] | None = None,
     workers: int | None = None,
+    archive: Archive | None = None,
 ) -> ImportSummary:
     """Import every file under ``paths``, in order; one transaction per file.
 
@@ -316,7 +353,8 @@ def import_paths(
     so the database work hides behind the decoding. One worker by default: the
     fingerprint decoder uses ``warnings.catch_warnings``, which is not thread-safe, so
     two decodes must not overlap (and the decoder already spreads its hashing over
-    threads). ``workers=0`` does everything on the calling thread.
+    threads). ``workers=0`` does everything on the calling thread. With ``archive``,
+    fingerprinted images are kept in the output archive after they are stored.
     """
     if not paths:
         raise InvalidInputError("nothing to import: give at least one file or folder")
@@ -326,7 +364,7 @@ def import_paths(
     outcomes: list[FileOutcome] = []
 
     def settle(item: Prepared | FileOutcome) -> None:
-        outcome = item if isinstance(item, FileOutcome) else finish(ledger, item, tags)
+        outcome = item if isinstance(item, FileOutcome) else finish(ledger, item, tags, archive)
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ from ledger.backends.records import Generated, failed_record, records_from_resul
 from ledger.backends.registry import open_backend
 from ledger.core.records import Source
 from ledger.core.seeds import FULL_RANGE, SEED_RANGES, check_seed_for_backend, parse_seed, random_seed
-from ledger.errors import BackendError, FingerprintError, InvalidInputError, UsageError
+from ledger.errors import BackendError, FingerprintError, InvalidInputError, LedgerError, UsageError
 from ledger.fingerprint import Fingerprint, fingerprint
 from ledger.store import Ledger
 from ledger.store.archive import Archive
 from ledger.workflows.contact import ContactCell, write_contact_sheet
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SweepCell",
@@ -243,9 +246,14 @@ def _sheet_data(generated: Generated, fp: Fingerprint | None) -> bytes:
 def _archive_outputs(
     archive: Archive, generated: Sequence[Generated], prints: Sequence[Fingerprint | None]
 ) -> None:
+    """Keep each fingerprinted output under its fingerprint's file hash. A full or
+    failing archive is logged: the records are stored already and the sweep goes on."""
     for g, fp in zip(generated, prints, strict=True):
         if fp is not None:
-            archive.put(g.data)
+            try:
+                archive.keep(g.data, fp.file_sha256)
+            except LedgerError as exc:
+                log.warning("output not archived (its record is stored): %s", exc.message)
 
 
 async def run_sweep(
@@ -308,7 +316,12 @@ async def run_sweep(
                     result, source=Source.SWEEP, experiment_id=experiment_id, parent_id=parent_id
                 )
                 prints = await asyncio.to_thread(_fingerprints, generated)
-                ids = await asyncio.to_thread(ledger.add, [g.record for g in generated], fingerprints=prints)
+                ids = await asyncio.to_thread(
+                    ledger.add,
+                    [g.record for g in generated],
+                    fingerprints=prints,
+                    environments=[g.environment for g in generated],
+                )
                 if archive is not None:
                     await asyncio.to_thread(_archive_outputs, archive, generated, prints)
                 shown = _sheet_data(generated[0], prints[0]) if generated else None

@@ -11,9 +11,11 @@ bodies that are not the documented shape.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,14 +46,29 @@ class FakeA1111:
     payloads: list[dict[str, Any]] = field(default_factory=list)
     endpoints: list[str] = field(default_factory=list)
     checkpoint: str = DEFAULT_CHECKPOINT
+    #: What ``GET /internal/sysinfo`` answers (A1111 1.6+ sysinfo.get(): JSON text);
+    #: None: 404, as before 1.6.
+    sysinfo: dict[str, Any] | None = None
+    sysinfo_requests: int = 0
+    #: When set, /internal/sysinfo answers only once this event is set (a slow server).
+    sysinfo_gate: threading.Event | None = None
 
     def app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/sdapi/v1/txt2img", self.txt2img, methods=["POST"]),
                 Route("/sdapi/v1/img2img", self.img2img, methods=["POST"]),
+                Route("/internal/sysinfo", self.get_sysinfo, methods=["GET"]),
             ]
         )
+
+    async def get_sysinfo(self, request: Request) -> Response:
+        self.sysinfo_requests += 1
+        if self.sysinfo_gate is not None:
+            await asyncio.to_thread(self.sysinfo_gate.wait, 10)
+        if self.sysinfo is None:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return PlainTextResponse(json.dumps(self.sysinfo, indent=4))
 
     async def txt2img(self, request: Request) -> Response:
         return await self.generate(request, "txt2img")

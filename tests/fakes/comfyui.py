@@ -89,6 +89,9 @@ class FakeComfyUI:
     deleted: list[str] = field(default_factory=list)
     counter: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: What ``GET /system_stats`` answers; None: 404.
+    system_stats: dict[str, Any] | None = None
+    system_stats_requests: int = 0
 
     def app(self) -> Starlette:
         return Starlette(
@@ -97,8 +100,15 @@ class FakeComfyUI:
                 Route("/history/{prompt_id}", self.get_history, methods=["GET"]),
                 Route("/view", self.view, methods=["GET"]),
                 Route("/queue", self.post_queue, methods=["POST"]),
+                Route("/system_stats", self.get_system_stats, methods=["GET"]),
             ]
         )
+
+    async def get_system_stats(self, request: Request) -> Response:
+        self.system_stats_requests += 1
+        if self.system_stats is None:
+            return PlainTextResponse("404: Not Found", status_code=404)
+        return JSONResponse(self.system_stats)
 
     async def post_prompt(self, request: Request) -> Response:
         body = await request.json()

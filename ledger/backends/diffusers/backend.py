@@ -11,6 +11,7 @@ explicit model mapping (a ``[models]`` entry's ``diffusers_path``, or the backen
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import time
 from collections.abc import Mapping
@@ -139,6 +140,10 @@ class DiffusersBackend(AsyncBackend):
         return cls.from_config(config)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.protocol == "diffusers" and "taskType" in request.params:
+            # A sweep on this backend stores Runware tasks under backend "diffusers"
+            # (no pipeline call has a taskType argument): replay them as Runware tasks.
+            request = dataclasses.replace(request, protocol="runware")
         if request.protocol not in self._PROTOCOLS:
             raise UnsupportedRequest(
                 f"diffusers replays diffusers, runware and a1111 records, not {request.protocol}"
@@ -167,10 +172,17 @@ class DiffusersBackend(AsyncBackend):
             kwargs["prompt"] = kwargs["prompt"][(request.output_index or 0) // per]
             if isinstance(kwargs.get("negative_prompt"), list):
                 kwargs["negative_prompt"] = kwargs["negative_prompt"][(request.output_index or 0) // per]
-        data, env = await asyncio.to_thread(
+        data, env, used = await asyncio.to_thread(
             self._run, loaded, kwargs, scheduler, request.seed, gen_device, batch, pick
         )
-        metadata: dict[str, Any] = {"environment": env, "checkpoint": path}
+        # The scheduler that ran (class and full config), so a record made from this
+        # result (a sweep) keeps it as a record_pipeline record does.
+        metadata: dict[str, Any] = {
+            "environment": env,
+            "checkpoint": path,
+            "scheduler_class": used["class"],
+            "scheduler_config": used["config"],
+        }
         if mapping:
             metadata["scheduler_mapping"] = mapping
         output = GeneratedOutput(
@@ -196,7 +208,7 @@ class DiffusersBackend(AsyncBackend):
         gen_device: str,
         batch: int,
         pick: int,
-    ) -> tuple[bytes, dict[str, Any]]:
+    ) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         with loaded.lock:
             pipe = loaded.pipe
             previous_threads = torch.get_num_threads()
@@ -211,12 +223,13 @@ class DiffusersBackend(AsyncBackend):
                     call["num_images_per_prompt"] = batch
                 images = pipe(**call).images
                 env = runtime.environment(pipe, generator_device=gen_device)
+                used = runtime.scheduler_facts(pipe.scheduler)
             finally:
                 if self.threads:
                     torch.set_num_threads(previous_threads)
         buffer = io.BytesIO()
         images[min(pick, len(images) - 1)].save(buffer, "PNG")
-        return buffer.getvalue(), env
+        return buffer.getvalue(), env, used
 
     async def aclose(self) -> None:
         self.cache.clear()

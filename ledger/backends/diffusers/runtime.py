@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "EnvironmentProbe",
     "environment",
     "generator_seed",
     "jsonable",
@@ -116,33 +117,81 @@ def _cudnn_version() -> int | None:
     return version
 
 
-def environment(pipe: Any, *, generator_device: str | None = None) -> dict[str, Any]:
-    """The runtime facts of a pipeline call (all JSON)."""
-    device = torch.device(getattr(pipe, "device", "cpu"))
-    unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    processors: list[str] = []
-    if unet is not None and hasattr(unet, "attn_processors"):
-        processors = sorted({type(p).__name__ for p in unet.attn_processors.values()})
-    facts: dict[str, Any] = {
+def _denoiser(pipe: Any) -> Any:
+    return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+
+
+def _static_facts() -> dict[str, Any]:
+    return {
         "torch": torch.__version__,
         "diffusers": _module_version("diffusers"),
         "transformers": _module_version("transformers"),
         "python": platform.python_version(),
         "platform": f"{platform.system()}-{platform.machine()}",
-        **_device_facts(device),
         "cuda": torch.version.cuda,
         "cudnn": _cudnn_version(),
-        "dtype": str(getattr(pipe, "dtype", torch.float32)).removeprefix("torch."),
-        "attention": processors,
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
-        "threads": torch.get_num_threads(),
-        "generator_device": generator_device,
     }
-    return facts
+
+
+class EnvironmentProbe:
+    """:func:`environment` for the repeated calls of one pipeline, cheap enough for the
+    caller's path of a recorded call.
+
+    Library versions and device names do not change within a process: read once. The
+    device and dtype come from the denoiser's first parameter (``pipe.device`` walks
+    every module of every component). The attention modules are found by one walk of
+    the denoiser, then only their ``processor`` is read per call, so a later
+    ``set_attn_processor`` still shows. Determinism/TF32 flags and threads are read
+    every call: the caller may flip them between calls.
+    """
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._static = _static_facts()
+        self._devices: dict[str, dict[str, Any]] = {}
+        self._walked: tuple[int, list[Any]] | None = None
+
+    def _attention(self, denoiser: Any) -> list[str]:
+        if denoiser is None or not hasattr(denoiser, "named_children"):
+            return []
+        if self._walked is None or self._walked[0] != id(denoiser):
+            modules = [m for m in denoiser.modules() if m is not denoiser and hasattr(m, "get_processor")]
+            self._walked = (id(denoiser), modules)
+        return sorted({type(getattr(m, "processor", None)).__name__ for m in self._walked[1]})
+
+    def __call__(self, *, generator_device: str | None = None) -> dict[str, Any]:
+        pipe = self._pipe
+        denoiser = _denoiser(pipe)
+        first = None
+        if denoiser is not None and hasattr(denoiser, "parameters"):
+            first = next(iter(denoiser.parameters()), None)
+        if first is not None:
+            device, dtype = first.device, first.dtype
+        else:
+            device = torch.device(getattr(pipe, "device", "cpu"))
+            dtype = getattr(pipe, "dtype", torch.float32)
+        key = str(device)
+        if key not in self._devices:
+            self._devices[key] = _device_facts(device)
+        return {
+            "source": "diffusers in-process",
+            **self._static,
+            **self._devices[key],
+            "dtype": str(dtype).removeprefix("torch."),
+            "attention": self._attention(denoiser),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "threads": torch.get_num_threads(),
+            "generator_device": generator_device,
+        }
+
+
+def environment(pipe: Any, *, generator_device: str | None = None) -> dict[str, Any]:
+    """The runtime facts of a pipeline call (all JSON)."""
+    return EnvironmentProbe(pipe)(generator_device=generator_device)
 
 
 def weights_digests(path: str | os.PathLike[str]) -> dict[str, str]:

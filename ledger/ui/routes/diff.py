@@ -28,7 +28,12 @@ def diff_page(request: Request) -> Response:
     ui = state(request)
     a_id, b_id = _id(request, "a"), _id(request, "b")
     a, b = ui.ledger.get(a_id), ui.ledger.get(b_id)
-    result = compare(a, b).as_dict()
+    result = compare(
+        a,
+        b,
+        environment_a=ui.ledger.environment_of(a_id),
+        environment_b=ui.ledger.environment_of(b_id),
+    ).as_dict()
     with_image = fingerprinted_ids(ui.ledger, [a_id, b_id])
     images: dict[str, Any] | None = None
     if with_image == {a_id, b_id}:
