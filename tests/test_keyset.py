@@ -70,6 +70,11 @@ def test_every_filter_pages_exactly_its_matches(
                 and r.seed >= mid_seed
             ),
         ),
+        (RecordFilter(tags=("half",), seed_min=mid_seed), lambda r: "half" in r.tags and r.seed >= mid_seed),
+        (
+            RecordFilter(model="m:1@1", since=BASE + timedelta(minutes=30)),
+            lambda r: r.model == "m:1@1" and r.created_at >= BASE + timedelta(minutes=30),
+        ),
         (RecordFilter(prompt="LIGHTHOUSE", status="ok"), lambda r: True),
         (RecordFilter(tags=("nobody",)), lambda r: False),
     ]

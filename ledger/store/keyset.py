@@ -35,8 +35,10 @@ def page_statement(
     conn: Connection, where: RecordFilter, *, before: int | None, limit: int
 ) -> Select[tuple[object, ...]]:
     """Records matching ``where`` with id < ``before``, newest first, ``limit`` rows."""
-    clauses = where.column_clauses()
-    if where.tags:
+    clauses, range_is_rare = where.column_clauses(), False
+    if conn.dialect.name == "sqlite":
+        clauses, range_is_rare = _sqlite_ranges(conn, where, before)
+    if where.tags and not range_is_rare:
         drive = _rarest_tag(conn, where.tags)
         t = record_tags.c
         others = [tag_clause(tag, below=before) for tag in where.tags if tag != drive]
@@ -49,9 +51,7 @@ def page_statement(
             # on both sides of the join: PostgreSQL's merge join does not carry it over
             stmt = stmt.where(t.record_id < before, records.c.id < before)
         return stmt.order_by(t.record_id.desc()).limit(limit)
-    if conn.dialect.name == "sqlite" and not _has_indexed_equality(where):
-        clauses = _sqlite_ranges(conn, where, before)
-    stmt = select(records).where(*clauses)
+    stmt = select(records).where(*clauses, *(tag_clause(tag, below=before) for tag in where.tags))
     if before is not None:
         stmt = stmt.where(records.c.id < before)
     return stmt.order_by(records.c.id.desc()).limit(limit)
@@ -70,21 +70,11 @@ def _rarest_tag(conn: Connection, tags: tuple[str, ...]) -> str:
     return min(tags, key=counts.__getitem__)
 
 
-def _has_indexed_equality(where: RecordFilter) -> bool:
-    """An equality SQLite will drive the page from (its index yields id order)."""
-    exact = [where.model, where.scheduler]
-    return bool(
-        where.ids
-        or any(value is not None and "*" not in value for value in exact)
-        or where.seed is not None
-        or where.experiment is not None
-        or where.status is not None
-        or where.modality is not None
-    )
-
-
-def _sqlite_ranges(conn: Connection, where: RecordFilter, before: int | None) -> list[ColumnElement[bool]]:
-    """The column clauses, each range marked rare or common for SQLite's planner."""
+def _sqlite_ranges(
+    conn: Connection, where: RecordFilter, before: int | None
+) -> tuple[list[ColumnElement[bool]], bool]:
+    """The column clauses, each range marked rare or common for SQLite's planner, and
+    whether one range is rare (then its index drives the page, even under a tag)."""
     c = records.c
     seed = [c.seed >= where.seed_min] if where.seed_min is not None else []
     seed += [c.seed <= where.seed_max] if where.seed_max is not None else []
@@ -93,16 +83,19 @@ def _sqlite_ranges(conn: Connection, where: RecordFilter, before: int | None) ->
     ranges = [group for group in (seed, created) if group]
     others = replace(where, seed_min=None, seed_max=None, since=None, until=None).column_clauses()
     if not ranges:
-        return others
+        return others, False
     # Matches below the cursor, counted on the range's own index (steered there).
     below = [_likely(c.id < before, _COMMON)] if before is not None else []
     counts = [_capped_count(conn, *(_likely(r, _RARE) for r in group), *below) for group in ranges]
     rarest = min(range(len(ranges)), key=counts.__getitem__)
+    rare = counts[rarest] < PROBE_CAP
     marked: list[ColumnElement[bool]] = []
     for number, group in enumerate(ranges):
-        weight = _RARE if number == rarest and counts[number] < PROBE_CAP else _COMMON
+        weight = _RARE if rare and number == rarest else _COMMON
         marked.extend(_likely(clause, weight) for clause in group)
-    return others + marked
+    if rare:  # the range's index beats an equality's too (SQLite prefers equalities)
+        others = [_likely(clause, _COMMON) for clause in others]
+    return others + marked, rare
 
 
 def _likely(clause: ColumnElement[bool], weight: str) -> ColumnElement[bool]:
