@@ -11,9 +11,11 @@ rare), or walk an index that yields the matches already in id order (cheap eithe
 - A range (seed_min/seed_max, since/until) cannot yield id order. PostgreSQL's planner
   has statistics and chooses; SQLite keeps none unless ANALYZE ran, and has no range
   histograms without STAT4, so a count on the range's index, capped at ``PROBE_CAP``,
-  decides and is passed on with SQLite's ``likelihood()``: few matches, read them by
-  that index and sort (at most ``PROBE_CAP`` rows); many, walk newest first (about
-  k × N / ``PROBE_CAP`` rows when matches are spread over the ids).
+  decides and is passed on with SQLite's ``likelihood()``: few matches below the
+  cursor, read them by that index and sort (at most ``PROBE_CAP`` rows; this wins over
+  an equality's index and a tag too); many, walk newest first (about
+  k × N / ``PROBE_CAP`` rows when matches are spread over the ids). The count walks
+  the range's index: a cursor far below most of a wide range's matches makes it long.
 
 A prompt substring has no index on either engine: it is tested row by row, newest first.
 """
