@@ -1,5 +1,6 @@
 """Read-only queries for browsing the ledger (the web UI): keyset pages of records,
-thumbnails, siblings, log positions. Every one is an index lookup or an indexed range."""
+thumbnails, siblings, log positions. Every one is an index lookup or an indexed range
+(a records page: see keyset.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import ColumnElement, Table, func, or_, select
 
 from ledger.core.records import Record
 from ledger.store.filters import RecordFilter
+from ledger.store.keyset import page_statement
 from ledger.store.ledger import Ledger, row_to_record
 from ledger.store.schema import experiments, fingerprints, log_entries, records
 
@@ -29,11 +31,8 @@ def record_page(
     ledger: Ledger, where: RecordFilter, *, before: int | None = None, limit: int = 50
 ) -> RecordPage:
     """One keyset page: records matching ``where`` with id < ``before``, newest first."""
-    stmt = select(records).where(where.where())
-    if before is not None:
-        stmt = stmt.where(records.c.id < before)
-    stmt = stmt.order_by(records.c.id.desc()).limit(limit + 1)
     with ledger.reading() as conn:
+        stmt = page_statement(conn, where, before=before, limit=limit + 1)
         rows = [row_to_record(row) for row in conn.execute(stmt)]
     more = len(rows) > limit
     rows = rows[:limit]

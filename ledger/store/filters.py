@@ -51,6 +51,10 @@ class RecordFilter:
 
     def clauses(self) -> list[ColumnElement[bool]]:
         """SQL conditions; every user value is a bound parameter."""
+        return self.column_clauses() + [tag_clause(tag) for tag in self.tags]
+
+    def column_clauses(self) -> list[ColumnElement[bool]]:
+        """The conditions on the records table's own columns (every one but ``tags``)."""
         c = records.c
         out: list[ColumnElement[bool]] = []
         if self.ids:
@@ -73,14 +77,6 @@ class RecordFilter:
             out.append(func.lower(c.prompt).contains(self.prompt.lower(), autoescape=True))
         if self.experiment is not None:
             out.append(c.experiment_id == self.experiment)
-        for tag in self.tags:
-            out.append(
-                exists(
-                    select(record_tags.c.record_id).where(
-                        record_tags.c.record_id == c.id, record_tags.c.tag == tag
-                    )
-                )
-            )
         for name in ("status", "backend", "source", "modality"):
             value = getattr(self, name)
             if value is not None:
@@ -90,6 +86,17 @@ class RecordFilter:
     def where(self) -> ColumnElement[bool]:
         clauses = self.clauses()
         return and_(*clauses) if clauses else and_(True)
+
+
+def tag_clause(tag: str, *, below: int | None = None) -> ColumnElement[bool]:
+    """The record carries ``tag`` (a probe of record_tags' primary key per record).
+    ``below``: the record's id is known to be below it (a keyset page), which lets
+    PostgreSQL bound a semi-join on the tag index instead of walking it from the top."""
+    t = record_tags.c
+    inner = select(t.record_id).where(t.record_id == records.c.id, t.tag == tag)
+    if below is not None:
+        inner = inner.where(t.record_id < below)
+    return exists(inner.correlate(records))
 
 
 def _match(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:

@@ -52,10 +52,10 @@ records = Table(
     Column("backend", String(32), nullable=False),
     Column("task_type", String(64), nullable=False),
     Column("modality", String(16), nullable=False),
-    Column("model", String(255), nullable=False, index=True),
+    Column("model", String(255), nullable=False),
     Column("scheduler_requested", String(128), nullable=True),
-    Column("scheduler", String(128), nullable=True, index=True),
-    Column("seed", SeedType(), nullable=True, index=True),
+    Column("scheduler", String(128), nullable=True),
+    Column("seed", SeedType(), nullable=True),
     Column("seed_origin", String(16), nullable=False),
     Column("prompt", Text, nullable=True),
     Column("negative_prompt", Text, nullable=True),
@@ -71,14 +71,20 @@ records = Table(
     Column("output_index", Integer, nullable=False),
     Column("cost", Float, nullable=True),
     Column("source", String(16), nullable=False),
-    Column("experiment_id", String(64), ForeignKey("experiments.id"), nullable=True, index=True),
+    Column("experiment_id", String(64), ForeignKey("experiments.id"), nullable=True),
     Column("parent_id", _ID, ForeignKey("records.id"), nullable=True, index=True),
     Column("tags", JSONType, nullable=False),
-    Column("status", String(16), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
     Column("error_code", String(64), nullable=True),
     Column("error", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False, index=True),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    # (column, id) so a newest-first page under an equality filter is one backward
+    # index walk at any frequency of the value (migration 0006, store/keyset.py).
+    *(
+        Index(f"ix_records_{name}_id", name, "id")
+        for name in ("model", "scheduler", "seed", "experiment_id", "status", "modality")
+    ),
 )
 
 # Tags are also a list column on the record (what was recorded, verbatim); this table
@@ -88,7 +94,7 @@ record_tags = Table(
     metadata,
     Column("record_id", _ID, ForeignKey("records.id"), primary_key=True),
     Column("tag", String(128), primary_key=True),
-    Index("ix_record_tags_tag", "tag"),
+    Index("ix_record_tags_tag_record_id", "tag", "record_id"),  # newest first per tag
 )
 
 # One fingerprint per record output (added when the output bytes are known: at
