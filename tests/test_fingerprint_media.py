@@ -43,7 +43,7 @@ def test_video_fingerprint_facts(clip_fp) -> None:
     assert (clip_fp.width, clip_fp.height) == (64, 64)
     assert d.codec == "h264" and d.lossy and d.frame_count == 48 and d.duration_s == pytest.approx(2.0)
     assert d.sample_times == tuple(round(k / 12, 6) for k in range(24))
-    assert len(d.tiles()) == 24 and clip_fp.version.startswith("vfp1+av")
+    assert len(d.tiles()) == 24 and clip_fp.version.startswith("vfp2+av")
     assert json.dumps(clip_fp.to_dict())  # JSON-ready
 
 
