@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ledger.backends.reference.audio import encode_audio
 from ledger.backends.reference.video import encode_video
 from ledger.fingerprint.audio import fingerprint_audio
-from ledger.fingerprint.video import MAX_SAMPLES, MIN_STEP_S, fingerprint_video
+from ledger.fingerprint.video import DECODER_THREADS, MAX_SAMPLES, MIN_STEP_S, fingerprint_video
 
 TARGET = 1.3
 
@@ -58,7 +58,7 @@ def decode_sampled(data: bytes) -> None:
 
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = DECODER_THREADS  # the fingerprint's own setting
         duration = float(stream.duration * stream.time_base)
         step = max(MIN_STEP_S, duration / MAX_SAMPLES)
         times = [k * step for k in range(max(1, math.ceil(duration / step - 1e-9)))]

@@ -105,3 +105,30 @@ def test_store_round_trips_media_fingerprints(ledger: Ledger, files: dict[str, P
     ledger.attach_fingerprint(ids[0], fingerprint(files["clip.webm"].read_bytes()), replace=True)
     [again] = ledger.find_image(still, 8)
     assert again.record_id == ids[0] and again.verdict is not Verdict.IDENTICAL
+
+
+def test_a_still_of_a_large_clip_finds_its_reduced_sampled_frame(ledger: Ledger) -> None:
+    # Short side 256: sampled frames' phash come from a libswscale-reduced grey frame,
+    # not the still's full-size LANCZOS; the still (and a JPEG of it) must still be found.
+    from ledger.fingerprint.video import REDUCED_SIDE
+
+    side = 2 * REDUCED_SIDE
+    big = media.field(seed=5, side=side + 80)
+    data = media.mp4([big[:side, 3 * i : 3 * i + side].copy() for i in range(24)], fps=24)
+    video = fingerprint(data)
+    ids = ledger.add([new_record(7)], fingerprints=[video])
+    with av.open(io.BytesIO(data)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    detail = video.detail
+    k = 6  # a sampled time: t = 0.5 s, frame 12 at 24 fps
+    assert detail.sample_times[k] == 0.5
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    Image.fromarray(decoded[12]).save(png, format="PNG")
+    Image.fromarray(decoded[12]).save(jpeg, format="JPEG", quality=92)
+    still, lossy = fingerprint(png.getvalue()), fingerprint(jpeg.getvalue())
+    assert still.pixel_sha256 == detail.sample_pixel_sha256[k]
+    assert bin(still.phash ^ detail.sample_phash[k]).count("1") <= 4
+    [match] = ledger.find_image(still, 8)
+    assert match.record_id == ids[0] and match.verdict is Verdict.IDENTICAL and match.frame_time_s == 0.5
+    [near] = ledger.find_image(lossy, 8)
+    assert near.record_id == ids[0] and near.verdict in (Verdict.NEAR_IDENTICAL, Verdict.SIMILAR)

@@ -5,8 +5,10 @@ One bounded decode: the container's declared duration, frame size and frame coun
 checked before the first frame is decoded, and again while decoding (a container can
 lie). Every decoded frame feeds the content hash (``pixel_sha256``: "identical" means
 the same decoded frames at the same times); frames shown at fixed timestamps (every
-``step_s``, at most ``MAX_SAMPLES``) are converted to RGB and hashed exactly like still
-images (phash, dhash, pixel hash, 48×48 tile), so a still pulled from the clip finds it.
+``step_s``, at most ``MAX_SAMPLES``) are converted to RGB and hashed like still images
+(pixel hash and 48×48 tile exactly; phash and dhash exactly for frames under
+``2 * REDUCED_SIDE`` px on their short side, else from a grey frame first reduced in C by
+libswscale, a few bits from a still's), so a still pulled from the clip finds it.
 """
 
 from __future__ import annotations
@@ -39,14 +41,24 @@ from ledger.fingerprint.image import (
     thumbnail_image,
 )
 
-#: Bump when decoding, sampling, hashing or the tiles change meaning.
-VIDEO_PIPELINE = 1
+#: Bump when decoding, sampling, hashing or the tiles change meaning (2: sampled phash and
+#: dhash of large frames from a libswscale-reduced grey frame; the content hash, pixel
+#: hashes and tiles are as in 1, so "identical" still compares across the two).
+VIDEO_PIPELINE = 2
 VIDEO_VERSION = f"vfp{VIDEO_PIPELINE}+av{_av.av_version()}+pil{PIL.__version__}+ih{imagehash.__version__}"
 
 #: Samples every MIN_STEP_S (one frame at 12 fps, so a short clip replayed a frame late
 #: still aligns sample for sample), or more sparsely so there are at most MAX_SAMPLES.
 MIN_STEP_S = 1 / 12
 MAX_SAMPLES = 32
+#: Sampled frames are reduced by an integer factor to about this short side (area
+#: average, libswscale) before the perceptual hashes' LANCZOS: a full-size LANCZOS to
+#: 32×32 costs ~9 ms a hash at 1080p, the reduction ~1.5 ms for both.
+REDUCED_SIDE = 128
+
+#: FFmpeg decoder threading (frame and slice threads, as many as cores); bench/ decodes
+#: its baseline with the same setting.
+DECODER_THREADS = "AUTO"
 
 #: Codecs that keep every pixel; anything else is lossy (the lossy-output warning).
 LOSSLESS_CODECS = frozenset({"ffv1", "png", "apng", "qtrle", "rawvideo", "utvideo", "huffyuv", "gif"})
@@ -143,7 +155,9 @@ class VideoDetail:
 @dataclass(frozen=True)
 class _Frame:
     time_s: float
-    rgb: Any  # () -> RGB24 ndarray or PIL RGB image, called for sampled frames only
+    #: () -> (RGB24 ndarray or PIL RGB image, reduced grey ndarray or None), called for
+    #: sampled frames only, on the decoding thread.
+    rgb: Any
     hash_into: Any  # (hashlib object) -> None
 
 
@@ -207,7 +221,7 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
             raise FingerprintError(f"video runs past {limits.max_duration_s:g} s; refusing to decode further")
         # A frame shown at (or within 0.1 ms of) a sample time is that sample.
         while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-4:
-            samples.append(pool.submit(_sample, prev.rgb()))
+            samples.append(pool.submit(_sample, *prev.rgb()))
         hashing.append(hasher.submit(_hash_frame, digest, round(t * 1000), frame.hash_into))
         while len(hashing) > _IN_FLIGHT:
             hashing.popleft().result()
@@ -217,7 +231,7 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
     if prev is None:
         raise FingerprintError("video has no decodable frames (empty or truncated)")
     while len(samples) < len(times):
-        samples.append(pool.submit(_sample, prev.rgb()))
+        samples.append(pool.submit(_sample, *prev.rgb()))
     done = [f.result() for f in samples]
     rgb_tiles = [d.tile for d in done]
     phashes = [d.phash for d in done]
@@ -290,9 +304,10 @@ class _Sample:
     tile: np.ndarray
 
 
-def _sample(pixels: Any) -> _Sample:
-    """A sampled frame hashed exactly like a still image (phash, dhash, pixel hash, tile).
-    The RGB conversion itself stays on the decoding thread: PyAV's converter is not
+def _sample(pixels: Any, reduced: np.ndarray | None = None) -> _Sample:
+    """A sampled frame hashed like a still image: pixel hash and tile exactly; phash and
+    dhash exactly too, or from ``reduced`` (grey) when the decoder gave one. The RGB
+    conversion and the reduction stay on the decoding thread: PyAV's converters are not
     safe to share between threads."""
     if isinstance(pixels, np.ndarray):  # the decoder's RGB24 rows: hashed as they are
         height, width = pixels.shape[:2]
@@ -301,7 +316,7 @@ def _sample(pixels: Any) -> _Sample:
         rgb, pixel_hash = Image.fromarray(pixels, "RGB"), digest.hexdigest()
     else:
         rgb, pixel_hash = pixels, _pixel_sha256(pixels)
-    gray = rgb.convert("L")
+    gray = rgb.convert("L") if reduced is None else Image.fromarray(reduced, "L")
     return _Sample(_phash(gray), _dhash(gray), pixel_hash, np.asarray(thumbnail_image(rgb)))
 
 
@@ -341,7 +356,7 @@ def _av_source(data: bytes, container: Any, limits: VideoLimits) -> _Source:
     _check_declared(width, height, duration, declared, limits)
     if duration is None:
         raise FingerprintError("video declares no duration; refusing to decode an unbounded stream")
-    stream.thread_type = "AUTO"
+    stream.thread_type = DECODER_THREADS
 
     def frames() -> Iterator[_Frame]:
         index = 0
@@ -374,7 +389,16 @@ _MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/
 
 
 def _rgb_of(frame: Any) -> Any:
-    return lambda: frame.to_ndarray(format="rgb24")
+    factor = min(frame.width, frame.height) // REDUCED_SIDE
+    if factor < 2:
+        return lambda: (frame.to_ndarray(format="rgb24"), None)
+    size = {"width": frame.width // factor, "height": frame.height // factor}
+
+    def convert() -> tuple[np.ndarray, np.ndarray]:
+        grey = frame.reformat(**size, format="gray", interpolation="AREA").to_ndarray()
+        return frame.to_ndarray(format="rgb24"), grey
+
+    return convert
 
 
 def _planes_of(frame: Any) -> Any:
@@ -424,7 +448,7 @@ def _pillow_source(data: bytes, limits: VideoLimits) -> _Source:
                 flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 flat.alpha_composite(rgba)
                 rgb = flat.convert("RGB")
-                yield _Frame(t, lambda rgb=rgb: rgb, lambda d, rgb=rgb: d.update(rgb.tobytes()))
+                yield _Frame(t, lambda rgb=rgb: (rgb, None), lambda d, rgb=rgb: d.update(rgb.tobytes()))
                 t += durations[k]
         except (OSError, ValueError, EOFError) as exc:
             raise FingerprintError(
