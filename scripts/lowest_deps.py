@@ -31,6 +31,7 @@ TESTS = [
     "tests/test_fingerprint.py",
     "tests/test_merkle.py",
     "tests/test_cli_records.py",
+    "tests/test_diffusers.py",
 ]
 
 
