@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from ledger import config
 from ledger.audit import (
     AuditOptions,
     AuditOutcome,
@@ -25,7 +24,7 @@ from ledger.audit import (
     run_audit,
 )
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize
-from ledger.cli.options import SEED, IdList, merge_ids, record_filter_options
+from ledger.cli.options import SEED, IdList, archive_option, merge_ids, record_filter_options
 from ledger.cli.progress import ProgressLine
 from ledger.errors import PolicyError, UsageError
 from ledger.store import RecordFilter
@@ -213,14 +212,9 @@ def _report(outcome: AuditOutcome, as_json: bool) -> None:
     show_default=True,
     help="Outcomes that fail the run (exit 8): fail, error, drift, skipped, all, none.",
 )
-@click.option(
-    "--archive",
-    "archive_dir",
-    envvar=config.ARCHIVE.name,
+@archive_option(
+    "Compare image replays with their archived originals at full resolution (PSNR/SSIM)",
     type=click.Path(exists=True, file_okay=False, resolve_path=True),
-    metavar="DIR",
-    help="Compare image replays with their archived originals at full resolution (PSNR/SSIM) "
-    "[env SEEDLEDGER_ARCHIVE].",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be replayed and its estimated cost.")
 @click.option("--resume", "resume_id", metavar="RUN", help="Continue an interrupted run.")

@@ -9,6 +9,7 @@ import click
 
 from ledger import config
 from ledger.cli.app import app, emit_mapping, info, main
+from ledger.cli.options import archive_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,13 +82,7 @@ def _bytes_option(name: str, default: int, help: str) -> Callable[[F], F]:
     help="WebSocket API to relay upgrades to "
     "[default: wss://ws-api.runware.ai; ws:// on a loopback --upstream]",
 )
-@click.option(
-    "--archive",
-    "archive_dir",
-    envvar=config.ARCHIVE.name,
-    metavar="DIR",
-    help="Also keep each fingerprinted output in this output archive [env SEEDLEDGER_ARCHIVE].",
-)
+@archive_option("Also keep each fingerprinted output in this output archive")
 @click.option(
     "--archive-max-bytes",
     type=click.IntRange(min=1),
@@ -171,13 +166,7 @@ def status(spool_dir: str | None) -> None:
     type=float,
     help="Give up after this many seconds of database outage.",
 )
-@click.option(
-    "--archive",
-    "archive_dir",
-    envvar=config.ARCHIVE.name,
-    metavar="DIR",
-    help="Also keep each fingerprinted output in this output archive [env SEEDLEDGER_ARCHIVE].",
-)
+@archive_option("Also keep each fingerprinted output in this output archive")
 @click.option("--no-fingerprint", is_flag=True, help="Do not fingerprint outputs (no downloads).")
 def drain(spool_dir: str | None, timeout: float, archive_dir: str | None, no_fingerprint: bool) -> None:
     """Land every spooled record in the ledger now (exactly once). Exits 4 when the

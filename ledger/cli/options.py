@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ledger import config
 from ledger.core.seeds import parse_seed
 from ledger.core.times import parse_time
 from ledger.errors import InvalidInputError, InvalidSeedError
@@ -51,6 +52,18 @@ class TimeParam(ParamType):
 
 SEED = SeedParam()
 TIME = TimeParam()
+
+
+def archive_option(help: str, **extra: Any) -> Callable[[F], F]:
+    """``--archive DIR`` (passed as ``archive_dir``), read from SEEDLEDGER_ARCHIVE when not given."""
+    return click.option(
+        "--archive",
+        "archive_dir",
+        envvar=config.ARCHIVE.name,
+        metavar="DIR",
+        help=f"{help} [env {config.ARCHIVE.name}].",
+        **extra,
+    )
 
 
 def record_filter_options(func: F) -> F:

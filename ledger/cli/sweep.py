@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from ledger import config
 from ledger.cli.app import app, emit_json, info, main
-from ledger.cli.options import SEED
+from ledger.cli.options import SEED, archive_option
 from ledger.cli.progress import ProgressLine
 from ledger.errors import InvalidInputError, UsageError
 
@@ -96,13 +95,7 @@ def _base_from_options(options: dict[str, Any]) -> dict[str, Any]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the contact sheet [default: ./sweeps/EXPERIMENT].",
 )
-@click.option(
-    "--archive",
-    "archive_dir",
-    envvar=config.ARCHIVE.name,
-    metavar="DIR",
-    help="Also keep each output in this output archive [env SEEDLEDGER_ARCHIVE].",
-)
+@archive_option("Also keep each output in this output archive")
 @click.option("--dry-run", is_flag=True, help="Print the plan; generate nothing.")
 def sweep(**options: Any) -> None:
     """Run a seed sweep, batch, CFG sweep or grid and record every output.

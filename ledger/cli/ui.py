@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ledger.cli.app import app, info, main
-from ledger.config import ARCHIVE, UI_TOKEN
+from ledger.cli.options import archive_option
+from ledger.config import UI_TOKEN
 
 
 @main.command()
@@ -16,13 +17,7 @@ from ledger.config import ARCHIVE, UI_TOKEN
     metavar="HOST:PORT",
     help="Address to serve on; anything but loopback needs --token (port 0: any free port).",
 )
-@click.option(
-    "--archive",
-    "archive_dir",
-    envvar=ARCHIVE.name,
-    metavar="DIR",
-    help="Output archive to show originals from [env SEEDLEDGER_ARCHIVE].",
-)
+@archive_option("Output archive to show originals from")
 @click.option(
     "--token",
     envvar=UI_TOKEN.name,

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from ledger import config
 from ledger.cli.app import app, emit_json, emit_mapping, emit_rows, info, main, sanitize, to_jsonable
+from ledger.cli.options import archive_option
 from ledger.cli.progress import ProgressLine
 from ledger.errors import UsageError
 from ledger.workflows import compare, import_paths, lineage, pick, stamp_file
@@ -24,13 +24,7 @@ IMPORT_COLUMNS = ("status", "kind", "records", "path", "reason")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Add a tag to every imported record (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 2 if any file was skipped.")
-@click.option(
-    "--archive",
-    "archive_dir",
-    envvar=config.ARCHIVE.name,
-    metavar="DIR",
-    help="Also keep each fingerprinted image in this output archive [env SEEDLEDGER_ARCHIVE].",
-)
+@archive_option("Also keep each fingerprinted image in this output archive")
 def import_(paths: tuple[Path, ...], tags: tuple[str, ...], strict: bool, archive_dir: str | None) -> None:
     """Import generation records from files and folders (recursive, idempotent).
 
