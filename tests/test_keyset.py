@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from ledger.core.records import Modality
 from ledger.store import Ledger, RecordFilter, browse, keyset
+from ledger.store.schema import records
 from tests.factories import new_record
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -82,3 +84,53 @@ def test_every_filter_pages_exactly_its_matches(
         expected = [i for i, r in reversed(rows) if match(r)]
         assert _walk(ledger, where) == expected, where
         assert _walk(ledger, where, limit=100) == expected, where
+
+
+PROMPTS = (
+    "a lighthouse at dusk",
+    "a Lighthouse, ZANZIBAR coast",
+    "100% cotton_candy sky",
+    "Crème BRÛLÉE on a table",
+    'a "quoted" fox',
+    None,
+)
+
+
+@pytest.mark.parametrize("cap", [3, 10_000])  # prompt candidates counted as common / as rare
+def test_prompt_pages_equal_the_plain_filter(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
+    monkeypatch.setattr(keyset, "PROBE_CAP", cap)
+    # the rare ones only among the oldest records: the hardest case for a newest-first walk
+    made = [
+        new_record(
+            prompt=PROMPTS[0] if n >= 12 else PROMPTS[n % len(PROMPTS)], model=("m:1@1", "m:2@1")[n % 2]
+        )
+        for n in range(60)
+    ]
+    ledger.add(made)
+    cases = [
+        RecordFilter(prompt="lighthouse"),  # common
+        RecordFilter(prompt="zanzibar"),  # rare, other case than stored
+        RecordFilter(prompt="ZanZibar", model="m:1@1"),  # rare, and an equality index
+        RecordFilter(prompt="li"),  # under 3 characters: scanned
+        RecordFilter(prompt="0% c"),  # LIKE wildcards are the user's literal text
+        RecordFilter(prompt="n_c"),
+        RecordFilter(prompt="%"),
+        RecordFilter(prompt="_"),
+        RecordFilter(prompt="crème brûlée"),  # non-ASCII case folding: whatever lower() does here
+        RecordFilter(prompt="rème"),
+        RecordFilter(prompt='"quoted"'),  # FTS5 phrase quoting
+        RecordFilter(prompt="nowhere at all"),
+    ]
+    for where in cases:
+        with ledger.engine.connect() as conn:
+            plain = select(records.c.id).where(where.where()).order_by(records.c.id.desc())
+            expected = list(conn.execute(plain).scalars())
+        assert _walk(ledger, where, limit=4) == expected, where
+        assert _walk(ledger, where, limit=100) == expected, where
+    # the oracle itself is not empty where it must not be
+    with ledger.engine.connect() as conn:
+        rare = conn.execute(select(records.c.id).where(RecordFilter(prompt="ZANZIBAR").where())).all()
+        wild = conn.execute(select(records.c.id).where(RecordFilter(prompt="0% c").where())).all()
+    assert len(rare) == 2 and len(wild) == 2

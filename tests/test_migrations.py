@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 
 from ledger.store import engine as engines
 from ledger.store import migrate
-from ledger.store.schema import metadata
+from ledger.store.schema import PROMPT_FTS, PROMPT_TRGM_INDEX, include_object, metadata
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -29,13 +29,16 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _diff(engine) -> list:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_object}
+        )
         return compare_metadata(context, metadata)
 
 
 def _tables(engine) -> set[str]:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return set(inspect(conn).get_table_names()) - {"alembic_version"}
+        names = set(inspect(conn).get_table_names()) - {"alembic_version"}
+        return {name for name in names if not name.startswith(PROMPT_FTS)}  # FTS5 and its shadow tables
 
 
 def test_every_revision_upgrades_and_downgrades_and_head_matches_metadata(empty_url: str) -> None:
@@ -50,11 +53,19 @@ def test_every_revision_upgrades_and_downgrades_and_head_matches_metadata(empty_
             assert migrate.current_revision(engine) == revision
         assert _diff(engine) == []
         assert _tables(engine) == set(metadata.tables)
+        with engine.connect() as conn:  # the prompt index (migration 0007) is there
+            found = inspect(conn)
+            if engine.dialect.name == "sqlite":
+                assert PROMPT_FTS in found.get_table_names()
+            else:
+                assert PROMPT_TRGM_INDEX in {ix["name"] for ix in found.get_indexes("records")}
         # And all the way down, one step at a time.
         for previous in [*reversed(revisions[:-1]), "base"]:
             migrate.downgrade(engine, previous)
             assert migrate.current_revision(engine) == (None if previous == "base" else previous)
         assert _tables(engine) == set()
+        with engine.connect() as conn:  # the prompt index went too (_tables leaves FTS5 out)
+            assert not [name for name in inspect(conn).get_table_names() if name.startswith(PROMPT_FTS)]
         # Up again from base to head in one go.
         migrate.upgrade(engine)
         assert _diff(engine) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from ledger.store.schema import metadata
+from ledger.store.schema import include_object, metadata
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -17,6 +17,8 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # the prompt indexes of migration 0007 are not in the metadata (schema.py says why)
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

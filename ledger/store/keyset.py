@@ -17,17 +17,34 @@ rare), or walk an index that yields the matches already in id order (cheap eithe
   k × N / ``PROBE_CAP`` rows when matches are spread over the ids). The count walks
   the range's index: a cursor far below most of a wide range's matches makes it long.
 
-A prompt substring has no index on either engine: it is tested row by row, newest first.
+- A prompt substring (``lower(prompt) LIKE '%text%'``) has a trigram index (migration
+  0007). PostgreSQL's planner uses its pg_trgm GIN index for the filter as written.
+  On SQLite, for text of 3 characters or more, a phrase query on the FTS5 trigram
+  table (case-folded, so it finds a superset of the filter's matches; the filter is
+  still applied) counts the candidates below the cursor, capped at ``PROBE_CAP``: few,
+  the page is read from those ids (this wins over everything else, like a rare range);
+  many, records are walked newest first as before. Shorter text is tested row by row.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import ColumnElement, Connection, FromClause, Select, func, literal, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    column,
+    func,
+    literal,
+    literal_column,
+    select,
+    table,
+)
 
 from ledger.store.filters import RecordFilter, tag_clause
-from ledger.store.schema import record_tags, records
+from ledger.store.schema import PROMPT_FTS, record_tags, records
 
 PROBE_CAP = 5000
 _RARE, _COMMON = "0.0001", "0.9999"
@@ -40,6 +57,10 @@ def page_statement(
     clauses, range_is_rare = where.column_clauses(), False
     if conn.dialect.name == "sqlite":
         clauses, range_is_rare = _sqlite_ranges(conn, where, before)
+        rare_prompt = _sqlite_rare_prompt(conn, where.prompt, before)
+        if rare_prompt is not None:
+            clauses = [_likely(clause, _COMMON) for clause in clauses] + [rare_prompt]
+            range_is_rare = True  # the prompt's candidates drive, not a tag
     if where.tags and not range_is_rare:
         drive = _rarest_tag(conn, where.tags)
         t = record_tags.c
@@ -98,6 +119,30 @@ def _sqlite_ranges(
     if rare:  # the range's index beats an equality's too (SQLite prefers equalities)
         others = [_likely(clause, _COMMON) for clause in others]
     return others + marked, rare
+
+
+def _sqlite_rare_prompt(
+    conn: Connection, prompt: str | None, before: int | None
+) -> ColumnElement[bool] | None:
+    """``records.id IN (the FTS5 candidates below the cursor)`` when they are fewer than
+    ``PROBE_CAP``, else None (also for text under 3 characters or a ledger without the table)."""
+    if prompt is None or len(prompt) < 3 or not _has_prompt_fts(conn):
+        return None
+    fts = table(PROMPT_FTS, column("rowid"))
+    # a phrase of the text's trigrams: a substring, case-folded; no LIKE wildcards to escape
+    phrase = '"' + prompt.lower().replace('"', '""') + '"'
+    found = select(fts.c.rowid).where(literal_column(PROMPT_FTS).op("MATCH")(phrase))
+    if before is not None:
+        found = found.where(fts.c.rowid < before)
+    inner = found.limit(PROBE_CAP).subquery()
+    if int(conn.execute(select(func.count()).select_from(inner)).scalar_one()) >= PROBE_CAP:
+        return None
+    return _likely(records.c.id.in_(found), _RARE)
+
+
+def _has_prompt_fts(conn: Connection) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.exec_driver_sql(query, (PROMPT_FTS,)).first() is not None
 
 
 def _likely(clause: ColumnElement[bool], weight: str) -> ColumnElement[bool]:

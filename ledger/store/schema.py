@@ -258,3 +258,17 @@ record_warnings = Table(
     Column("checked_at", UTCDateTime(), nullable=False),
     Index("ix_record_warnings_code", "code"),
 )
+
+# Prompt indexes outside this metadata (migration 0007; SQLAlchemy can express neither):
+# SQLite's FTS5 trigram table (and the shadow tables FTS5 keeps beside it) and
+# PostgreSQL's pg_trgm GIN index on lower(prompt). ledger/store/keyset.py uses them.
+PROMPT_FTS = "records_prompt_fts"
+PROMPT_TRGM_INDEX = "ix_records_prompt_trgm"
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic autogenerate's filter: leave the prompt indexes above out of the compare."""
+    del obj, reflected, compare_to
+    if type_ == "table" and name is not None and name.startswith(PROMPT_FTS):
+        return False
+    return not (type_ == "index" and name == PROMPT_TRGM_INDEX)
