@@ -31,8 +31,10 @@ TESTS = [
     "tests/test_fingerprint.py",
     "tests/test_merkle.py",
     "tests/test_cli_records.py",
-    "tests/test_diffusers.py",
 ]
+# The diffusers stack's floors are its tested (locked) versions: its older releases do not
+# install beside the core floors (see pyproject.toml), so it is left out of this run.
+AT_LOCK = {"torch", "diffusers", "transformers", "safetensors"}
 
 
 def floor_pins(pyproject: Path) -> list[str]:
@@ -45,6 +47,8 @@ def floor_pins(pyproject: Path) -> list[str]:
         if not floors:
             raise SystemExit(f"lowest_deps: {req.name} has no lower bound in pyproject.toml")
         extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        if req.name.lower() in AT_LOCK:
+            continue
         pins[req.name.lower()] = f"{req.name}{extras}=={floors[0]}"
     return sorted(pins.values())
 
