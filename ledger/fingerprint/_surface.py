@@ -19,7 +19,7 @@ _AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
 
 def sniff_modality(data: bytes) -> str:
     """image, video, audio or 3d from the leading bytes; FingerprintError if none fits."""
-    from ledger.fingerprint.video import is_animated_image
+    from ledger.fingerprint._animated import is_animated_image
 
     head = data[:64]
     if not head:

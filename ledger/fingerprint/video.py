@@ -31,6 +31,7 @@ from PIL import Image, ImageSequence
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av
+from ledger.fingerprint._animated import is_animated_image
 from ledger.fingerprint._types import Fingerprint
 from ledger.fingerprint.image import (
     THUMB_SIZE,
@@ -171,17 +172,6 @@ class _Source:
     width: int
     height: int
     frames: Iterator[_Frame]
-
-
-def is_animated_image(data: bytes) -> bool:
-    """An animated GIF or WEBP (fingerprinted as video); stills stay images."""
-    if not (data[:6] in (b"GIF87a", b"GIF89a") or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")):
-        return False
-    try:
-        with Image.open(io.BytesIO(data), formats=("GIF", "WEBP")) as im:
-            return bool(getattr(im, "is_animated", False))
-    except Exception:
-        return False
 
 
 def fingerprint_video(data: bytes, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Fingerprint:

@@ -63,7 +63,7 @@ def media_kind(data: bytes) -> tuple[str, str] | None:
     if head.startswith(b"glTF"):
         return "3d", "glb"
     if head[:6] in (b"GIF87a", b"GIF89a"):
-        from ledger.fingerprint.video import is_animated_image
+        from ledger.fingerprint._animated import is_animated_image
 
         return ("video" if is_animated_image(data) else "image"), "gif"  # a still GIF is an image
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
