@@ -74,6 +74,9 @@ def _png(image: Any) -> bytes | None:
     return buffer.getvalue()
 
 
+MAX_PENDING_CALLS = 64  # calls (with their images) waiting for the worker, at most
+
+
 def _flush_at_exit(ref: weakref.ref[RecordedPipeline]) -> None:
     """At exit, hand the worker's queue to the spool even if the recorder is never
     closed (while threads still run: before the fingerprint pool and the recorder's
@@ -132,7 +135,8 @@ class RecordedPipeline:
         self._experiment_id = experiment_id
         self._signature = inspect.signature(type(pipe).__call__)
         self._environment = runtime.EnvironmentProbe(pipe)
-        self._jobs: queue.Queue[_Call] = queue.Queue()
+        # bounded: a caller far ahead of the worker waits rather than holding images unbounded
+        self._jobs: queue.Queue[_Call] = queue.Queue(maxsize=MAX_PENDING_CALLS)
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         recorder.add_producer(self.flush)
