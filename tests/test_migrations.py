@@ -46,7 +46,7 @@ def test_every_revision_upgrades_and_downgrades_and_head_matches_metadata(empty_
     try:
         script = ScriptDirectory.from_config(migrate._config())
         revisions = [rev.revision for rev in reversed(list(script.walk_revisions()))]
-        assert revisions[-1] == migrate.head_revision()
+        assert revisions[-1] == migrate.head_revision() == migrate.script_head()
         # Step up one revision at a time: each upgrade applies on top of the last.
         for revision in revisions:
             migrate.upgrade(engine, revision)
