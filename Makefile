@@ -11,6 +11,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= demo-out
+# the suite on one worker per core (at most 4); a test file stays on one worker, in order
+# (module fixtures are shared by its tests). `make test PYTEST_PARALLEL=` runs it serially.
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: demo test install install-test build-deps media-deps browser lint bench clean sanitize-native lowest-deps
 
@@ -46,7 +49,7 @@ demo: install
 test: install-test browser
 	$(BIN)/ruff check ledger tests bench scripts
 	$(BIN)/mypy  # ledger/, strict: [tool.mypy] in pyproject.toml
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 	bash scripts/sanitize-native.sh $(BIN)/python
 
 lint: install-test

@@ -331,7 +331,9 @@ async def _client_loop(base: str, stop_at: float, traffic: Traffic, number: int)
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0, headers=headers) as client:
         i = 0
-        while time.monotonic() < stop_at:
+        # Every client sends at least once: on a busy machine opening 30 clients can
+        # outlast a short run, and a client that never sent tests nothing.
+        while i == 0 or time.monotonic() < stop_at:
             i += 1
             task = _task(number * 1_000_000 + i)
             try:

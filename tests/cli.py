@@ -49,7 +49,7 @@ def seedledger(
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> Run:
+def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Run:
     """The same command in this process (click's CliRunner): for the many calls of one
     test, where a subprocess each would cost a second of start-up. The environment
     starts without any SEEDLEDGER_* variable, as for :func:`seedledger`."""
@@ -58,5 +58,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Run:
     from ledger.cli import main
 
     clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("SEEDLEDGER_")}
-    result = CliRunner().invoke(main, list(args), env={**clean, **(env or {})}, catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, list(args), input=input, env={**clean, **(env or {})}, catch_exceptions=False
+    )
     return Run(result.exit_code, result.stdout, result.stderr)

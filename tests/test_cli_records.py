@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import seedledger
+from tests.cli import invoke, seedledger
 from tests.conftest import SENTINEL_KEY
 from tests.factories import exchange, runware_result, runware_task
 
@@ -83,7 +83,7 @@ def test_failed_task_is_recorded_with_its_error(sqlite_url: str) -> None:
 
 
 def _state(url: str) -> str:
-    rows = seedledger("--db", url, "--json", "list", "--limit", "0")
+    rows = invoke("--db", url, "--json", "list", "--limit", "0")  # in process: not the command under test
     assert rows.code == 0, rows.err
     return hashlib.sha256(rows.out.encode()).hexdigest()
 
@@ -109,7 +109,8 @@ def _state(url: str) -> str:
     ],
 )
 def test_malformed_input_fails_cleanly_and_writes_nothing(db_url: str, payload: str, message: str) -> None:
-    assert seedledger("--db", db_url, "record", "-", input=json.dumps(exchange(99))).code == 0
+    # a ledger with a record in it, in process (the subprocess is for the command under test)
+    assert invoke("--db", db_url, "record", "-", input=json.dumps(exchange(99))).code == 0
     before = _state(db_url)
     done = seedledger("--db", db_url, "record", "-", input=payload)
     assert done.code == 2, done.err
