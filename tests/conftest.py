@@ -172,6 +172,29 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {**json.loads(done.out), "stderr": done.err, "dir": str(out)}
 
 
+# -- order: the longest files first -----------------------------------------------------
+
+
+#: The longest test files (minutes on 2 cores), started first: with a file per xdist
+#: worker (`--dist loadfile`) one of them started last would run on alone at the end.
+LONGEST_FIRST = (
+    "test_readme.py",
+    "test_diffusers.py",
+    "test_cli_records.py",
+    "test_integrity.py",
+    "test_credentials.py",
+    "test_websocket_sdks.py",
+    "test_ui_access.py",
+    "test_wheel.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole files move (a file's own order is kept: its module fixtures rely on it)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # -- proof in the CI log that the PostgreSQL tests ran ----------------------------------
 
 
