@@ -247,7 +247,7 @@ def error_kind(expected: str, got: str) -> str | None:
         return None
     if got == "identical":
         return "false-identical"
-    if "near-identical" in allowed:
+    if "near-identical" in allowed or "identical" in allowed:  # a lossless one too
         return "re-encode-not-near"
     if expected == "different":
         return "other-not-different"
