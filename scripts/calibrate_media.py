@@ -68,35 +68,42 @@ def _pm1(frames: list[np.ndarray]) -> list[np.ndarray]:
     ]
 
 
+Changes = dict[str, tuple[str, Callable[[], bytes]]]  # change -> (expected, encoded bytes)
+
+
+def video_changes(frames: list[np.ndarray], fps: int = FPS) -> Changes:
+    """The per-clip changes (re-encodes, ±1 noise, a frame late, heavy noise, backwards),
+    each against ``encode_video(frames, fps=fps)``; also used by evaluate_heldout.py."""
+    return {
+        "remux-mov": (
+            "identical/near-identical",
+            lambda f=frames: encode_video(f, fps=fps, container="mov"),
+        ),
+        "crf-30": ("near-identical", lambda f=frames: encode_video(f, fps=fps, crf=30)),
+        "crf-35": ("near-identical/similar", lambda f=frames: encode_video(f, fps=fps, crf=35)),
+        "vp9-webm": ("near-identical", lambda f=frames: encode_video(f, fps=fps, container="webm")),
+        "noise-pm1": ("near-identical", lambda f=frames: encode_video(_pm1(f), fps=fps)),
+        "one-frame-late": ("near-identical", lambda f=frames: encode_video(f[:1] + f[:-1], fps=fps)),
+        "heavy-noise-s20": ("similar", lambda f=frames: encode_video(_noise(f, 20), fps=fps)),
+        "backwards": ("different", lambda f=frames: encode_video(f[::-1], fps=fps)),
+    }
+
+
 def video_cases(images: list[Path]) -> Iterator[Case]:
     pics = [_picture(p) for p in images]
     for k, pic in enumerate(pics):
         other = pics[(k + 1) % len(pics)]
         for motion, frames in (("pan", _pan(pic)), ("zoom", _zoom(pic)), ("cut", _cut(pic, other))):
-            name = f"{images[k].stem}-{motion}"
 
             def base(frames: list[np.ndarray] = frames) -> bytes:
                 return encode_video(frames, fps=FPS)
 
-            changes: dict[str, tuple[str, Callable[[], bytes]]] = {
-                "remux-mov": (
-                    "identical/near-identical",
-                    lambda f=frames: encode_video(f, fps=FPS, container="mov"),
-                ),
-                "crf-30": ("near-identical", lambda f=frames: encode_video(f, fps=FPS, crf=30)),
-                "crf-35": ("near-identical/similar", lambda f=frames: encode_video(f, fps=FPS, crf=35)),
-                "vp9-webm": ("near-identical", lambda f=frames: encode_video(f, fps=FPS, container="webm")),
-                "noise-pm1": ("near-identical", lambda f=frames: encode_video(_pm1(f), fps=FPS)),
-                "one-frame-late": ("near-identical", lambda f=frames: encode_video(f[:1] + f[:-1], fps=FPS)),
-                "heavy-noise-s20": ("similar", lambda f=frames: encode_video(_noise(f, 20), fps=FPS)),
-                "backwards": ("different", lambda f=frames: encode_video(f[::-1], fps=FPS)),
-                "other-image": ("different", lambda o=other: encode_video(_pan(o), fps=FPS)),
-            }
+            changes = video_changes(frames)
+            changes["other-image"] = ("different", lambda o=other: encode_video(_pan(o), fps=FPS))
             if motion == "pan":
                 changes["other-motion"] = ("different", lambda p=pic: encode_video(_pan(p, -1), fps=FPS))
             for change, (expected, make) in changes.items():
                 yield "video", change, expected, base, make
-            del name
 
 
 def _tone(freqs: tuple[float, ...], noise: float = 0.0, seconds: float = 5.0, seed: int = 0) -> np.ndarray:
@@ -107,6 +114,24 @@ def _tone(freqs: tuple[float, ...], noise: float = 0.0, seconds: float = 5.0, se
     )
     x = np.asarray(x, np.float64) / max(len(freqs), 1) * 0.6
     return np.clip(x + np.random.default_rng(seed).normal(0, noise, t.size), -1, 1)
+
+
+def audio_changes(x: np.ndarray, rate: int = RATE) -> Changes:
+    """The per-source changes (FLAC, MP3, OGG/Opus, M4A/AAC, gain −3 dB, heavy noise σ 0.2),
+    each against ``encode_audio(x, rate)`` (WAV); also used by evaluate_heldout.py."""
+    return {
+        "flac": ("identical", lambda x=x: encode_audio(x, rate, container="flac")),
+        "mp3": ("near-identical", lambda x=x: encode_audio(x, rate, container="mp3")),
+        "ogg-opus": ("near-identical", lambda x=x: encode_audio(x, rate, container="ogg")),
+        "m4a-aac": ("near-identical", lambda x=x: encode_audio(x, rate, container="m4a")),
+        "gain-3db": ("near-identical", lambda x=x: encode_audio(x * 10 ** (-3 / 20), rate)),
+        "heavy-noise": (
+            "similar",
+            lambda x=x: encode_audio(
+                np.clip(x + np.random.default_rng(4).normal(0, 0.2, x.size), -1, 1), rate
+            ),
+        ),
+    }
 
 
 def audio_cases() -> Iterator[Case]:
@@ -124,19 +149,7 @@ def audio_cases() -> Iterator[Case]:
         def base(x: np.ndarray = x) -> bytes:
             return encode_audio(x, RATE)
 
-        changes: dict[str, tuple[str, Callable[[], bytes]]] = {
-            "flac": ("identical", lambda x=x: encode_audio(x, RATE, container="flac")),
-            "mp3": ("near-identical", lambda x=x: encode_audio(x, RATE, container="mp3")),
-            "ogg-opus": ("near-identical", lambda x=x: encode_audio(x, RATE, container="ogg")),
-            "m4a-aac": ("near-identical", lambda x=x: encode_audio(x, RATE, container="m4a")),
-            "gain-3db": ("near-identical", lambda x=x: encode_audio(x * 10 ** (-3 / 20), RATE)),
-            "heavy-noise": (
-                "similar",
-                lambda x=x: encode_audio(
-                    np.clip(x + np.random.default_rng(4).normal(0, 0.2, x.size), -1, 1), RATE
-                ),
-            ),
-        }
+        changes = audio_changes(x)
         for other_name in names:  # every other source: the different pairs set the margin
             if other_name != name:
                 changes[f"other-content:{other_name}"] = (
@@ -147,17 +160,37 @@ def audio_cases() -> Iterator[Case]:
             yield "audio", change.split(":")[0], expected, base, make
 
 
+def mesh_export(mesh: object, file_type: str) -> bytes:
+    data = mesh.export(file_type=file_type)  # type: ignore[attr-defined]
+    return data.encode() if isinstance(data, str) else data
+
+
+def mesh_jitter(mesh: object, sigma: float) -> object:
+    moved = mesh.copy()  # type: ignore[attr-defined]
+    moved.vertices = moved.vertices + np.random.default_rng(0).normal(0, sigma, moved.vertices.shape)
+    return moved
+
+
+def mesh_changes(mesh: object) -> Changes:
+    """The per-mesh changes (PLY/STL/OBJ re-exports, float jitter, heavy noise, scaled by the
+    bounding-box diagonal), each against the GLB export; also used by evaluate_heldout.py."""
+    bounds = mesh.bounds  # type: ignore[attr-defined]
+    d = float(np.linalg.norm(bounds[1] - bounds[0]))
+    return {
+        "ply": ("identical", lambda m=mesh: mesh_export(m, "ply")),
+        "stl": ("identical", lambda m=mesh: mesh_export(m, "stl")),
+        "obj": ("identical/near-identical", lambda m=mesh: mesh_export(m, "obj")),
+        "float-jitter-1e-7": (
+            "identical/near-identical",
+            lambda m=mesh: mesh_export(mesh_jitter(m, 1e-7 * d), "ply"),
+        ),
+        "jitter-1e-5": ("near-identical", lambda m=mesh: mesh_export(mesh_jitter(m, 1e-5 * d), "ply")),
+        "heavy-noise-0.5pct": ("similar", lambda m=mesh: mesh_export(mesh_jitter(m, 5e-3 * d), "ply")),
+    }
+
+
 def mesh_cases() -> Iterator[Case]:
     import trimesh
-
-    def export(mesh: object, file_type: str) -> bytes:
-        data = mesh.export(file_type=file_type)  # type: ignore[attr-defined]
-        return data.encode() if isinstance(data, str) else data
-
-    def jitter(mesh: object, sigma: float) -> object:
-        moved = mesh.copy()  # type: ignore[attr-defined]
-        moved.vertices = moved.vertices + np.random.default_rng(0).normal(0, sigma, moved.vertices.shape)
-        return moved
 
     shapes = {
         "sphere": trimesh.creation.icosphere(subdivisions=3),
@@ -169,27 +202,16 @@ def mesh_cases() -> Iterator[Case]:
     names = list(shapes)
     for name in names:
         mesh = shapes[name]
-        d = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
 
         def base(m: object = mesh) -> bytes:
-            return export(m, "glb")
+            return mesh_export(m, "glb")
 
-        changes: dict[str, tuple[str, Callable[[], bytes]]] = {
-            "ply": ("identical", lambda m=mesh: export(m, "ply")),
-            "stl": ("identical", lambda m=mesh: export(m, "stl")),
-            "obj": ("identical/near-identical", lambda m=mesh: export(m, "obj")),
-            "float-jitter-1e-7": (
-                "identical/near-identical",
-                lambda m=mesh, d=d: export(jitter(m, 1e-7 * d), "ply"),
-            ),
-            "jitter-1e-5": ("near-identical", lambda m=mesh, d=d: export(jitter(m, 1e-5 * d), "ply")),
-            "heavy-noise-0.5pct": ("similar", lambda m=mesh, d=d: export(jitter(m, 5e-3 * d), "ply")),
-        }
+        changes = mesh_changes(mesh)
         for other_name in names:  # every other primitive: the different pairs set the margin
             if other_name != name:
                 changes[f"other-primitive:{other_name}"] = (
                     "different",
-                    lambda o=shapes[other_name]: export(o, "glb"),
+                    lambda o=shapes[other_name]: mesh_export(o, "glb"),
                 )
         for change, (expected, make) in changes.items():
             yield "3d", change.split(":")[0], expected, base, make
@@ -214,36 +236,53 @@ DISTANCES = {
 Key = tuple[str, str, str]
 
 
+#: One wrong verdict: the case's index in the run, the verdict, every raw distance.
+Miss = tuple[int, str, dict[str, object]]
+
+
+def error_kind(expected: str, got: str) -> str | None:
+    """The error class of a verdict (None when ``got`` is allowed by ``expected``)."""
+    allowed = expected.split("/")
+    if got in allowed:
+        return None
+    if got == "identical":
+        return "false-identical"
+    if "near-identical" in allowed or "identical" in allowed:  # a lossless one too
+        return "re-encode-not-near"
+    if expected == "different":
+        return "other-not-different"
+    return "heavy-noise-not-similar"
+
+
 def run(
-    cases: Iterator[Case], distances: dict[Key, dict[str, list[float]]] | None = None
+    cases: Iterator[Case],
+    distances: dict[Key, dict[str, list[float]]] | None = None,
+    misses: list[Miss] | None = None,
 ) -> tuple[dict[Key, Counter[str]], Counter[str]]:
     """The confusion table per (modality, change, expected) and the errors by kind;
-    ``distances`` (when given) collects each change's raw distances."""
+    ``distances`` (when given) collects each change's raw distances, ``misses`` each
+    wrong verdict. A ``make`` that is an earlier case's ``base`` reuses its fingerprint."""
     table: dict[Key, Counter[str]] = defaultdict(Counter)
     errors: Counter[str] = Counter()
     cache: dict[Callable[[], bytes], object] = {}  # keyed by the function: it stays alive
-    for modality, change, expected, base, make in cases:
+    for index, (modality, change, expected, base, make) in enumerate(cases):
         if base not in cache:
             cache[base] = fingerprint(base(), modality)
-        result = compare(cache[base], fingerprint(make(), modality))  # type: ignore[arg-type]
+        other = cache[make] if make in cache else fingerprint(make(), modality)
+        result = compare(cache[base], other)  # type: ignore[arg-type]
         got = str(result.verdict)
         table[(modality, change, expected)][got] += 1
+        raw = result.to_dict()
         if distances is not None:
             row = distances.setdefault((modality, change, expected), defaultdict(list))
-            for name, value in result.to_dict().items():
+            for name, value in raw.items():
                 if name in DISTANCES[modality] and value is not None:
                     row[name].append(float(value))
-        allowed = expected.split("/")
-        if got in allowed:
-            continue
-        if got == "identical":
-            errors["false-identical"] += 1
-        elif "near-identical" in allowed:
-            errors["re-encode-not-near"] += 1
-        elif expected == "different":
-            errors["other-not-different"] += 1
-        else:
-            errors["heavy-noise-not-similar"] += 1
+        kind = error_kind(expected, got)
+        if kind is not None:
+            errors[kind] += 1
+            if misses is not None:
+                misses.append((index, got, raw))
     return table, errors
 
 
@@ -261,9 +300,17 @@ def render(
         "Thresholds: `DEFAULT_VIDEO_THRESHOLDS`, `DEFAULT_AUDIO_THRESHOLDS`, "
         "`DEFAULT_MESH_THRESHOLDS`.",
         "",
-        "| modality | change | expected | pairs | verdicts |",
-        "|---|---|---|---|---|",
     ]
+    return "\n".join(lines + render_tables(table, errors, distances)) + "\n"
+
+
+def render_tables(
+    table: dict[Key, Counter[str]],
+    errors: Counter[str],
+    distances: dict[Key, dict[str, list[float]]] | None = None,
+) -> list[str]:
+    """The confusion table, the error counts and the raw distances per change, as lines."""
+    lines = ["| modality | change | expected | pairs | verdicts |", "|---|---|---|---|---|"]
     for (modality, change, expected), got in table.items():
         verdicts = ", ".join(f"{v} {n}" for v, n in sorted(got.items(), key=lambda kv: RANK[kv[0]]))
         lines.append(f"| {modality} | {change} | {expected} | {sum(got.values())} | {verdicts} |")
@@ -281,7 +328,7 @@ def render(
         for (_, change, expected), d in rows:
             cells = [f"{min(d[n]):.4g}–{max(d[n]):.4g}" if d.get(n) else "–" for n in names]
             lines.append(f"| {change} | {expected} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
