@@ -246,6 +246,14 @@ class Spool:
         """Delete segments whose entries have all landed, the active one included
         (called with _mutex held, on a full disk). True when something was deleted."""
         deleted = 0
+        with self._fd_mutex:
+            # A deleted segment's space comes back only once its fd is closed: close
+            # the rolled-over ones now rather than when the flusher gets to them.
+            for old in self._retired:
+                with contextlib.suppress(OSError):
+                    os.fsync(old)
+                os.close(old)
+            self._retired.clear()
         if self._active is not None and self._end.offset and self._landed >= self._end:
             self._close_fd(fsync=False)
             with contextlib.suppress(FileNotFoundError):
