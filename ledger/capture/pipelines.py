@@ -4,8 +4,8 @@
     pipe = record_pipeline(StableDiffusionPipeline.from_pretrained(path), db=url)
     image = pipe("a lighthouse", generator=torch.Generator("cpu").manual_seed(42)).images[0]
 
-The wrapper calls the pipeline unchanged and returns its output unchanged; then, per
-output image, it builds one record: the seed read from the ``generator`` passed in
+The wrapper calls the pipeline unchanged and returns its output unchanged; each
+output image becomes one record: the seed read from the ``generator`` passed in
 (its ``initial_seed()``, claimed only while the generator's state is still that
 seed's fresh state: a generator that already drew numbers says nothing about this
 call's noise, and the record gets ``generator-state-advanced`` instead of a seed; a
@@ -14,14 +14,16 @@ with the pipeline's defaults filled in, the scheduler class and its full config,
 model (``name_or_path``, its revision and the SHA-256 of its weights files when it is
 a local directory), loaded adapters, and the runtime environment (versions, device,
 dtype, determinism flags). Records go through the same durable spool and writer as
-the httpx hook; the writer fingerprints the PNG bytes off the caller's path.
+the httpx hook.
 
 Each call is in the spool when it returns (one entry per call, written with one
 ``write(2)``: it survives the process being killed, like the httpx hook's), yet the
-caller's path stays short: the images go in as decoded pixels, copied, and the spool
-writer encodes the PNGs and fingerprints them, off the caller's path
-(:mod:`ledger.capture.pixels`). A record that cannot be kept is logged and counted,
-never raised into the caller; a full spool follows the recorder's ``on_spool_full``.
+caller's path stays short: the entry holds the call's facts (the records are built
+from them when the entry is read, :mod:`ledger.capture.pipeline_calls`) and the
+images as decoded pixels, copied; the spool writer encodes the PNGs and fingerprints
+them, off the caller's path (:mod:`ledger.capture.pixels`). A record that cannot be
+kept is logged and counted, never raised into the caller; a full spool follows the
+recorder's ``on_spool_full``.
 """
 
 from __future__ import annotations
