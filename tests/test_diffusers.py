@@ -276,8 +276,9 @@ def test_sweep_on_diffusers_records_replay_identical(
 
 
 def test_the_record_is_of_the_output_as_returned(model_dir: Path, sqlite_url: str, tmp_path: Path) -> None:
-    """The hook encodes the images on its worker, after the call returned: from a copy,
-    so a caller changing the output in place does not change what was recorded."""
+    """The writer encodes the images after the call returned: from the pixels copied on
+    the caller's path, so a caller changing the output in place does not change what
+    was recorded."""
     import io
 
     from ledger.fingerprint import fingerprint
@@ -302,8 +303,8 @@ def test_the_record_is_of_the_output_as_returned(model_dir: Path, sqlite_url: st
 def test_a_script_that_exits_right_after_a_call_keeps_its_record(
     model_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
-    """The hook's worker may still hold the call when the script ends: exit flushes it
-    into the spool and the recorder's own exit drain lands it."""
+    """The call is in the spool when it returns; the recorder's exit drain lands it
+    before the script ends."""
     import os
     import textwrap
 

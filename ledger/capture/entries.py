@@ -1,6 +1,13 @@
 """What a spool entry holds: the records of one exchange, already redacted, plus the
 output payloads to fingerprint.
 
+Entry versions: 2 is the records of one exchange, with outputs as bytes or URLs; 3 is
+one in-process pipeline call (``record_pipeline``): the call's facts, expanded into
+its records when read (:mod:`ledger.capture.pipeline_calls`), and its images as
+decoded pixels, encoded to PNG by the writer (``"pixels"``: :class:`Pixels` by
+idempotency key). An older reader refuses a version-3 entry whole (it is kept in
+``dead/``), never reads it with its pixels dropped. Both versions are read here.
+
 An entry is JSON. Each record is stored close to its database row (JSON columns as
 pre-serialized strings, the created time as ISO 8601) so the writer can land tens of
 thousands per second without rebuilding dataclasses. Secrets never get here: records
@@ -17,10 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.capture.pipeline_calls import call_records
 from ledger.core.records import NewRecord
 from ledger.core.redaction import redact, redact_url
 
 ENTRY_VERSION = 2
+CALL_VERSION = 3
+READ_VERSIONS = frozenset({ENTRY_VERSION, CALL_VERSION})
 
 #: The columns an entry carries, in order: each record is a JSON array of these values
 #: (positional arrays decode much faster than objects with 33 keys). The order is part
@@ -75,15 +85,32 @@ def storage_time(value: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Pixels:
+    """An image as decoded pixels, to be PNG-encoded off the caller's path
+    (:mod:`ledger.capture.pixels`). ``data`` is the row-major bytes of a ``width`` x
+    ``height`` image of PIL ``mode`` (``L``, ``LA``, ``RGB``, ``RGBA``); with a ``dtype``
+    other than ``|u1`` it is an HxWxC numpy array of that dtype in [0, 1] (a pipeline's
+    ``output_type="np"``), converted to 8 bits the way the PNG encoder always did."""
+
+    mode: str
+    width: int
+    height: int
+    data: bytes
+    dtype: str = "|u1"
+
+
+@dataclass(frozen=True)
 class Output:
     """An output to fingerprint: its bytes (from a base64 result or an in-process
-    pipeline) or a URL for a bounded background download; a result of several files
+    pipeline), its decoded ``pixels`` (an in-process pipeline; the writer encodes the
+    PNG) or a URL for a bounded background download; a result of several files
     (a 3D result's ``outputs.files``) has one Output per file in ``files``, fetched and
     fingerprinted together."""
 
     data: bytes | None = None
     url: str | None = None
     files: tuple[Output, ...] = ()
+    pixels: Pixels | None = None
 
 
 def _dumps(value: Any) -> str:
@@ -147,6 +174,41 @@ def encode_entry(
     return text.encode("utf-8")
 
 
+def encode_members(facts: Mapping[str, Any]) -> bytes:
+    """``facts`` as JSON object members (no braces), for :func:`encode_call`'s ``shared``."""
+    return _dumps(dict(facts)).encode("utf-8")[1:-1]
+
+
+def encode_call(call: Mapping[str, Any], outputs: Mapping[str, Output], *, shared: bytes = b"") -> bytes:
+    """The spool payload of one recorded pipeline call (version 3): its facts, which
+    :func:`ledger.capture.pipeline_calls.call_records` expands into records when the
+    entry is read, and its outputs by idempotency key (pixels spliced in). ``shared``
+    holds more facts, encoded once by :func:`encode_members` for many calls."""
+    pixels = {k: o.pixels for k, o in outputs.items() if o.data is None and o.pixels is not None}
+    rest = {key: _item(output) for key, output in outputs.items() if key not in pixels and _spoolable(output)}
+    members = _dumps(dict(call)).encode("utf-8")[1:-1]
+    parts = [b'{"v":', str(CALL_VERSION).encode(), b',"call":{', shared]
+    parts += [b"," if shared and members else b"", members, b"}"]
+    if rest:
+        parts += [b',"outputs":', _dumps(rest).encode("utf-8")]
+    parts.append(b"}")
+    payload = b"".join(parts)
+    return _with_pixels(payload, pixels) if pixels else payload
+
+
+def _with_pixels(payload: bytes, pixels: Mapping[str, Pixels]) -> bytes:
+    """``payload`` with a ``"pixels"`` member, each image's base64 spliced in as bytes:
+    base64 needs no JSON escaping, and the encoder scanning megabytes of it would cost
+    the caller more than the copy itself."""
+    parts = [payload[:-1], b',"pixels":{']  # payload is one JSON object: drop its "}"
+    for index, (key, p) in enumerate(pixels.items()):
+        head = _dumps({"mode": p.mode, "size": [p.width, p.height], "dtype": p.dtype})[:-1]
+        parts += [b"," if index else b"", _dumps(key).encode(), b":", head.encode(), b',"b64":"']
+        parts += [base64.b64encode(p.data), b'"}']
+    parts.append(b"}}")
+    return b"".join(parts)
+
+
 def _item(output: Output) -> dict[str, Any]:
     if output.files:
         return {"files": [_item(part) for part in output.files]}
@@ -170,6 +232,16 @@ def _output(item: Mapping[str, Any]) -> Output | None:
     if "b64" in item:
         return Output(data=base64.b64decode(item["b64"]))
     return Output(url=item["url"]) if item.get("url") else None
+
+
+def _pixels(item: Any) -> Output:
+    width, height = item["size"]
+    if not all(isinstance(v, str) for v in (item["mode"], item["dtype"], item["b64"])) or not all(
+        isinstance(v, int) and v > 0 for v in (width, height)
+    ):
+        raise ValueError("malformed pixels in spool entry")
+    data = base64.b64decode(item["b64"])
+    return Output(pixels=Pixels(item["mode"], width, height, data, item["dtype"]))
 
 
 @dataclass(frozen=True)
@@ -201,13 +273,17 @@ def decode_entry(payload: bytes) -> DecodedEntry:
 
 
 def _decoded(body: Any) -> DecodedEntry:
-    if not isinstance(body, dict) or body.get("v") != ENTRY_VERSION:
+    if not isinstance(body, dict) or body.get("v") not in READ_VERSIONS:
         raise ValueError(f"unknown spool entry version {body.get('v') if isinstance(body, dict) else None!r}")
     outputs: dict[str, Output] = {}
     for key, item in (body.get("outputs") or {}).items():
         output = _output(item)
         if output is not None:
             outputs[key] = output
+    for key, item in (body.get("pixels") or {}).items():
+        outputs[key] = _pixels(item)
+    if "call" in body:
+        return _expanded(body["call"], outputs)
     records = body["records"]
     if not isinstance(records, list) or not all(
         isinstance(r, list) and len(r) == len(ENTRY_COLUMNS) for r in records
@@ -217,6 +293,23 @@ def _decoded(body: Any) -> DecodedEntry:
     if not isinstance(environments, dict) or not all(isinstance(e, dict) for e in environments.values()):
         raise ValueError("malformed environments in spool entry")
     return DecodedEntry(records=records, outputs=outputs, environments=environments)
+
+
+def _expanded(call: Any, outputs: dict[str, Output]) -> DecodedEntry:
+    """A pipeline call's entry as the records it stands for, each with the call's runtime."""
+    try:
+        records = call_records(call)
+    except Exception as exc:  # facts this code cannot read: the entry is kept in dead/
+        raise ValueError(f"malformed pipeline call in spool entry: {type(exc).__name__}") from None
+    environment = call.get("environment") or {}
+    if not isinstance(environment, dict):
+        raise ValueError("malformed environment in spool entry")
+    keys = [r.idempotency_key or "" for r in records]
+    return DecodedEntry(
+        records=[record_values(r, key) for r, key in zip(records, keys, strict=True)],
+        outputs=outputs,
+        environments=dict.fromkeys(keys, environment) if environment else {},
+    )
 
 
 def safe_url(url: str) -> str:

@@ -1,11 +1,12 @@
 """Fingerprinting and sealing for the writer, off the caller's path.
 
-Outputs come as bytes (base64 results, in-process pipelines) or as result URLs, which
-are fetched with the backends' bounded downloader (size cap, deadline, host policy)
-a few at a time. With an archiver, each fingerprinted output's bytes are then kept
-in the output archive (after the fingerprint is committed; never failing the batch).
-A fingerprint is attached once: a record that already has one keeps
-it (replays after a crash are harmless). Sealing into the Merkle log runs at most
+Outputs come as bytes (base64 results), as decoded pixels (in-process pipelines:
+PNG-encoded here, :mod:`ledger.capture.pixels`) or as result URLs, which are fetched
+with the backends' bounded downloader (size cap, deadline, host policy) a few at a
+time. With an archiver, each fingerprinted output's bytes (a pipeline's: its PNG) are
+then kept in the output archive (after the fingerprint is committed; never failing
+the batch). A fingerprint is attached once: a record that already has one keeps it
+(replays after a crash are harmless). Sealing into the Merkle log runs at most
 every ``interval`` seconds when a signer is configured.
 """
 
@@ -45,7 +46,8 @@ def default_fingerprinter(
 
     def run(ledger: Ledger, work: list[tuple[int, Output]]) -> int:
         blobs: list[tuple[int, bytes]] = [(rid, out.data) for rid, out in work if out.data is not None]
-        urls = [(rid, out.url) for rid, out in work if out.data is None and out.url]
+        blobs.extend(_encoded(work))
+        urls = [(rid, out.url) for rid, out in work if out.data is None and out.pixels is None and out.url]
         several = [(rid, out.files) for rid, out in work if out.files]
         if several:  # one result of several files: each file by its index, then packed
             urls += [
@@ -75,6 +77,21 @@ def default_fingerprinter(
         return len(rows)
 
     return run
+
+
+def _encoded(work: list[tuple[int, Output]]) -> list[tuple[int, bytes]]:
+    """The PNG of each output spooled as pixels (one that cannot be encoded is logged
+    and left unfingerprinted: its record is stored all the same)."""
+    from ledger.capture.pixels import png
+
+    out: list[tuple[int, bytes]] = []
+    for rid, output in work:
+        if output.data is None and output.pixels is not None:
+            try:
+                out.append((rid, png(output.pixels)))
+            except (ValueError, OSError) as exc:
+                log.info("record %d: output pixels not encoded: %s", rid, exc)
+    return out
 
 
 #: Downloads of a multi-file result's files are keyed by a negative id per file.

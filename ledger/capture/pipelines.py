@@ -4,8 +4,8 @@
     pipe = record_pipeline(StableDiffusionPipeline.from_pretrained(path), db=url)
     image = pipe("a lighthouse", generator=torch.Generator("cpu").manual_seed(42)).images[0]
 
-The wrapper calls the pipeline unchanged and returns its output unchanged; then, per
-output image, it builds one record: the seed read from the ``generator`` passed in
+The wrapper calls the pipeline unchanged and returns its output unchanged; each
+output image becomes one record: the seed read from the ``generator`` passed in
 (its ``initial_seed()``, claimed only while the generator's state is still that
 seed's fresh state: a generator that already drew numbers says nothing about this
 call's noise, and the record gets ``generator-state-advanced`` instead of a seed; a
@@ -14,103 +14,50 @@ with the pipeline's defaults filled in, the scheduler class and its full config,
 model (``name_or_path``, its revision and the SHA-256 of its weights files when it is
 a local directory), loaded adapters, and the runtime environment (versions, device,
 dtype, determinism flags). Records go through the same durable spool and writer as
-the httpx hook; the writer fingerprints the PNG bytes off the caller's path.
+the httpx hook.
 
-On the caller's path the wrapper only takes what could change once the call returns
-(the arguments as JSON, the seeds, the scheduler's config, the environment flags and a
-copy of each image); one worker thread per wrapped pipeline then builds the records,
-encodes the PNGs and appends them to the spool, in call order. ``flush()`` waits for
-it; the recorder's ``close`` (also at exit) flushes first, so nothing accepted is lost
-on a normal exit.
+Each call is in the spool when it returns (one entry per call, written with one
+``write(2)``: it survives the process being killed, like the httpx hook's), yet the
+caller's path stays short: the entry holds the call's facts (the records are built
+from them when the entry is read, :mod:`ledger.capture.pipeline_calls`) and the
+images as decoded pixels, copied; the spool writer encodes the PNGs and fingerprints
+them, off the caller's path (:mod:`ledger.capture.pixels`). A record that cannot be
+kept is logged and counted, never raised into the caller; a full spool follows the
+recorder's ``on_spool_full``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-import io
+import itertools
 import logging
-import queue
-import threading
+import secrets
+import time
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ledger.capture.entries import Output
+from ledger.capture.entries import Output, encode_call, encode_members
+from ledger.capture.pipeline_calls import output_key
+from ledger.capture.pixels import MAX_RAW_BYTES, take
 from ledger.capture.recorder import Recorder
-from ledger.core.diffusers_names import name_for_diffusers
-from ledger.core.records import Modality, NewRecord, SeedOrigin, Source
 
 __all__ = ["RecordedPipeline", "record_pipeline"]
 
 log = logging.getLogger("ledger.capture.pipelines")
 
-BACKEND = "diffusers"
 _NOT_RECORDED = frozenset({"generator", "callback", "callback_on_step_end", "output_type", "return_dict"})
+#: Pixel bytes per spool entry, at most (their base64 stays well under MAX_ENTRY);
+#: a call whose images hold more is spooled as a few entries.
+MAX_ENTRY_PIXELS = MAX_RAW_BYTES
 
 
-def _png(image: Any) -> bytes | None:
-    """PNG bytes of a PIL image or an HxWxC float/uint8 array; None for latents."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        pil = image
-    else:
-        try:
-            import numpy as np
-
-            array = np.asarray(image)
-        except Exception:  # a tensor on a device, latents, …
-            return None
-        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-            return None
-        if array.dtype != np.uint8:
-            array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
-        pil = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
-    buffer = io.BytesIO()
-    pil.save(buffer, "PNG", compress_level=1)  # fast: the writer fingerprints decoded pixels
-    return buffer.getvalue()
-
-
-MAX_PENDING_CALLS = 64  # calls (with their images) waiting for the worker, at most
-
-
-def _flush_at_exit(ref: weakref.ref[RecordedPipeline]) -> None:
-    """At exit, hand the worker's queue to the spool even if the recorder is never
-    closed (while threads still run: before the fingerprint pool and the recorder's
-    own drain, which were registered earlier)."""
-    from ledger.capture.api import _at_exit
-
-    def flush() -> None:
-        pipeline = ref()
-        if pipeline is not None:
-            pipeline.flush()
-
-    _at_exit(flush)
-
-
-def _copy(image: Any) -> Any:
-    """The caller owns the output and may change it in place: keep a copy to encode."""
-    copy = getattr(image, "copy", None)
-    return copy() if callable(copy) else image
-
-
-@dataclass(frozen=True)
-class _Call:
-    """What one call left for the worker: nothing in here changes after the call."""
-
-    params: dict[str, Any]
-    unrecorded: tuple[str, ...]
-    before: tuple[tuple[int | None, bool], ...]
-    single: bool
-    kind: str
-    device: str | None
-    scheduler: dict[str, Any]
-    environment: dict[str, Any]
-    adapters: dict[str, Any]
-    images: tuple[Any, ...]
+def _images_of(output: Any) -> Sequence[Any]:
+    images = getattr(output, "images", None)
+    if images is None and isinstance(output, tuple) and output:
+        images = output[0]
+    return images if images is not None else ()
 
 
 class RecordedPipeline:
@@ -135,12 +82,10 @@ class RecordedPipeline:
         self._experiment_id = experiment_id
         self._signature = inspect.signature(type(pipe).__call__)
         self._environment = runtime.EnvironmentProbe(pipe)
-        # bounded: a caller far ahead of the worker waits rather than holding images unbounded
-        self._jobs: queue.Queue[_Call] = queue.Queue(maxsize=MAX_PENDING_CALLS)
-        self._worker: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        recorder.add_producer(self.flush)
-        _flush_at_exit(weakref.ref(self))
+        self._shared_cache: tuple[Any, Any, bytes] | None = None
+        self._environment_cache: tuple[dict[str, Any], bytes] | None = None
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._counter = itertools.count(secrets.randbits(48))
         name = str(getattr(pipe, "name_or_path", "") or "")
         self._model = model or name or type(pipe).__name__
         weights = runtime.weights_digests(name) if hash_weights and name else {}
@@ -183,60 +128,74 @@ class RecordedPipeline:
         generators = arguments.get("generator")
         before = self._seeds_before(generators)
         output = self._pipe(*args, **kwargs)
+        images: Sequence[Any] = ()
         try:
-            self._submit(self._capture(arguments, before, generators, output))
+            images = _images_of(output)
+            for payload, count in self._entries(arguments, before, generators, images):
+                # Never raises: what neither the spool nor on_spool_full can keep is
+                # logged and counted by the recorder.
+                self._recorder.record_call(payload, count)
         except Exception as exc:  # recording never breaks the caller's pipeline
             log.error("record_pipeline: could not record a call of %s: %s", self._model, exc)
-            self._recorder.counters.add(failed=1)
+            self._recorder.counters.add(failed=len(images) or 1)
         return output
 
     def flush(self) -> None:
-        """Wait until every call made so far is in the spool."""
-        self._jobs.join()
-
-    def _submit(self, call: _Call) -> None:
-        if self._worker is None:
-            with self._start_lock:
-                if self._worker is None:
-                    self._worker = threading.Thread(
-                        target=self._work, name="seedledger-record-pipeline", daemon=True
-                    )
-                    self._worker.start()
-        self._jobs.put(call)
-
-    def _work(self) -> None:
-        while True:
-            call = self._jobs.get()
-            try:
-                self._land(call)
-            except Exception as exc:
-                log.error("record_pipeline: could not record a call of %s: %s", self._model, exc)
-                self._recorder.counters.add(failed=len(call.images) or 1)
-            finally:
-                self._jobs.task_done()
+        """Nothing to wait for: every call is in the spool when it returns (kept for
+        callers written for the earlier worker thread)."""
 
     def _seeds_before(self, generators: Any) -> list[tuple[int | None, bool]]:
         items = generators if isinstance(generators, list | tuple) else [generators]
         return [self._runtime.generator_seed(g) for g in items]
 
-    def _capture(
+    def _shared(self) -> bytes:
+        """The facts every call of this pipeline shares, encoded: the model, tags and
+        the scheduler's class and config, encoded again only when the pipeline's
+        scheduler or its config object changes (diffusers configs are frozen)."""
+        scheduler = self._pipe.scheduler
+        config = getattr(scheduler, "config", None)
+        cached = self._shared_cache
+        if cached is None or cached[0] is not scheduler or cached[1] is not config:
+            facts = {
+                "model": self._model,
+                "pipeline": type(self._pipe).__name__,
+                "scheduler": self._runtime.scheduler_facts(scheduler),
+                "model_info": self._model_info,
+                "model_hash": self._model_hash,
+                "tags": self._tags,
+                "experiment_id": self._experiment_id,
+            }
+            cached = (scheduler, config, encode_members(facts))
+            self._shared_cache = cached
+        return cached[2]
+
+    def _encoded_environment(self, device: str | None) -> bytes:
+        """The runtime of this call, encoded; again only when a fact changed (the
+        caller may flip a flag between calls, so the facts are read every call)."""
+        environment = self._environment(generator_device=device)
+        cached = self._environment_cache
+        if cached is None or cached[0] != environment:
+            cached = (environment, encode_members({"environment": environment}))
+            self._environment_cache = cached
+        return cached[1]
+
+    def _entries(
         self,
         arguments: Mapping[str, Any],
         before: list[tuple[int | None, bool]],
         generators: Any,
-        output: Any,
-    ) -> _Call:
-        """On the caller's path: the facts that could change after the call returns."""
-        runtime = self._runtime
-        images = getattr(output, "images", None)
-        if images is None and isinstance(output, tuple) and output:
-            images = output[0]
+        images: Sequence[Any],
+    ) -> list[tuple[bytes, int]]:
+        """The call as spool entries (payload, records): its facts, which the reader
+        expands into one record per image (:mod:`ledger.capture.pipeline_calls`), and
+        each image's pixels (copied: the caller may change the output at once). One
+        entry, or a few when the pixels would not fit one."""
         params: dict[str, Any] = {}
         unrecorded: list[str] = []
         for key, value in arguments.items():
             if key in _NOT_RECORDED or value is None:
                 continue
-            data = runtime.jsonable(value)
+            data = self._runtime.jsonable(value)
             if data is ...:
                 unrecorded.append(key)
             else:
@@ -244,98 +203,43 @@ class RecordedPipeline:
         single = not isinstance(generators, list | tuple)
         first = generators if single else (generators[0] if generators else None)
         device = str(first.device) if first is not None and hasattr(first, "device") else None
-        return _Call(
-            params=params,
-            unrecorded=tuple(sorted(unrecorded)),
-            before=tuple(before),
-            single=single,
-            kind="none" if first is None else "single" if single else "list",
-            device=device,
-            scheduler=runtime.scheduler_facts(self._pipe.scheduler),
-            environment=self._environment(generator_device=device),
-            adapters=self._adapters(),
-            images=tuple(_copy(i) for i in images) if images is not None else (),
-        )
-
-    def _land(self, call: _Call) -> None:
-        """On the worker: build the records, encode the images, spool them."""
-        params = dict(call.params)
-        scheduler, before, single = call.scheduler, call.before, call.single
-        advanced = any(a for _, a in before)
-        params.update(
-            {
-                "pipeline": type(self._pipe).__name__,
-                "scheduler_class": scheduler["class"],
-                "scheduler_config": scheduler["config"],
-                "generator": {
-                    "kind": call.kind,
-                    "device": call.device,
-                    "state": "advanced" if advanced else "fresh" if call.kind != "none" else "none",
-                },
-                "model_info": self._model_info,
-            }
-        )
-        if self._model_hash:
-            params["model_hash"] = self._model_hash
-        if call.adapters:
-            params["adapters"] = call.adapters
-        if call.unrecorded:
-            params["unrecorded_arguments"] = list(call.unrecorded)
-        env = call.environment
-        call_id = str(uuid.uuid4())
-        scheduler_name = name_for_diffusers(scheduler["class"], scheduler["config"])
-        records: list[NewRecord] = []
-        outputs: dict[str, Output] = {}
-        environments: dict[str, dict[str, Any]] = {}
-        for index, image in enumerate(call.images):
-            # One generator is consumed across the batch: every image carries its seed
-            # and its output_index (a replay runs the same batch and picks the image).
-            seed = before[0][0] if single else before[index][0] if index < len(before) else None
-            data = _png(image)
-            size = getattr(image, "size", None)
-            width, height = size if isinstance(size, tuple) else (params.get("width"), params.get("height"))
-            key = f"{BACKEND}:{call_id}:{index}"
-            records.append(
-                NewRecord(
-                    backend=BACKEND,
-                    task_type="imageInference",
-                    modality=Modality.IMAGE,
-                    model=self._model,
-                    seed=seed,
-                    seed_origin=SeedOrigin.REQUEST if seed is not None else SeedOrigin.UNKNOWN,
-                    scheduler_requested=scheduler["class"],
-                    scheduler=scheduler_name,
-                    prompt=params.get("prompt") if isinstance(params.get("prompt"), str) else None,
-                    negative_prompt=params.get("negative_prompt")
-                    if isinstance(params.get("negative_prompt"), str)
-                    else None,
-                    width=width if isinstance(width, int) else None,
-                    height=height if isinstance(height, int) else None,
-                    steps=params.get("num_inference_steps")
-                    if isinstance(params.get("num_inference_steps"), int)
-                    else None,
-                    cfg_scale=float(params["guidance_scale"])
-                    if isinstance(params.get("guidance_scale"), int | float)
-                    else None,
-                    output_format="PNG" if data is not None else None,
-                    params=params,
-                    task_uuid=call_id,
-                    output_index=index,
-                    source=Source.HOOK,
-                    tags=self._tags,
-                    experiment_id=self._experiment_id,
-                    idempotency_key=key,
-                )
-            )
-            environments[key] = env
-            if data is not None:
-                outputs[key] = Output(data=data)
-        if advanced:
+        # UUID-shaped and unique: this wrapper's random prefix, then a counter (a uuid4
+        # per call would cost a system call on the caller's path).
+        call_id = f"{self._id_prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+        kind = "none" if first is None else "single" if single else "list"
+        facts = {
+            "id": call_id,
+            "at": time.time(),
+            "arguments": params,
+            "unrecorded": sorted(unrecorded),
+            "seeds": before,
+            "generator": {"kind": kind, "device": device},
+            "adapters": self._adapters(),
+        }
+        shared = self._shared() + b"," + self._encoded_environment(device)
+        groups: list[tuple[list[list[Any]], dict[str, Output]]] = []
+        size = 0
+        for index, image in enumerate(images):
+            output = take(image)
+            pixels = len(output.pixels.data) if output is not None and output.pixels is not None else 0
+            if not groups or (size and size + pixels > MAX_ENTRY_PIXELS):
+                groups.append(([], {}))
+                size = 0
+            size += pixels
+            dims = getattr(image, "size", None)
+            width, height = dims if isinstance(dims, tuple) else (None, None)
+            groups[-1][0].append([index, width, height, output is not None])
+            if output is not None:
+                groups[-1][1][output_key(call_id, index)] = output
+        if any(a for _, a in before):
             log.warning(
                 "record_pipeline: the generator had already drawn numbers before this call; "
                 "its seed is not claimed (warning generator-state-advanced)"
             )
-        self._recorder.record(records, outputs, environments=environments)
+        return [
+            (encode_call({**facts, "images": shown}, outputs, shared=shared), len(shown))
+            for shown, outputs in groups
+        ]
 
     def _adapters(self) -> dict[str, Any]:
         getter = getattr(self._pipe, "get_list_adapters", None)

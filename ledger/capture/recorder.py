@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,9 +119,6 @@ class Recorder:
         )
         self._closed = False
         self._writes = writer
-        # Producers holding records not spooled yet (record_pipeline's worker): close
-        # lets them hand everything over first.
-        self._producers: list[Callable[[], object]] = []
         if writer:
             self.writer.start()
 
@@ -196,6 +193,12 @@ class Recorder:
         return self._keep(
             encode_entry(records, outputs, environments=environments), len(records), (), strict=True
         )
+
+    def record_call(self, payload: bytes, count: int) -> int:
+        """Spool one pipeline call's entry (:func:`~ledger.capture.entries.encode_call`,
+        ``count`` records); return how many records were kept. Never raises: what
+        neither the spool nor ``on_spool_full`` can keep is logged and counted failed."""
+        return self._keep(payload, count, (), strict=False)
 
     def _spool(self, captured: Captured, *, strict: bool = False) -> int:
         if captured.unpaired:
@@ -277,22 +280,12 @@ class Recorder:
             **archive,
         }
 
-    def add_producer(self, flush: Callable[[], object]) -> None:
-        """Register ``flush``, which hands over records a producer still holds; called
-        first by :meth:`close`."""
-        self._producers.append(flush)
-
     def close(self, *, drain_timeout: float = 30.0) -> bool:
         """Stop the writer after landing what the spool holds (up to ``drain_timeout``
         seconds; anything left stays in the spool for the next start). Returns True
         when the spool was fully drained."""
         if self._closed:
             return True
-        for flush in list(self._producers):
-            try:
-                flush()
-            except Exception as exc:  # a producer's failure must not keep the spool open
-                log.error("cannot flush a record producer before closing: %s", exc)
         self._closed = True
         try:
             empty = self.writer.stop(drain=self._writes and drain_timeout > 0, timeout=drain_timeout)

@@ -9,7 +9,9 @@ Durability promise (documented in docs and asserted by the crash tests):
   is covered by the next. So an entry also survives a power loss or kernel crash once
   the fsync that follows its append has completed, typically within one fsync (a few
   milliseconds). ``append(..., sync=True)`` or :meth:`Spool.sync` wait for that fsync,
-  for callers that need power-loss durability before they go on.
+  for callers that need power-loss durability before they go on. That thread also
+  fsyncs and closes each segment an append rolled over from, so no append waits for
+  the disk.
 * The caller never waits for the database: the spool is the only thing on its path.
 * An append is all or nothing. A write cut short (a full disk, a quota, a file size
   limit) is truncated back to the last whole entry before :class:`SpoolFullError` is
@@ -137,6 +139,7 @@ class Spool:
         self._next_seq = (existing[-1] + 1) if existing else 1
         self._mutex = threading.Lock()
         self._fd: int | None = None
+        self._retired: list[int] = []  # rolled-over segments' fds: the flusher fsyncs, then closes them
         self._active: int | None = None
         self._end = Position(self._next_seq, 0)  # written end of the spool
         self._synced = self._end
@@ -243,6 +246,14 @@ class Spool:
         """Delete segments whose entries have all landed, the active one included
         (called with _mutex held, on a full disk). True when something was deleted."""
         deleted = 0
+        with self._fd_mutex:
+            # A deleted segment's space comes back only once its fd is closed: close
+            # the rolled-over ones now rather than when the flusher gets to them.
+            for old in self._retired:
+                with contextlib.suppress(OSError):
+                    os.fsync(old)
+                os.close(old)
+            self._retired.clear()
         if self._active is not None and self._end.offset and self._landed >= self._end:
             self._close_fd(fsync=False)
             with contextlib.suppress(FileNotFoundError):
@@ -279,7 +290,12 @@ class Spool:
         return stat.f_bavail * stat.f_frsize >= need + 64 * 1024
 
     def _open_segment(self) -> None:
-        self._close_fd()
+        if self._fd is not None:
+            # Rolling over: the flusher fsyncs and closes the finished segment, so the
+            # appending caller never waits for a disk flush (a segment is closed
+            # durable all the same; _synced moves past it only after that fsync).
+            self._retired.append(self._fd)
+            self._fd = None
         for _attempt in range(100):  # a stray file or directory may hold a name: skip it
             seq = self._next_seq
             self._next_seq += 1
@@ -295,8 +311,8 @@ class Spool:
             raise SpoolError(f"cannot create a spool segment in {self.directory}: names taken")
         self._active = seq
         self._end = Position(seq, 0)
-        if self._synced < self._end:
-            self._synced = self._end
+        if self._synced < self._end and not self._retired:
+            self._synced = self._end  # nothing before this segment waits for an fsync
         # The new file's directory entry is fsync'd by the flusher with its first entry,
         # off the caller's path.
         self._dir_dirty = True
@@ -304,17 +320,25 @@ class Spool:
     def _flush_loop(self) -> None:
         while True:
             with self._mutex:
-                while self._synced >= self._end and not self._closed:
+                while self._synced >= self._end and not self._retired and not self._closed:
                     self._sync_cond.wait()
-                if self._closed and self._synced >= self._end:
+                if self._closed and self._synced >= self._end and not self._retired:
                     return
                 fd, target = self._fd, self._end
+                retired, self._retired = self._retired, []  # this loop owns (and closes) them
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
             try:
                 with self._fd_mutex:
-                    # A segment closed meanwhile was fsync'd by _close_fd.
-                    if fd is not None and fd == self._fd:
-                        os.fsync(fd)
+                    try:
+                        for old in retired:
+                            os.fsync(old)
+                        # The active segment may have been retired meanwhile (still open
+                        # in _retired) or closed by _close_fd (fsync'd there, or landed).
+                        if fd is not None and (fd == self._fd or fd in self._retired):
+                            os.fsync(fd)
+                    finally:
+                        for old in retired:
+                            os.close(old)
                 if dir_dirty:
                     _fsync_dir(self.directory)
             except OSError as exc:
@@ -456,6 +480,10 @@ class Spool:
             self._sync_cond.notify_all()
         self._flusher.join()
         with self._mutex:
+            for old in self._retired:  # left by a failed flusher
+                with contextlib.suppress(OSError):
+                    os.close(old)
+            self._retired.clear()
             self._close_fd()
         os.close(self._lock_file)
 
