@@ -35,9 +35,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from ledger.capture.frames import (
     HEADER_SIZE,
@@ -49,8 +47,8 @@ from ledger.capture.frames import (
     segment_path,
     stray_segments,
 )
+from ledger.capture.spool_types import Entry, Position, SpoolError, SpoolFullError, SpoolLockedError
 from ledger.capture.spooldir import ScanResult, count_dead, dead_letter, keep_skipped, lock_owner, scan
-from ledger.errors import LedgerError, UsageError
 
 __all__ = [
     "HEADER_SIZE",
@@ -80,44 +78,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SEGMENT_BYTES = 256 * 1024
 #: Errors that mean "no room": the append is refused whole, never written in part.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-class SpoolError(LedgerError):
-    """The spool directory cannot be used (permissions, disk full, locked)."""
-
-    exit_code = 4
-
-
-class SpoolFullError(SpoolError):
-    """The spool cannot take an entry now (disk full, quota, file size limit); nothing
-    of it was written."""
-
-
-class SpoolLockedError(UsageError):
-    """Another process owns the spool directory."""
-
-
-@dataclass(frozen=True, order=True)
-class Position:
-    """A place in the spool: segment number and byte offset within it."""
-
-    segment: int
-    offset: int
-
-
-class Entry(NamedTuple):
-    segment: int
-    offset: int  # where the entry starts
-    stop: int  # where the next entry starts
-    payload: bytes
-
-    @property
-    def position(self) -> Position:
-        return Position(self.segment, self.offset)
-
-    @property
-    def end(self) -> Position:
-        return Position(self.segment, self.stop)
 
 
 class Spool:
