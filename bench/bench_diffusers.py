@@ -3,23 +3,24 @@ bare call of the same pipeline (goal: ratio of medians <= 1.01).
 
 The tiny pipeline (tests/tiny_pipeline.py: random weights, 4 steps at 64x64 on CPU)
 is the worst case for the hook: its calls are far shorter than a real model's, so the
-per-call recording work (seed check, argument capture, PNG encode, spool append,
-fingerprint, insert) weighs the most. Two phases, one JSON line each:
+per-call recording work weighs the most: on the caller's path the seed check, the
+argument capture and one spool append of the call's facts and raw pixels (so the call
+is kept before it returns); off it, the spool writer's PNG encoding, fingerprint and
+insert. Two phases, one JSON line each:
 
 ``diffusers.record_pipeline`` (the goal: what the hook costs the caller)
   - ``torch.set_num_threads(1)``, warm-up calls of both kinds first;
   - many rounds, each a bare and a recorded call, their order alternating per round;
-  - after each recorded call, outside the timed span, the bench finishes that call's
-    off-caller work: the hook's worker (``flush``) and the spool writer landing the
-    record in the ledger (``writer.step`` on this thread). So no call, bare or
+  - after each recorded call, outside the timed span, the bench lands that call's
+    record (``writer.step`` on this thread, after ``flush``), so no call, bare or
     recorded, overlaps the previous record's landing; that work is reported beside
     the figure (``offpath_ms``: its median per call);
   - the hook's own time is measured apart inside each recorded call: the wrapper's
     total minus the pipeline call it wraps (a timing proxy sits between the two).
 
 ``diffusers.record_pipeline.sustained`` (no target: the machine shared)
-  - the same calls back to back, in a shuffled order, nothing waited for: the worker
-    and the spool writer land each record while the next calls run, as in a service.
+  - the same calls back to back, in a shuffled order, nothing waited for: the spool
+    writer lands each record while the next calls run, as in a service.
     On a CPU pipeline that off-caller work shares the cores with the pipeline, so this
     ratio includes it; on a GPU pipeline the CPU is mostly idle while it waits.
     A fixed bare/recorded pattern would alias with the writer's 0.2 s linger (its
