@@ -58,7 +58,10 @@ def encode_video(
         height, width = keep[0].shape[:2]
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index, pixels in enumerate(keep):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            # Converted here, not by the encoder: PyAV's own conversion inside encode()
+            # gave 3-4 different streams in 15 encodes of the same frames in one process;
+            # VideoFrame.reformat gives the same pixels every time.
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
             frame.pts, frame.time_base = index, Fraction(1, fps)
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -91,9 +94,8 @@ def render_video(
     )
     clip = [pixels[:, i : i + w] for i in range(count)]
     return Output(
-        # Lossless H.264 (crf 0): x264's lossy decisions were seen to differ between
-        # runs in one process under threads, and a deterministic replay must decode to
-        # the very same frames. Lossless, the decoded frames are the rendered ones.
+        # Lossless H.264 (crf 0): the decoded frames are the rendered ones (in YUV 4:2:0),
+        # so a deterministic replay decodes to the very same frames.
         encode_video(clip, fps=max(1, min(int(fps), 60)), crf=0),
         seed_used,
         "mp4",
