@@ -150,3 +150,11 @@ def test_an_advanced_generator_claims_no_seed_and_a_broken_call_is_refused() -> 
     del call["scheduler"]
     (result,) = decode_entries([encode_call(call, {})])
     assert isinstance(result, ValueError) and "malformed pipeline call" in str(result)
+
+
+@pytest.mark.parametrize("kind", ["pil", "numpy"])
+def test_an_image_without_pixels_keeps_its_record_without_an_output(kind: str) -> None:
+    """A zero-sized output has nothing to fingerprint; spooled as pixels it would make
+    the whole entry unreadable (and every record of the call lost)."""
+    empty = Image.new("RGB", (0, 4)) if kind == "pil" else np.zeros((0, 4, 3), np.float32)
+    assert take(empty) is None

@@ -175,3 +175,47 @@ def test_a_full_spool_follows_on_spool_full(
         else:
             assert records == [] and recorder.counters.failed == 1
     recorder.close(drain_timeout=0)
+
+
+def test_images_encoded_at_once_count_toward_the_entry_size(
+    pipe: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images kept as PNG bytes (too large for raw pixels, or carrying PIL info) weigh
+    on their entry like pixels do: a call of several is still split, never one entry
+    over the spool's limit."""
+    from ledger.capture import pipelines, pixels
+
+    monkeypatch.setattr(pixels, "MAX_RAW_BYTES", 16)  # every image is PNG-encoded at once
+    monkeypatch.setattr(pipelines, "MAX_ENTRY_PIXELS", 1)  # any weight fills an entry
+    recorder = Recorder(tmp_path / "spool", sqlite_url, writer=False)
+    recorded = record_pipeline(pipe, recorder=recorder, hash_weights=False)
+    gens = [torch.Generator("cpu").manual_seed(s) for s in (4, 5, 6)]
+    recorded(PROMPT, generator=gens, num_images_per_prompt=3, **CALL)
+    entries = recorder.spool.read(Position(0, 0))
+    assert len(entries) == 3
+    assert all(o.data is not None for e in entries for o in decode_entry(e.payload).outputs.values())
+    assert recorder.writer.drain(timeout=30)
+    recorder.close(drain_timeout=0)
+    with Ledger.open(sqlite_url) as ledger:
+        assert sorted(r.seed or 0 for r in ledger.query()) == [4, 5, 6]
+
+
+def _child_ids(recorded: Any, queue: Any) -> None:
+    queue.put(recorded._id_prefix)
+
+
+def test_a_forked_child_draws_its_own_call_ids(pipe: Any, sqlite_url: str, tmp_path: Path) -> None:
+    """Ids copied into a forked child would give parent and child the same idempotency
+    keys, and the ledger would keep one record of two."""
+    import multiprocessing
+
+    recorder = Recorder(tmp_path / "spool", sqlite_url, writer=False)
+    recorded = record_pipeline(pipe, recorder=recorder, hash_weights=False)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_ids, args=(recorded, queue))
+    child.start()
+    prefix = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and prefix != recorded._id_prefix
+    recorder.close(drain_timeout=0)

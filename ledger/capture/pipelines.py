@@ -32,9 +32,11 @@ import hashlib
 import inspect
 import itertools
 import logging
+import os
 import secrets
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,6 +60,12 @@ def _images_of(output: Any) -> Sequence[Any]:
     if images is None and isinstance(output, tuple) and output:
         images = output[0]
     return images if images is not None else ()
+
+
+def _renew_ids(ref: weakref.ref[RecordedPipeline]) -> None:
+    wrapper = ref()
+    if wrapper is not None:
+        wrapper._new_ids()
 
 
 class RecordedPipeline:
@@ -84,8 +92,11 @@ class RecordedPipeline:
         self._environment = runtime.EnvironmentProbe(pipe)
         self._shared_cache: tuple[Any, Any, bytes] | None = None
         self._environment_cache: tuple[dict[str, Any], bytes] | None = None
-        self._id_prefix = str(uuid.uuid4())[:24]
-        self._counter = itertools.count(secrets.randbits(48))
+        self._new_ids()
+        # A forked child (a multiprocessing pool) draws its own prefix: ids copied from
+        # the parent would give both processes the same idempotency keys.
+        ref = weakref.ref(self)  # the hook must not keep the wrapper (and its pipeline) alive
+        os.register_at_fork(after_in_child=lambda: _renew_ids(ref))
         name = str(getattr(pipe, "name_or_path", "") or "")
         self._model = model or name or type(pipe).__name__
         weights = runtime.weights_digests(name) if hash_weights and name else {}
@@ -114,6 +125,10 @@ class RecordedPipeline:
     @property
     def pipeline(self) -> Any:
         return self._pipe
+
+    def _new_ids(self) -> None:
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._counter = itertools.count(secrets.randbits(48))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -221,11 +236,13 @@ class RecordedPipeline:
         size = 0
         for index, image in enumerate(images):
             output = take(image)
-            pixels = len(output.pixels.data) if output is not None and output.pixels is not None else 0
-            if not groups or (size and size + pixels > MAX_ENTRY_PIXELS):
+            # What the output adds to its entry: raw pixels, or PNG bytes encoded at once
+            # (an image raw bytes cannot rebuild), which count as much.
+            weight = 0 if output is None else len(output.pixels.data if output.pixels else output.data or b"")
+            if not groups or (size and size + weight > MAX_ENTRY_PIXELS):
                 groups.append(([], {}))
                 size = 0
-            size += pixels
+            size += weight
             dims = getattr(image, "size", None)
             width, height = dims if isinstance(dims, tuple) else (None, None)
             groups[-1][0].append([index, width, height, output is not None])
@@ -281,8 +298,7 @@ def record_pipeline(
 
             recorder = Recorder(spool, db)
             # Drain at exit while threads still work (plain atexit runs after the
-            # fingerprint pool has shut down; the worker's flush is registered after
-            # this, so it runs first).
+            # fingerprint pool has shut down).
             _at_exit(recorder.close)
     return RecordedPipeline(
         pipe,

@@ -41,6 +41,8 @@ def take(image: Any) -> Output | None:
 
     if isinstance(image, Image.Image):
         width, height = image.size
+        if not width or not height:  # no pixels to keep: the record is stored without them
+            return None
         if image.mode in RAW_MODES and not image.info and width * height * len(image.mode) <= MAX_RAW_BYTES:
             return Output(pixels=Pixels(image.mode, width, height, image.tobytes()))
         return Output(data=encode_image(image))
@@ -53,6 +55,8 @@ def take(image: Any) -> Output | None:
     if array.ndim != 3 or array.shape[-1] not in _CHANNEL_MODES or array.dtype.kind not in "biuf":
         return None
     height, width, channels = array.shape
+    if not width or not height:
+        return None
     if array.nbytes > MAX_RAW_BYTES:
         data = png(Pixels(_CHANNEL_MODES[channels], width, height, array.tobytes(), array.dtype.str))
         return Output(data=data)

@@ -209,11 +209,16 @@ class Spool:
         with self._fd_mutex:
             # A deleted segment's space comes back only once its fd is closed: close
             # the rolled-over ones now rather than when the flusher gets to them.
-            for old in self._retired:
-                with contextlib.suppress(OSError):
+            retired, self._retired = self._retired, []  # taken first: never closed twice
+            for old in retired:
+                try:
                     os.fsync(old)
-                os.close(old)
-            self._retired.clear()
+                except OSError as exc:  # as in the flusher: sync() must not promise them
+                    log.error("spool fsync failed: %s", exc.strerror)
+                    self._error = exc
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.close(old)
         if self._active is not None and self._end.offset and self._landed >= self._end:
             self._close_fd(fsync=False)
             with contextlib.suppress(FileNotFoundError):
