@@ -48,6 +48,7 @@ demo: install
 
 test: install-test browser
 	$(BIN)/ruff check ledger tests bench scripts
+	$(BIN)/ruff format --check ledger tests bench scripts
 	$(BIN)/mypy  # ledger/, strict: [tool.mypy] in pyproject.toml
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 	bash scripts/sanitize-native.sh $(BIN)/python

@@ -26,7 +26,7 @@ def test_loads_bounded_measures_depth_outside_strings() -> None:
     assert json_depth('{"a": "[[[[{{{{", "b": [1, [2]]}') == 3
     assert json_depth('"\\"[[["') == 0
     assert loads_bounded('{"a": [1, {"b": 18446744073709551615}]}') == {"a": [1, {"b": 2**64 - 1}]}
-    assert loads_bounded(b'[[1]]', max_depth=2) == [[1]]
+    assert loads_bounded(b"[[1]]", max_depth=2) == [[1]]
     with pytest.raises(JSONTooDeepError, match="nested 3 levels deep; at most 2"):
         loads_bounded("[[[1]]]", max_depth=2)
     with pytest.raises(JSONTooDeepError):

@@ -105,8 +105,10 @@ class LogPosition:
     @property
     def in_checkpoint(self) -> bool:
         """The newest checkpoint covers the record: an inclusion proof exists."""
-        return self.leaf_index is not None and self.checkpoint_size is not None and (
-            self.leaf_index < self.checkpoint_size
+        return (
+            self.leaf_index is not None
+            and self.checkpoint_size is not None
+            and (self.leaf_index < self.checkpoint_size)
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,11 @@ from ledger.cli.app import fail, info, main
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     # Not 8787: the README's proxy listens there, and both run side by side.
-    "--port", default=8931, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free)."
+    "--port",
+    default=8931,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0: any free).",
 )
 @click.option(
     "--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0), help="Delay per request."

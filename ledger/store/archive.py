@@ -27,6 +27,8 @@ from ledger.errors import InvalidInputError, LedgerError
 #: One output larger than this is refused (a 8192² PNG is well under it).
 DEFAULT_MAX_OBJECT_BYTES = 256 * 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
 class ArchiveFullError(InvalidInputError):
     """The archive's total cap would be exceeded by this file."""
 

@@ -61,9 +61,7 @@ class DiffusersBackend(AsyncBackend):
     ) -> None:
         # The CLI has no per-backend flags: the environment chooses device, dtype and
         # threads for a whole audit run (a replay in float64 or on 1 thread, say).
-        self.device = (
-            device or DIFFUSERS_DEVICE.raw() or ("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.device = device or DIFFUSERS_DEVICE.raw() or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = dtype or DIFFUSERS_DTYPE.raw()
         if threads is None:
             threads = DIFFUSERS_THREADS.count()
