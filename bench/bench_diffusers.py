@@ -12,7 +12,7 @@ insert. Two phases, one JSON line each:
   - ``torch.set_num_threads(1)``, warm-up calls of both kinds first;
   - many rounds, each a bare and a recorded call, their order alternating per round;
   - after each recorded call, outside the timed span, the bench lands that call's
-    record (``writer.step`` on this thread, after ``flush``), so no call, bare or
+    record (``writer.step`` on this thread), so no call, bare or
     recorded, overlaps the previous record's landing; that work is reported beside
     the figure (``offpath_ms``: its median per call);
   - the hook's own time is measured apart inside each recorded call: the wrapper's
@@ -113,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
             inner_s.append(timed.last_s)
             if settle:  # outside the timed span: this call's off-caller work, apart
                 t1 = time.perf_counter()
-                recorded.flush()
                 while recorder.writer.step() > 0:
                     pass
                 offpath_s.append(time.perf_counter() - t1)

@@ -62,10 +62,18 @@ def _images_of(output: Any) -> Sequence[Any]:
     return images if images is not None else ()
 
 
-def _renew_ids(ref: weakref.ref[RecordedPipeline]) -> None:
-    wrapper = ref()
-    if wrapper is not None:
+#: Every live wrapper, so that a forked child (a multiprocessing pool) gives each its
+#: own call-id prefix: ids copied from the parent would repeat its idempotency keys.
+#: One fork hook for all of them; a wrapper leaves the set when it is collected.
+_WRAPPERS: weakref.WeakSet[RecordedPipeline] = weakref.WeakSet()
+
+
+def _renew_ids_after_fork() -> None:
+    for wrapper in list(_WRAPPERS):
         wrapper._new_ids()
+
+
+os.register_at_fork(after_in_child=_renew_ids_after_fork)
 
 
 class RecordedPipeline:
@@ -93,10 +101,7 @@ class RecordedPipeline:
         self._shared_cache: tuple[Any, Any, bytes] | None = None
         self._environment_cache: tuple[dict[str, Any], bytes] | None = None
         self._new_ids()
-        # A forked child (a multiprocessing pool) draws its own prefix: ids copied from
-        # the parent would give both processes the same idempotency keys.
-        ref = weakref.ref(self)  # the hook must not keep the wrapper (and its pipeline) alive
-        os.register_at_fork(after_in_child=lambda: _renew_ids(ref))
+        _WRAPPERS.add(self)
         name = str(getattr(pipe, "name_or_path", "") or "")
         self._model = model or name or type(pipe).__name__
         weights = runtime.weights_digests(name) if hash_weights and name else {}
