@@ -109,7 +109,8 @@ def test_store_round_trips_media_fingerprints(ledger: Ledger, files: dict[str, P
 
 def test_a_still_of_a_large_clip_finds_its_reduced_sampled_frame(ledger: Ledger) -> None:
     # Short side 256: sampled frames' phash come from a libswscale-reduced grey frame,
-    # not the still's full-size LANCZOS; the still (and a JPEG of it) must still be found.
+    # not the still's full-size LANCZOS, and they carry no pixel hash; the still (and a
+    # JPEG of it) must still be found, at the sample's time.
     from ledger.fingerprint.video import REDUCED_SIDE
 
     side = 2 * REDUCED_SIDE
@@ -126,9 +127,9 @@ def test_a_still_of_a_large_clip_finds_its_reduced_sampled_frame(ledger: Ledger)
     Image.fromarray(decoded[12]).save(png, format="PNG")
     Image.fromarray(decoded[12]).save(jpeg, format="JPEG", quality=92)
     still, lossy = fingerprint(png.getvalue()), fingerprint(jpeg.getvalue())
-    assert still.pixel_sha256 == detail.sample_pixel_sha256[k]
+    assert detail.sample_pixel_sha256[k] == ""
     assert bin(still.phash ^ detail.sample_phash[k]).count("1") <= 4
     [match] = ledger.find_image(still, 8)
-    assert match.record_id == ids[0] and match.verdict is Verdict.IDENTICAL and match.frame_time_s == 0.5
+    assert match.record_id == ids[0] and match.verdict is Verdict.NEAR_IDENTICAL and match.frame_time_s == 0.5
     [near] = ledger.find_image(lossy, 8)
     assert near.record_id == ids[0] and near.verdict in (Verdict.NEAR_IDENTICAL, Verdict.SIMILAR)

@@ -340,7 +340,11 @@ class Runner:
             if len(output.data) <= _INLINE_FINGERPRINT_BYTES and record.modality is Modality.IMAGE:
                 replay_fp = fingerprint(output.data, str(record.modality))
             else:
-                replay_fp = await asyncio.to_thread(fingerprint, output.data, str(record.modality))
+                # like=: hashed as the original was, so identical still compares across
+                # a fingerprint pipeline change.
+                replay_fp = await asyncio.to_thread(
+                    fingerprint, output.data, str(record.modality), like=stored_fp
+                )
         except FingerprintError as exc:
             return self._error(record, warnings, "undecodable-output", str(exc), replay=replay)
         try:

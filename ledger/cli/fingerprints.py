@@ -56,13 +56,16 @@ def fingerprint(record_id: int, file: Path, replace: bool, max_pixels: int, moda
     )
 
 
-def _resolve(ctx: AppContext, ref: str, max_pixels: int, modality: str | None) -> Fingerprint:
-    """A media file if the path exists, otherwise a record id."""
+def _resolve(
+    ctx: AppContext, ref: str, max_pixels: int, modality: str | None, like: Fingerprint | None = None
+) -> Fingerprint:
+    """A media file if the path exists (fingerprinted ``like`` the other side when that
+    is a record), otherwise a record id."""
     from ledger.fingerprint import fingerprint_file
 
     path = Path(ref)
     if path.exists():
-        return fingerprint_file(path, modality, max_pixels=max_pixels)
+        return fingerprint_file(path, modality, max_pixels=max_pixels, like=like)
     if ref.isdigit():
         return ctx.ledger().fingerprint_of(int(ref))
     raise InvalidInputError(
@@ -80,7 +83,12 @@ def compare_(a: str, b: str, max_pixels: int, modality: str | None) -> None:
     from ledger.fingerprint import compare
 
     ctx = app()
-    result = compare(_resolve(ctx, a, max_pixels, modality), _resolve(ctx, b, max_pixels, modality))
+    # A record's side first: a file then gets the content hash of that stored fingerprint.
+    fb = None if Path(b).exists() else _resolve(ctx, b, max_pixels, modality)
+    fa = _resolve(ctx, a, max_pixels, modality, like=fb)
+    if fb is None:
+        fb = _resolve(ctx, b, max_pixels, modality, like=None if Path(a).exists() else fa)
+    result = compare(fa, fb)
     data = result.to_dict()
     if not ctx.json and "thumb_psnr_db" in data and data["thumb_psnr_db"] is None:
         data["thumb_psnr_db"] = "inf"  # equal thumbnails, as `find` and `audit show` print it

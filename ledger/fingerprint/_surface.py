@@ -57,9 +57,18 @@ def _video_or_audio(data: bytes) -> str:
 
 
 def fingerprint(
-    data: bytes, modality: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS, **limits: Any
+    data: bytes,
+    modality: str | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    like: Fingerprint | None = None,
+    **limits: Any,
 ) -> Fingerprint:
-    """Fingerprint ``data`` as ``modality`` (sniffed when None); one-line FingerprintError otherwise."""
+    """Fingerprint ``data`` as ``modality`` (sniffed when None); one-line FingerprintError otherwise.
+
+    ``like`` is a stored fingerprint this one will be compared with (an audit's
+    original): a video is then hashed with the content hash ``like`` carries, so a
+    replay still compares ``identical`` with a record made before that hash changed."""
     kind = sniff_modality(data) if modality is None else str(modality)
     if kind not in MODALITIES:
         raise FingerprintError(f"unknown modality {kind!r}; expected one of {', '.join(MODALITIES)}")
@@ -68,17 +77,21 @@ def fingerprint(
 
         return fingerprint_bytes(data, max_pixels=max_pixels)
     try:
-        return _fingerprint_media(data, kind, limits)
+        return _fingerprint_media(data, kind, limits, like)
     except ImportError as exc:
         raise FingerprintError(
             f"{kind} fingerprints need {exc.name or 'a missing library'}: pip install 'seedledger[media]'"
         ) from None
 
 
-def _fingerprint_media(data: bytes, kind: str, limits: dict[str, Any]) -> Fingerprint:
+def _fingerprint_media(
+    data: bytes, kind: str, limits: dict[str, Any], like: Fingerprint | None
+) -> Fingerprint:
     if kind == "video":
-        from ledger.fingerprint.video import fingerprint_video
+        from ledger.fingerprint.video import fingerprint_video, pipeline_like
 
+        if like is not None and like.modality == "video":
+            limits = {"pipeline": pipeline_like(like.version), **limits}
         return fingerprint_video(data, **limits)
     if kind == "audio":
         from ledger.fingerprint.audio import fingerprint_audio
@@ -95,10 +108,11 @@ def fingerprint_file(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    like: Fingerprint | None = None,
 ) -> Fingerprint:
     from ledger.fingerprint.image import read_bounded
 
-    return fingerprint(read_bounded(path, max_bytes), modality, max_pixels=max_pixels)
+    return fingerprint(read_bounded(path, max_bytes), modality, max_pixels=max_pixels, like=like)
 
 
 def compare(a: Fingerprint, b: Fingerprint, **options: Any) -> Any:

@@ -3,12 +3,16 @@ through Pillow.
 
 One bounded decode: the container's declared duration, frame size and frame count are
 checked before the first frame is decoded, and again while decoding (a container can
-lie). Every decoded frame feeds the content hash (``pixel_sha256``: "identical" means
-the same decoded frames at the same times); frames shown at fixed timestamps (every
-``step_s``, at most ``MAX_SAMPLES``) are converted to RGB and hashed like still images
-(pixel hash and 48×48 tile exactly; phash and dhash exactly for frames under
-``2 * REDUCED_SIDE`` px on their short side, else from a grey frame first reduced in C by
-libswscale, a few bits from a still's), so a still pulled from the clip finds it.
+lie). Every decoded frame feeds the content hash (``pixel_sha256``; BLAKE3 from pipeline
+3, SHA-256 before): "identical" means the same decoded frames at the same times. Frames
+shown at fixed timestamps (every ``step_s``, at most ``MAX_SAMPLES``) are hashed like
+still images. Under ``2 * REDUCED_SIDE`` px on their short side that is exact (pixel
+hash, phash, dhash and 48×48 tile of the RGB frame). Larger frames keep the exact tile;
+their phash and dhash come from a grey frame first reduced in C by libswscale (area
+average; a few bits from a still's), and from pipeline 3 they carry no full-size pixel
+hash (""): it cost more than the rest of a sample and matched only a still taken at a
+sample time through the same RGB conversion. A still pulled from a clip finds it by
+phash and tile.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import io
 import math
 import os
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +30,22 @@ from typing import Any
 import imagehash
 import numpy as np
 import PIL
-from PIL import Image, ImageSequence
+from PIL import Image
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av
 from ledger.fingerprint._animated import is_animated_image
 from ledger.fingerprint._types import Fingerprint
+from ledger.fingerprint._video_pillow import pillow_source
+from ledger.fingerprint._video_source import (
+    DECODER_THREADS,
+    DEFAULT_VIDEO_LIMITS,
+    REDUCED_SIDE,
+    Source,
+    Unhashed,
+    VideoLimits,
+    av_source,
+)
 from ledger.fingerprint.image import (
     THUMB_SIZE,
     _dhash,
@@ -42,50 +55,71 @@ from ledger.fingerprint.image import (
     thumbnail_image,
 )
 
+__all__ = [
+    "CONTENT_HASHES",
+    "DECODER_THREADS",
+    "DEFAULT_VIDEO_LIMITS",
+    "MAX_SAMPLES",
+    "MIN_STEP_S",
+    "PIPELINES",
+    "REDUCED_SIDE",
+    "VIDEO_PIPELINE",
+    "VIDEO_VERSION",
+    "VideoDetail",
+    "VideoLimits",
+    "content_hash_of",
+    "fingerprint_video",
+    "pipeline_like",
+    "pipeline_of",
+    "video_version",
+]
+
 #: Bump when decoding, sampling, hashing or the tiles change meaning (2: sampled phash and
 #: dhash of large frames from a libswscale-reduced grey frame; the content hash, pixel
-#: hashes and tiles are as in 1, so "identical" still compares across the two).
-VIDEO_PIPELINE = 2
-VIDEO_VERSION = f"vfp{VIDEO_PIPELINE}+av{_av.av_version()}+pil{PIL.__version__}+ih{imagehash.__version__}"
+#: hashes and tiles are as in 1, so "identical" still compares across the two. 3: the
+#: content hash is BLAKE3, 2-3x cheaper than SHA-256 over every decoded byte, and large
+#: sampled frames carry no full-size pixel hash; phash, dhash and tiles as in 2).
+VIDEO_PIPELINE = 3
+#: The decoded-frames hash of each pipeline: "identical" is decided only within one kind.
+CONTENT_HASHES = {1: "sha256", 2: "sha256", 3: "blake3"}
+#: The pipelines this code still computes (``fingerprint_video(pipeline=)``): 2 gives the
+#: content hash of records made by pipelines 1 and 2, so a replay compares with them.
+PIPELINES = (2, 3)
+
+
+def video_version(pipeline: int = VIDEO_PIPELINE) -> str:
+    return f"vfp{pipeline}+av{_av.av_version()}+pil{PIL.__version__}+ih{imagehash.__version__}"
+
+
+VIDEO_VERSION = video_version()
+
+
+def pipeline_of(version: str) -> int | None:
+    """The pipeline number of a stored video fingerprint's version ("vfp3+…" -> 3)."""
+    head = version.split("+", 1)[0]
+    return int(head[3:]) if head.startswith("vfp") and head[3:].isdigit() else None
+
+
+def content_hash_of(version: str) -> str | None:
+    """The kind of decoded-frames hash a version carries (None: unknown)."""
+    pipeline = pipeline_of(version)
+    return None if pipeline is None else CONTENT_HASHES.get(pipeline)
+
+
+def pipeline_like(version: str) -> int:
+    """The pipeline to fingerprint a replay with so its content hash compares with a
+    stored fingerprint of ``version``: the newest one of the same hash kind."""
+    kind = content_hash_of(version)
+    same = [p for p in PIPELINES if CONTENT_HASHES[p] == kind]
+    return max(same) if same else VIDEO_PIPELINE
+
 
 #: Samples every MIN_STEP_S (one frame at 12 fps, so a short clip replayed a frame late
 #: still aligns sample for sample), or more sparsely so there are at most MAX_SAMPLES.
 MIN_STEP_S = 1 / 12
 MAX_SAMPLES = 32
-#: Sampled frames are reduced by an integer factor to about this short side (area
-#: average, libswscale) before the perceptual hashes' LANCZOS: a full-size LANCZOS to
-#: 32×32 costs ~9 ms a hash at 1080p, the reduction ~1.5 ms for both.
-REDUCED_SIDE = 128
-
-#: FFmpeg decoder threading (frame and slice threads, as many as cores); bench/ decodes
-#: its baseline with the same setting.
-DECODER_THREADS = "AUTO"
-
 #: Codecs that keep every pixel; anything else is lossy (the lossy-output warning).
 LOSSLESS_CODECS = frozenset({"ffv1", "png", "apng", "qtrle", "rawvideo", "utvideo", "huffyuv", "gif"})
-
-_PACKED_8BIT = {
-    "yuv420p": 3,
-    "yuvj420p": 3,
-    "yuv422p": 3,
-    "yuvj422p": 3,
-    "yuv444p": 3,
-    "yuvj444p": 3,
-    "gray": 1,
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class VideoLimits:
-    """Refused from the container's declarations before decoding, and while decoding."""
-
-    max_duration_s: float = 600.0
-    max_frame_pixels: int = 4096 * 4096
-    max_frames: int = 36_000
-    max_decoded_pixels: int = 20_000 * 1920 * 1080
-
-
-DEFAULT_VIDEO_LIMITS = VideoLimits()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,41 +187,36 @@ class VideoDetail:
         )
 
 
-@dataclass(frozen=True)
-class _Frame:
-    time_s: float
-    #: () -> (RGB24 ndarray or PIL RGB image, reduced grey ndarray or None), called for
-    #: sampled frames only, on the decoding thread.
-    rgb: Any
-    hash_into: Any  # (hashlib object) -> None
+def fingerprint_video(
+    data: bytes, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS, pipeline: int = VIDEO_PIPELINE
+) -> Fingerprint:
+    """Decode ``data`` once (bounded) into a video fingerprint; FingerprintError otherwise.
 
-
-@dataclass(frozen=True)
-class _Source:
-    container: str
-    media_type: str
-    codec: str
-    fps: float | None
-    duration_s: float
-    width: int
-    height: int
-    frames: Iterator[_Frame]
-
-
-def fingerprint_video(data: bytes, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Fingerprint:
-    """Decode ``data`` once (bounded) into a video fingerprint; FingerprintError otherwise."""
+    ``pipeline`` (one of ``PIPELINES``) picks an earlier content hash, to compare a
+    replay with a record fingerprinted before it changed (:func:`pipeline_like`)."""
+    if pipeline not in PIPELINES:
+        raise FingerprintError(f"video fingerprint pipeline {pipeline} is not one of {PIPELINES}")
     if not data:
         raise FingerprintError("empty input (0 bytes) is not a video")
     if is_animated_image(data):
-        return _fingerprint_source(data, _pillow_source(data, limits), limits)
+        return _fingerprint_source(data, pillow_source(data, limits), limits, pipeline)
     with _av.open_container(data, "video") as container:
-        return _fingerprint_source(data, _av_source(data, container, limits), limits)
+        return _fingerprint_source(data, av_source(data, container, limits, pipeline), limits, pipeline)
 
 
-def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Fingerprint:
+def _content_digest(pipeline: int, width: int, height: int) -> Any:
+    prefix = b"seedledger-frames:%dx%d:" % (width, height)
+    if CONTENT_HASHES[pipeline] == "sha256":
+        return hashlib.sha256(prefix)
+    import blake3  # the media extra's; it releases the GIL for large updates, like hashlib
+
+    return blake3.blake3(prefix)
+
+
+def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline: int) -> Fingerprint:
     step = max(MIN_STEP_S, src.duration_s / MAX_SAMPLES)
     times = [round(k * step, 6) for k in range(max(1, math.ceil(src.duration_s / step - 1e-9)))]
-    digest = hashlib.sha256(b"seedledger-frames:%dx%d:" % (src.width, src.height))
+    digest = _content_digest(pipeline, src.width, src.height)
     # Hashing and the sampled frames' hashes run on worker threads while this one decodes
     # (hashlib and Pillow release the GIL): one hashing thread keeps the frames in order;
     # a few frames in flight at most, so memory stays bounded.
@@ -195,7 +224,7 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
     pool = _sample_pool()
     hashing: deque[Future[None]] = deque()
     samples: list[Future[_Sample]] = []
-    prev: _Frame | None = None
+    prev: Any = None
     count = 0
     start: float | None = None
     for frame in src.frames:
@@ -244,7 +273,7 @@ def _fingerprint_source(data: bytes, src: _Source, limits: VideoLimits) -> Finge
         strip=strip,
     )
     return Fingerprint(
-        version=VIDEO_VERSION,
+        version=video_version(pipeline),
         media_type=src.media_type,
         file_sha256=_sha256_hex(data),
         pixel_sha256=digest.hexdigest(),
@@ -295,173 +324,24 @@ class _Sample:
 
 
 def _sample(pixels: Any, reduced: np.ndarray | None = None) -> _Sample:
-    """A sampled frame hashed like a still image: pixel hash and tile exactly; phash and
-    dhash exactly too, or from ``reduced`` (grey) when the decoder gave one. The RGB
-    conversion and the reduction stay on the decoding thread: PyAV's converters are not
-    safe to share between threads."""
+    """A sampled frame hashed like a still image (the module docstring says how exactly),
+    from its RGB or the decoder's reductions. The conversions themselves stay on the
+    decoding thread: PyAV's converters are not safe to share between threads."""
+    hashed = not isinstance(pixels, Unhashed)
+    if isinstance(pixels, Unhashed):
+        pixels = pixels.rgb
     if isinstance(pixels, np.ndarray):  # the decoder's RGB24 rows: hashed as they are
-        height, width = pixels.shape[:2]
-        digest = hashlib.sha256(b"seedledger-pixels:RGB8:%dx%d:" % (width, height))
-        digest.update(np.ascontiguousarray(pixels).data)
-        rgb, pixel_hash = Image.fromarray(pixels, "RGB"), digest.hexdigest()
+        pixel_hash = ""
+        if hashed:
+            height, width = pixels.shape[:2]
+            digest = hashlib.sha256(b"seedledger-pixels:RGB8:%dx%d:" % (width, height))
+            digest.update(np.ascontiguousarray(pixels).data)
+            pixel_hash = digest.hexdigest()
+        rgb = Image.fromarray(pixels, "RGB")
     else:
         rgb, pixel_hash = pixels, _pixel_sha256(pixels)
     gray = rgb.convert("L") if reduced is None else Image.fromarray(reduced, "L")
     return _Sample(_phash(gray), _dhash(gray), pixel_hash, np.asarray(thumbnail_image(rgb)))
-
-
-def _check_declared(
-    width: int, height: int, duration: float | None, frames: int, limits: VideoLimits
-) -> None:
-    if width < 1 or height < 1:
-        raise FingerprintError(f"video has no pixels ({width}x{height})")
-    if width * height > limits.max_frame_pixels:
-        raise FingerprintError(
-            f"video frames are {width}x{height} = {width * height} pixels, above the limit of "
-            f"{limits.max_frame_pixels}; refusing to decode"
-        )
-    if duration is not None and duration > limits.max_duration_s:
-        raise FingerprintError(
-            f"video declares {duration:g} s, above the limit of {limits.max_duration_s:g} s; "
-            "refusing to decode"
-        )
-    if frames > limits.max_frames:
-        raise FingerprintError(f"video declares {frames} frames, above the limit of {limits.max_frames}")
-    if frames * width * height > limits.max_decoded_pixels:
-        raise FingerprintError(
-            f"video declares {frames} frames of {width}x{height}, above the decoded-pixel limit of "
-            f"{limits.max_decoded_pixels}"
-        )
-
-
-def _av_source(data: bytes, container: Any, limits: VideoLimits) -> _Source:
-    if not container.streams.video:
-        raise FingerprintError("the container has no video stream")
-    stream = container.streams.video[0]
-    ctx = stream.codec_context
-    width, height = int(ctx.width or 0), int(ctx.height or 0)
-    duration = _av.declared_duration(container, stream)
-    fps = float(stream.average_rate) if stream.average_rate else None
-    declared = int(stream.frames or 0) or (round(duration * fps) if duration and fps else 0)
-    _check_declared(width, height, duration, declared, limits)
-    if duration is None:
-        raise FingerprintError("video declares no duration; refusing to decode an unbounded stream")
-    stream.thread_type = DECODER_THREADS
-
-    def frames() -> Iterator[_Frame]:
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                if (frame.width, frame.height) != (width, height):
-                    raise FingerprintError(
-                        f"frame {index} is {frame.width}x{frame.height}, not the declared {width}x{height}"
-                    )
-                t = frame.time if frame.time is not None else index / (fps or 1.0)
-                yield _Frame(t, _rgb_of(frame), _planes_of(frame))
-                index += 1
-        except _av.decode_errors() as exc:
-            raise FingerprintError(
-                f"cannot decode the video, truncated or corrupt: {_av.reason(exc)}"
-            ) from None
-        if stream.frames and index < stream.frames:
-            raise FingerprintError(f"video is truncated: decoded {index} of {stream.frames} declared frames")
-
-    brand = data[8:12]
-    media_type = (
-        "video/quicktime" if brand == b"qt  " else _MEDIA_TYPES.get(container.format.name, "video/mp4")
-    )
-    if container.format.name == "matroska,webm" and b"webm" not in data[:64]:
-        media_type = "video/x-matroska"
-    return _Source(container.format.name, media_type, ctx.name, fps, duration, width, height, frames())
-
-
-_MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm"}
-
-
-def _rgb_of(frame: Any) -> Any:
-    factor = min(frame.width, frame.height) // REDUCED_SIDE
-    if factor < 2:
-        return lambda: (frame.to_ndarray(format="rgb24"), None)
-    size = {"width": frame.width // factor, "height": frame.height // factor}
-
-    def convert() -> tuple[np.ndarray, np.ndarray]:
-        grey = frame.reformat(**size, format="gray", interpolation="AREA").to_ndarray()
-        return frame.to_ndarray(format="rgb24"), grey
-
-    return convert
-
-
-def _planes_of(frame: Any) -> Any:
-    name = frame.format.name
-
-    def hash_into(digest: Any) -> None:
-        digest.update(name.encode() + b":")
-        if name in _PACKED_8BIT:  # one byte per sample: trim each plane's row padding
-            for plane in frame.planes:
-                if plane.line_size == plane.width:  # no padding: the buffer as it is, no copy
-                    digest.update(memoryview(plane)[: plane.width * plane.height])
-                    continue
-                rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-                digest.update(np.ascontiguousarray(rows[:, : plane.width]))
-        else:
-            digest.update(np.ascontiguousarray(frame.to_ndarray()))
-
-    return hash_into
-
-
-def _pillow_source(data: bytes, limits: VideoLimits) -> _Source:
-    im = Image.open(io.BytesIO(data), formats=("GIF", "WEBP"))
-    width, height = im.size
-    _check_declared(width, height, None, 0, limits)
-    try:
-        n = int(getattr(im, "n_frames", 1))  # GIF and WEBP images have it; Pillow's types do not say
-        _check_declared(width, height, None, n, limits)
-        if im.format == "WEBP":
-            millis = _webp_durations(data)
-        else:
-            millis = []
-            for k in range(n):
-                im.seek(k)
-                millis.append(int(im.info.get("duration", 100) or 100))
-        durations = [max(d, 10) / 1000 for d in millis]  # browsers show 0-10 ms frames longer
-    except (OSError, ValueError, EOFError) as exc:
-        raise FingerprintError(f"cannot read the animation: {_av.reason(exc)}") from None
-    total = float(sum(durations))
-    _check_declared(width, height, total, n, limits)
-    fmt = im.format or "GIF"
-
-    def frames() -> Iterator[_Frame]:
-        t = 0.0
-        try:
-            for k, frame in enumerate(ImageSequence.Iterator(im)):
-                rgba = frame.convert("RGBA")
-                flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                flat.alpha_composite(rgba)
-                rgb = flat.convert("RGB")
-                yield _Frame(t, lambda rgb=rgb: (rgb, None), lambda d, rgb=rgb: d.update(rgb.tobytes()))
-                t += durations[k]
-        except (OSError, ValueError, EOFError) as exc:
-            raise FingerprintError(
-                f"cannot decode the animation, truncated or corrupt: {_av.reason(exc)}"
-            ) from None
-        finally:
-            im.close()
-
-    codec = "gif" if fmt == "GIF" else "webp"
-    return _Source(
-        fmt.lower(), f"image/{codec}", codec, n / total if total else None, total, width, height, frames()
-    )
-
-
-def _webp_durations(data: bytes) -> list[int]:
-    """Frame durations (ms) from the ANMF chunks: Pillow reports them only per decoded frame."""
-    out, pos = [], 12
-    while pos + 8 <= len(data):
-        tag, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if tag == b"ANMF" and size >= 16:
-            out.append(int.from_bytes(data[pos + 20 : pos + 23], "little"))
-        pos += 8 + size + (size & 1)
-    return out
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -41,7 +41,7 @@ import numpy as np
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint._types import Fingerprint, Verdict, hamming
-from ledger.fingerprint.video import VideoDetail
+from ledger.fingerprint.video import VideoDetail, content_hash_of
 
 SEGMENT = 3
 #: Bump when the ladder below changes meaning (2: coarse PSNR and motion correlation).
@@ -174,7 +174,10 @@ def compare_videos(
     ranked = sorted(math.inf if p is None else p for p in psnr)
     median = ranked[len(ranked) // 2]
     same_size = (a.width, a.height) == (b.width, b.height)
-    pixel_equal = a.pixel_sha256 == b.pixel_sha256
+    # Hashes of two kinds (a record fingerprinted before pipeline 3) cannot show equality.
+    kind_a, kind_b = content_hash_of(a.version), content_hash_of(b.version)
+    hashes_comparable = kind_a is not None and kind_a == kind_b
+    pixel_equal = hashes_comparable and a.pixel_sha256 == b.pixel_sha256
     mean_phash, max_phash = round(sum(phash) / len(phash), 4), max(phash)
     median_psnr = None if math.isinf(median) else median
     worst_phash = round(windows[worst], 4)
@@ -200,6 +203,11 @@ def compare_videos(
     frame = 1.0 / da.fps if da.fps else da.step_s
     same_length = abs(da.duration_s - db.duration_s) <= 2 * frame + 1e-6
     verdict, reason = _decide(fields, same_length, thresholds)
+    if not hashes_comparable and verdict is not Verdict.DIFFERENT:
+        reason = (
+            f"not identical by fingerprint: their decoded-frames hashes are of two kinds "
+            f"({kind_a}, {kind_b}); {reason}"
+        )
     return VideoComparison(
         verdict=verdict,
         reason=reason,

@@ -317,11 +317,12 @@ class Ledger:
             if existing == fp:
                 return False
             if not replace:
-                what = (
-                    "a fingerprint of the same pixels made by another version"
-                    if existing.pixel_sha256 == fp.pixel_sha256
-                    else f"a fingerprint of other pixels (sha256 {existing.pixel_sha256[:12]}…)"
-                )
+                if existing.pixel_sha256 == fp.pixel_sha256:
+                    what = "a fingerprint of the same pixels made by another version"
+                elif existing.version != fp.version:  # content hashes may be of two kinds
+                    what = f"a fingerprint made by another version ({existing.version})"
+                else:
+                    what = f"a fingerprint of other pixels (sha256 {existing.pixel_sha256[:12]}…)"
                 raise InvalidInputError(
                     f"record {record_id} already has {what}; use --replace to overwrite it"
                 )

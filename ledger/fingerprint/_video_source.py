@@ -1,0 +1,175 @@
+"""Where a video's frames come from: the container's declarations checked against
+limits before decoding, then one frame at a time (PyAV for MP4/MOV/WEBM…), each with
+the two views the fingerprint needs: its planes for the content hash, and (sampled
+frames only) its RGB and, for large frames, a grey frame reduced in C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ledger.errors import FingerprintError
+from ledger.fingerprint import _av
+
+#: Sampled frames are reduced by an integer factor to about this short side (area
+#: average, libswscale) before the perceptual hashes' LANCZOS: a full-size LANCZOS to
+#: 32×32 costs ~9 ms a hash at 1080p, the reduction ~1.5 ms for both.
+REDUCED_SIDE = 128
+
+#: FFmpeg decoder threading (frame and slice threads, as many as cores); bench/ decodes
+#: its baseline with the same setting.
+DECODER_THREADS = "AUTO"
+
+_PACKED_8BIT = {
+    "yuv420p": 3,
+    "yuvj420p": 3,
+    "yuv422p": 3,
+    "yuvj422p": 3,
+    "yuv444p": 3,
+    "yuvj444p": 3,
+    "gray": 1,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoLimits:
+    """Refused from the container's declarations before decoding, and while decoding."""
+
+    max_duration_s: float = 600.0
+    max_frame_pixels: int = 4096 * 4096
+    max_frames: int = 36_000
+    max_decoded_pixels: int = 20_000 * 1920 * 1080
+
+
+DEFAULT_VIDEO_LIMITS = VideoLimits()
+
+
+@dataclass(frozen=True)
+class Frame:
+    time_s: float
+    #: () -> (RGB24 ndarray or PIL RGB image, reduced grey ndarray or None), called for
+    #: sampled frames only, on the decoding thread.
+    rgb: Any
+    hash_into: Any  # (hashlib object) -> None
+
+
+@dataclass(frozen=True)
+class Source:
+    container: str
+    media_type: str
+    codec: str
+    fps: float | None
+    duration_s: float
+    width: int
+    height: int
+    frames: Iterator[Frame]
+
+
+@dataclass(frozen=True)
+class Unhashed:
+    """A large sampled frame's RGB (pipeline 3): hashed like a still but for its
+    full-size pixel hash, left out ("")."""
+
+    rgb: np.ndarray
+
+
+def check_declared(width: int, height: int, duration: float | None, frames: int, limits: VideoLimits) -> None:
+    if width < 1 or height < 1:
+        raise FingerprintError(f"video has no pixels ({width}x{height})")
+    if width * height > limits.max_frame_pixels:
+        raise FingerprintError(
+            f"video frames are {width}x{height} = {width * height} pixels, above the limit of "
+            f"{limits.max_frame_pixels}; refusing to decode"
+        )
+    if duration is not None and duration > limits.max_duration_s:
+        raise FingerprintError(
+            f"video declares {duration:g} s, above the limit of {limits.max_duration_s:g} s; "
+            "refusing to decode"
+        )
+    if frames > limits.max_frames:
+        raise FingerprintError(f"video declares {frames} frames, above the limit of {limits.max_frames}")
+    if frames * width * height > limits.max_decoded_pixels:
+        raise FingerprintError(
+            f"video declares {frames} frames of {width}x{height}, above the decoded-pixel limit of "
+            f"{limits.max_decoded_pixels}"
+        )
+
+
+def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -> Source:
+    if not container.streams.video:
+        raise FingerprintError("the container has no video stream")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    duration = _av.declared_duration(container, stream)
+    fps = float(stream.average_rate) if stream.average_rate else None
+    declared = int(stream.frames or 0) or (round(duration * fps) if duration and fps else 0)
+    check_declared(width, height, duration, declared, limits)
+    if duration is None:
+        raise FingerprintError("video declares no duration; refusing to decode an unbounded stream")
+    stream.thread_type = DECODER_THREADS
+
+    def frames() -> Iterator[Frame]:
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if (frame.width, frame.height) != (width, height):
+                    raise FingerprintError(
+                        f"frame {index} is {frame.width}x{frame.height}, not the declared {width}x{height}"
+                    )
+                t = frame.time if frame.time is not None else index / (fps or 1.0)
+                yield Frame(t, rgb_of(frame, pipeline), planes_of(frame))
+                index += 1
+        except _av.decode_errors() as exc:
+            raise FingerprintError(
+                f"cannot decode the video, truncated or corrupt: {_av.reason(exc)}"
+            ) from None
+        if stream.frames and index < stream.frames:
+            raise FingerprintError(f"video is truncated: decoded {index} of {stream.frames} declared frames")
+
+    brand = data[8:12]
+    media_type = (
+        "video/quicktime" if brand == b"qt  " else _MEDIA_TYPES.get(container.format.name, "video/mp4")
+    )
+    if container.format.name == "matroska,webm" and b"webm" not in data[:64]:
+        media_type = "video/x-matroska"
+    return Source(container.format.name, media_type, ctx.name, fps, duration, width, height, frames())
+
+
+_MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm"}
+
+
+def rgb_of(frame: Any, pipeline: int) -> Any:
+    factor = min(frame.width, frame.height) // REDUCED_SIDE
+    if factor < 2:
+        return lambda: (frame.to_ndarray(format="rgb24"), None)
+    size = {"width": frame.width // factor, "height": frame.height // factor}
+
+    def convert() -> tuple[Any, np.ndarray]:
+        grey = frame.reformat(**size, format="gray", interpolation="AREA").to_ndarray()
+        rgb = frame.to_ndarray(format="rgb24")
+        return (Unhashed(rgb) if pipeline >= 3 else rgb), grey
+
+    return convert
+
+
+def planes_of(frame: Any) -> Any:
+    name = frame.format.name
+
+    def hash_into(digest: Any) -> None:
+        digest.update(name.encode() + b":")
+        if name in _PACKED_8BIT:  # one byte per sample: trim each plane's row padding
+            for plane in frame.planes:
+                if plane.line_size == plane.width:  # no padding: the buffer as it is, no copy
+                    digest.update(memoryview(plane)[: plane.width * plane.height])
+                    continue
+                rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+                digest.update(np.ascontiguousarray(rows[:, : plane.width]))
+        else:
+            digest.update(np.ascontiguousarray(frame.to_ndarray()))
+
+    return hash_into

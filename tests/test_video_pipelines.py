@@ -1,0 +1,149 @@
+"""Video fingerprint pipeline 3 (BLAKE3 content hash; large samples reduced in C) and
+the pipeline 2 it still computes, so records made before it keep comparing identical."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import av
+import blake3
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ledger.audit.originals import generate_originals, store_originals
+from ledger.backends import open_backend
+from ledger.backends.reference.server import ReferenceServer
+from ledger.cli import main
+from ledger.errors import FingerprintError
+from ledger.fingerprint import Verdict, compare, fingerprint, fingerprint_bytes
+from ledger.fingerprint.video import (
+    REDUCED_SIDE,
+    VIDEO_PIPELINE,
+    content_hash_of,
+    fingerprint_video,
+    pipeline_like,
+    pipeline_of,
+)
+from ledger.store import Ledger
+from tests import media
+from tests.factories import new_record
+from tests.test_audit import audit, by_record
+from tests.test_audit_media import media_request
+
+
+def decoded_frames_hash(data: bytes, digest: Any) -> str:
+    """The content hash written out from its definition (``digest`` holds the size
+    prefix): per frame its time in ms, pixel format and every plane's rows unpadded."""
+    with av.open(io.BytesIO(data)) as container:
+        start = None
+        for frame in container.decode(video=0):
+            start = frame.time if start is None else start
+            digest.update(b"t%d:" % round((frame.time - start) * 1000))
+            digest.update(frame.format.name.encode() + b":")
+            for plane in frame.planes:
+                rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+                digest.update(np.ascontiguousarray(rows[:, : plane.width]))
+    return str(digest.hexdigest())
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    return media.mp4(media.pan())
+
+
+def test_the_content_hash_is_blake3_of_the_decoded_frames_and_sha256_in_pipeline_2(clip: bytes) -> None:
+    prefix = b"seedledger-frames:64x64:"
+    v3, v2 = fingerprint_video(clip), fingerprint_video(clip, pipeline=2)
+    assert VIDEO_PIPELINE == 3 and pipeline_of(v3.version) == 3 and pipeline_of(v2.version) == 2
+    assert v3.pixel_sha256 == decoded_frames_hash(clip, blake3.blake3(prefix))
+    assert v2.pixel_sha256 == decoded_frames_hash(clip, hashlib.sha256(prefix))
+    # Everything but the content hash is pipeline 2's for frames this small.
+    assert (v2.detail.sample_phash, v2.detail.strip) == (v3.detail.sample_phash, v3.detail.strip)
+    assert v2.detail.sample_pixel_sha256 == v3.detail.sample_pixel_sha256
+    assert content_hash_of(v3.version) == "blake3" and content_hash_of(v2.version) == "sha256"
+    assert content_hash_of("vfp1+av14") == "sha256" and content_hash_of("img2+pil") is None
+    with pytest.raises(FingerprintError, match="pipeline 1 is not one of"):
+        fingerprint_video(clip, pipeline=1)
+
+
+def test_hashes_of_two_kinds_never_decide_identical_and_like_makes_them_one_kind(clip: bytes) -> None:
+    old = fingerprint_video(clip, pipeline=2)
+    fresh = fingerprint(clip, "video")
+    across = compare(old, fresh)
+    assert across.verdict is Verdict.NEAR_IDENTICAL and not across.pixel_equal
+    assert "two kinds (sha256, blake3)" in across.reason
+    assert pipeline_like(old.version) == 2 and pipeline_like(fresh.version) == 3
+    replay = fingerprint(clip, "video", like=old)
+    assert replay.version == old.version and compare(old, replay).verdict is Verdict.IDENTICAL
+    assert fingerprint(clip, "video", like=fresh) == fresh
+    # A v1 record (SHA-256 too) is met by pipeline 2; unknown versions get the current one.
+    assert pipeline_like("vfp1+av14.0.0") == 2 and pipeline_like("vfp9+x") == VIDEO_PIPELINE
+
+
+def test_large_sampled_frames_carry_no_full_size_pixel_hash_and_stills_still_match() -> None:
+    side = 2 * REDUCED_SIDE
+    big = media.field(seed=5, side=side + 80)
+    frames = [big[:side, 3 * i : 3 * i + side].copy() for i in range(24)]
+    data = media.mp4(frames, fps=24)
+    v3, v2 = fingerprint_video(data), fingerprint_video(data, pipeline=2)
+    assert set(v3.detail.sample_pixel_sha256) == {""}
+    assert all(len(h) == 64 for h in v2.detail.sample_pixel_sha256)
+    assert v3.detail.sample_phash == v2.detail.sample_phash  # the same reduced grey frames
+    assert v3.detail.strip == v2.detail.strip  # the tiles, exactly as a still's
+    # A sample without a pixel hash is never identical, not even to itself.
+    frame = v3.detail.frame_fingerprint(6, v3.width, v3.height)
+    assert compare(frame, frame).verdict is not Verdict.IDENTICAL
+    with av.open(io.BytesIO(data)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    png = io.BytesIO()
+    Image.fromarray(decoded[12]).save(png, format="PNG")  # t = 0.5 s, sample 6
+    still = fingerprint_bytes(png.getvalue())
+    assert still.pixel_sha256 == v2.detail.sample_pixel_sha256[6]
+    assert compare(still, frame).verdict is Verdict.NEAR_IDENTICAL
+
+
+def test_an_audit_of_a_record_fingerprinted_by_pipeline_2_replays_identical(ledger: Ledger) -> None:
+    requests = [media_request("video", "Euler"), media_request("video", "Euler a")]
+    with ReferenceServer.running() as server:
+
+        async def generate() -> list[Any]:
+            backend = open_backend("reference", server.url)
+            try:
+                return await generate_originals(backend, requests)
+            finally:
+                await backend.aclose()
+
+        generated = asyncio.run(generate())
+        ids = store_originals(ledger, generated, fingerprint=False)
+        for rid, g in zip(ids, generated, strict=True):  # as a pipeline 2 ledger stored them
+            ledger.attach_fingerprint(rid, fingerprint_video(g.data, pipeline=2))
+        outcome = audit(ledger, server.url)
+    results = by_record(ledger, outcome.run.id)
+    deterministic, stochastic = (results[i] for i in ids)
+    assert (deterministic.verdict, deterministic.outcome) == ("identical", "pass"), deterministic.distances
+    assert deterministic.replay["fingerprint_version"].startswith("vfp2+")
+    assert stochastic.verdict == "similar" and stochastic.outcome == "expected-drift"
+
+
+def test_cli_compare_of_a_file_with_a_pipeline_2_record_hashes_the_file_like_it(
+    sqlite_url: str, tmp_path: Path, clip: bytes
+) -> None:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(clip)
+    with Ledger.open(sqlite_url) as ledger:
+        [rid] = ledger.add([new_record(1)], fingerprints=[fingerprint_video(clip, pipeline=2)])
+    for args in ((str(path), str(rid)), (str(rid), str(path))):
+        run = CliRunner().invoke(main, ["--json", "--db", sqlite_url, "compare", *args])
+        assert run.exit_code == 0, run.output
+        data = json.loads(run.stdout)
+        assert data["verdict"] == "identical" and data["same_version"] is True, data
+    # Two files: both fingerprinted by the current pipeline.
+    run = CliRunner().invoke(main, ["--json", "compare", str(path), str(path)])
+    assert json.loads(run.stdout)["version_a"].startswith("vfp3+")
