@@ -98,7 +98,7 @@ def table(rows: list[dict], failures: dict[str, str]) -> str:
         )
         lines.append(
             f"| {row['bench']} | {_fmt(row['figure'])} {row['unit']} | {baseline} | "
-            f"{_fmt(row.get('ratio'))} | {row['target']} | {_met(row['pass'])} |"
+            f"{_fmt(row.get('ratio'))} | {_fmt(row['target'])} | {_met(row['pass'])} |"
         )
     for script, error in failures.items():
         lines.append(f"| {script} | did not finish: {error} | | | | **no** |")
