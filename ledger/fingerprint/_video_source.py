@@ -71,10 +71,10 @@ class Source:
 
 @dataclass(frozen=True)
 class Unhashed:
-    """A large sampled frame's RGB (pipeline 3): hashed like a still but for its
-    full-size pixel hash, left out ("")."""
+    """A large sampled frame (pipeline 3) as RGBX rows, which Pillow maps without a copy
+    (its own RGB layout): hashed like a still but for the full-size pixel hash ("")."""
 
-    rgb: np.ndarray
+    rgbx: np.ndarray
 
 
 def check_declared(width: int, height: int, duration: float | None, frames: int, limits: VideoLimits) -> None:
@@ -151,8 +151,9 @@ def rgb_of(frame: Any, pipeline: int) -> Any:
 
     def convert() -> tuple[Any, np.ndarray]:
         grey = frame.reformat(**size, format="gray", interpolation="AREA").to_ndarray()
-        rgb = frame.to_ndarray(format="rgb24")
-        return (Unhashed(rgb) if pipeline >= 3 else rgb), grey
+        if pipeline >= 3:  # libswscale gives RGBA the same R, G, B as RGB24
+            return Unhashed(np.ascontiguousarray(frame.to_ndarray(format="rgba"))), grey
+        return frame.to_ndarray(format="rgb24"), grey
 
     return convert
 
