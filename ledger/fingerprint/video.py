@@ -6,13 +6,13 @@ checked before the first frame is decoded, and again while decoding (a container
 lie). Every decoded frame feeds the content hash (``pixel_sha256``; BLAKE3 from pipeline
 3, SHA-256 before): "identical" means the same decoded frames at the same times. Frames
 shown at fixed timestamps (every ``step_s``, at most ``MAX_SAMPLES``) are hashed like
-still images. Under ``2 * REDUCED_SIDE`` px on their short side that is exact (pixel
-hash, phash, dhash and 48×48 tile of the RGB frame). Larger frames keep the exact tile;
-their phash and dhash come from a grey frame first reduced in C by libswscale (area
-average; a few bits from a still's), and from pipeline 3 they carry no full-size pixel
-hash (""): it cost more than the rest of a sample and matched only a still taken at a
-sample time through the same RGB conversion. A still pulled from a clip finds it by
-phash and tile.
+still images. Under ``2 * REDUCED_SIDE`` px on their short side (and every GIF/WEBP
+frame) that is exact: pixel hash, phash, dhash and 48×48 tile of the RGB frame. Larger
+PyAV frames keep the exact tile; their phash and dhash come from a grey frame first
+reduced in C by libswscale (area average; a few bits from a still's), and from pipeline
+3 they carry no full-size pixel hash (""): it cost more than the rest of a sample and
+matched only a still taken at a sample time through the same RGB conversion. A still
+pulled from a clip finds it by phash and tile.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ledger.fingerprint._video_source import (
     DECODER_THREADS,
     DEFAULT_VIDEO_LIMITS,
     REDUCED_SIDE,
+    Frame,
     Source,
     Unhashed,
     VideoLimits,
@@ -218,14 +219,14 @@ def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline:
     times = [round(k * step, 6) for k in range(max(1, math.ceil(src.duration_s / step - 1e-9)))]
     digest = _content_digest(pipeline, src.width, src.height)
     # Hashing and the sampled frames' hashes run on worker threads while this one decodes
-    # (hashlib and Pillow release the GIL): one hashing thread keeps the frames in order;
-    # a few frames in flight at most, so memory stays bounded.
+    # (hashlib, blake3 and Pillow release the GIL): one hashing thread keeps the frames
+    # in order; at most _IN_FLIGHT_BYTES of frames wait for it, so memory stays bounded.
     hasher = _hash_pool()
     pool = _sample_pool()
     hashing: deque[Future[None]] = deque()
     in_flight = max(2, _IN_FLIGHT_BYTES // (src.width * src.height * 3 // 2 or 1))
     samples: list[Future[_Sample]] = []
-    prev: Any = None
+    prev: Frame | None = None
     count = 0
     start: float | None = None
     for frame in src.frames:
