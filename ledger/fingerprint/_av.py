@@ -52,7 +52,10 @@ def decode_errors() -> tuple[type[BaseException], ...]:
 
 
 def reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    # FFmpeg's errors read "[Errno 1094995529] Invalid data …: '<none>'"; the text alone says it.
+    strerror = getattr(exc, "strerror", None)
+    text = strerror if isinstance(strerror, str) and strerror.strip() else str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__
     return text[:200]
 
 

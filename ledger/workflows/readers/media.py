@@ -78,7 +78,8 @@ def media_kind(data: bytes) -> tuple[str, str] | None:
         try:
             modality = sniff_modality(data)
         except FingerprintError as exc:
-            raise InvalidInputError(exc.message) from None
+            label = "OGG" if head.startswith(b"OggS") else ("MP4" if head[4:8] == b"ftyp" else "WEBM")
+            raise _unreadable(label, exc) from None
         if head.startswith(b"OggS"):
             return modality, "ogg"
         if head[4:8] == b"ftyp":
@@ -165,8 +166,14 @@ def _container_tags(data: bytes, kind: str) -> dict[str, str]:
                     if isinstance(value, str) and len(value) <= MAX_TAG_CHARS:
                         tags.setdefault(str(key).casefold(), value)
     except FingerprintError as exc:
-        raise InvalidInputError(exc.message) from None
+        raise _unreadable(kind.upper(), exc) from None
     return tags
+
+
+def _unreadable(label: str, exc: FingerprintError) -> InvalidInputError:
+    if exc.message.startswith("cannot read the media container"):  # e.g. cut before its index
+        return InvalidInputError(f"{label} cannot be read (truncated or corrupt): {exc.message}")
+    return InvalidInputError(exc.message)
 
 
 def _gif_comment(data: bytes) -> dict[str, str]:
