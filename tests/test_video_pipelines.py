@@ -147,3 +147,26 @@ def test_cli_compare_of_a_file_with_a_pipeline_2_record_hashes_the_file_like_it(
     # Two files: both fingerprinted by the current pipeline.
     run = CliRunner().invoke(main, ["--json", "compare", str(path), str(path)])
     assert json.loads(run.stdout)["version_a"].startswith("vfp3+")
+
+
+def test_cli_find_of_a_video_finds_a_pipeline_2_record_identical(
+    sqlite_url: str, tmp_path: Path, clip: bytes
+) -> None:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(clip)
+    other = media.mp4(media.pan(seed=3))
+    with Ledger.open(sqlite_url) as ledger:
+        ids = ledger.add(
+            [new_record(1), new_record(2), new_record(3)],
+            fingerprints=[
+                fingerprint_video(clip, pipeline=2),  # stored before pipeline 3
+                fingerprint_video(clip),
+                fingerprint_video(other, pipeline=2),
+            ],
+        )
+    run = CliRunner().invoke(main, ["--json", "--db", sqlite_url, "find", str(path), "--radius", "16"])
+    assert run.exit_code == 0, run.output
+    found = {row["record_id"]: row for row in map(json.loads, run.stdout.splitlines())}
+    assert found[ids[0]]["verdict"] == "identical" and found[ids[0]]["version_b"].startswith("vfp2+")
+    assert found[ids[1]]["verdict"] == "identical" and found[ids[1]]["version_b"].startswith("vfp3+")
+    assert ids[2] not in found or found[ids[2]]["verdict"] != "identical"

@@ -112,11 +112,12 @@ def compare_(a: str, b: str, max_pixels: int, modality: str | None) -> None:
 def find(file: Path, radius: int, limit: int, max_pixels: int, modality: str | None) -> None:
     """Find the records whose output matches FILE (any modality; a still image also finds
     the videos it is a frame of), best first, with their verdicts."""
-    from ledger.fingerprint import fingerprint_file
+    from ledger.workflows.lookup import find_file
 
     ctx = app()
-    fp = fingerprint_file(file, modality, max_pixels=max_pixels)
-    matches = ctx.ledger().find_image(fp, radius, limit=limit or None)
+    _, matches = find_file(
+        ctx.ledger(), file, radius=radius, limit=limit or None, modality=modality, max_pixels=max_pixels
+    )
     if ctx.json:
         for m in matches:
             frame = {} if m.frame_time_s is None else {"frame_time_s": m.frame_time_s}
