@@ -4,8 +4,8 @@
   sampled frames hashed like stills) vs decoding the same stream and converting the
   sampled frames to RGB, nothing else. Target: ratio <= 1.3, on a clip with what a
   generated clip has in every frame: fine texture that moves (a pan and a sway over a
-  1/f field) and grain that changes frame to frame, ~2.8 Mbit/s at CRF 23. Also
-  printed, with no target: a rigid whole-pixel pan over flat 8x8 blocks (~0.2 Mbit/s),
+  1/f field) and grain that changes frame to frame, ~2.5 Mbit/s at CRF 23. Also
+  printed, with no target: a rigid whole-pixel pan over flat 8x8 blocks (~0.5 Mbit/s),
   whose decode is nearly free, so the fixed cost per decoded pixel (the content hash)
   weighs most there.
 * audio: fingerprinting a 30 s MP3 in process vs ``fpcalc -raw`` (Chromaprint's own
