@@ -170,3 +170,34 @@ def test_cli_find_of_a_video_finds_a_pipeline_2_record_identical(
     assert found[ids[0]]["verdict"] == "identical" and found[ids[0]]["version_b"].startswith("vfp2+")
     assert found[ids[1]]["verdict"] == "identical" and found[ids[1]]["version_b"].startswith("vfp3+")
     assert ids[2] not in found or found[ids[2]]["verdict"] != "identical"
+
+
+def test_the_hashing_thread_lags_the_decoder_by_a_bounded_number_of_frames() -> None:
+    from ledger.fingerprint.video import in_flight_frames
+
+    assert in_flight_frames(1920 * 1080 * 3 // 2) == 10  # 1080p 4:2:0, 32 MiB of slack
+    assert in_flight_frames(4096 * 4096 * 6) == 2  # never fewer than 2
+    assert in_flight_frames(16 * 16) == 64  # tiny frames: a fixed cap, not 131,072
+    assert in_flight_frames(0) == 64
+
+
+def test_animated_gif_samples_keep_their_pixel_hash_in_every_pipeline() -> None:
+    big = media.field(seed=2, side=2 * REDUCED_SIDE + 16)
+    frames = [big[:, 2 * i : 2 * i + 2 * REDUCED_SIDE].copy() for i in range(8)]
+    assert min(frames[0].shape[:2]) >= 2 * REDUCED_SIDE  # large enough to lose it on PyAV
+    gif = media.animated(frames, "GIF")
+    v3, v2 = fingerprint_video(gif), fingerprint_video(gif, pipeline=2)
+    assert all(len(h) == 64 for h in v3.detail.sample_pixel_sha256)
+    assert v3.detail.sample_pixel_sha256 == v2.detail.sample_pixel_sha256
+    assert v3.pixel_sha256 != v2.pixel_sha256  # another hash of the same frames
+    assert compare(v3, fingerprint_video(gif)).verdict is Verdict.IDENTICAL
+
+
+def test_empty_or_unknown_content_hashes_never_decide_identical(clip: bytes) -> None:
+    import dataclasses
+
+    fp = fingerprint_video(clip)
+    blank = dataclasses.replace(fp, pixel_sha256="")
+    assert compare(blank, blank).verdict is not Verdict.IDENTICAL
+    unknown = dataclasses.replace(fp, version="vfp9+future")
+    assert compare(unknown, unknown).verdict is not Verdict.IDENTICAL

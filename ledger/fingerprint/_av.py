@@ -7,6 +7,7 @@ container is opened from memory (no file names, no network protocols).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,10 +53,11 @@ def decode_errors() -> tuple[type[BaseException], ...]:
 
 
 def reason(exc: BaseException) -> str:
-    # FFmpeg's errors read "[Errno 1094995529] Invalid data …: '<none>'"; the text alone says it.
-    strerror = getattr(exc, "strerror", None)
-    text = strerror if isinstance(strerror, str) and strerror.strip() else str(exc)
-    text = text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__
+    # PyAV's errors read "[Errno 1094995529] Invalid data …: '<none>'; last error log: …":
+    # the errno and the (absent) file name say nothing; FFmpeg's last log line does.
+    text = str(exc).strip()
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text).replace(": '<none>'", "", 1)
+    text = text.splitlines()[0] if text else exc.__class__.__name__
     return text[:200]
 
 

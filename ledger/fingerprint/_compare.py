@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ledger.fingerprint._types import Fingerprint, Verdict, hamming
+from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, hamming
 from ledger.fingerprint.image import thumbnail_pixels
 
 
@@ -93,8 +93,7 @@ def compare_images(
     diff = np.abs(ta - tb)
     mse = float(np.mean(diff.astype(np.float64) ** 2))
     psnr = None if mse == 0 else round(10 * math.log10(255.0**2 / mse), 3)
-    # "" is a large video frame's sample, which has no full-size pixel hash: never equal.
-    pixel_equal = bool(a.pixel_sha256) and a.pixel_sha256 == b.pixel_sha256
+    pixel_equal = content_equal(a, b)
     same_size = (a.width, a.height) == (b.width, b.height)
     p = hamming(a.phash, b.phash)
     verdict, reason = _decide(pixel_equal, same_size, p, psnr, thresholds)

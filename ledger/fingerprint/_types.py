@@ -40,6 +40,12 @@ def phash_chunks(phash: int) -> tuple[int, int, int, int]:
     return ((phash >> 48) & 0xFFFF, (phash >> 32) & 0xFFFF, (phash >> 16) & 0xFFFF, phash & 0xFFFF)
 
 
+def content_equal(a: Fingerprint, b: Fingerprint) -> bool:
+    """The decoded-content hashes prove equal content: both present and the same ("" is
+    a large video frame's sample, which has none). Videos also check the hash kind."""
+    return bool(a.pixel_sha256) and a.pixel_sha256 == b.pixel_sha256
+
+
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 

@@ -41,7 +41,12 @@ def pillow_source(data: bytes, limits: VideoLimits) -> Source:
                 flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 flat.alpha_composite(rgba)
                 rgb = flat.convert("RGB")
-                yield Frame(t, lambda rgb=rgb: (rgb, None), lambda d, rgb=rgb: d.update(rgb.tobytes()))
+                yield Frame(
+                    t,
+                    lambda rgb=rgb: (rgb, None),
+                    lambda d, rgb=rgb: d.update(rgb.tobytes()),
+                    4 * width * height,  # Pillow keeps RGB at 4 bytes a pixel
+                )
                 t += durations[k]
         except (OSError, ValueError, EOFError) as exc:
             raise FingerprintError(

@@ -54,7 +54,9 @@ class Frame:
     #: () -> (RGB24 ndarray or PIL RGB image, reduced grey ndarray or None), called for
     #: sampled frames only, on the decoding thread.
     rgb: Any
-    hash_into: Any  # (hashlib object) -> None
+    hash_into: Any  # (a hashlib or blake3 object) -> None
+    #: The decoded frame's buffers, padding included: what holding it costs.
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
                         f"frame {index} is {frame.width}x{frame.height}, not the declared {width}x{height}"
                     )
                 t = frame.time if frame.time is not None else index / (fps or 1.0)
-                yield Frame(t, rgb_of(frame, pipeline), planes_of(frame))
+                nbytes = sum(plane.buffer_size for plane in frame.planes)
+                yield Frame(t, rgb_of(frame, pipeline), planes_of(frame), nbytes)
                 index += 1
         except _av.decode_errors() as exc:
             raise FingerprintError(

@@ -24,7 +24,7 @@ from PIL import Image
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av, _chromaprint
 from ledger.fingerprint._audio_decode import MonoDecoder
-from ledger.fingerprint._types import Fingerprint, Verdict, hamming
+from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, hamming
 from ledger.fingerprint.image import THUMB_SIZE, _dhash, _phash, _sha256_hex
 
 #: 2: the band profile (pipeline-1 payloads have none and compare without it).
@@ -303,7 +303,7 @@ def compare_audio(
     )
     loud = None if da.rms_dbfs is None or db.rms_dbfs is None else round(db.rms_dbfs - da.rms_dbfs, 3)
     spec = hamming(a.phash, b.phash)
-    equal = a.pixel_sha256 == b.pixel_sha256
+    equal = content_equal(a, b)
     bands = _band_cosine(da.band_profile, db.band_profile)
     verdict, reason = _decide(equal, ber, spec, da.duration_s, db.duration_s, thresholds)
     if bands is not None and bands < thresholds.min_band_cosine and verdict is not Verdict.IDENTICAL:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ledger.errors import FingerprintError
 from ledger.fingerprint._mesh_guard import DEFAULT_MESH_LIMITS, MeshLimits, check_declared, sniff_mesh
-from ledger.fingerprint._types import Fingerprint, Verdict, hamming
+from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, hamming
 from ledger.fingerprint.image import THUMB_SIZE, _dhash, _phash, _sha256_hex
 
 #: 2: D1/D2 quantiles (the geometry hash is unchanged, so identical spans 1 and 2).
@@ -345,7 +345,7 @@ def compare_meshes(
     d2_emd, d1_emd = _emd(ma.d2_quantiles, mb.d2_quantiles), _emd(ma.d1_quantiles, mb.d1_quantiles)
     shape = None if d2_emd is None or d1_emd is None else max(d2_emd, d1_emd)
     same_counts = (ma.vertices, ma.faces) == (mb.vertices, mb.faces)
-    equal = a.pixel_sha256 == b.pixel_sha256
+    equal = content_equal(a, b)
     if equal:
         verdict, reason = Verdict.IDENTICAL, "canonical geometry hashes are equal"
     elif shape is None:

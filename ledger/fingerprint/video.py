@@ -70,6 +70,7 @@ __all__ = [
     "VideoLimits",
     "content_hash_of",
     "fingerprint_video",
+    "in_flight_frames",
     "pipeline_like",
     "pipeline_of",
     "video_version",
@@ -224,7 +225,7 @@ def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline:
     hasher = _hash_pool()
     pool = _sample_pool()
     hashing: deque[Future[None]] = deque()
-    in_flight = max(2, _IN_FLIGHT_BYTES // (src.width * src.height * 3 // 2 or 1))
+    in_flight = 0  # set from the first frame's real size
     samples: list[Future[_Sample]] = []
     prev: Frame | None = None
     count = 0
@@ -244,6 +245,8 @@ def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline:
         while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-4:
             samples.append(pool.submit(_sample, *prev.rgb()))
         hashing.append(hasher.submit(_hash_frame, digest, round(t * 1000), frame.hash_into))
+        if not in_flight:
+            in_flight = in_flight_frames(frame.nbytes)
         while len(hashing) > in_flight:
             hashing.popleft().result()
         prev = frame
@@ -292,7 +295,15 @@ def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline:
 #: Decoded bytes handed to the hashing thread and not yet hashed, at most (and at least
 #: 2 frames): enough slack for the hash to run in the decoder's idle gaps (at 1080p, 10
 #: frames were 5-9 % faster than 4 in one interleaved run), bounded whatever the size.
+#: Per fingerprint: concurrent ones (an audit runs a few) each hold their own.
 _IN_FLIGHT_BYTES = 32 << 20
+#: ...and at most this many frames, whatever their size (each also holds Python objects).
+_IN_FLIGHT_FRAMES = 64
+
+
+def in_flight_frames(frame_bytes: int) -> int:
+    """Frames the hashing thread may lag the decoder by, for frames of ``frame_bytes``."""
+    return max(2, min(_IN_FLIGHT_FRAMES, _IN_FLIGHT_BYTES // max(1, frame_bytes)))
 
 
 @functools.cache

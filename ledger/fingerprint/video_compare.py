@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ledger.errors import FingerprintError
-from ledger.fingerprint._types import Fingerprint, Verdict, hamming
+from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, hamming
 from ledger.fingerprint.video import VideoDetail, content_hash_of
 
 SEGMENT = 3
@@ -177,7 +177,7 @@ def compare_videos(
     # Hashes of two kinds (a record fingerprinted before pipeline 3) cannot show equality.
     kind_a, kind_b = content_hash_of(a.version), content_hash_of(b.version)
     hashes_comparable = kind_a is not None and kind_a == kind_b
-    pixel_equal = hashes_comparable and a.pixel_sha256 == b.pixel_sha256
+    pixel_equal = hashes_comparable and content_equal(a, b)
     mean_phash, max_phash = round(sum(phash) / len(phash), 4), max(phash)
     median_psnr = None if math.isinf(median) else median
     worst_phash = round(windows[worst], 4)

@@ -292,7 +292,8 @@ def _methodology(report: Report) -> Safe:
             "p",
             "Fingerprint version ",
             el("code", m.fingerprint_version),
-            ". Identical is decided by the SHA-256 of the decoded pixels, never by a perceptual hash.",
+            ". Identical is decided by a cryptographic hash of the decoded content (SHA-256; BLAKE3 for "
+            "video pipeline 3), never by a perceptual hash.",
         ),
         el("h3", "Verdicts"),
         kv(m.verdicts),

@@ -15,7 +15,8 @@ def warning_meaning(code: str) -> str:
 
 
 VERDICTS = {
-    "identical": "The replay's decoded pixels (and size) hash to the same SHA-256 as the original's.",
+    "identical": "The replay's decoded content (pixels and size; a video's frames and times) hashes to "
+    "the same cryptographic hash as the original's (SHA-256; BLAKE3 for video pipeline 3).",
     "near-identical": "Same size, perceptual-hash distance and thumbnail PSNR within the near band "
     "(re-encodes, ±1 pixel noise, GPU-noise level changes).",
     "similar": "Perceptual-hash distance and thumbnail PSNR within the similar band: same composition, "

@@ -319,10 +319,10 @@ class Ledger:
             if not replace:
                 if existing.pixel_sha256 == fp.pixel_sha256:
                     what = "a fingerprint of the same pixels made by another version"
-                elif existing.version != fp.version:  # content hashes may be of two kinds
+                elif _hash_kind(existing) != _hash_kind(fp):  # a video of another pipeline
                     what = f"a fingerprint made by another version ({existing.version})"
                 else:
-                    what = f"a fingerprint of other pixels (sha256 {existing.pixel_sha256[:12]}…)"
+                    what = f"a fingerprint of other pixels (content hash {existing.pixel_sha256[:12]}…)"
                 raise InvalidInputError(
                     f"record {record_id} already has {what}; use --replace to overwrite it"
                 )
@@ -441,3 +441,12 @@ def row_to_record(row: Row[Any]) -> Record:
         created_at=m["created_at"],
         recorded_at=m["recorded_at"],
     )
+
+
+def _hash_kind(fp: Fingerprint) -> str | None:
+    """The kind of content hash (two video pipelines use two); None: one kind for all."""
+    if fp.modality != "video":
+        return None
+    from ledger.fingerprint.video import content_hash_of
+
+    return content_hash_of(fp.version)

@@ -78,7 +78,7 @@ def media_kind(data: bytes) -> tuple[str, str] | None:
         try:
             modality = sniff_modality(data)
         except FingerprintError as exc:
-            label = "OGG" if head.startswith(b"OggS") else ("MP4" if head[4:8] == b"ftyp" else "WEBM")
+            label = "OGG" if head.startswith(b"OggS") else ("MP4" if head[4:8] == b"ftyp" else "MKV/WEBM")
             raise _unreadable(label, exc) from None
         if head.startswith(b"OggS"):
             return modality, "ogg"
