@@ -51,8 +51,8 @@ DEFAULT_VIDEO_LIMITS = VideoLimits()
 @dataclass(frozen=True)
 class Frame:
     time_s: float
-    #: () -> (RGB24 ndarray or PIL RGB image, reduced grey ndarray or None), called for
-    #: sampled frames only, on the decoding thread.
+    #: () -> (RGB24 ndarray, Unhashed RGBX rows or PIL RGB image; reduced grey ndarray or
+    #: None), called for sampled frames only, on the decoding thread.
     rgb: Any
     hash_into: Any  # (a hashlib or blake3 object) -> None
     #: The decoded frame's buffers, padding included: what holding it costs.
