@@ -22,7 +22,14 @@ from ledger.backends import open_backend
 from ledger.backends.reference.server import ReferenceServer
 from ledger.cli import main
 from ledger.errors import FingerprintError
-from ledger.fingerprint import Verdict, compare, fingerprint, fingerprint_bytes
+from ledger.fingerprint import (
+    Verdict,
+    compare,
+    content_equal,
+    content_hash_kind,
+    fingerprint,
+    fingerprint_bytes,
+)
 from ledger.fingerprint.video import (
     REDUCED_SIDE,
     VIDEO_PIPELINE,
@@ -201,3 +208,9 @@ def test_empty_or_unknown_content_hashes_never_decide_identical(clip: bytes) -> 
     assert compare(blank, blank).verdict is not Verdict.IDENTICAL
     unknown = dataclasses.replace(fp, version="vfp9+future")
     assert compare(unknown, unknown).verdict is not Verdict.IDENTICAL
+    assert not content_equal(unknown, unknown) and content_hash_kind(unknown) is None
+    assert content_hash_kind(fp) == "blake3" and content_equal(fp, fp)
+    png = io.BytesIO()
+    Image.fromarray(media.field(seed=1, side=32)).save(png, format="PNG")
+    still = fingerprint_bytes(png.getvalue())
+    assert content_hash_kind(still) == "sha256" and content_equal(still, still)

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from ledger.errors import FingerprintError
-from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, hamming
-from ledger.fingerprint.video import VideoDetail, content_hash_of
+from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, content_hash_kind, hamming
+from ledger.fingerprint.video import VideoDetail
 
 SEGMENT = 3
 #: Bump when the ladder below changes meaning (2: coarse PSNR and motion correlation).
@@ -175,9 +175,9 @@ def compare_videos(
     median = ranked[len(ranked) // 2]
     same_size = (a.width, a.height) == (b.width, b.height)
     # Hashes of two kinds (a record fingerprinted before pipeline 3) cannot show equality.
-    kind_a, kind_b = content_hash_of(a.version), content_hash_of(b.version)
+    kind_a, kind_b = content_hash_kind(a), content_hash_kind(b)
     hashes_comparable = kind_a is not None and kind_a == kind_b
-    pixel_equal = hashes_comparable and content_equal(a, b)
+    pixel_equal = content_equal(a, b)
     mean_phash, max_phash = round(sum(phash) / len(phash), 4), max(phash)
     median_psnr = None if math.isinf(median) else median
     worst_phash = round(windows[worst], 4)

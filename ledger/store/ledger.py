@@ -304,6 +304,7 @@ class Ledger:
         Attaching the same image again is a no-op. A record that already has the
         fingerprint of other pixels keeps it unless ``replace`` is set.
         """
+        from ledger.fingerprint import content_hash_kind
         from ledger.store import fingerprints as fingerprint_store
 
         with self.writing() as conn:
@@ -319,7 +320,7 @@ class Ledger:
             if not replace:
                 if existing.pixel_sha256 == fp.pixel_sha256:
                     what = "a fingerprint of the same pixels made by another version"
-                elif _hash_kind(existing) != _hash_kind(fp):  # a video of another pipeline
+                elif content_hash_kind(existing) != content_hash_kind(fp):  # another video pipeline
                     what = f"a fingerprint made by another version ({existing.version})"
                 else:
                     what = f"a fingerprint of other pixels (content hash {existing.pixel_sha256[:12]}…)"
@@ -441,12 +442,3 @@ def row_to_record(row: Row[Any]) -> Record:
         created_at=m["created_at"],
         recorded_at=m["recorded_at"],
     )
-
-
-def _hash_kind(fp: Fingerprint) -> str | None:
-    """The kind of content hash (two video pipelines use two); None: one kind for all."""
-    if fp.modality != "video":
-        return None
-    from ledger.fingerprint.video import content_hash_of
-
-    return content_hash_of(fp.version)
