@@ -60,9 +60,9 @@ def test_lossy_x264_repeats_itself_between_other_media_work(crf: int | None) -> 
     # (decoding, thread pools, freed buffers) in between, in one process.
     from ledger.fingerprint.video import fingerprint_video
 
-    differing = []
+    clips, differing = _zooms(), []
     for round_ in range(4):
-        for k, frames in enumerate(_zooms()):
+        for k, frames in enumerate(clips):
             first = encode_video(frames, fps=12, crf=crf)
             fingerprint_video(first)
             if encode_video(frames, fps=12, crf=crf) != first:
