@@ -52,7 +52,7 @@ DEFAULT_VIDEO_LIMITS = VideoLimits()
 class Frame:
     time_s: float
     #: () -> (RGB24 ndarray, Unhashed RGBX rows or PIL RGB image; reduced grey ndarray or
-    #: None), called for sampled frames only, on the decoding thread.
+    #: None), called once for a sampled frame, on a sample thread.
     rgb: Any
     hash_into: Any  # (a hashlib or blake3 object) -> None
     #: The decoded frame's buffers, padding included: what holding it costs.
@@ -149,14 +149,14 @@ _MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/
 def rgb_of(frame: Any, pipeline: int) -> Any:
     factor = min(frame.width, frame.height) // REDUCED_SIDE
     if factor < 2:
-        return lambda: (frame.to_ndarray(format="rgb24"), None)
+        return lambda: (frame.to_ndarray(format="rgb24", threads=1), None)
     size = {"width": frame.width // factor, "height": frame.height // factor}
 
     def convert() -> tuple[Any, np.ndarray]:
-        grey = frame.reformat(**size, format="gray", interpolation="AREA").to_ndarray()
+        grey = frame.reformat(**size, format="gray", interpolation="AREA", threads=1).to_ndarray()
         if pipeline >= 3:  # libswscale gives RGBA the same R, G, B as RGB24
-            return Unhashed(np.ascontiguousarray(frame.to_ndarray(format="rgba"))), grey
-        return frame.to_ndarray(format="rgb24"), grey
+            return Unhashed(np.ascontiguousarray(frame.to_ndarray(format="rgba", threads=1))), grey
+        return frame.to_ndarray(format="rgb24", threads=1), grey
 
     return convert
 

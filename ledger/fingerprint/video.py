@@ -17,13 +17,10 @@ pulled from a clip finds it by phash and tile.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import math
-import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +44,7 @@ from ledger.fingerprint._video_source import (
     VideoLimits,
     av_source,
 )
+from ledger.fingerprint._video_work import FrameWork, in_flight_frames
 from ledger.fingerprint.image import (
     THUMB_SIZE,
     _dhash,
@@ -218,51 +216,22 @@ def _content_digest(pipeline: int, width: int, height: int) -> Any:
 def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline: int) -> Fingerprint:
     step = max(MIN_STEP_S, src.duration_s / MAX_SAMPLES)
     times = [round(k * step, 6) for k in range(max(1, math.ceil(src.duration_s / step - 1e-9)))]
-    digest = _content_digest(pipeline, src.width, src.height)
-    # Hashing and the sampled frames' hashes run on worker threads while this one decodes
-    # (hashlib, blake3 and Pillow release the GIL): one hashing thread keeps the frames
-    # in order; at most _IN_FLIGHT_BYTES of frames wait for it, so memory stays bounded.
-    hasher = _hash_pool()
-    pool = _sample_pool()
-    hashing: deque[Future[None]] = deque()
-    in_flight = 0  # set from the first frame's real size
-    samples: list[Future[_Sample]] = []
-    prev: Frame | None = None
-    count = 0
-    start: float | None = None
-    for frame in src.frames:
-        count += 1
-        if count > limits.max_frames:
-            raise FingerprintError(
-                f"video has more than {limits.max_frames} frames; refusing to decode further"
-            )
-        if start is None:
-            start = frame.time_s
-        t = frame.time_s - start
-        if t > limits.max_duration_s:
-            raise FingerprintError(f"video runs past {limits.max_duration_s:g} s; refusing to decode further")
-        # A frame shown at (or within 0.1 ms of) a sample time is that sample.
-        while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-4:
-            samples.append(pool.submit(_sample, *prev.rgb()))
-        hashing.append(hasher.submit(_hash_frame, digest, round(t * 1000), frame.hash_into))
-        if not in_flight:
-            in_flight = in_flight_frames(frame.nbytes)
-        while len(hashing) > in_flight:
-            hashing.popleft().result()
-        prev = frame
-    for pending in hashing:
-        pending.result()
-    if prev is None:
-        raise FingerprintError("video has no decodable frames (empty or truncated)")
-    while len(samples) < len(times):
-        samples.append(pool.submit(_sample, *prev.rgb()))
-    done = [f.result() for f in samples]
-    rgb_tiles = [d.tile for d in done]
+    work = FrameWork(_content_digest(pipeline, src.width, src.height), _sample_of)
+    try:
+        count, samples = _decode(src, limits, times, work)
+        # The rest runs while the hashing thread works off its last frames.
+        done = [f.result() for f in samples]
+        rgb_tiles = [d.tile for d in done]
+        strip = _png(np.concatenate(rgb_tiles, axis=1))
+        middle = len(samples) // 2
+        thumbnail, file_sha256 = _png(rgb_tiles[middle]), _sha256_hex(data)
+        digest = work.hashed()
+    except BaseException:
+        work.abandon()
+        raise
     phashes = [d.phash for d in done]
     dhashes = [d.dhash for d in done]
     pixel_hashes = [d.pixel_sha256 for d in done]
-    strip = _png(np.concatenate(rgb_tiles, axis=1))
-    middle = len(samples) // 2
     detail = VideoDetail(
         container=src.container,
         codec=src.codec,
@@ -280,54 +249,51 @@ def _fingerprint_source(data: bytes, src: Source, limits: VideoLimits, pipeline:
     return Fingerprint(
         version=video_version(pipeline),
         media_type=src.media_type,
-        file_sha256=_sha256_hex(data),
+        file_sha256=file_sha256,
         pixel_sha256=digest.hexdigest(),
         width=src.width,
         height=src.height,
         phash=phashes[middle],
         dhash=dhashes[middle],
-        thumbnail=_png(rgb_tiles[middle]),
+        thumbnail=thumbnail,
         modality="video",
         detail=detail,
     )
 
 
-#: Decoded bytes handed to the hashing thread and not yet hashed, at most (and at least
-#: 2 frames): enough slack for the hash to run in the decoder's idle gaps (at 1080p, 10
-#: frames were 5-9 % faster than 4 in one interleaved run), bounded whatever the size.
-#: Per fingerprint: concurrent ones (an audit runs a few) each hold their own.
-_IN_FLIGHT_BYTES = 32 << 20
-#: ...and at most this many frames, whatever their size (each also holds Python objects).
-_IN_FLIGHT_FRAMES = 64
-
-
-def in_flight_frames(frame_bytes: int) -> int:
-    """Frames the hashing thread may lag the decoder by, for frames of ``frame_bytes``."""
-    return max(2, min(_IN_FLIGHT_FRAMES, _IN_FLIGHT_BYTES // max(1, frame_bytes)))
-
-
-@functools.cache
-def _hash_pool_for(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="seedledger-frame-hash")
-
-
-def _hash_pool() -> ThreadPoolExecutor:
-    return _hash_pool_for(os.getpid())  # a forked child gets its own thread
-
-
-@functools.cache
-def _sample_pool_for(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="seedledger-frame-sample")
-
-
-def _sample_pool() -> ThreadPoolExecutor:
-    # Its own threads, not the image pool's: the tasks here never wait on each other.
-    return _sample_pool_for(os.getpid())
-
-
-def _hash_frame(digest: Any, millis: int, hash_into: Any) -> None:
-    digest.update(b"t%d:" % millis)
-    hash_into(digest)
+def _decode(
+    src: Source, limits: VideoLimits, times: list[float], work: FrameWork[_Sample]
+) -> tuple[int, list[Future[_Sample]]]:
+    """Decode every frame (bounded) into ``work``: (frames decoded, a sample for each of
+    ``times``). A frame shown at (or within 0.1 ms of) a sample time is that sample;
+    one shown at several is sampled once."""
+    samples: list[Future[_Sample]] = []
+    prev: Frame | None = None
+    prev_sample: Future[_Sample] | None = None
+    count = 0
+    start: float | None = None
+    for frame in src.frames:
+        count += 1
+        if count > limits.max_frames:
+            raise FingerprintError(
+                f"video has more than {limits.max_frames} frames; refusing to decode further"
+            )
+        if start is None:
+            start = frame.time_s
+        t = frame.time_s - start
+        if t > limits.max_duration_s:
+            raise FingerprintError(f"video runs past {limits.max_duration_s:g} s; refusing to decode further")
+        while prev is not None and len(samples) < len(times) and times[len(samples)] < t - 1e-4:
+            prev_sample = prev_sample or work.sample(prev)
+            samples.append(prev_sample)
+        work.hash(frame, round(t * 1000))
+        prev, prev_sample = frame, None
+    if prev is None:
+        raise FingerprintError("video has no decodable frames (empty or truncated)")
+    while len(samples) < len(times):
+        prev_sample = prev_sample or work.sample(prev)
+        samples.append(prev_sample)
+    return count, samples
 
 
 @dataclass(frozen=True)
@@ -338,10 +304,16 @@ class _Sample:
     tile: np.ndarray
 
 
+def _sample_of(rgb: Any) -> _Sample:
+    """A sampled frame's work, on a sample thread: its conversions (``Frame.rgb``; each
+    decoded frame has its own libswscale context, and none is converted twice at once)
+    and its hashes."""
+    return _sample(*rgb())
+
+
 def _sample(pixels: Any, reduced: np.ndarray | None = None) -> _Sample:
     """A sampled frame hashed like a still image (the module docstring says how exactly),
-    from its RGB or the decoder's reductions. The conversions themselves stay on the
-    decoding thread: PyAV's converters are not safe to share between threads."""
+    from its RGB or the decoder's reductions."""
     if isinstance(pixels, Unhashed):  # no pixel hash, and no copy into Pillow
         height, width = pixels.rgbx.shape[:2]
         rgbx = Image.frombuffer("RGBX", (width, height), pixels.rgbx, "raw", "RGBX", 0, 1)
