@@ -131,6 +131,16 @@ def test_video_bad_input_is_refused_in_one_line(clip) -> None:
         fingerprint(cases["ten hours"])
 
 
+def test_a_truncated_webm_is_refused_not_fingerprinted_short(clip) -> None:
+    # WEBM declares no frame count, and FFmpeg's demuxer stops quietly at the cut: the
+    # frames decoded must cover the duration the video track declares.
+    webm = media.mp4(clip, container="webm")
+    assert fingerprint(webm, "video").detail.frame_count == len(clip)
+    for keep in (0.5, 0.9):
+        with pytest.raises(FingerprintError, match=r"video is truncated: its frames cover [\d.]+ s of the"):
+            fingerprint(webm[: int(len(webm) * keep)], "video")
+
+
 # -- audio --------------------------------------------------------------------------
 
 
@@ -197,6 +207,20 @@ def test_audio_bad_input_is_refused_in_one_line(tone) -> None:
         assert "\n" not in str(err.value), name
     with pytest.raises(FingerprintError, match="no samples"):
         fingerprint(cases["zero-length"])
+
+
+def test_a_truncated_ogg_is_refused_not_fingerprinted_short(tone) -> None:
+    ogg = media.sound(tone, "ogg")
+    assert fingerprint(ogg, "audio").detail.duration_s == pytest.approx(5.0, abs=0.05)
+    pages = [at for at in range(len(ogg)) if ogg.startswith(b"OggS", at)]
+    cuts = [  # mid-page, in the first page's header, exactly at a page boundary
+        (ogg[: len(ogg) // 2], r"the page at byte \d+ needs \d+ bytes, \d+ are left"),
+        (ogg[:20], "the page at byte 0 is cut off in its header"),
+        (ogg[: pages[-1]], "it ends before its end-of-stream page"),
+    ]
+    for bad, message in cuts:
+        with pytest.raises(FingerprintError, match="OGG is truncated: " + message):
+            fingerprint(bad, "audio")
 
 
 # -- 3D -----------------------------------------------------------------------------

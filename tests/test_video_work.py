@@ -4,11 +4,13 @@ decoding thread, once each, with bounded queues, and nothing outlives a failure.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
 import ledger.fingerprint.video as video
+from ledger.errors import FingerprintError
 from ledger.fingerprint._video_source import Frame
 from ledger.fingerprint._video_work import FrameWork
 from tests import media
@@ -100,3 +102,26 @@ def test_frames_are_hashed_in_order_and_all_in_before_the_digest_is_read() -> No
         work.hash(_frame(1, b"%d" % i), i)
     assert work.hashed() is digest
     assert digest.parts == [part for i in range(100) for part in (b"t%d:" % i, b"%d" % i)]
+
+
+def test_a_truncated_clip_fails_with_no_sample_left_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    # WEBM opens however it is cut, so the failure comes after samples were handed over.
+    clip = media.mp4(media.pan(n=48, size=64), container="webm")
+    started: list[int] = []
+    running: list[int] = []
+    real = video._sample_of
+
+    def tracked(rgb: Any) -> Any:
+        started.append(1)
+        running.append(1)
+        try:
+            time.sleep(0.02)  # slow enough that some are queued or running at the cut
+            return real(rgb)
+        finally:
+            running.pop()
+
+    monkeypatch.setattr(video, "_sample_of", tracked)
+    with pytest.raises(FingerprintError, match="truncated"):
+        video.fingerprint_video(clip[: len(clip) * 4 // 5])
+    assert started  # samples were under way when the cut was found
+    assert running == []  # and every one started had ended before the error came back

@@ -61,6 +61,19 @@ def reason(exc: BaseException) -> str:
     return text[:200]
 
 
+def stream_duration(stream: Any) -> float | None:
+    """What the container says this one stream lasts: its duration, or the DURATION tag
+    Matroska/WEBM muxers write per track ("HH:MM:SS.nnnnnnnnn"); None when neither."""
+    got = seconds(stream.duration, stream.time_base)
+    if got is not None:
+        return got
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", str(stream.metadata.get("DURATION", "")).strip())
+    if match is None:
+        return None
+    hours, minutes, secs = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+
+
 def seconds(value: Any, time_base: Any) -> float | None:
     """A stream timestamp/duration in seconds, or None when FFmpeg does not know it."""
     if value is None or time_base is None:

@@ -101,6 +101,17 @@ def check_declared(width: int, height: int, duration: float | None, frames: int,
         )
 
 
+def check_covered(frames: int, covered: float, fps: float | None, declared_s: float | None) -> None:
+    """A stream with no frame count (WEBM) whose frames stop well short of the duration
+    declared for it was cut off: the demuxer ends such a file quietly, at the cut."""
+    if not frames or not fps or declared_s is None:
+        return
+    if covered < declared_s - max(2 / fps, 0.1):
+        raise FingerprintError(
+            f"video is truncated: its frames cover {covered:.3f} s of the {declared_s:.3f} s declared"
+        )
+
+
 def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -> Source:
     if not container.streams.video:
         raise FingerprintError("the container has no video stream")
@@ -115,8 +126,11 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
         raise FingerprintError("video declares no duration; refusing to decode an unbounded stream")
     stream.thread_type = DECODER_THREADS
 
+    own = _av.stream_duration(stream)  # the video stream's, not the longest stream's
+
     def frames() -> Iterator[Frame]:
         index = 0
+        first = end = 0.0  # the first frame's time, and when the last one stops showing
         try:
             for frame in container.decode(stream):
                 if (frame.width, frame.height) != (width, height):
@@ -124,6 +138,8 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
                         f"frame {index} is {frame.width}x{frame.height}, not the declared {width}x{height}"
                     )
                 t = frame.time if frame.time is not None else index / (fps or 1.0)
+                first = t if index == 0 else first
+                end = t + (_av.seconds(frame.duration, stream.time_base) or 1 / (fps or 1.0))
                 nbytes = sum(plane.buffer_size for plane in frame.planes)
                 yield Frame(t, rgb_of(frame, pipeline), planes_of(frame), nbytes)
                 index += 1
@@ -133,6 +149,8 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
             ) from None
         if stream.frames and index < stream.frames:
             raise FingerprintError(f"video is truncated: decoded {index} of {stream.frames} declared frames")
+        if not stream.frames:
+            check_covered(index, end - first, fps, own)
 
     brand = data[8:12]
     media_type = (

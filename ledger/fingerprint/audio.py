@@ -24,6 +24,7 @@ from PIL import Image
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av, _chromaprint
 from ledger.fingerprint._audio_decode import MonoDecoder
+from ledger.fingerprint._ogg import check_ogg, is_ogg
 from ledger.fingerprint._types import Fingerprint, Verdict, content_equal, hamming
 from ledger.fingerprint.image import THUMB_SIZE, _dhash, _phash, _sha256_hex
 
@@ -76,6 +77,8 @@ class AudioDetail:
 def fingerprint_audio(data: bytes, *, limits: AudioLimits = DEFAULT_AUDIO_LIMITS) -> Fingerprint:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         _check_wav(data, limits)
+    if is_ogg(data):
+        check_ogg(data)
 
     with _av.open_container(data, "audio") as container:
         if not container.streams.audio:

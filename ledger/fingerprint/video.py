@@ -32,6 +32,7 @@ from PIL import Image
 from ledger.errors import FingerprintError
 from ledger.fingerprint import _av
 from ledger.fingerprint._animated import is_animated_image
+from ledger.fingerprint._ogg import check_ogg, is_ogg
 from ledger.fingerprint._types import Fingerprint
 from ledger.fingerprint._video_pillow import pillow_source
 from ledger.fingerprint._video_source import (
@@ -200,6 +201,8 @@ def fingerprint_video(
         raise FingerprintError("empty input (0 bytes) is not a video")
     if is_animated_image(data):
         return _fingerprint_source(data, pillow_source(data, limits), limits, pipeline)
+    if is_ogg(data):
+        check_ogg(data)
     with _av.open_container(data, "video") as container:
         return _fingerprint_source(data, av_source(data, container, limits, pipeline), limits, pipeline)
 
