@@ -125,3 +125,16 @@ def test_a_truncated_clip_fails_with_no_sample_left_running(monkeypatch: pytest.
         video.fingerprint_video(clip[: len(clip) * 4 // 5])
     assert started  # samples were under way when the cut was found
     assert running == []  # and every one started had ended before the error came back
+
+
+def test_the_covered_duration_check_allows_two_frames_or_a_tenth_of_a_second() -> None:
+    from ledger.fingerprint._video_source import check_covered
+
+    check_covered(48, 1.9, 24.0, 2.0)  # 100 ms short at 24 fps: the floor (two frames: 83 ms)
+    check_covered(20, 1.8, 10.0, 2.0)  # 200 ms short at 10 fps: two frames
+    check_covered(10, 0.4, None, 2.0)  # no frame rate: nothing to measure a frame by
+    check_covered(10, 0.4, 24.0, None)  # nothing declared for the track
+    with pytest.raises(FingerprintError, match=r"cover 1\.890 s of the 2\.000 s declared"):
+        check_covered(48, 1.89, 24.0, 2.0)
+    with pytest.raises(FingerprintError, match=r"cover 1\.790 s"):
+        check_covered(20, 1.79, 10.0, 2.0)
