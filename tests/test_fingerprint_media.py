@@ -137,7 +137,7 @@ def test_a_truncated_webm_is_refused_not_fingerprinted_short(clip) -> None:
     webm = media.mp4(clip, container="webm")
     assert fingerprint(webm, "video").detail.frame_count == len(clip)
     for keep in (0.5, 0.9):
-        with pytest.raises(FingerprintError, match=r"video is truncated: its frames cover [\d.]+ s of the"):
+        with pytest.raises(FingerprintError, match=r"video is truncated: its frames end at [\d.]+ s of the"):
             fingerprint(webm[: int(len(webm) * keep)], "video")
 
 

@@ -3,14 +3,20 @@ decoding thread, once each, with bounded queues, and nothing outlives a failure.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+from fractions import Fraction
 from typing import Any
 
+import av
+import numpy as np
 import pytest
+from PIL import Image
 
 import ledger.fingerprint.video as video
 from ledger.errors import FingerprintError
+from ledger.fingerprint import fingerprint_bytes
 from ledger.fingerprint._video_source import Frame
 from ledger.fingerprint._video_work import FrameWork
 from tests import media
@@ -28,12 +34,25 @@ def _frame(nbytes: int, tag: bytes = b"x") -> Frame:
     return Frame(0.0, lambda: tag, lambda digest: digest.update(tag), nbytes)
 
 
+def _still_hashes(clip: bytes, times: tuple[float, ...]) -> list[str]:
+    """The pixel hash of a PNG still of the frame shown at each time, as an outside tool
+    would pull it (PyAV's RGB24, then the image pipeline)."""
+    with av.open(io.BytesIO(clip)) as container:
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    start, out = frames[0][0], []
+    for t in times:
+        shown = [rgb for time_s, rgb in frames if time_s - start <= t + 1e-4][-1]
+        png = io.BytesIO()
+        Image.fromarray(shown).save(png, format="PNG")
+        out.append(fingerprint_bytes(png.getvalue()).pixel_sha256)
+    return out
+
+
 def test_a_frame_shown_at_several_sample_times_is_converted_once_off_the_decoding_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # 4 fps for 2.5 s: 30 sample times (every 1/12 s) over 10 distinct frames.
     clip = media.mp4(media.pan(n=10, size=64), fps=4)
-    expected = video.fingerprint_video(clip)
     calls: list[str] = []
     real = video._sample_of
 
@@ -46,7 +65,70 @@ def test_a_frame_shown_at_several_sample_times_is_converted_once_off_the_decodin
     assert len(got.detail.sample_times) == 30 and got.detail.frame_count == 10
     assert len(calls) == 10  # one conversion per distinct frame, not per sample time
     assert all(name.startswith("seedledger-frame-sample") for name in calls)
-    assert got == expected  # the same fingerprint as before sharing
+    # Every sample is still the frame shown at its time, as a still of it says.
+    assert list(got.detail.sample_pixel_sha256) == _still_hashes(clip, got.detail.sample_times)
+
+
+def test_large_samples_at_any_width_are_steady_and_tile_like_a_still() -> None:
+    # libswscale's RGBA (used before) differed from RGB24 in the last columns at widths
+    # of 16k + 2 and 16k + 4, and from run to run at 16k + 4.
+    rng = np.random.default_rng(5)
+    for width in (642, 644):
+        clip = media.mp4([rng.integers(0, 255, (288, width, 3), dtype=np.uint8) for _ in range(6)], fps=12)
+        runs = [video.fingerprint_video(clip) for _ in range(3)]
+        assert len({fp.detail.strip for fp in runs}) == 1, width
+        with av.open(io.BytesIO(clip)) as container:
+            first = next(iter(container.decode(video=0))).to_ndarray(format="rgb24")
+        png = io.BytesIO()
+        Image.fromarray(first).save(png, format="PNG")
+        sample = runs[0].detail.frame_fingerprint(0, width, 288)
+        assert sample.pixel_sha256 == ""  # a large frame: no full-size pixel hash
+        assert sample.thumbnail == fingerprint_bytes(png.getvalue()).thumbnail, width
+
+
+def _ffv1(pix_fmt: str) -> bytes:
+    out = io.BytesIO()
+    rng = np.random.default_rng(1)
+    with av.open(out, "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, pix_fmt
+        for i in range(6):
+            rgb = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out.getvalue()
+
+
+def test_frames_of_other_pixel_formats_are_hashed_or_refused_in_one_line() -> None:
+    ten_bit = _ffv1("yuv420p10le")  # 2 bytes a sample: hashed through PyAV's arrays
+    a, b = video.fingerprint_video(ten_bit), video.fingerprint_video(ten_bit)
+    assert a.pixel_sha256 == b.pixel_sha256 and len(a.pixel_sha256) == 64
+    assert video.fingerprint_video(ten_bit, pipeline=2).pixel_sha256 != a.pixel_sha256
+    with pytest.raises(FingerprintError, match="cannot hash video frames in pixel format bgr0"):
+        video.fingerprint_video(_ffv1("bgr0"))  # PyAV has no array for it
+
+
+def _late_webm(frames: list[np.ndarray], start: int) -> bytes:
+    """A WEBM whose video starts ``start`` frames in (as after a cut at a keyframe)."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=24)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = start + i, Fraction(1, 24)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out.getvalue()
+
+
+def test_a_webm_starting_late_is_whole_and_its_cut_is_not() -> None:
+    late = _late_webm(media.pan(n=48, size=64), start=12)  # 0.5 s in; DURATION 2.5 s
+    assert video.fingerprint_video(late).detail.frame_count == 48
+    with pytest.raises(FingerprintError, match=r"frames end at [\d.]+ s of the 2\.500 s declared"):
+        video.fingerprint_video(late[: len(late) * 7 // 10])
 
 
 def test_sampled_frames_waiting_for_a_sample_thread_are_bounded() -> None:
@@ -134,7 +216,7 @@ def test_the_covered_duration_check_allows_two_frames_or_a_tenth_of_a_second() -
     check_covered(20, 1.8, 10.0, 2.0)  # 200 ms short at 10 fps: two frames
     check_covered(10, 0.4, None, 2.0)  # no frame rate: nothing to measure a frame by
     check_covered(10, 0.4, 24.0, None)  # nothing declared for the track
-    with pytest.raises(FingerprintError, match=r"cover 1\.890 s of the 2\.000 s declared"):
+    with pytest.raises(FingerprintError, match=r"end at 1\.890 s of the 2\.000 s declared"):
         check_covered(48, 1.89, 24.0, 2.0)
-    with pytest.raises(FingerprintError, match=r"cover 1\.790 s"):
+    with pytest.raises(FingerprintError, match=r"end at 1\.790 s"):
         check_covered(20, 1.79, 10.0, 2.0)

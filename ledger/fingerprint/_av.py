@@ -62,12 +62,14 @@ def reason(exc: BaseException) -> str:
 
 
 def stream_duration(stream: Any) -> float | None:
-    """What the container says this one stream lasts: its duration, or the DURATION tag
-    Matroska/WEBM muxers write per track ("HH:MM:SS.nnnnnnnnn"); None when neither."""
+    """What the container says this one stream lasts, counted from 0: its duration, or
+    the DURATION tag Matroska/WEBM muxers write per track ("HH:MM:SS.nnnnnnnnn")."""
     got = seconds(stream.duration, stream.time_base)
     if got is not None:
         return got
-    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", str(stream.metadata.get("DURATION", "")).strip())
+    # mkvmerge writes it with a language suffix ("DURATION-eng").
+    tags = [v for k, v in stream.metadata.items() if k.upper().split("-", 1)[0] == "DURATION"]
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", str(tags[0]).strip()) if tags else None
     if match is None:
         return None
     hours, minutes, secs = match.groups()

@@ -6,6 +6,7 @@ frames only) its RGB and, for large frames, a grey frame reduced in C.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,7 @@ DEFAULT_VIDEO_LIMITS = VideoLimits()
 @dataclass(frozen=True)
 class Frame:
     time_s: float
-    #: () -> (RGB24 ndarray, Unhashed RGBX rows or PIL RGB image; reduced grey ndarray or
+    #: () -> (RGB24 ndarray, Unhashed RGB24 rows or PIL RGB image; reduced grey ndarray or
     #: None), called once for a sampled frame, on a sample thread.
     rgb: Any
     hash_into: Any  # (a hashlib or blake3 object) -> None
@@ -73,10 +74,12 @@ class Source:
 
 @dataclass(frozen=True)
 class Unhashed:
-    """A large sampled frame (pipeline 3) as RGBX rows, which Pillow maps without a copy
-    (its own RGB layout): hashed like a still but for the full-size pixel hash ("")."""
+    """A large sampled frame (pipeline 3) as RGB24 rows: hashed like a still but for the
+    full-size pixel hash (""). (Not libswscale's RGBA, cheaper to hand to Pillow: at
+    widths of 16k + 2 or 16k + 4 its last columns differ from RGB24's, and from run to
+    run.)"""
 
-    rgbx: np.ndarray
+    rgb: np.ndarray
 
 
 def check_declared(width: int, height: int, duration: float | None, frames: int, limits: VideoLimits) -> None:
@@ -102,13 +105,13 @@ def check_declared(width: int, height: int, duration: float | None, frames: int,
 
 
 def check_covered(frames: int, covered: float, fps: float | None, declared_s: float | None) -> None:
-    """A stream with no frame count (WEBM) whose frames stop well short of the duration
+    """A stream with no frame count (WEBM) whose frames end well before the duration
     declared for it was cut off: the demuxer ends such a file quietly, at the cut."""
     if not frames or not fps or declared_s is None:
         return
     if covered < declared_s - max(2 / fps, 0.1):
         raise FingerprintError(
-            f"video is truncated: its frames cover {covered:.3f} s of the {declared_s:.3f} s declared"
+            f"video is truncated: its frames end at {covered:.3f} s of the {declared_s:.3f} s declared"
         )
 
 
@@ -126,7 +129,10 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
         raise FingerprintError("video declares no duration; refusing to decode an unbounded stream")
     stream.thread_type = DECODER_THREADS
 
-    own = _av.stream_duration(stream)  # the video stream's, not the longest stream's
+    # What the video track itself declares (with one stream, the container's is its own).
+    own = _av.stream_duration(stream)
+    if own is None and len(container.streams) == 1 and container.duration is not None:
+        own = container.duration / 1_000_000  # AV_TIME_BASE
 
     def frames() -> Iterator[Frame]:
         index = 0
@@ -141,7 +147,8 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
                 first = t if index == 0 else first
                 end = t + (_av.seconds(frame.duration, stream.time_base) or 1 / (fps or 1.0))
                 nbytes = sum(plane.buffer_size for plane in frame.planes)
-                yield Frame(t, rgb_of(frame, pipeline), planes_of(frame), nbytes)
+                lock = threading.Lock()
+                yield Frame(t, rgb_of(frame, pipeline, lock), planes_of(frame, lock), nbytes)
                 index += 1
         except _av.decode_errors() as exc:
             raise FingerprintError(
@@ -149,8 +156,8 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
             ) from None
         if stream.frames and index < stream.frames:
             raise FingerprintError(f"video is truncated: decoded {index} of {stream.frames} declared frames")
-        if not stream.frames:
-            check_covered(index, end - first, fps, own)
+        if not stream.frames:  # a declared duration runs from 0, not from the first frame
+            check_covered(index, end - min(first, 0.0), fps, own)
 
     brand = data[8:12]
     media_type = (
@@ -164,22 +171,27 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
 _MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm"}
 
 
-def rgb_of(frame: Any, pipeline: int) -> Any:
+def rgb_of(frame: Any, pipeline: int, lock: threading.Lock) -> Any:
     factor = min(frame.width, frame.height) // REDUCED_SIDE
-    if factor < 2:
-        return lambda: (frame.to_ndarray(format="rgb24", threads=1), None)
-    size = {"width": frame.width // factor, "height": frame.height // factor}
+    size = {"width": frame.width // max(1, factor), "height": frame.height // max(1, factor)}
 
-    def convert() -> tuple[Any, np.ndarray]:
-        grey = frame.reformat(**size, format="gray", interpolation="AREA", threads=1).to_ndarray()
-        if pipeline >= 3:  # libswscale gives RGBA the same R, G, B as RGB24
-            return Unhashed(np.ascontiguousarray(frame.to_ndarray(format="rgba", threads=1))), grey
-        return frame.to_ndarray(format="rgb24", threads=1), grey
+    def convert() -> tuple[Any, np.ndarray | None]:
+        try:
+            with lock:  # PyAV's reformat rewrites the source frame's colour fields meanwhile
+                if factor < 2:
+                    return frame.to_ndarray(format="rgb24", threads=1), None
+                grey = frame.reformat(**size, format="gray", interpolation="AREA", threads=1).to_ndarray()
+                rgb = frame.to_ndarray(format="rgb24", threads=1)
+        except _av.decode_errors() as exc:
+            raise FingerprintError(
+                f"cannot convert video frames in pixel format {frame.format.name}: {_av.reason(exc)}"
+            ) from None
+        return (Unhashed(rgb) if pipeline >= 3 else rgb), grey
 
     return convert
 
 
-def planes_of(frame: Any) -> Any:
+def planes_of(frame: Any, lock: threading.Lock) -> Any:
     name = frame.format.name
 
     def hash_into(digest: Any) -> None:
@@ -191,7 +203,14 @@ def planes_of(frame: Any) -> Any:
                     continue
                 rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
                 digest.update(np.ascontiguousarray(rows[:, : plane.width]))
-        else:
-            digest.update(np.ascontiguousarray(frame.to_ndarray()))
+        else:  # through PyAV's reformat, like a sample's conversion: never both at once
+            try:
+                with lock:
+                    pixels = np.ascontiguousarray(frame.to_ndarray())
+            except _av.decode_errors() as exc:
+                raise FingerprintError(
+                    f"cannot hash video frames in pixel format {name}: {_av.reason(exc)}"
+                ) from None
+            digest.update(pixels.reshape(-1).view(np.uint8))  # the same bytes, as bytes
 
     return hash_into

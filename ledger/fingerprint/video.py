@@ -317,12 +317,10 @@ def _sample_of(rgb: Any) -> _Sample:
 def _sample(pixels: Any, reduced: np.ndarray | None = None) -> _Sample:
     """A sampled frame hashed like a still image (the module docstring says how exactly),
     from its RGB or the decoder's reductions."""
-    if isinstance(pixels, Unhashed):  # no pixel hash, and no copy into Pillow
-        height, width = pixels.rgbx.shape[:2]
-        rgbx = Image.frombuffer("RGBX", (width, height), pixels.rgbx, "raw", "RGBX", 0, 1)
-        gray = rgbx.convert("L") if reduced is None else Image.fromarray(reduced, "L")
-        tile = thumbnail_image(rgbx).convert("RGB")  # BOX per channel: as from RGB
-        return _Sample(_phash(gray), _dhash(gray), "", np.asarray(tile))
+    if isinstance(pixels, Unhashed):  # no pixel hash
+        rgb = Image.fromarray(pixels.rgb, "RGB")
+        gray = rgb.convert("L") if reduced is None else Image.fromarray(reduced, "L")
+        return _Sample(_phash(gray), _dhash(gray), "", np.asarray(thumbnail_image(rgb)))
     if isinstance(pixels, np.ndarray):  # the decoder's RGB24 rows: hashed as they are
         height, width = pixels.shape[:2]
         digest = hashlib.sha256(b"seedledger-pixels:RGB8:%dx%d:" % (width, height))
