@@ -74,12 +74,17 @@ class Source:
 
 @dataclass(frozen=True)
 class Unhashed:
-    """A large sampled frame (pipeline 3) as RGB24 rows: hashed like a still but for the
-    full-size pixel hash (""). (Not libswscale's RGBA, cheaper to hand to Pillow: at
-    widths of 16k + 2 or 16k + 4 its last columns differ from RGB24's, and from run to
-    run.)"""
+    """A large sampled frame (pipeline 3), hashed like a still but for the full-size pixel
+    hash (""): RGB24 rows, or RGBX rows (the same R, G, B) that Pillow maps without a
+    copy, for widths that are a multiple of RGBA_WIDTH_MULTIPLE."""
 
     rgb: np.ndarray
+
+
+#: libswscale's RGBA gives RGB24's R, G, B only when no row ends in a partial SIMD block:
+#: at widths of 16k + 2 and 16k + 4 its last columns differed (at 16k + 4 from run to
+#: run), so other widths are converted to RGB24, which Pillow copies (~1 ms at 1080p).
+RGBA_WIDTH_MULTIPLE = 64
 
 
 def check_declared(width: int, height: int, duration: float | None, frames: int, limits: VideoLimits) -> None:
@@ -181,6 +186,8 @@ def rgb_of(frame: Any, pipeline: int, lock: threading.Lock) -> Any:
                 if factor < 2:
                     return frame.to_ndarray(format="rgb24", threads=1), None
                 grey = frame.reformat(**size, format="gray", interpolation="AREA", threads=1).to_ndarray()
+                if pipeline >= 3 and frame.width % RGBA_WIDTH_MULTIPLE == 0:
+                    return Unhashed(np.ascontiguousarray(frame.to_ndarray(format="rgba", threads=1))), grey
                 rgb = frame.to_ndarray(format="rgb24", threads=1)
         except _av.decode_errors() as exc:
             raise FingerprintError(

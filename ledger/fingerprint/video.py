@@ -318,9 +318,14 @@ def _sample(pixels: Any, reduced: np.ndarray | None = None) -> _Sample:
     """A sampled frame hashed like a still image (the module docstring says how exactly),
     from its RGB or the decoder's reductions."""
     if isinstance(pixels, Unhashed):  # no pixel hash
-        rgb = Image.fromarray(pixels.rgb, "RGB")
+        height, width, channels = pixels.rgb.shape
+        if channels == 4:  # RGBX rows: mapped by Pillow, not copied
+            rgb = Image.frombuffer("RGBX", (width, height), pixels.rgb, "raw", "RGBX", 0, 1)
+        else:
+            rgb = Image.fromarray(pixels.rgb, "RGB")
         gray = rgb.convert("L") if reduced is None else Image.fromarray(reduced, "L")
-        return _Sample(_phash(gray), _dhash(gray), "", np.asarray(thumbnail_image(rgb)))
+        tile = thumbnail_image(rgb).convert("RGB")  # BOX per channel: the same R, G, B
+        return _Sample(_phash(gray), _dhash(gray), "", np.asarray(tile))
     if isinstance(pixels, np.ndarray):  # the decoder's RGB24 rows: hashed as they are
         height, width = pixels.shape[:2]
         digest = hashlib.sha256(b"seedledger-pixels:RGB8:%dx%d:" % (width, height))
