@@ -52,7 +52,7 @@ DEFAULT_VIDEO_LIMITS = VideoLimits()
 @dataclass(frozen=True)
 class Frame:
     time_s: float
-    #: () -> (RGB24 ndarray, Unhashed RGB24 rows or PIL RGB image; reduced grey ndarray or
+    #: () -> (RGB24 ndarray, Unhashed RGB24/RGBX rows or PIL RGB image; reduced grey ndarray or
     #: None), called once for a sampled frame, on a sample thread.
     rgb: Any
     hash_into: Any  # (a hashlib or blake3 object) -> None
