@@ -61,19 +61,20 @@ def reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def stream_duration(stream: Any) -> float | None:
-    """What the container says this one stream lasts, counted from 0: its duration, or
-    the DURATION tag Matroska/WEBM muxers write per track ("HH:MM:SS.nnnnnnnnn")."""
+def stream_duration(container: Any, stream: Any) -> float | None:
+    """What the container says this one stream lasts, counted from 0: its duration, the
+    DURATION tag Matroska/WEBM muxers write per track ("HH:MM:SS.nnnnnnnnn"), or, when
+    the container holds only this stream, the container's duration."""
     got = seconds(stream.duration, stream.time_base)
     if got is not None:
         return got
     # mkvmerge writes it with a language suffix ("DURATION-eng").
     tags = [v for k, v in stream.metadata.items() if k.upper().split("-", 1)[0] == "DURATION"]
     match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", str(tags[0]).strip()) if tags else None
-    if match is None:
-        return None
-    hours, minutes, secs = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    if match is not None:
+        hours, minutes, secs = match.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    return _container_seconds(container) if len(container.streams) == 1 else None
 
 
 def seconds(value: Any, time_base: Any) -> float | None:
@@ -85,6 +86,8 @@ def seconds(value: Any, time_base: Any) -> float | None:
 
 def declared_duration(container: Any, stream: Any) -> float | None:
     got = seconds(stream.duration, stream.time_base)
-    if got is None and container.duration is not None:
-        got = container.duration / 1_000_000  # AV_TIME_BASE
-    return got
+    return _container_seconds(container) if got is None else got
+
+
+def _container_seconds(container: Any) -> float | None:
+    return None if container.duration is None else container.duration / 1_000_000  # AV_TIME_BASE

@@ -134,10 +134,7 @@ def av_source(data: bytes, container: Any, limits: VideoLimits, pipeline: int) -
         raise FingerprintError("video declares no duration; refusing to decode an unbounded stream")
     stream.thread_type = DECODER_THREADS
 
-    # What the video track itself declares (with one stream, the container's is its own).
-    own = _av.stream_duration(stream)
-    if own is None and len(container.streams) == 1 and container.duration is not None:
-        own = container.duration / 1_000_000  # AV_TIME_BASE
+    own = _av.stream_duration(container, stream)  # the video track's, not the longest stream's
 
     def frames() -> Iterator[Frame]:
         index = 0
@@ -178,14 +175,14 @@ _MEDIA_TYPES = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/
 
 def rgb_of(frame: Any, pipeline: int, lock: threading.Lock) -> Any:
     factor = min(frame.width, frame.height) // REDUCED_SIDE
-    size = {"width": frame.width // max(1, factor), "height": frame.height // max(1, factor)}
 
     def convert() -> tuple[Any, np.ndarray | None]:
         try:
             with lock:  # PyAV's reformat rewrites the source frame's colour fields meanwhile
                 if factor < 2:
                     return frame.to_ndarray(format="rgb24", threads=1), None
-                grey = frame.reformat(**size, format="gray", interpolation="AREA", threads=1).to_ndarray()
+                small = {"width": frame.width // factor, "height": frame.height // factor}
+                grey = frame.reformat(**small, format="gray", interpolation="AREA", threads=1).to_ndarray()
                 if pipeline >= 3 and frame.width % RGBA_WIDTH_MULTIPLE == 0:
                     return Unhashed(np.ascontiguousarray(frame.to_ndarray(format="rgba", threads=1))), grey
                 rgb = frame.to_ndarray(format="rgb24", threads=1)

@@ -75,20 +75,21 @@ class FrameWork(Generic[T]):
         self._bound = 0  # set from the first frame's real size
 
     def hash(self, frame: Frame, millis: int) -> None:
-        if not self._bound:
-            self._bound = in_flight_frames(frame.nbytes)
-        self._hashing.append(self._hasher.submit(_hash_frame, self._digest, millis, frame.hash_into))
-        while len(self._hashing) > self._bound:
-            self._hashing.popleft().result()
+        hashing = self._hasher.submit(_hash_frame, self._digest, millis, frame.hash_into)
+        self._queue(self._hashing, hashing, frame)
 
     def sample(self, frame: Frame) -> Future[T]:
+        sampling = self._sampler.submit(self._sample_of, frame.rgb)
+        self._queue(self._sampling, sampling, frame)
+        return sampling
+
+    def _queue(self, queue: deque[Future[Any]], submitted: Future[Any], frame: Frame) -> None:
+        """Queue ``submitted``, then wait until no more than the bound is waiting."""
         if not self._bound:
             self._bound = in_flight_frames(frame.nbytes)
-        submitted = self._sampler.submit(self._sample_of, frame.rgb)
-        self._sampling.append(submitted)
-        while len(self._sampling) > self._bound:
-            self._sampling.popleft().result()
-        return submitted
+        queue.append(submitted)
+        while len(queue) > self._bound:
+            queue.popleft().result()
 
     def hashed(self) -> Any:
         """The digest, once every frame handed over is in it."""
